@@ -1,0 +1,40 @@
+/**
+ * What the daemon needs from its MQTT link. The topic layout and payload schemas live in
+ * topics.ts; this interface is how the rest of the daemon publishes and takes commands.
+ */
+
+export interface ScoreMessage {
+  ts: string;
+  seq: number;
+  score: number;
+  threshold: number;
+  normalized: number;
+  anomalous: boolean;
+  model: { name: string; version: string };
+  latency_ms: number;
+}
+
+export interface EventMessage {
+  id: string;
+  type: 'start' | 'end';
+  ts: string;
+  peak_score: number;
+  frames: number;
+}
+
+/** A command handler gets the parsed request and returns the reply's `result`; throwing sends `{ok:false, error}`. */
+export type CommandHandler = (request: { id: string } & Record<string, unknown>) => Promise<unknown>;
+
+export interface FleetLink {
+  start(): Promise<void>;
+  /** Publishes `online` after everything else is started. */
+  announceOnline(): Promise<void>;
+  publishScore(camera: string, message: ScoreMessage): Promise<void>;
+  publishEvent(camera: string, message: EventMessage): Promise<void>;
+  publishSnapshot(camera: string, jpeg: Buffer): Promise<void>;
+  publishCameraStatus(camera: string, status: { state: string; message?: string }): Promise<void>;
+  publishTelemetry(payload: Record<string, unknown>): Promise<void>;
+  onCommand(name: string, handler: CommandHandler): void;
+  /** Delivers what is in flight, publishes `offline`, disconnects. */
+  stop(): Promise<void>;
+}
