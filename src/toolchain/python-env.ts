@@ -7,9 +7,9 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PACKAGE_ROOT } from '../util/paths.js';
 
-export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const REPO_ROOT = PACKAGE_ROOT;
 export const TRAINING_DIR = join(REPO_ROOT, 'training');
 export const VENV_DIR = join(TRAINING_DIR, '.venv');
 export const VENV_PYTHON = join(VENV_DIR, 'bin', 'python');

@@ -1,0 +1,52 @@
+// Argument checks for the JS-facing functions. Each throws a TypeError or RangeError that
+// names the argument, so a bad call fails before any work is queued.
+#pragma once
+
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+
+#include "image_ops.h"
+
+namespace moead {
+
+// A typed array's bytes as the addon sees them (no copy).
+template <typename T>
+struct View {
+  Napi::TypedArray array;
+  T* data = nullptr;
+  size_t length = 0;  // elements
+};
+
+// Uint8Array / Buffer / Uint8ClampedArray of exactly `expected` bytes (any length when 0).
+View<uint8_t> Uint8Arg(const Napi::Value& value, const char* name, uint64_t expected);
+// Float32Array of exactly `expected` elements.
+View<float> Float32Arg(const Napi::Value& value, const char* name, uint64_t expected);
+// A new Float32Array of `length` elements, or the caller's `out` if given (checked).
+View<float> OutputFloat32(Napi::Env env, const Napi::Value& out, const char* name, uint64_t length);
+
+uint32_t UintArg(const Napi::Value& value, const std::string& name, uint32_t min, uint32_t max);
+double NumberArg(const Napi::Value& value, const std::string& name);
+bool BoolArg(const Napi::Value& value, const std::string& name);
+Napi::Object ObjectArg(const Napi::Value& value, const std::string& name);
+
+// A camera frame: format name, size, and the bytes checked against them.
+struct FrameArg {
+  View<uint8_t> bytes;
+  PixelFormat format;
+  uint32_t width;
+  uint32_t height;
+};
+FrameArg ParseFrame(const Napi::CallbackInfo& info, size_t first);  // (frame, format, width, height)
+
+// { width, height, color: 'RGB'|'BGR', scale, mean: [3], std: [3] } as the manifest's input.
+NormalizeSpec ParseNormalizeSpec(const Napi::Value& value);
+
+// (map, width, height, { width, height, alignCorners, sigma, kernel }).
+PostprocessPlan ParsePostprocessPlan(const Napi::CallbackInfo& info, View<float>* map);
+
+// (rgb, map, width, height, { low, high, alpha }).
+HeatmapSpec ParseHeatmapSpec(const Napi::Value& value);
+
+}  // namespace moead

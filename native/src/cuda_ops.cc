@@ -1,0 +1,125 @@
+// CUDA entry points, with the same arguments and checks as the CPU ones (cpu_ops.cc). Each
+// call copies its inputs to the device, runs the kernels on its own stream and copies the
+// result back; they exist for parity tests and benchmarks, and the TensorRT runner calls
+// the kernels on device memory directly.
+#include <napi.h>
+
+#include <memory>
+#include <vector>
+
+#include "args.h"
+#include "device_buffer.h"
+#include "heatmap.h"
+#include "ops.h"
+#include "postprocess.h"
+#include "preprocess.h"
+#include "task_worker.h"
+
+namespace moead {
+
+namespace {
+
+template <typename T>
+void Upload(DeviceBuffer<T>& dst, const T* src, size_t count, const Stream& stream) {
+  dst.Resize(count);
+  CudaThrow(cudaMemcpyAsync(dst.get(), src, count * sizeof(T), cudaMemcpyHostToDevice, stream.get()), "upload");
+}
+
+template <typename T>
+void Download(T* dst, const DeviceBuffer<T>& src, size_t count, const Stream& stream) {
+  CudaThrow(cudaMemcpyAsync(dst, src.get(), count * sizeof(T), cudaMemcpyDeviceToHost, stream.get()), "download");
+}
+
+Napi::Value CudaPreprocessJs(const Napi::CallbackInfo& info) {
+  const FrameArg frame = ParseFrame(info, 0);
+  const NormalizeSpec spec = ParseNormalizeSpec(info[4]);
+  const size_t n = 3ull * spec.width * spec.height;
+  const View<float> out = OutputFloat32(info.Env(), info[5], "out", n);
+  return TaskWorker::Start(
+      info.Env(), {frame.bytes.array, out.array},
+      [frame, spec, dst = out.data, n] {
+        Stream stream;
+        DeviceBuffer<uint8_t> d_frame;
+        DeviceBuffer<float> d_out(n);
+        Upload(d_frame, frame.bytes.data, frame.bytes.length, stream);
+        CudaThrow(cudaPreprocess(d_frame.get(), frame.format, frame.width, frame.height, spec, d_out.get(), stream.get()),
+                  "cudaPreprocess");
+        Download(dst, d_out, n, stream);
+        stream.Sync();
+      },
+      [](Napi::Env, const std::vector<Napi::ObjectReference>& kept) { return kept[1].Value(); });
+}
+
+Napi::Value CudaPostprocessJs(const Napi::CallbackInfo& info) {
+  View<float> map;
+  const PostprocessPlan plan = ParsePostprocessPlan(info, &map);
+  const size_t n = static_cast<size_t>(plan.out_width) * plan.out_height;
+  const View<float> out = OutputFloat32(info.Env(), Napi::Value(), "out", n);
+  auto score = std::make_shared<float>(0.0f);
+  return TaskWorker::Start(
+      info.Env(), {map.array, out.array},
+      [src = map.data, src_n = map.length, dst = out.data, n, plan, score] {
+        Stream stream;
+        DeviceBuffer<float> d_map, d_out(n), d_scratch(n), d_weights(GaussianTaps(plan.sigma) + 1);
+        DeviceBuffer<unsigned> d_score(1);
+        Upload(d_map, src, src_n, stream);
+        const PostprocessBuffers buffers{d_out.get(), d_scratch.get(), d_weights.get(), d_score.get()};
+        CudaThrow(cudaPostprocess(d_map.get(), plan, buffers, stream.get()), "cudaPostprocess");
+        unsigned bits = 0;
+        Download(dst, d_out, n, stream);
+        CudaThrow(cudaMemcpyAsync(&bits, d_score.get(), sizeof bits, cudaMemcpyDeviceToHost, stream.get()), "download");
+        stream.Sync();
+        *score = ScoreFromBits(bits);
+      },
+      [score](Napi::Env env, const std::vector<Napi::ObjectReference>& kept) {
+        Napi::Object result = Napi::Object::New(env);
+        result.Set("map", kept[1].Value());
+        result.Set("score", Napi::Number::New(env, *score));
+        return result;
+      });
+}
+
+Napi::Value CudaHeatmapJs(const Napi::CallbackInfo& info) {
+  const uint32_t width = UintArg(info[2], "width", 1, kMaxSide);
+  const uint32_t height = UintArg(info[3], "height", 1, kMaxSide);
+  const uint64_t px = static_cast<uint64_t>(width) * height;
+  const View<uint8_t> rgb = Uint8Arg(info[0], "rgb", px * 3);
+  const View<float> map = Float32Arg(info[1], "map", px);
+  const HeatmapSpec spec = ParseHeatmapSpec(info[4]);
+  auto out = Napi::Buffer<uint8_t>::New(info.Env(), px * 3);
+  return TaskWorker::Start(
+      info.Env(), {rgb.array, map.array, out},
+      [src = rgb.data, m = map.data, width, height, px, spec, dst = out.Data()] {
+        Stream stream;
+        DeviceBuffer<uint8_t> d_rgb, d_out(px * 3);
+        DeviceBuffer<float> d_map;
+        Upload(d_rgb, src, px * 3, stream);
+        Upload(d_map, m, px, stream);
+        CudaThrow(cudaHeatmap(d_rgb.get(), d_map.get(), width, height, spec, d_out.get(), stream.get()), "cudaHeatmap");
+        Download(dst, d_out, px * 3, stream);
+        stream.Sync();
+      },
+      [](Napi::Env, const std::vector<Napi::ObjectReference>& kept) { return kept[2].Value(); });
+}
+
+}  // namespace
+
+int CudaDeviceCount() {
+  int count = 0;
+  // No driver, no device, or a driver older than the runtime: all mean no usable GPU here.
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return count;
+}
+
+void RegisterCudaOps(Napi::Env env, Napi::Object exports) {
+  exports.Set("cudaPreprocess", Napi::Function::New(env, CudaPreprocessJs, "cudaPreprocess"));
+  exports.Set("cudaPostprocess", Napi::Function::New(env, CudaPostprocessJs, "cudaPostprocess"));
+  exports.Set("cudaHeatmap", Napi::Function::New(env, CudaHeatmapJs, "cudaHeatmap"));
+  exports.Set("cudaDeviceCount",
+              Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), CudaDeviceCount()); }, "cudaDeviceCount"));
+}
+
+}  // namespace moead

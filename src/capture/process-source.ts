@@ -1,0 +1,256 @@
+/**
+ * A camera read through a child process (ffmpeg or gst-launch-1.0) that writes raw rgb24
+ * frames to a pipe. It survives the camera going away: the child is restarted with
+ * exponential backoff and jitter when it exits or fails, and a watchdog restarts it when no
+ * frame has come for `stallTimeoutS`. Every restart, stall and drop is counted with its
+ * reason; the status callback says streaming / no_frames / decode_error / disabled.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+import type { BoardCapture } from './board.js';
+import { backoffDelay } from './backoff.js';
+import type { RawCameraConfig } from './config.js';
+import type { Frame, FrameSource, SourceStatus } from './frame.js';
+import { FrameAssembler } from './frame-assembler.js';
+import { buildChildCommand, RGB_BYTES_PER_PIXEL, type Binaries, type ChildCommand } from './pipeline.js';
+import { redact } from './redact.js';
+import { SourceReporter, type CaptureLog, type CaptureStats, type RestartReason } from './reporter.js';
+import { crop, rotate, type RawImage } from './transform.js';
+
+/** How long a child gets to exit after SIGTERM before SIGKILL. */
+const KILL_GRACE_MS = 2000;
+/** Frames the fps cap lets through back to back. */
+const FPS_BURST = 2;
+/** Bytes of the child's stderr kept for the status message. */
+const STDERR_KEEP = 4096;
+/** stderr lines that mean the stream arrives but cannot be decoded (ffmpeg and GStreamer wording). */
+const DECODE_ERROR = /invalid data found|error while decoding|decode_slice|corrupt|could not demultiplex|not-negotiated|no decoder|missing plug-?in|could not determine type/i;
+
+interface Run {
+  child: ChildProcess;
+  assembler: FrameAssembler;
+  stderr: string;
+  startedMono: number;
+  lastFrameMono: number;
+  frames: number;
+  /** Set when the watchdog (or stop) killed the child, so its exit is not counted twice. */
+  killedFor?: 'stall' | 'stop';
+  finished: boolean;
+}
+
+export interface ProcessSourceOptions {
+  board: BoardCapture;
+  log: CaptureLog;
+  env: NodeJS.ProcessEnv;
+  binaries: Binaries;
+}
+
+export class ProcessSource implements FrameSource {
+  readonly camera: string;
+  private readonly reporter: SourceReporter;
+  private running = false;
+  private run: Run | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
+  private failuresInRow = 0;
+  private tokens = FPS_BURST;
+  private tokensAt = 0;
+  private secrets: string[] = [];
+  private onFrame: (frame: Frame) => void = () => {};
+  private readonly interval: number;
+
+  constructor(
+    private readonly config: RawCameraConfig,
+    private readonly options: ProcessSourceOptions,
+  ) {
+    this.camera = config.name;
+    this.reporter = new SourceReporter(config.name, options.log);
+    this.interval = 1000 / config.fps;
+    if (config.roi) {
+      const r = config.roi;
+      if (r.x + r.width > config.width || r.y + r.height > config.height) {
+        throw new Error(`cameras.${config.name}.roi: ${r.width}x${r.height}+${r.x}+${r.y} does not fit in the ${config.width}x${config.height} frame`);
+      }
+    }
+  }
+
+  async start(onFrame: (frame: Frame) => void, onStatus: (status: SourceStatus) => void): Promise<void> {
+    if (this.running) return;
+    this.onFrame = onFrame;
+    this.reporter.attach(onStatus);
+    if (!this.config.enabled) {
+      this.reporter.status('disabled', 'enabled: false in the config');
+      return;
+    }
+    this.running = true;
+    this.reporter.status('starting');
+    const period = Math.min(1000, (this.config.stallTimeoutS * 1000) / 4);
+    this.watchdog = setInterval(() => this.checkStall(), period);
+    this.spawnChild();
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    if (this.watchdog) clearInterval(this.watchdog);
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.watchdog = this.restartTimer = undefined;
+    const run = this.run;
+    if (run && !run.finished) {
+      run.killedFor = 'stop';
+      await new Promise<void>((resolve) => {
+        run.child.once('close', () => resolve());
+        killChild(run.child);
+        if (run.finished) resolve();
+      });
+    }
+    this.run = undefined;
+    this.reporter.status('stopped');
+  }
+
+  stats(): CaptureStats {
+    return this.reporter.snapshot();
+  }
+
+  private spawnChild(): void {
+    this.restartTimer = undefined;
+    if (!this.running) return;
+    let cmd: ChildCommand;
+    try {
+      cmd = buildChildCommand(this.config, this.options.board, this.options.env, this.options.binaries);
+    } catch (err) {
+      // A missing credential variable: nothing will work until the environment changes, but keep trying.
+      this.fail('spawn_error', err instanceof Error ? err.message : String(err), 'no_frames');
+      return;
+    }
+    this.secrets = cmd.secrets;
+    this.options.log('info', `camera ${this.camera}: starting ${cmd.command} ${redact(cmd.args.join(' '), this.secrets)}`);
+    const child = spawn(cmd.command, cmd.args, { stdio: ['ignore', 'pipe', 'pipe'], env: this.options.env });
+    const now = performance.now();
+    const run: Run = {
+      child,
+      assembler: new FrameAssembler(this.config.width * this.config.height * RGB_BYTES_PER_PIXEL, (data) => this.onWholeFrame(run, data)),
+      stderr: '',
+      startedMono: now,
+      lastFrameMono: now,
+      frames: 0,
+      finished: false,
+    };
+    this.run = run;
+    child.stdout!.on('data', (chunk: Buffer) => run.assembler.push(chunk));
+    child.stderr!.on('data', (chunk: Buffer) => {
+      run.stderr = (run.stderr + chunk.toString('utf8')).slice(-STDERR_KEEP);
+    });
+    child.once('error', (err) => this.onChildEnd(run, cmd, null, null, err));
+    child.once('close', (code, signal) => this.onChildEnd(run, cmd, code, signal));
+  }
+
+  private onWholeFrame(run: Run, data: Buffer): void {
+    const capturedMono = performance.now();
+    const capturedAt = Date.now();
+    run.lastFrameMono = capturedMono;
+    run.frames++;
+    if (this.run !== run || !this.running) return;
+    if (!this.takeToken(capturedMono)) {
+      this.reporter.drop('fps_cap');
+      return;
+    }
+    let img: RawImage = { data, width: this.config.width, height: this.config.height };
+    if (this.config.roi) img = crop(img, this.config.roi, RGB_BYTES_PER_PIXEL);
+    img = rotate(img, this.config.rotate, RGB_BYTES_PER_PIXEL);
+    this.reporter.status('streaming');
+    this.onFrame({
+      camera: this.camera,
+      index: this.reporter.frame(),
+      capturedAt,
+      capturedMono,
+      format: 'rgb24',
+      width: img.width,
+      height: img.height,
+      data: img.data,
+    });
+  }
+
+  /**
+   * fps cap as a token bucket: tokens refill at fps up to FPS_BURST, a frame needs one. The
+   * long-run rate never exceeds fps, while two frames a pipe delivers together (decoder
+   * flushes, network bursts) both pass when the source is not faster than the cap.
+   */
+  private takeToken(now: number): boolean {
+    this.tokens = Math.min(FPS_BURST, this.tokens + (now - this.tokensAt) / this.interval);
+    this.tokensAt = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  private onChildEnd(run: Run, cmd: ChildCommand, code: number | null, signal: NodeJS.Signals | null, error?: Error): void {
+    if (run.finished) return;
+    run.finished = true;
+    const leftover = run.assembler.end();
+    if (leftover > 0) this.reporter.drop('truncated', `${leftover} of ${run.assembler.frameBytes} bytes when the pipe closed`);
+    if (this.run !== run || run.killedFor === 'stop' || !this.running) return;
+    if (run.killedFor === 'stall') {
+      this.scheduleRestart();
+      return;
+    }
+    const lastLine = redact(run.stderr.trim().split('\n').filter(Boolean).at(-1) ?? '', this.secrets);
+    if (error) {
+      const why = (error as NodeJS.ErrnoException).code === 'ENOENT' ? `${cmd.command} not found (install it or set its path)` : error.message;
+      this.fail('spawn_error', redact(why, this.secrets), 'no_frames');
+      return;
+    }
+    if (code === 0 && cmd.replayOnCleanExit && run.frames > 0) {
+      this.spawnChild(); // end of a looped file under gst-launch: replay at once, not a failure
+      return;
+    }
+    const how = signal ? `killed by ${signal}` : `exited with code ${code}`;
+    const state = DECODE_ERROR.test(run.stderr) ? 'decode_error' : 'no_frames';
+    if (code === 0 && this.config.type === 'file' && !this.config.loop) {
+      this.running = false;
+      if (this.watchdog) clearInterval(this.watchdog);
+      this.reporter.status('stopped', `end of ${this.config.path} (loop: false)`);
+      return;
+    }
+    this.fail('exit', `${cmd.launcher} ${how}${lastLine ? `: ${lastLine}` : ''}`, state);
+  }
+
+  private fail(reason: RestartReason, detail: string, state: 'no_frames' | 'decode_error'): void {
+    this.reporter.restart(reason, detail);
+    this.reporter.status(state, detail);
+    this.scheduleRestart();
+  }
+
+  private scheduleRestart(): void {
+    if (!this.running || this.restartTimer) return;
+    const run = this.run;
+    // A run that streamed for longer than the longest delay was healthy: start the backoff afresh.
+    if (run && run.frames > 0 && run.lastFrameMono - run.startedMono > this.config.reconnect.maxMs) this.failuresInRow = 0;
+    this.failuresInRow++;
+    const delay = backoffDelay(this.failuresInRow, this.config.reconnect);
+    this.restartTimer = setTimeout(() => this.spawnChild(), delay);
+  }
+
+  private checkStall(): void {
+    const run = this.run;
+    if (!run || run.finished || run.killedFor) return;
+    const silentMs = performance.now() - run.lastFrameMono;
+    if (silentMs < this.config.stallTimeoutS * 1000) return;
+    run.killedFor = 'stall';
+    const detail = `no frame for ${(silentMs / 1000).toFixed(1)} s`;
+    this.reporter.restart('stall', detail);
+    this.reporter.status('no_frames', detail);
+    killChild(run.child);
+  }
+}
+
+function killChild(child: ChildProcess): void {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  child.kill('SIGCONT'); // a stopped (SIGSTOP) child acts on SIGTERM only once it runs again
+  const force = setTimeout(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }, KILL_GRACE_MS);
+  force.unref();
+  child.once('close', () => clearTimeout(force));
+}

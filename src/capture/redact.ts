@@ -1,0 +1,10 @@
+/** Keeps credentials out of logs and status messages. */
+
+/** Replaces the user-info of any URL and every known secret (raw or percent-encoded) with ***. */
+export function redact(text: string, secrets: readonly string[] = []): string {
+  let out = text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^\s/@]*@/gi, '$1***@');
+  for (const secret of secrets) {
+    for (const form of new Set([secret, encodeURIComponent(secret)])) out = out.split(form).join('***');
+  }
+  return out;
+}

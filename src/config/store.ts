@@ -1,0 +1,188 @@
+/**
+ * The running config and its changes at run time. Every new config (file edited, reload
+ * command, set-threshold) is validated in full before it is used or saved; an invalid one
+ * is refused with the reason and the last known good config keeps running. Only the live
+ * sections apply at once; changes elsewhere are reported as needing a restart.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { isDeepStrictEqual } from 'node:util';
+import YAML from 'yaml';
+import { writeFileAtomic } from '../util/atomic-write.js';
+import { errorMessage } from '../util/log.js';
+import { setIn } from './env.js';
+import { ConfigError, valueAt } from './errors.js';
+import { validateConfigText, validateConfig, DEFAULTS_SOURCE, type LoadedConfig } from './load.js';
+import type { Config } from './schema.js';
+
+/** Top-level keys that take effect without a restart. */
+export const LIVE_KEYS = ['logLevel', 'scoring', 'telemetry'] as const satisfies readonly (keyof Config)[];
+
+export type ConfigChange =
+  | { ok: true; applied: string[]; restartRequired: string[] }
+  | { ok: false; error: string };
+
+/** Checks only the running daemon can make (e.g. a threshold above the model's good median). */
+export type ConfigCheck = (config: Config) => string[];
+
+export class ConfigStore {
+  #current: Config;
+  #loaded: LoadedConfig;
+  #listeners: ((next: Config, previous: Config) => void)[] = [];
+  #checks: ConfigCheck[] = [];
+  #watcher: FSWatcher | undefined;
+  /** The file text last read or written, so a watch event for it is not a change. */
+  #lastText: string | undefined;
+  #debounce: NodeJS.Timeout | undefined;
+  /** Serialises reloads and saves so two changes never interleave. */
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    loaded: LoadedConfig,
+    private readonly env: NodeJS.ProcessEnv = process.env,
+  ) {
+    this.#loaded = loaded;
+    this.#current = loaded.config;
+  }
+
+  get current(): Config {
+    return this.#current;
+  }
+
+  get file(): string | undefined {
+    return this.#loaded.file;
+  }
+
+  /** Whether the user set this key (file or environment) rather than leaving the default. */
+  given(path: readonly (string | number)[]): boolean {
+    return valueAt(this.#loaded.raw, path) !== undefined;
+  }
+
+  onChange(listener: (next: Config, previous: Config) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  addCheck(check: ConfigCheck): void {
+    this.#checks.push(check);
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  #check(config: Config, source: string): void {
+    const problems = this.#checks.flatMap((check) => check(config));
+    if (problems.length) throw new ConfigError(source, problems);
+  }
+
+  /** Takes a validated config: live sections now, the rest reported as restart-required. */
+  #adopt(next: LoadedConfig): ConfigChange {
+    const previous = this.#current;
+    const applied: string[] = [];
+    const restartRequired: string[] = [];
+    const merged = structuredClone(previous);
+    for (const key of Object.keys(next.config) as (keyof Config)[]) {
+      if (isDeepStrictEqual(previous[key], next.config[key])) continue;
+      if ((LIVE_KEYS as readonly string[]).includes(key)) {
+        (merged as Record<string, unknown>)[key] = structuredClone(next.config[key]);
+        applied.push(key);
+      } else {
+        restartRequired.push(key);
+      }
+    }
+    this.#loaded = next;
+    this.#current = merged;
+    if (applied.length) for (const listener of this.#listeners) listener(merged, previous);
+    return { ok: true, applied, restartRequired };
+  }
+
+  /** Re-reads the config file (the environment overrides still apply). */
+  reload(): Promise<ConfigChange> {
+    return this.#serial(async () => {
+      const file = this.#loaded.file;
+      if (file === undefined) return { ok: false, error: 'running on built-in defaults: there is no config file to reload (start with --config FILE)' };
+      try {
+        const text = await readFile(file, 'utf8');
+        this.#lastText = text;
+        const next = validateConfigText(text, file, this.env);
+        this.#check(next.config, file);
+        return this.#adopt(next);
+      } catch (err) {
+        return { ok: false, error: errorMessage(err) };
+      }
+    });
+  }
+
+  /**
+   * Sets one key. With `persist` and a config file, the file is rewritten (comments and
+   * layout kept) only after the result validated; otherwise the change lives until restart.
+   */
+  set(path: (string | number)[], value: unknown, { persist }: { persist: boolean }): Promise<ConfigChange & { persisted?: boolean }> {
+    return this.#serial(async () => {
+      const file = this.#loaded.file;
+      try {
+        if (persist && file !== undefined) {
+          const doc = YAML.parseDocument(await readFile(file, 'utf8'));
+          doc.setIn(path, value);
+          const text = doc.toString();
+          const next = validateConfigText(text, file, this.env);
+          this.#check(next.config, file);
+          await writeFileAtomic(file, text);
+          this.#lastText = text;
+          return { ...this.#adopt(next), persisted: true };
+        }
+        const raw = structuredClone(this.#loaded.raw);
+        setIn(raw, path, value);
+        const source = file ?? DEFAULTS_SOURCE;
+        const config = validateConfig(raw, { source, baseDir: process.cwd(), overrides: this.#loaded.overrides });
+        this.#check(config, source);
+        return { ...this.#adopt({ ...this.#loaded, raw, config }), persisted: false };
+      } catch (err) {
+        return { ok: false, error: errorMessage(err) };
+      }
+    });
+  }
+
+  /**
+   * Reloads when the file changes on disk (debounced: editors write in several steps).
+   * Watches the folder, not the file: editors and our own saves replace the file by
+   * rename, which would leave a file watch on the old inode.
+   */
+  watchFile(onResult: (change: ConfigChange) => void, debounceMs = 300): void {
+    const file = this.#loaded.file;
+    if (file === undefined || this.#watcher) return;
+    const name = basename(file);
+    try {
+      this.#watcher = watch(dirname(file), (_event, changed) => {
+        if (changed !== null && changed !== name) return;
+        clearTimeout(this.#debounce);
+        this.#debounce = setTimeout(() => {
+          void this.#reloadIfChanged().then((change) => {
+            if (change) onResult(change);
+          });
+        }, debounceMs);
+      });
+      this.#watcher.on('error', () => this.unwatch());
+    } catch {
+      // A file system without change notification: reload stays available by command and SIGHUP.
+    }
+  }
+
+  /** A reload unless the file says what is running already (our own save, a touch). */
+  async #reloadIfChanged(): Promise<ConfigChange | undefined> {
+    const file = this.#loaded.file;
+    if (file === undefined) return undefined;
+    const text = await readFile(file, 'utf8').catch(() => undefined);
+    if (text !== undefined && text === this.#lastText) return undefined;
+    return this.reload();
+  }
+
+  unwatch(): void {
+    clearTimeout(this.#debounce);
+    this.#watcher?.close();
+    this.#watcher = undefined;
+  }
+}

@@ -1,0 +1,202 @@
+/**
+ * One camera's path through the daemon: source → latest-frame slot → detector → decision
+ * → score message (with its seq) → events and snapshot. A frame that cannot be decoded is
+ * counted and skipped; it never gets a seq and never stops the camera.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Manifest } from '../bundle/manifest.js';
+import type { CameraConfig } from '../capture/config.js';
+import type { Frame, FrameSource, SourceStatus } from '../capture/frame.js';
+import type { ScoringConfig } from '../config/schema.js';
+import type { Detection } from '../inference/detector.js';
+import type { FleetLink } from '../mqtt/link.js';
+import { PreprocessError } from '../preprocess/errors.js';
+import { decide, thresholdFor } from '../scoring/decide.js';
+import { EventTracker } from '../scoring/hysteresis.js';
+import type { CameraSeq } from '../scoring/seq.js';
+import { errorMessage, type Logger } from '../util/log.js';
+import { LatestFrameSlot } from './slot.js';
+import { LatencyWindow, RateMeter } from './stats.js';
+
+/** The part of the inference Detector a camera needs (the daemon shares one across cameras). */
+export interface FrameDetector {
+  readonly manifest: Manifest;
+  detect(frame: Frame): Promise<Detection>;
+  snapshot(frame: Frame, detection: Detection, options: { threshold: { value: number; good_median: number } }): Promise<Buffer>;
+}
+
+export interface CameraPipelineDeps {
+  camera: CameraConfig;
+  source: FrameSource;
+  detector: FrameDetector;
+  link: FleetLink;
+  seq: CameraSeq;
+  /** The scoring section in force now (it changes on reload and set-threshold). */
+  scoring: () => ScoringConfig;
+  log: Logger;
+}
+
+export interface CameraStatusReport {
+  state: string;
+  message?: string;
+  frames: number;
+  next_seq: number;
+  threshold: number;
+  open_event: string | null;
+}
+
+export class CameraPipeline {
+  readonly name: string;
+  readonly #deps: CameraPipelineDeps;
+  readonly #slot = new LatestFrameSlot<Frame>();
+  readonly #tracker: EventTracker;
+  readonly #latency = new LatencyWindow();
+  readonly #rate = new RateMeter();
+  #loop: Promise<void> | undefined;
+  #status: SourceStatus;
+  #scored = 0;
+  #decodeErrors = 0;
+  #inferenceErrors = 0;
+  #publishErrors = 0;
+
+  constructor(deps: CameraPipelineDeps) {
+    this.#deps = deps;
+    this.name = deps.camera.name;
+    const { startFrames, endFrames } = deps.scoring();
+    this.#tracker = new EventTracker(this.name, { startFrames, endFrames });
+    this.#status = { camera: this.name, state: 'starting' };
+  }
+
+  async start(): Promise<void> {
+    this.#loop = this.#run();
+    await this.#deps.source.start(
+      (frame) => this.#slot.put(frame),
+      (status) => {
+        this.#status = status;
+        const { state, message } = status;
+        this.#deps.log.info(`source ${state}${message ? `: ${message}` : ''}`);
+        this.#deps.link.publishCameraStatus(this.name, message === undefined ? { state } : { state, message }).catch((err: unknown) => {
+          this.#deps.log.warn(`camera status not published: ${errorMessage(err)}`);
+        });
+      },
+    );
+  }
+
+  /** Stops capture, lets the frame in inference finish and publish, then ends an open event. */
+  async stop(): Promise<void> {
+    await this.#deps.source.stop().catch((err: unknown) => this.#deps.log.warn(`source stop: ${errorMessage(err)}`));
+    this.#slot.close();
+    await this.#loop;
+    const end = this.#tracker.close(new Date().toISOString());
+    if (end) await this.#publish('event', () => this.#deps.link.publishEvent(this.name, end));
+  }
+
+  threshold(): { value: number; good_median: number } {
+    return thresholdFor(this.name, this.#deps.detector.manifest.threshold, this.#deps.scoring());
+  }
+
+  status(): CameraStatusReport {
+    return {
+      state: this.#status.state,
+      ...(this.#status.message ? { message: this.#status.message } : {}),
+      frames: this.#scored,
+      next_seq: this.#deps.seq.next,
+      threshold: this.threshold().value,
+      open_event: this.#tracker.openEventId ?? null,
+    };
+  }
+
+  /** The per-camera block of the telemetry message. */
+  telemetry(): { fps: number; frames: number; latency_ms: { p50: number | null; p95: number | null; p99: number | null }; drops: Record<string, number> } {
+    return {
+      fps: this.#rate.read(this.#scored),
+      frames: this.#scored,
+      latency_ms: this.#latency.percentiles(),
+      drops: {
+        /** Replaced in the slot because inference was busy (the newest frame won). */
+        backpressure: this.#slot.dropped,
+        /** Dropped by the source itself (unreadable file, truncated frame, over the fps cap). */
+        source: this.#deps.source.stats().dropped,
+        decode_error: this.#decodeErrors,
+        inference_error: this.#inferenceErrors,
+        publish_error: this.#publishErrors,
+      },
+    };
+  }
+
+  async #publish(what: string, send: () => Promise<void>): Promise<boolean> {
+    try {
+      await send();
+      return true;
+    } catch (err) {
+      this.#publishErrors += 1;
+      this.#deps.log.error(`${what} not published: ${errorMessage(err)}`);
+      return false;
+    }
+  }
+
+  async #run(): Promise<void> {
+    for (let frame = await this.#slot.take(); frame !== undefined; frame = await this.#slot.take()) {
+      try {
+        await this.#process(frame);
+      } catch (err) {
+        // Whatever went wrong with this frame (state dir unwritable, a bug) must not end the camera.
+        this.#deps.log.error(`frame ${frame.index}: ${errorMessage(err)}`);
+      }
+    }
+  }
+
+  async #process(frame: Frame): Promise<void> {
+    const { detector, link, seq, log } = this.#deps;
+    let detection: Detection;
+    try {
+      detection = await detector.detect(frame);
+    } catch (err) {
+      if (err instanceof PreprocessError) {
+        this.#decodeErrors += 1;
+        log.warn(`frame ${frame.index} skipped (${err.reason}): ${err.message}`);
+      } else {
+        this.#inferenceErrors += 1;
+        log.error(`frame ${frame.index} failed in inference: ${errorMessage(err)}`);
+      }
+      return;
+    }
+    const scoring = this.#deps.scoring();
+    const threshold = thresholdFor(this.name, detector.manifest.threshold, scoring);
+    const decision = decide(detection.score, threshold);
+    const ts = new Date(frame.capturedAt).toISOString();
+    const latency = performance.now() - frame.capturedMono;
+    const number = seq.next;
+    const sent = await this.#publish('score', () =>
+      link.publishScore(this.name, {
+        ts,
+        seq: number,
+        score: decision.score,
+        threshold: decision.threshold,
+        normalized: decision.normalized,
+        anomalous: decision.anomalous,
+        model: { name: detector.manifest.name, version: detector.manifest.version },
+        latency_ms: Math.round(latency * 10) / 10,
+      }),
+    );
+    // A message the link refused keeps its number for the next one: seq never has gaps.
+    if (!sent) return;
+    await seq.commit(number);
+    this.#scored += 1;
+    this.#latency.add(latency);
+
+    this.#tracker.setOptions({ startFrames: scoring.startFrames, endFrames: scoring.endFrames });
+    const event = this.#tracker.update({ seq: number, score: decision.score, anomalous: decision.anomalous, ts });
+    if (!event) return;
+    log.info(`event ${event.id} ${event.type} (peak ${event.peak_score.toFixed(4)}, ${event.frames} frames)`);
+    await this.#publish('event', () => link.publishEvent(this.name, event));
+    if (event.type === 'start' && scoring.snapshotOnEvent) {
+      try {
+        const jpeg = await detector.snapshot(frame, detection, { threshold });
+        await this.#publish('snapshot', () => link.publishSnapshot(this.name, jpeg));
+      } catch (err) {
+        log.error(`snapshot for event ${event.id} failed: ${errorMessage(err)}`);
+      }
+    }
+  }
+}

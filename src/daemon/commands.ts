@@ -1,0 +1,58 @@
+/**
+ * The daemon's MQTT commands. Requests are parsed with the contract's schemas (never
+ * cast); a handler that throws becomes `{ok:false, error}` and the daemon goes on.
+ */
+import type { z } from 'zod';
+import { COMMAND_SCHEMAS } from '../mqtt/topics.js';
+import type { CommandHandler, FleetLink } from '../mqtt/link.js';
+import type { ConfigChange, ConfigStore } from '../config/store.js';
+import { formatKeyPath } from '../config/errors.js';
+import type { CameraPipeline } from './camera-pipeline.js';
+
+export interface CommandContext {
+  store: ConfigStore;
+  cameras: readonly CameraPipeline[];
+  /** The `status` reply's body. */
+  status: () => Record<string, unknown>;
+}
+
+function parse<S extends z.ZodType>(schema: S, request: unknown): z.infer<S> {
+  const parsed = schema.safeParse(request);
+  if (!parsed.success) {
+    throw new Error(parsed.error.issues.map((i) => `${formatKeyPath(i.path)}: ${i.message}`).join('; '));
+  }
+  return parsed.data;
+}
+
+function changeResult(change: ConfigChange): { applied: string[]; restart_required: string[] } {
+  if (!change.ok) throw new Error(change.error);
+  return { applied: change.applied, restart_required: change.restartRequired };
+}
+
+export function registerCommands(link: FleetLink, context: CommandContext): void {
+  const handlers: Record<string, CommandHandler> = {
+    status: async (request) => {
+      parse(COMMAND_SCHEMAS.status, request);
+      return context.status();
+    },
+    'set-threshold': async (request) => {
+      const { camera, threshold, persist } = parse(COMMAND_SCHEMAS['set-threshold'], request);
+      if (camera !== undefined && !context.cameras.some((c) => c.name === camera)) {
+        throw new Error(`camera: no camera named "${camera}" (configured: ${context.cameras.map((c) => c.name).join(', ')})`);
+      }
+      const path = camera === undefined ? ['scoring', 'threshold'] : ['scoring', 'cameraThresholds', camera];
+      const change = await context.store.set(path, threshold, { persist: persist ?? false });
+      const result = changeResult(change);
+      return {
+        ...result,
+        persisted: 'persisted' in change ? change.persisted === true : false,
+        thresholds: Object.fromEntries(context.cameras.map((c) => [c.name, c.threshold().value])),
+      };
+    },
+    'reload-config': async (request) => {
+      parse(COMMAND_SCHEMAS['reload-config'], request);
+      return changeResult(await context.store.reload());
+    },
+  };
+  for (const [name, handler] of Object.entries(handlers)) link.onCommand(name, handler);
+}

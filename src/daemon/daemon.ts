@@ -1,0 +1,201 @@
+/**
+ * The composition root: config → board profile → bundle and detector → MQTT link →
+ * per-camera pipelines → `online`. Stopping runs the same steps backwards, so nothing in
+ * flight is lost: sources stop, frames in inference finish and publish, the link delivers
+ * what it holds and says `offline`, the model is closed.
+ */
+import { performance } from 'node:perf_hooks';
+import type { CameraConfig } from '../capture/config.js';
+import type { FrameSource } from '../capture/frame.js';
+import type { BoardProfile } from '../config/board.js';
+import { loadBoard } from '../config/board.js';
+import { formatKeyPath } from '../config/errors.js';
+import type { Config } from '../config/schema.js';
+import type { ConfigStore } from '../config/store.js';
+import type { BackendOptions } from '../inference/backend.js';
+import type { Detector } from '../inference/detector.js';
+import type { FleetLink } from '../mqtt/link.js';
+import { checkThreshold, ThresholdError } from '../scoring/decide.js';
+import { CameraSeq } from '../scoring/seq.js';
+import { errorMessage, type Logger } from '../util/log.js';
+import { CameraPipeline } from './camera-pipeline.js';
+import { registerCommands } from './commands.js';
+import { buildTelemetry, CpuMeter } from './telemetry.js';
+import { watchLines } from './watch-lines.js';
+
+export interface LinkHandle {
+  link: FleetLink;
+  /** Where MQTT clients reach the broker the daemon publishes to. */
+  url: string;
+  /** True when the daemon runs the broker itself (no mqtt.url configured). */
+  embedded: boolean;
+  /** `<base>/<device>`, the root of every topic. */
+  root: string;
+  stats?: () => Record<string, unknown>;
+}
+
+export interface InferenceChoice {
+  backend: 'onnxruntime' | 'native';
+  options: BackendOptions;
+}
+
+/** How the daemon gets its parts; tests and other boards can swap them. */
+export interface DaemonParts {
+  openDetector(config: Config, inference: InferenceChoice, log: Logger): Promise<Detector>;
+  createLink(config: Config, log: Logger): Promise<LinkHandle>;
+  createSource(camera: CameraConfig, board: BoardProfile, log: Logger): FrameSource;
+}
+
+/**
+ * Backend, providers and threads: the config's where the user set them, else the board
+ * profile's. Precision always comes from the board (it is a property of the hardware).
+ */
+export function chooseInference(config: Config, board: BoardProfile, store: ConfigStore): InferenceChoice {
+  const pick = <K extends 'backend' | 'providers' | 'threads'>(key: K): Config['inference'][K] | BoardProfile['inference'][K] =>
+    store.given(['inference', key]) ? config.inference[key] : board.inference[key];
+  return {
+    backend: pick('backend'),
+    options: { providers: pick('providers'), threads: pick('threads'), precision: board.inference.precision, cacheDir: `${config.stateDir}/engines` },
+  };
+}
+
+export class Daemon {
+  #store: ConfigStore;
+  #parts: DaemonParts;
+  #log: Logger;
+  #detector: Detector | undefined;
+  #link: LinkHandle | undefined;
+  #cameras: CameraPipeline[] = [];
+  #telemetryTimer: NodeJS.Timeout | undefined;
+  #startedMono = performance.now();
+  #stopping: Promise<void> | undefined;
+  #board: BoardProfile | undefined;
+
+  constructor(store: ConfigStore, parts: DaemonParts, log: Logger) {
+    this.#store = store;
+    this.#parts = parts;
+    this.#log = log;
+  }
+
+  get link(): LinkHandle | undefined {
+    return this.#link;
+  }
+
+  /** Starts everything; throws (after undoing what started) when a part cannot start. */
+  async start(print: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
+    const config = this.#store.current;
+    const log = this.#log;
+    try {
+      const board = await loadBoard(config.board);
+      this.#board = board;
+      const inference = chooseInference(config, board, this.#store);
+      log.info(`board ${board.name}; backend ${inference.backend} (${inference.options.providers.join(' > ')}, ${inference.options.threads || 'default'} threads)`);
+
+      const detector = await this.#parts.openDetector(config, inference, log.child('inference'));
+      this.#detector = detector;
+      const manifest = detector.manifest;
+      log.info(`model ${manifest.name} ${manifest.version} from ${config.inference.model} (threshold ${manifest.threshold.value})`);
+
+      // Thresholds from the config can only be checked against the model now; later changes are checked the same way before use.
+      const checkThresholds = (next: Config): string[] =>
+        next.cameras.flatMap((camera) => {
+          const override = next.scoring.cameraThresholds[camera.name];
+          const value = override ?? next.scoring.threshold;
+          if (value === undefined) return [];
+          try {
+            checkThreshold(value, manifest.threshold.good_median, camera.name);
+            return [];
+          } catch (err) {
+            if (!(err instanceof ThresholdError)) throw err;
+            const path = override !== undefined ? ['scoring', 'cameraThresholds', camera.name] : ['scoring', 'threshold'];
+            return [`${formatKeyPath(path)}: ${err.message}; received ${value}`];
+          }
+        });
+      const problems = checkThresholds(config);
+      if (problems.length) throw new Error(`invalid config ${this.#store.file ?? '(defaults)'}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+      this.#store.addCheck(checkThresholds);
+
+      const seqs = await Promise.all(config.cameras.map((camera) => CameraSeq.open(config.stateDir, camera.name)));
+
+      const link = await this.#parts.createLink(config, log.child('mqtt'));
+      this.#link = link;
+      this.#cameras = config.cameras.map(
+        (camera, i) =>
+          new CameraPipeline({
+            camera,
+            source: this.#parts.createSource(camera, board, log.child(camera.name)),
+            detector,
+            link: link.link,
+            seq: seqs[i] as CameraSeq,
+            scoring: () => this.#store.current.scoring,
+            log: log.child(camera.name),
+          }),
+      );
+      registerCommands(link.link, { store: this.#store, cameras: this.#cameras, status: () => this.status() });
+      await link.link.start();
+      for (const line of watchLines(link, config.mqtt.base)) print(line);
+
+      for (const camera of this.#cameras) await camera.start();
+      await link.link.announceOnline();
+      log.info(`online: ${this.#cameras.length} camera(s) publishing under ${link.root}/`);
+
+      this.#store.onChange((next, previous) => {
+        if (next.logLevel !== previous.logLevel) log.setLevel(next.logLevel);
+        if (next.telemetry.intervalS !== previous.telemetry.intervalS) this.#scheduleTelemetry();
+      });
+      this.#scheduleTelemetry();
+    } catch (err) {
+      await this.stop().catch((stopErr: unknown) => log.error(`while undoing a failed start: ${errorMessage(stopErr)}`));
+      throw err;
+    }
+  }
+
+  status(): Record<string, unknown> {
+    const detector = this.#detector;
+    return {
+      uptime_s: Math.round((performance.now() - this.#startedMono) / 1000),
+      board: this.#board?.name ?? null,
+      config_file: this.#store.file ?? null,
+      model: detector ? { name: detector.manifest.name, version: detector.manifest.version, ...detector.capabilities() } : null,
+      cameras: Object.fromEntries(this.#cameras.map((c) => [c.name, c.status()])),
+    };
+  }
+
+  #scheduleTelemetry(): void {
+    clearInterval(this.#telemetryTimer);
+    const link = this.#link;
+    const detector = this.#detector;
+    const board = this.#board;
+    if (!link || !detector || !board) return;
+    const cpu = new CpuMeter();
+    const sources = {
+      startedMono: this.#startedMono,
+      board,
+      model: { name: detector.manifest.name, version: detector.manifest.version },
+      capabilities: () => detector.capabilities(),
+      cameras: this.#cameras,
+      ...(link.stats ? { linkStats: link.stats } : {}),
+    };
+    this.#telemetryTimer = setInterval(() => {
+      void buildTelemetry(sources, cpu)
+        .then((payload) => link.link.publishTelemetry(payload))
+        .catch((err: unknown) => this.#log.warn(`telemetry not published: ${errorMessage(err)}`));
+    }, this.#store.current.telemetry.intervalS * 1000);
+  }
+
+  /** Idempotent: a second call waits for the first. */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
+    const log = this.#log;
+    clearInterval(this.#telemetryTimer);
+    this.#store.unwatch();
+    await Promise.all(this.#cameras.map((c) => c.stop().catch((err: unknown) => log.error(`stopping camera ${c.name}: ${errorMessage(err)}`))));
+    if (this.#link) await this.#link.link.stop().catch((err: unknown) => log.error(`stopping the MQTT link: ${errorMessage(err)}`));
+    if (this.#detector) await this.#detector.close().catch((err: unknown) => log.error(`closing the model: ${errorMessage(err)}`));
+    log.info('stopped');
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * What the daemon and the CLI use: a bundle opened on a backend, turning frames into an
+ * image score and a full-resolution anomaly map, with the manifest's pre- and
+ * post-processing around the backend.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Manifest } from '../bundle/manifest.js';
+import { loadBundle } from '../bundle/load.js';
+import type { Frame } from '../capture/frame.js';
+import { checkPostprocessSpec, postprocessMap, renderSnapshot, type FloatMap, type SnapshotOptions } from '../postprocess/index.js';
+import { preprocessFrame } from '../preprocess/index.js';
+import type { BackendCapabilities, BackendOptions, InferenceBackend, LoadedBundle } from './backend.js';
+import { OnnxruntimeBackend } from './onnxruntime-backend.js';
+
+export interface DetectionTimings {
+  preprocessMs: number;
+  /** The session's own run time (inside the worker or addon). */
+  runMs: number;
+  /** Run including the hop to the inference thread and back. */
+  inferenceMs: number;
+  postprocessMs: number;
+}
+
+export interface Detection {
+  /** Image score, in the model's raw units (compare with the manifest's threshold). */
+  score: number;
+  /** Smoothed anomaly map at the post-processing size (the model input size). */
+  map: FloatMap;
+  /** Preprocess + inference + postprocess of this frame. */
+  latencyMs: number;
+  timings: DetectionTimings;
+}
+
+export interface DetectorOptions {
+  bundleDir: string;
+  backend?: Partial<BackendOptions>;
+  /** Backend to load the bundle on; defaults to onnxruntime-node. The native addon plugs in here. */
+  createBackend?: () => InferenceBackend;
+}
+
+export const DEFAULT_BACKEND_OPTIONS: BackendOptions = { providers: ['cpu'], threads: 0, precision: 'int8' };
+
+export class Detector {
+  private constructor(
+    readonly bundle: LoadedBundle,
+    private readonly backend: InferenceBackend,
+  ) {}
+
+  get manifest(): Manifest {
+    return this.bundle.manifest;
+  }
+
+  /** Loads and checks the bundle, then opens it on the backend. */
+  static async open(options: DetectorOptions): Promise<Detector> {
+    const bundle = await loadBundle(options.bundleDir);
+    checkPostprocessSpec(bundle.manifest.postprocess);
+    const backend = options.createBackend?.() ?? new OnnxruntimeBackend();
+    await backend.load(bundle, { ...DEFAULT_BACKEND_OPTIONS, ...options.backend });
+    return new Detector(bundle, backend);
+  }
+
+  /** Scores one frame. Throws PreprocessError for frames that cannot be decoded. */
+  async detect(frame: Frame): Promise<Detection> {
+    const { input, output, postprocess } = this.manifest;
+    const t0 = performance.now();
+    const tensor = await preprocessFrame(frame, input);
+    const t1 = performance.now();
+    const result = await this.backend.run(tensor, 1);
+    const t2 = performance.now();
+    const { map, score } = postprocessMap({ data: result.maps, width: output.width, height: output.height }, postprocess);
+    const t3 = performance.now();
+    return {
+      score,
+      map,
+      latencyMs: t3 - t0,
+      timings: { preprocessMs: t1 - t0, runMs: result.timings.runMs, inferenceMs: t2 - t1, postprocessMs: t3 - t2 },
+    };
+  }
+
+  /**
+   * JPEG of the frame with the detection's map blended over it. Colours use the manifest's
+   * threshold unless the caller passes the one in force (a config or remote override).
+   */
+  snapshot(frame: Frame, detection: Detection, options: SnapshotOptions & { threshold?: { value: number; good_median: number } } = {}): Promise<Buffer> {
+    return renderSnapshot(frame, detection.map, options.threshold ?? this.manifest.threshold, options);
+  }
+
+  capabilities(): BackendCapabilities {
+    return this.backend.capabilities();
+  }
+
+  close(): Promise<void> {
+    return this.backend.dispose();
+  }
+}
+
+export function openDetector(options: DetectorOptions): Promise<Detector> {
+  return Detector.open(options);
+}

@@ -1,0 +1,208 @@
+/**
+ * One MQTT session kept alive for as long as the daemon runs. MQTT.js reconnects on a fixed
+ * period and queues offline packets in an unbounded array; instead every attempt here is a
+ * fresh client with reconnectPeriod 0, attempts are spaced by exponential backoff with full
+ * jitter, and nothing is published while disconnected (the outbox keeps what must not be lost).
+ * A fresh client per attempt also means subscriptions and retained state are renewed on every
+ * connect by the onConnected hooks, never left to a library's memory of them.
+ */
+import { connect, type IClientOptions, type IClientPublishOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import { Backoff } from './backoff.js';
+
+export type Log = (level: 'info' | 'warn' | 'error', message: string) => void;
+
+export interface ConnectionOptions {
+  url: string;
+  /** Everything but reconnect handling, which this class owns. */
+  client: Omit<IClientOptions, 'reconnectPeriod'>;
+  backoff: { minMs: number; maxMs: number };
+  /** Options that change with every attempt (Sparkplug's NDEATH will carries a new bdSeq). */
+  perAttempt?: () => Partial<IClientOptions>;
+  log: Log;
+  /** Config path prefix named in error hints, e.g. "mqtt". */
+  configPath: string;
+}
+
+export type MessageListener = (topic: string, payload: Buffer, packet: IPublishPacket) => void;
+
+/** A connection that held this long counts as good: the next failure starts backoff afresh. */
+const STABLE_MS = 5000;
+
+export class Connection {
+  readonly #opts: ConnectionOptions;
+  readonly #backoff: Backoff;
+  readonly #onConnected: Array<(client: MqttClient) => Promise<void> | void> = [];
+  readonly #onDisconnected: Array<() => void> = [];
+  readonly #onMessage: MessageListener[] = [];
+  #client: MqttClient | undefined;
+  #connected = false;
+  #stopped = false;
+  #timer: NodeJS.Timeout | undefined;
+  #connectedAt = 0;
+  #reconnects = 0;
+  #everConnected = false;
+  #lastError: string | undefined;
+  #firstOutcome: Promise<void>;
+  #settleFirst!: () => void;
+  /** Each attempt's generation: late events of an abandoned client are ignored. */
+  #generation = 0;
+
+  constructor(opts: ConnectionOptions) {
+    this.#opts = opts;
+    this.#backoff = new Backoff(opts.backoff.minMs, opts.backoff.maxMs);
+    this.#firstOutcome = new Promise((resolve) => {
+      this.#settleFirst = resolve;
+    });
+  }
+
+  onConnected(hook: (client: MqttClient) => Promise<void> | void): void {
+    this.#onConnected.push(hook);
+  }
+
+  onDisconnected(hook: () => void): void {
+    this.#onDisconnected.push(hook);
+  }
+
+  onMessage(listener: MessageListener): void {
+    this.#onMessage.push(listener);
+  }
+
+  /** Starts connecting; resolves after the first attempt succeeded or failed (never rejects). */
+  start(): Promise<void> {
+    this.#attempt();
+    return this.#firstOutcome;
+  }
+
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  /** The client of the live session, or undefined while disconnected. */
+  get client(): MqttClient | undefined {
+    return this.#connected ? this.#client : undefined;
+  }
+
+  get reconnects(): number {
+    return this.#reconnects;
+  }
+
+  /** Why the last attempt or session failed, worded for an operator. */
+  get lastError(): string | undefined {
+    return this.#lastError;
+  }
+
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** Publishes on the live session; rejects when there is none or the broker refuses. */
+  publish(topic: string, payload: string | Buffer, options: IClientPublishOptions): Promise<void> {
+    const client = this.client;
+    if (!client) return Promise.reject(new Error(`not connected to ${this.#opts.url}`));
+    return new Promise((resolve, reject) => {
+      client.publish(topic, payload, options, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  /** Runs `last` on the live session (e.g. publish offline), then closes it and stops reconnecting. */
+  async stop(last?: (client: MqttClient) => Promise<void>): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    const client = this.#client;
+    if (!client) return;
+    if (this.#connected && last) {
+      try {
+        await last(client);
+      } catch (err) {
+        this.#opts.log('warn', `mqtt: while closing ${this.#opts.url}: ${errorText(err)}`);
+      }
+    }
+    const wasConnected = this.#connected;
+    this.#connected = false;
+    // A graceful end (no force) lets MQTT.js finish what is in flight; a dead session is dropped.
+    await client.endAsync(!wasConnected).catch(() => undefined);
+  }
+
+  #attempt(): void {
+    if (this.#stopped) return;
+    const generation = ++this.#generation;
+    const client = connect(this.#opts.url, { ...this.#opts.client, ...this.#opts.perAttempt?.(), reconnectPeriod: 0 });
+    this.#client = client;
+    let closed = false;
+    const current = (): boolean => generation === this.#generation && !this.#stopped;
+
+    client.on('connect', () => {
+      if (!current()) return;
+      this.#connected = true;
+      if (this.#everConnected) this.#reconnects += 1;
+      this.#everConnected = true;
+      this.#connectedAt = Date.now();
+      this.#lastError = undefined;
+      this.#opts.log('info', `mqtt: connected to ${this.#opts.url}`);
+      void this.#runConnectedHooks(client, generation);
+    });
+    client.on('message', (topic, payload, packet) => {
+      if (!current()) return;
+      for (const l of this.#onMessage) l(topic, payload, packet);
+    });
+    client.on('error', (err) => {
+      if (!current()) return;
+      this.#lastError = describeConnectError(err, this.#opts.url, this.#opts.configPath);
+    });
+    client.on('close', () => {
+      if (closed || !current()) return;
+      closed = true;
+      const wasConnected = this.#connected;
+      this.#connected = false;
+      if (wasConnected) {
+        if (Date.now() - this.#connectedAt >= STABLE_MS) this.#backoff.reset();
+        for (const h of this.#onDisconnected) h();
+      }
+      this.#lastError ??= `connection to ${this.#opts.url} closed`;
+      // Force-end so the abandoned client does no reconnecting or resending of its own.
+      client.end(true);
+      const delay = this.#backoff.next();
+      this.#opts.log(wasConnected ? 'warn' : 'error', `mqtt: ${wasConnected ? 'lost' : 'cannot connect to'} ${this.#opts.url}: ${this.#lastError}; retrying in ${delay} ms`);
+      this.#settleFirst();
+      this.#timer = setTimeout(() => this.#attempt(), delay);
+    });
+  }
+
+  async #runConnectedHooks(client: MqttClient, generation: number): Promise<void> {
+    for (const hook of this.#onConnected) {
+      if (generation !== this.#generation || !this.#connected) return;
+      try {
+        await hook(client);
+      } catch (err) {
+        this.#opts.log('warn', `mqtt: after connecting to ${this.#opts.url}: ${errorText(err)}`);
+      }
+    }
+    this.#settleFirst();
+  }
+}
+
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Turns socket, TLS and CONNACK failures into one sentence that says what to check. */
+export function describeConnectError(err: unknown, url: string, configPath: string): string {
+  const e = err as Error & { code?: string | number };
+  const code = typeof e.code === 'string' ? e.code : undefined;
+  const tlsCodes = ['SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_SIGNATURE_FAILURE'];
+  if (code !== undefined && tlsCodes.includes(code)) {
+    return `TLS: the broker's certificate was refused (${code}: ${e.message}); check ${configPath}.tls.ca and ${configPath}.tls.servername`;
+  }
+  if (code !== undefined && /^ERR_SSL|^EPROTO$/.test(code) || /alert|handshake|certificate/i.test(e.message)) {
+    return `TLS handshake failed (${code ?? 'tls'}: ${e.message}); check ${configPath}.tls.cert/key and the broker's TLS settings`;
+  }
+  if (code === 'ECONNREFUSED') return `connection refused (is the broker running at ${url}?)`;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `host of ${url} not found (${code})`;
+  if (typeof e.code === 'number') {
+    return `broker refused the connection (CONNACK ${e.code}: ${e.message}); check ${configPath}.username/password and the broker's ACL`;
+  }
+  if (/Not authorized|Bad username or password/i.test(e.message)) {
+    return `broker refused the connection (${e.message}); check ${configPath}.username/password`;
+  }
+  return e.message || String(err);
+}

@@ -1,0 +1,356 @@
+/**
+ * The FleetLink: the daemon's one door to MQTT. Scores and events go through the on-disk
+ * outbox (QoS 1, in order, nothing lost); retained state (availability, camera status,
+ * snapshots, discovery) is remembered and re-published on every connect; commands are
+ * parsed and answered by the CommandDispatcher.
+ */
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { IClientOptions, IPublishPacket } from 'mqtt';
+import { CommandDispatcher } from './commands.js';
+import type { MqttConfig } from './config.js';
+import { Connection, errorText, type Log } from './connection.js';
+import { startEmbeddedBroker, type EmbeddedBroker } from './embedded-broker.js';
+import { discoveryMessages } from './homeassistant.js';
+import type { CommandHandler, EventMessage, FleetLink, ScoreMessage } from './link.js';
+import { Outbox } from './outbox.js';
+import { SparkplugNode } from './sparkplug.js';
+import {
+  CameraStatusPayloadSchema, DELIVERY, EventPayloadSchema, ScorePayloadSchema, TelemetryPayloadSchema,
+  TopicLevelSchema, deviceTopics, type CommandReply, type DeviceTopics, type LinkStats,
+} from './topics.js';
+
+export interface FleetLinkDeps {
+  /** Folder for the outbox (unless mqtt.outbox.path is set) and the Sparkplug bdSeq. */
+  stateDir: string;
+  log?: Log;
+  /** Cameras announced up front (discovery, Sparkplug DBIRTH); others are added on first publish. */
+  cameras?: readonly string[];
+  /** The loaded model, for discovery and Sparkplug births. */
+  model?: () => { name: string; version: string } | undefined;
+  /** The daemon's version, shown in discovery. */
+  softwareVersion?: string;
+  /** Longest wait in stop() for queued messages to be acknowledged (default 5 s). */
+  stopTimeoutMs?: number;
+}
+
+/** What the daemon and its tests can see beyond the FleetLink contract. */
+export interface FleetLinkHandle extends FleetLink {
+  /** The broker URL in use (the embedded one when none is configured); set by start(). */
+  readonly url: string;
+  readonly topics: DeviceTopics;
+  readonly connected: boolean;
+  /** Why the link is not connected, worded for an operator; undefined while connected. */
+  readonly lastError: string | undefined;
+  stats(): LinkStats;
+}
+
+/** A host name made into one topic level. */
+export function defaultDeviceName(): string {
+  return hostname().replace(/[/#+\s]/g, '_').slice(0, 128) || 'device';
+}
+
+async function readSecret(path: string, key: string): Promise<string> {
+  try {
+    return (await readFile(path, 'utf8')).replace(/\r?\n$/, '');
+  } catch (err) {
+    throw new Error(`${key}: cannot read ${path}: ${errorText(err)}`);
+  }
+}
+
+async function readPem(path: string, key: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new Error(`${key}: cannot read ${path}: ${errorText(err)}`);
+  }
+}
+
+/** MQTT.js options from the config: credentials and TLS material read from their files. */
+export async function clientOptions(config: MqttConfig, clientId: string, will: IClientOptions['will']): Promise<IClientOptions> {
+  const opts: IClientOptions = {
+    clientId,
+    protocolVersion: config.protocolVersion,
+    keepalive: config.keepaliveS,
+    clean: config.cleanSession,
+    connectTimeout: 10_000,
+    will,
+    // The outbox, not MQTT.js, keeps what must survive a disconnect.
+    queueQoSZero: false,
+    resubscribe: false,
+  };
+  const username = config.usernameFile ? await readSecret(config.usernameFile, 'mqtt.usernameFile') : config.username;
+  const password = config.passwordFile ? await readSecret(config.passwordFile, 'mqtt.passwordFile') : config.password;
+  if (username !== undefined) opts.username = username;
+  if (password !== undefined) opts.password = password;
+  const tls = config.tls;
+  if (tls) {
+    if (tls.ca) opts.ca = await readPem(tls.ca, 'mqtt.tls.ca');
+    if (tls.cert) opts.cert = await readPem(tls.cert, 'mqtt.tls.cert');
+    if (tls.key) opts.key = await readPem(tls.key, 'mqtt.tls.key');
+    opts.rejectUnauthorized = tls.rejectUnauthorized;
+    if (tls.servername) opts.servername = tls.servername;
+  }
+  return opts;
+}
+
+const noLog: Log = () => undefined;
+
+export class MqttFleetLink implements FleetLinkHandle {
+  readonly topics: DeviceTopics;
+  readonly #config: MqttConfig;
+  readonly #deps: FleetLinkDeps;
+  readonly #log: Log;
+  readonly #commands: CommandDispatcher;
+  readonly #cameras = new Set<string>();
+  readonly #cameraStatus = new Map<string, string>();
+  readonly #snapshots = new Map<string, Buffer>();
+  readonly #drainWaiters = new Set<() => void>();
+  #url = '';
+  #broker: EmbeddedBroker | undefined;
+  #outbox: Outbox | undefined;
+  #conn: Connection | undefined;
+  #sparkplug: SparkplugNode | undefined;
+  #announced = false;
+  #published = 0;
+  #stopped = false;
+
+  constructor(config: MqttConfig, deps: FleetLinkDeps) {
+    this.#config = config;
+    this.#deps = deps;
+    this.#log = deps.log ?? noLog;
+    this.topics = deviceTopics(config.base, config.device ?? defaultDeviceName());
+    this.#commands = new CommandDispatcher(config.commands);
+    for (const c of deps.cameras ?? []) this.#addCamera(c);
+  }
+
+  get url(): string {
+    return this.#url;
+  }
+
+  get connected(): boolean {
+    return this.#conn?.connected ?? false;
+  }
+
+  get lastError(): string | undefined {
+    return this.#conn?.lastError;
+  }
+
+  stats(): LinkStats {
+    const box = this.#outbox?.stats();
+    return {
+      connected: this.connected,
+      reconnects: this.#conn?.reconnects ?? 0,
+      queue_depth: box?.depth ?? 0,
+      queue_dropped_scores: box?.droppedScores ?? 0,
+      published: this.#published,
+      commands: this.#commands.handled,
+      command_errors: this.#commands.errors,
+    };
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.#config;
+    const clientId = cfg.clientId ?? `moead-${this.topics.device}`;
+    const will = { topic: this.topics.availability, payload: Buffer.from('offline'), qos: DELIVERY.availability.qos, retain: true };
+    // Everything that can fail on bad config is checked before a broker or file is touched.
+    const options = await clientOptions(cfg, clientId, will);
+    this.#outbox = Outbox.open(cfg.outbox.path ?? join(this.#deps.stateDir, 'outbox'), cfg.outbox);
+    if (cfg.url) {
+      this.#url = cfg.url;
+    } else {
+      this.#broker = await startEmbeddedBroker(cfg.embeddedPort);
+      this.#url = this.#broker.url;
+      this.#log('info', `mqtt: no mqtt.url configured; embedded broker listening on ${this.#url}`);
+    }
+    const conn = new Connection({ url: this.#url, client: options, backoff: cfg.backoff, log: this.#log, configPath: 'mqtt' });
+    this.#conn = conn;
+    conn.onConnected((client) => new Promise<void>((resolve, reject) => {
+      const filters: Record<string, { qos: 0 | 1 }> = { [this.topics.commandFilter]: { qos: 1 } };
+      if (cfg.homeassistant.enabled) filters[`${cfg.homeassistant.prefix}/status`] = { qos: 1 };
+      client.subscribe(filters, (err) => (err ? reject(new Error(`subscribing to commands failed: ${err.message}`)) : resolve()));
+    }));
+    conn.onConnected(() => this.#republishRetained());
+    conn.onConnected(() => this.#pump());
+    conn.onDisconnected(() => this.#outbox?.releaseInflight());
+    conn.onMessage((topic, payload, packet) => this.#onMessage(topic, payload, packet));
+    if (cfg.sparkplug.enabled) {
+      this.#sparkplug = new SparkplugNode({
+        url: this.#url, clientOptions: { ...options, clientId: `${clientId}-spb`, will: undefined },
+        backoff: cfg.backoff, groupId: cfg.sparkplug.groupId, nodeId: this.topics.device,
+        stateDir: this.#deps.stateDir, log: this.#log, cameras: () => [...this.#cameras], model: () => this.#deps.model?.(),
+      });
+    }
+    await Promise.all([conn.start(), this.#sparkplug?.start()]);
+  }
+
+  async announceOnline(): Promise<void> {
+    this.#announced = true;
+    if (this.connected) await this.#publishRetainedAvailability('online');
+  }
+
+  async publishScore(camera: string, message: ScoreMessage): Promise<void> {
+    const body = ScorePayloadSchema.parse(message);
+    this.#addCamera(camera);
+    this.#enqueue('score', this.topics.score(camera), JSON.stringify(body));
+    this.#sparkplug?.score(camera, body);
+  }
+
+  async publishEvent(camera: string, message: EventMessage): Promise<void> {
+    const body = EventPayloadSchema.parse(message);
+    this.#addCamera(camera);
+    this.#enqueue('event', this.topics.event(camera), JSON.stringify(body));
+  }
+
+  async publishSnapshot(camera: string, jpeg: Buffer): Promise<void> {
+    this.#addCamera(camera);
+    // Only the newest matters: kept in memory and re-published retained on every connect.
+    this.#snapshots.set(camera, jpeg);
+    await this.#publishIfConnected(this.topics.snapshot(camera), jpeg, DELIVERY.snapshot);
+  }
+
+  async publishCameraStatus(camera: string, status: { state: string; message?: string }): Promise<void> {
+    this.#addCamera(camera);
+    const body = JSON.stringify(CameraStatusPayloadSchema.parse({ ...status, ts: new Date().toISOString() }));
+    this.#cameraStatus.set(camera, body);
+    await this.#publishIfConnected(this.topics.cameraStatus(camera), body, DELIVERY.cameraStatus);
+  }
+
+  async publishTelemetry(payload: Record<string, unknown>): Promise<void> {
+    const body = TelemetryPayloadSchema.parse({ ts: new Date().toISOString(), ...payload, link: this.stats() });
+    // Telemetry is a snapshot of now: sent when connected, never queued (the next one supersedes it).
+    await this.#publishIfConnected(this.topics.telemetry, JSON.stringify(body), DELIVERY.telemetry);
+  }
+
+  onCommand(name: string, handler: CommandHandler): void {
+    TopicLevelSchema.parse(name);
+    this.#commands.register(name, handler);
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    const conn = this.#conn;
+    if (conn?.connected) await this.#drain(this.#deps.stopTimeoutMs ?? 5000);
+    await this.#sparkplug?.stop();
+    await conn?.stop(async (client) => {
+      await client.publishAsync(this.topics.availability, 'offline', DELIVERY.availability);
+    });
+    this.#outbox?.close();
+    await this.#broker?.close();
+  }
+
+  // ---- internals ----------------------------------------------------------------------
+
+  #addCamera(camera: string): void {
+    if (this.#cameras.has(camera)) return;
+    this.topics.score(camera); // throws a clear error for a name that cannot be a topic level
+    this.#cameras.add(camera);
+    if (this.connected && this.#config.homeassistant.enabled) void this.#publishDiscovery();
+    this.#sparkplug?.addCamera(camera);
+  }
+
+  #enqueue(kind: 'score' | 'event', topic: string, payload: string): void {
+    if (!this.#outbox) throw new Error('the MQTT link is not started');
+    if (this.#stopped) throw new Error(`the MQTT link is stopped; ${kind} for ${topic} not accepted`);
+    this.#outbox.put(kind, topic, payload);
+    this.#pump();
+  }
+
+  /** Hands queued messages to the live session, keeping at most outbox.inflight unacknowledged. */
+  #pump(): void {
+    const conn = this.#conn;
+    const box = this.#outbox;
+    if (!conn?.connected || !box) return;
+    const room = this.#config.outbox.inflight - box.inflight;
+    if (room <= 0) return;
+    for (const m of box.take(room)) {
+      conn.publish(m.topic, m.payload, { qos: 1, retain: false }).then(() => {
+        // An ack from an abandoned session still means the broker has it.
+        box.ack(m.id);
+        this.#published += 1;
+        if (box.size === 0) for (const w of this.#drainWaiters) w();
+        this.#pump();
+      }, () => {
+        // Not acknowledged: the message stays queued and is sent again after the next connect.
+      });
+    }
+  }
+
+  async #drain(timeoutMs: number): Promise<void> {
+    if (!this.#outbox || this.#outbox.size === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#drainWaiters.add(done);
+    });
+    this.#drainWaiters.clear();
+    if (this.#outbox.size > 0) this.#log('warn', `mqtt: ${this.#outbox.size} messages still queued at stop; they are sent after the next start`);
+  }
+
+  async #publishIfConnected(topic: string, payload: string | Buffer, delivery: { qos: 0 | 1; retain: boolean }): Promise<void> {
+    if (!this.#conn?.connected) return;
+    try {
+      await this.#conn.publish(topic, payload, delivery);
+      this.#published += 1;
+    } catch (err) {
+      // Retained state is re-published on the next connect; telemetry is superseded by the next one.
+      this.#log('warn', `mqtt: publishing ${topic} failed: ${errorText(err)}`);
+    }
+  }
+
+  async #publishRetainedAvailability(state: 'online' | 'offline'): Promise<void> {
+    await this.#publishIfConnected(this.topics.availability, state, DELIVERY.availability);
+  }
+
+  async #republishRetained(): Promise<void> {
+    const jobs: Array<Promise<void>> = [];
+    for (const [camera, body] of this.#cameraStatus) jobs.push(this.#publishIfConnected(this.topics.cameraStatus(camera), body, DELIVERY.cameraStatus));
+    for (const [camera, jpeg] of this.#snapshots) jobs.push(this.#publishIfConnected(this.topics.snapshot(camera), jpeg, DELIVERY.snapshot));
+    if (this.#config.homeassistant.enabled) jobs.push(this.#publishDiscovery());
+    await Promise.all(jobs);
+    // `online` last, so a watcher that sees it also finds the state it describes.
+    if (this.#announced) await this.#publishRetainedAvailability('online');
+  }
+
+  async #publishDiscovery(): Promise<void> {
+    const messages = discoveryMessages({
+      prefix: this.#config.homeassistant.prefix,
+      topics: this.topics,
+      cameras: [...this.#cameras],
+      model: this.#deps.model?.(),
+      softwareVersion: this.#deps.softwareVersion ?? '0.0.0',
+    });
+    await Promise.all(messages.map((m) => this.#publishIfConnected(m.topic, m.payload, { qos: 1, retain: true })));
+  }
+
+  #onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    const ha = this.#config.homeassistant;
+    if (ha.enabled && topic === `${ha.prefix}/status`) {
+      if (payload.toString('utf8').trim() === 'online') void this.#publishDiscovery();
+      return;
+    }
+    const name = this.topics.commandName(topic);
+    if (name === undefined) return;
+    void this.#commands.dispatch(name, payload).then((reply) => this.#reply(name, reply, packet));
+  }
+
+  async #reply(name: string, reply: CommandReply, request: IPublishPacket): Promise<void> {
+    if (!reply.ok) this.#log('warn', `mqtt: command ${name} refused: ${reply.error}`);
+    const body = JSON.stringify(reply);
+    await this.#publishIfConnected(this.topics.reply(name), body, DELIVERY.reply);
+    const responseTopic = request.properties?.responseTopic;
+    if (this.#config.protocolVersion === 5 && responseTopic && !/[#+]/.test(responseTopic) && this.#conn?.connected) {
+      const correlationData = request.properties?.correlationData;
+      try {
+        await this.#conn.publish(responseTopic, body, { qos: 1, retain: false, properties: correlationData ? { correlationData } : {} });
+      } catch (err) {
+        this.#log('warn', `mqtt: reply to response topic ${responseTopic} failed: ${errorText(err)}`);
+      }
+    }
+  }
+}

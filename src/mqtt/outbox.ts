@@ -1,0 +1,350 @@
+/**
+ * The persistent outgoing queue for QoS 1 scores and events: nothing the daemon hands to
+ * the link is lost while the broker is away, across a SIGKILL, or (within fsyncMs) a power cut.
+ *
+ * On disk: numbered segment files `seg-<n>.log` of JSON lines, appended only:
+ *   {"o":"p","i":<id>,"k":"score"|"event","t":<topic>,"p":<payload>}   a message was queued
+ *   {"o":"a","i":<id>}                                                 the broker acknowledged it
+ *   {"o":"d","i":<id>}                                                 it was dropped (queue full)
+ * Replay (open) reads the segments in order; the pending messages are the puts not followed
+ * by an ack or drop. Ids grow monotonically, so delivery order is id order.
+ *
+ * Durability (fsync policy): every record is written with a write(2) before put() returns, so
+ * it is in the kernel's page cache and survives the process being killed (SIGKILL, OOM).
+ * Surviving a power cut needs fdatasync, which costs milliseconds on SD cards and eMMC; a put
+ * is therefore synced at most fsyncMs after it was written (0 = before put() returns).
+ * Acks and drops are never synced on their own: losing one only re-sends a message the
+ * subscriber already has (it de-duplicates by seq), which is harmless, never a loss.
+ * A torn last line (power cut mid-write) is cut off at replay.
+ *
+ * Space: a segment is closed past segmentBytes. Closed segments are deleted from the oldest
+ * while every put they hold is resolved (only a prefix, so an ack record is never deleted
+ * before the put it resolves). When a long-pending message pins old segments, the pending
+ * messages are rewritten into one fresh segment (compaction) and the old ones deleted.
+ */
+import { closeSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+
+export type OutboxKind = 'score' | 'event';
+
+export interface OutboxMessage {
+  readonly id: number;
+  readonly kind: OutboxKind;
+  readonly topic: string;
+  readonly payload: string;
+}
+
+export interface OutboxOptions {
+  maxMessages: number;
+  segmentBytes: number;
+  fsyncMs: number;
+}
+
+export interface OutboxStats {
+  depth: number;
+  droppedScores: number;
+  segments: number;
+  /** Lines that could not be read at replay (torn tail or damage), skipped. */
+  corruptRecords: number;
+}
+
+const RecordSchema = z.discriminatedUnion('o', [
+  z.strictObject({ o: z.literal('p'), i: z.number().int().min(0), k: z.enum(['score', 'event']), t: z.string().min(1), p: z.string() }),
+  z.strictObject({ o: z.literal('a'), i: z.number().int().min(0) }),
+  z.strictObject({ o: z.literal('d'), i: z.number().int().min(0) }),
+]);
+
+const SEGMENT = /^seg-(\d{10})\.log$/;
+const segmentName = (n: number): string => `seg-${String(n).padStart(10, '0')}.log`;
+/** Segments kept before pending messages are compacted into one. */
+const MAX_SEGMENTS = 4;
+
+interface Pending extends OutboxMessage {
+  segment: number;
+}
+
+export class Outbox {
+  readonly #dir: string;
+  readonly #opts: OutboxOptions;
+  /** Insertion-ordered by id, so iteration is delivery order. */
+  readonly #pending = new Map<number, Pending>();
+  /** Ids of pending scores in id order, for drop-oldest; stale entries are skipped lazily. */
+  #scoreIds: number[] = [];
+  #scoreHead = 0;
+  readonly #inflight = new Set<number>();
+  /** Unresolved puts per segment number. */
+  readonly #liveBySegment = new Map<number, number>();
+  #segments: number[] = [];
+  #fd = -1;
+  #activeBytes = 0;
+  #nextId = 0;
+  #droppedScores = 0;
+  #corrupt = 0;
+  #syncTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  private constructor(dir: string, opts: OutboxOptions) {
+    this.#dir = dir;
+    this.#opts = opts;
+  }
+
+  /** Opens (creating if needed) the queue in `dir` and replays what a previous run left. */
+  static open(dir: string, opts: OutboxOptions): Outbox {
+    mkdirSync(dir, { recursive: true });
+    const box = new Outbox(dir, opts);
+    box.#replay();
+    return box;
+  }
+
+  get size(): number {
+    return this.#pending.size;
+  }
+
+  stats(): OutboxStats {
+    return { depth: this.#pending.size, droppedScores: this.#droppedScores, segments: this.#segments.length, corruptRecords: this.#corrupt };
+  }
+
+  /**
+   * Queues a message durably (see the fsync policy above). When the queue is full the oldest
+   * pending score not in flight is dropped; a score arriving when none can be dropped is itself
+   * dropped; an event is always kept, even past maxMessages. Returns undefined for a dropped score.
+   */
+  put(kind: OutboxKind, topic: string, payload: string): OutboxMessage | undefined {
+    this.#assertOpen();
+    if (this.#pending.size >= this.#opts.maxMessages && !this.#dropOldestScore() && kind === 'score') {
+      this.#droppedScores += 1;
+      return undefined;
+    }
+    const message: Pending = { id: this.#nextId++, kind, topic, payload, segment: this.#active() };
+    // Tracked before the append: a rotation inside it must see this put as live in its segment.
+    this.#track(message);
+    this.#append({ o: 'p', i: message.id, k: kind, t: topic, p: payload });
+    if (this.#opts.fsyncMs === 0) fdatasyncSync(this.#fd);
+    else this.#scheduleSync();
+    return message;
+  }
+
+  /** The oldest pending messages not already handed out, marked in flight; at most `limit`. */
+  take(limit: number): OutboxMessage[] {
+    const out: OutboxMessage[] = [];
+    for (const m of this.#pending.values()) {
+      if (out.length >= limit) break;
+      if (this.#inflight.has(m.id)) continue;
+      this.#inflight.add(m.id);
+      out.push(m);
+    }
+    return out;
+  }
+
+  get inflight(): number {
+    return this.#inflight.size;
+  }
+
+  /** The broker acknowledged the message: it leaves the queue. Unknown ids are ignored. */
+  ack(id: number): void {
+    this.#inflight.delete(id);
+    if (this.#closed || !this.#pending.has(id)) return;
+    // Resolved before the append: a compaction inside it must not copy the acknowledged put.
+    this.#resolve(id);
+    this.#append({ o: 'a', i: id });
+  }
+
+  /** The connection went away: everything in flight is sent again, in order, on the next one. */
+  releaseInflight(): void {
+    this.#inflight.clear();
+  }
+
+  /** Syncs and closes the active segment; the queue stays on disk for the next open(). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#syncTimer);
+    if (this.#fd >= 0) {
+      fdatasyncSync(this.#fd);
+      closeSync(this.#fd);
+      this.#fd = -1;
+    }
+  }
+
+  // ---- internals ----------------------------------------------------------------------
+
+  #assertOpen(): void {
+    if (this.#closed) throw new Error(`outbox ${this.#dir} is closed`);
+  }
+
+  #replay(): void {
+    const numbers = readdirSync(this.#dir).flatMap((f) => {
+      const m = SEGMENT.exec(f);
+      return m ? [Number(m[1])] : [];
+    }).sort((a, b) => a - b);
+    const resolved = new Set<number>();
+    const puts = new Map<number, Pending>();
+    let maxId = -1;
+    for (const n of numbers) {
+      const path = join(this.#dir, segmentName(n));
+      const text = readFileSync(path, 'utf8');
+      const lastNewline = text.lastIndexOf('\n');
+      if (lastNewline < text.length - 1) {
+        // A torn final record (power cut mid-write): cut it off so appends start on a clean line.
+        this.#corrupt += 1;
+        const fd = openSync(path, 'r+');
+        ftruncateSync(fd, Buffer.byteLength(text.slice(0, lastNewline + 1)));
+        closeSync(fd);
+      }
+      for (const line of text.slice(0, lastNewline + 1).split('\n')) {
+        if (line === '') continue;
+        let rec: z.infer<typeof RecordSchema>;
+        try {
+          rec = RecordSchema.parse(JSON.parse(line));
+        } catch {
+          this.#corrupt += 1;
+          continue;
+        }
+        maxId = Math.max(maxId, rec.i);
+        if (rec.o === 'p') {
+          // A put seen twice (compaction interrupted before old segments were deleted) keeps its first segment.
+          if (!resolved.has(rec.i) && !puts.has(rec.i)) puts.set(rec.i, { id: rec.i, kind: rec.k, topic: rec.t, payload: rec.p, segment: n });
+        } else {
+          resolved.add(rec.i);
+          puts.delete(rec.i);
+        }
+      }
+    }
+    this.#segments = numbers;
+    this.#nextId = maxId + 1;
+    for (const m of [...puts.values()].sort((a, b) => a.id - b.id)) this.#track(m);
+    // Appends always go to a fresh segment: the last one may have been written by a process
+    // that died, and starting anew keeps "prefix of resolved segments" simple to reason about.
+    this.#rotate();
+  }
+
+  #track(m: Pending): void {
+    this.#pending.set(m.id, m);
+    if (m.kind === 'score') this.#scoreIds.push(m.id);
+    this.#liveBySegment.set(m.segment, (this.#liveBySegment.get(m.segment) ?? 0) + 1);
+  }
+
+  #resolve(id: number): void {
+    const m = this.#pending.get(id);
+    if (!m) return;
+    this.#pending.delete(id);
+    const live = (this.#liveBySegment.get(m.segment) ?? 1) - 1;
+    if (live > 0) this.#liveBySegment.set(m.segment, live);
+    else this.#liveBySegment.delete(m.segment);
+    this.#deleteResolvedPrefix();
+  }
+
+  #dropOldestScore(): boolean {
+    while (this.#scoreHead < this.#scoreIds.length) {
+      const id = this.#scoreIds[this.#scoreHead]!;
+      if (!this.#pending.has(id)) {
+        this.#scoreHead += 1;
+        continue;
+      }
+      if (this.#inflight.has(id)) {
+        // In flight scores are about to be acknowledged; look for the next one, keeping this slot.
+        const next = this.#scoreIds.slice(this.#scoreHead + 1).find((x) => this.#pending.has(x) && !this.#inflight.has(x));
+        if (next === undefined) return false;
+        this.#drop(next);
+        return true;
+      }
+      this.#scoreHead += 1;
+      this.#drop(id);
+      return true;
+    }
+    return false;
+  }
+
+  #drop(id: number): void {
+    this.#droppedScores += 1;
+    this.#resolve(id);
+    this.#append({ o: 'd', i: id });
+    if (this.#scoreHead > 4096 && this.#scoreHead * 2 > this.#scoreIds.length) {
+      this.#scoreIds = this.#scoreIds.slice(this.#scoreHead);
+      this.#scoreHead = 0;
+    }
+  }
+
+  #active(): number {
+    return this.#segments[this.#segments.length - 1]!;
+  }
+
+  #append(rec: z.infer<typeof RecordSchema>): void {
+    const line = Buffer.from(`${JSON.stringify(rec)}\n`);
+    writeSync(this.#fd, line);
+    this.#activeBytes += line.length;
+    if (this.#activeBytes >= this.#opts.segmentBytes) this.#rotate();
+  }
+
+  #rotate(): void {
+    if (this.#fd >= 0) {
+      fdatasyncSync(this.#fd);
+      closeSync(this.#fd);
+    }
+    const n = (this.#segments[this.#segments.length - 1] ?? 0) + 1;
+    this.#fd = openSync(join(this.#dir, segmentName(n)), 'a');
+    this.#syncDir();
+    this.#segments.push(n);
+    this.#activeBytes = 0;
+    this.#deleteResolvedPrefix();
+    if (this.#segments.length > MAX_SEGMENTS) this.#compact();
+  }
+
+  /** Rewrites every pending put into the active (fresh) segment and deletes all older segments. */
+  #compact(): void {
+    const active = this.#active();
+    let bytes = 0;
+    for (const m of this.#pending.values()) {
+      const line = Buffer.from(`${JSON.stringify({ o: 'p', i: m.id, k: m.kind, t: m.topic, p: m.payload })}\n`);
+      writeSync(this.#fd, line);
+      bytes += line.length;
+    }
+    // The copies must be on disk before the originals go.
+    fdatasyncSync(this.#fd);
+    this.#activeBytes += bytes;
+    this.#liveBySegment.clear();
+    for (const m of this.#pending.values()) m.segment = active;
+    if (this.#pending.size > 0) this.#liveBySegment.set(active, this.#pending.size);
+    for (const n of this.#segments.slice(0, -1)) unlinkSync(join(this.#dir, segmentName(n)));
+    this.#segments = [active];
+    this.#syncDir();
+  }
+
+  #deleteResolvedPrefix(): void {
+    let removed = false;
+    while (this.#segments.length > 1 && !this.#liveBySegment.has(this.#segments[0]!)) {
+      unlinkSync(join(this.#dir, segmentName(this.#segments.shift()!)));
+      removed = true;
+    }
+    if (removed) this.#syncDir();
+  }
+
+  #syncDir(): void {
+    // A new or removed file name is durable only once its directory is synced.
+    try {
+      const fd = openSync(this.#dir, 'r');
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    } catch {
+      // Some filesystems refuse fsync on a directory; the data files are still synced.
+    }
+  }
+
+  #scheduleSync(): void {
+    if (this.#syncTimer !== undefined) return;
+    this.#syncTimer = setTimeout(() => {
+      this.#syncTimer = undefined;
+      if (!this.#closed && this.#fd >= 0) fdatasyncSync(this.#fd);
+    }, this.#opts.fsyncMs);
+    this.#syncTimer.unref();
+  }
+}
+
+/** Size on disk of the queue's segments, for telemetry. */
+export function outboxBytes(dir: string): number {
+  return readdirSync(dir).filter((f) => SEGMENT.test(f)).reduce((sum, f) => sum + statSync(join(dir, f)).size, 0);
+}

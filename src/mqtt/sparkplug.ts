@@ -1,0 +1,175 @@
+/**
+ * The optional Sparkplug B profile: the daemon is an edge node, each camera a device.
+ * It runs its own MQTT session because Sparkplug needs its own last will (NDEATH carrying
+ * bdSeq) while the main session's will is the `offline` availability message.
+ *
+ * Topics: spBv1.0/<group>/{NBIRTH,NDEATH,NCMD}/<node> and spBv1.0/<group>/{DBIRTH,DDATA,DCMD}/<node>/<camera>.
+ * bdSeq counts sessions (0-255, persisted, so a host can tie an NDEATH to its NBIRTH across
+ * restarts); seq counts messages of one session (0 in NBIRTH, then 1..255, 0, ...).
+ * Scores go out as DDATA at QoS 0 as the spec asks; the JSON score topic is the lossless path.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { IClientOptions } from 'mqtt';
+import { Connection, errorText, type Log } from './connection.js';
+import { decodePayload, encodePayload, type Metric } from './sparkplug-payload.js';
+import type { ScorePayload } from './topics.js';
+
+export interface SparkplugOptions {
+  url: string;
+  clientOptions: IClientOptions;
+  backoff: { minMs: number; maxMs: number };
+  groupId: string;
+  nodeId: string;
+  stateDir: string;
+  log: Log;
+  cameras: () => string[];
+  model: () => { name: string; version: string } | undefined;
+}
+
+export const REBIRTH = 'Node Control/Rebirth';
+
+export class SparkplugNode {
+  readonly #o: SparkplugOptions;
+  readonly #conn: Connection;
+  readonly #last = new Map<string, ScorePayload>();
+  readonly #bdSeqFile: string;
+  #bdSeq: number;
+  #seq = 0;
+
+  constructor(o: SparkplugOptions) {
+    this.#o = o;
+    this.#bdSeqFile = join(o.stateDir, 'sparkplug-bdseq');
+    this.#bdSeq = readBdSeq(this.#bdSeqFile);
+    this.#conn = new Connection({
+      url: o.url,
+      client: { ...o.clientOptions, clean: true },
+      backoff: o.backoff,
+      log: o.log,
+      configPath: 'mqtt',
+      perAttempt: () => {
+        // Each session gets the next bdSeq, stored before the broker can know of it.
+        this.#bdSeq = (this.#bdSeq + 1) % 256;
+        writeBdSeq(this.#bdSeqFile, this.#bdSeq);
+        return { will: { topic: this.topic('NDEATH'), payload: this.#death(), qos: 1, retain: false } };
+      },
+    });
+    this.#conn.onConnected((client) => new Promise<void>((resolve, reject) => {
+      client.subscribe([this.topic('NCMD'), `${this.topic('DCMD')}/+`], { qos: 0 }, (err) => (err ? reject(err) : resolve()));
+    }));
+    this.#conn.onConnected(() => this.#birth());
+    this.#conn.onMessage((topic, payload) => this.#onCommand(topic, payload));
+  }
+
+  topic(type: 'NBIRTH' | 'NDEATH' | 'NCMD' | 'DBIRTH' | 'DDATA' | 'DCMD', device?: string): string {
+    const t = `spBv1.0/${this.#o.groupId}/${type}/${this.#o.nodeId}`;
+    return device === undefined ? t : `${t}/${device}`;
+  }
+
+  get bdSeq(): number {
+    return this.#bdSeq;
+  }
+
+  start(): Promise<void> {
+    return this.#conn.start();
+  }
+
+  /** A camera seen for the first time after NBIRTH gets its DBIRTH now. */
+  addCamera(camera: string): void {
+    if (this.#conn.connected) void this.#publish(this.topic('DBIRTH', camera), this.#deviceMetrics(camera));
+  }
+
+  score(camera: string, s: ScorePayload): void {
+    this.#last.set(camera, s);
+    if (!this.#conn.connected) return;
+    const ts = Date.parse(s.ts);
+    void this.#publish(this.topic('DDATA', camera), [
+      { name: 'score', type: 'Double', value: s.score, timestamp: ts },
+      { name: 'normalized', type: 'Double', value: s.normalized, timestamp: ts },
+      { name: 'anomalous', type: 'Boolean', value: s.anomalous, timestamp: ts },
+      { name: 'threshold', type: 'Double', value: s.threshold, timestamp: ts },
+      { name: 'latency_ms', type: 'Double', value: s.latency_ms, timestamp: ts },
+      { name: 'seq', type: 'UInt64', value: s.seq, timestamp: ts },
+    ]);
+  }
+
+  /** Publishes NDEATH (a clean leave never fires the will) and closes the session. */
+  async stop(): Promise<void> {
+    await this.#conn.stop(async (client) => {
+      await client.publishAsync(this.topic('NDEATH'), this.#death(), { qos: 1, retain: false });
+    });
+  }
+
+  #death(): Buffer {
+    return encodePayload({ timestamp: Date.now(), metrics: [{ name: 'bdSeq', type: 'UInt64', value: this.#bdSeq }] });
+  }
+
+  async #birth(): Promise<void> {
+    this.#seq = 0;
+    const model = this.#o.model();
+    await this.#publish(this.topic('NBIRTH'), [
+      { name: 'bdSeq', type: 'UInt64', value: this.#bdSeq },
+      { name: REBIRTH, type: 'Boolean', value: false },
+      { name: 'Properties/model name', type: 'String', value: model?.name ?? null },
+      { name: 'Properties/model version', type: 'String', value: model?.version ?? null },
+    ], true);
+    for (const camera of this.#o.cameras()) await this.#publish(this.topic('DBIRTH', camera), this.#deviceMetrics(camera));
+  }
+
+  #deviceMetrics(camera: string): Metric[] {
+    const s = this.#last.get(camera);
+    const model = this.#o.model();
+    return [
+      { name: 'score', type: 'Double', value: s?.score ?? null },
+      { name: 'normalized', type: 'Double', value: s?.normalized ?? null },
+      { name: 'anomalous', type: 'Boolean', value: s?.anomalous ?? null },
+      { name: 'threshold', type: 'Double', value: s?.threshold ?? null },
+      { name: 'latency_ms', type: 'Double', value: s?.latency_ms ?? null },
+      { name: 'seq', type: 'UInt64', value: s?.seq ?? null },
+      { name: 'model/name', type: 'String', value: s?.model.name ?? model?.name ?? null },
+      { name: 'model/version', type: 'String', value: s?.model.version ?? model?.version ?? null },
+    ];
+  }
+
+  async #publish(topic: string, metrics: Metric[], birth = false): Promise<void> {
+    // NBIRTH always carries seq 0; every later message of the session counts on, wrapping at 256.
+    const seq = birth ? 0 : (this.#seq = (this.#seq + 1) % 256);
+    try {
+      await this.#conn.publish(topic, encodePayload({ timestamp: Date.now(), metrics, seq }), { qos: 0, retain: false });
+    } catch (err) {
+      this.#o.log('warn', `sparkplug: publishing ${topic} failed: ${errorText(err)}`);
+    }
+  }
+
+  #onCommand(topic: string, payload: Buffer): void {
+    if (topic !== this.topic('NCMD')) {
+      this.#o.log('warn', `sparkplug: ${topic}: device commands are not supported; use the JSON command topics`);
+      return;
+    }
+    let metrics: Metric[];
+    try {
+      metrics = decodePayload(payload).metrics;
+    } catch (err) {
+      this.#o.log('warn', `sparkplug: ignoring malformed NCMD on ${topic}: ${errorText(err)}`);
+      return;
+    }
+    if (metrics.some((m) => m.name === REBIRTH && m.value === true)) void this.#birth();
+    else this.#o.log('warn', `sparkplug: NCMD with no known metric (${metrics.map((m) => m.name).join(', ') || 'none'}) ignored`);
+  }
+}
+
+function readBdSeq(file: string): number {
+  try {
+    const n = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(n) && n >= 0 && n < 256 ? n : 255;
+  } catch {
+    // No file yet: the first session becomes bdSeq 0.
+    return 255;
+  }
+}
+
+function writeBdSeq(file: string, n: number): void {
+  mkdirSync(join(file, '..'), { recursive: true });
+  writeFileSync(`${file}.tmp`, String(n));
+  renameSync(`${file}.tmp`, file);
+}

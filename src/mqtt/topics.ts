@@ -1,0 +1,169 @@
+/**
+ * The MQTT contract: every topic the device uses and the zod schema of every payload.
+ * Outbound payloads are parsed before they leave (a bug upstream becomes a clear error, not
+ * a malformed message in a fleet dashboard); inbound payloads are parsed, never cast.
+ * docs/mqtt.md documents the same table for humans; keep both in step.
+ */
+import { z } from 'zod';
+
+/** One topic level: no separators or wildcards, non-empty. Camera and command names obey it. */
+export const TopicLevelSchema = z.string().regex(/^[^#+/\u0000]{1,128}$/, 'expected one MQTT topic level (1-128 characters, no / # +)');
+
+export interface DeviceTopics {
+  readonly base: string;
+  readonly device: string;
+  /** `<base>/<device>`: everything the device publishes or accepts lives below it (one ACL pattern). */
+  readonly root: string;
+  availability: string;
+  telemetry: string;
+  score(camera: string): string;
+  event(camera: string): string;
+  snapshot(camera: string): string;
+  cameraStatus(camera: string): string;
+  command(name: string): string;
+  reply(name: string): string;
+  /** Subscription filter for every command request. `+` is one level, so replies (one level deeper) never match. */
+  commandFilter: string;
+  /** The command name of a request topic, or undefined when the topic is not one. */
+  commandName(topic: string): string | undefined;
+}
+
+export function deviceTopics(base: string, device: string): DeviceTopics {
+  TopicLevelSchema.parse(base);
+  TopicLevelSchema.parse(device);
+  const root = `${base}/${device}`;
+  const level = (kind: string, name: string): string => {
+    const r = TopicLevelSchema.safeParse(name);
+    if (!r.success) throw new Error(`${kind} name ${JSON.stringify(name)} cannot be used in a topic: ${r.error.issues[0]?.message}`);
+    return name;
+  };
+  const cmdPrefix = `${root}/cmd/`;
+  return {
+    base,
+    device,
+    root,
+    availability: `${root}/availability`,
+    telemetry: `${root}/telemetry`,
+    score: (camera) => `${root}/${level('camera', camera)}/score`,
+    event: (camera) => `${root}/${level('camera', camera)}/event`,
+    snapshot: (camera) => `${root}/${level('camera', camera)}/snapshot`,
+    cameraStatus: (camera) => `${root}/${level('camera', camera)}/status`,
+    command: (name) => `${cmdPrefix}${level('command', name)}`,
+    reply: (name) => `${cmdPrefix}${level('command', name)}/reply`,
+    commandFilter: `${cmdPrefix}+`,
+    commandName(topic) {
+      if (!topic.startsWith(cmdPrefix)) return undefined;
+      const name = topic.slice(cmdPrefix.length);
+      return name.length > 0 && !name.includes('/') ? name : undefined;
+    },
+  };
+}
+
+/** QoS and retain flag of each topic kind; docs/mqtt.md lists the same. */
+export const DELIVERY = {
+  availability: { qos: 1, retain: true },
+  score: { qos: 1, retain: false },
+  event: { qos: 1, retain: false },
+  snapshot: { qos: 1, retain: true },
+  cameraStatus: { qos: 1, retain: true },
+  telemetry: { qos: 0, retain: false },
+  reply: { qos: 1, retain: false },
+} as const satisfies Record<string, { qos: 0 | 1; retain: boolean }>;
+
+export const AvailabilitySchema = z.enum(['online', 'offline']);
+
+const isoTime = z.iso.datetime({ offset: true });
+const finite = z.number().refine(Number.isFinite, 'expected a finite number');
+
+export const ScorePayloadSchema = z.strictObject({
+  ts: isoTime,
+  seq: z.number().int().min(0),
+  score: finite,
+  threshold: finite,
+  normalized: z.number().min(0).max(1),
+  anomalous: z.boolean(),
+  model: z.strictObject({ name: z.string().min(1), version: z.string().min(1) }),
+  latency_ms: z.number().min(0),
+});
+
+export const EventPayloadSchema = z.strictObject({
+  id: z.string().min(1),
+  type: z.enum(['start', 'end']),
+  ts: isoTime,
+  peak_score: finite,
+  frames: z.number().int().min(0),
+});
+
+export const CameraStatusPayloadSchema = z.strictObject({
+  state: z.string().min(1).max(64),
+  message: z.string().max(1000).optional(),
+  ts: isoTime,
+});
+
+const percentiles = z.strictObject({ p50: z.number().nullable(), p95: z.number().nullable(), p99: z.number().nullable() });
+
+export const CameraTelemetrySchema = z.strictObject({
+  fps: z.number().min(0),
+  frames: z.number().int().min(0),
+  latency_ms: percentiles,
+  drops: z.record(z.string(), z.number().int().min(0)),
+});
+
+export const LinkStatsSchema = z.strictObject({
+  connected: z.boolean(),
+  reconnects: z.number().int().min(0),
+  queue_depth: z.number().int().min(0),
+  queue_dropped_scores: z.number().int().min(0),
+  published: z.number().int().min(0),
+  commands: z.number().int().min(0),
+  command_errors: z.number().int().min(0),
+});
+
+/** Telemetry is open at the top level (the daemon and later issues add sections), typed where it is known. */
+export const TelemetryPayloadSchema = z.looseObject({
+  ts: isoTime,
+  uptime_s: z.number().min(0),
+  cameras: z.record(z.string(), CameraTelemetrySchema).optional(),
+  link: LinkStatsSchema.optional(),
+});
+
+// ---- commands -------------------------------------------------------------------------
+
+/** Ids are echoed back so a requester can match replies; bounded so a reply cannot be inflated. */
+export const CommandIdSchema = z.string().min(1).max(128);
+export const CommandRequestSchema = z.looseObject({ id: CommandIdSchema });
+
+const cameraField = TopicLevelSchema;
+
+/**
+ * Request schemas of the commands the daemon is known to register. A command registered
+ * without one here is checked against CommandRequestSchema only and must parse its fields.
+ */
+export const COMMAND_SCHEMAS = {
+  status: z.strictObject({ id: CommandIdSchema }),
+  'set-threshold': z.strictObject({
+    id: CommandIdSchema,
+    /** Absent: every camera. */
+    camera: cameraField.optional(),
+    threshold: z.number().refine(Number.isFinite, 'expected a finite number').refine((v) => v > 0, 'expected a threshold > 0'),
+    /** true writes the new threshold to the config file too. */
+    persist: z.boolean().optional(),
+  }),
+  snapshot: z.strictObject({ id: CommandIdSchema, camera: cameraField }),
+  'restart-camera': z.strictObject({ id: CommandIdSchema, camera: cameraField }),
+  'reload-config': z.strictObject({ id: CommandIdSchema }),
+} as const;
+export type KnownCommand = keyof typeof COMMAND_SCHEMAS;
+
+export const CommandReplySchema = z.union([
+  z.strictObject({ id: CommandIdSchema, ok: z.literal(true), result: z.unknown() }),
+  z.strictObject({ id: CommandIdSchema.nullable(), ok: z.literal(false), error: z.string().min(1) }),
+]);
+export type CommandReply = z.infer<typeof CommandReplySchema>;
+
+export type ScorePayload = z.infer<typeof ScorePayloadSchema>;
+export type EventPayload = z.infer<typeof EventPayloadSchema>;
+export type CameraStatusPayload = z.infer<typeof CameraStatusPayloadSchema>;
+export type TelemetryPayload = z.infer<typeof TelemetryPayloadSchema>;
+export type LinkStats = z.infer<typeof LinkStatsSchema>;
+export type CameraTelemetry = z.infer<typeof CameraTelemetrySchema>;

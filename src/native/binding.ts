@@ -1,0 +1,204 @@
+/**
+ * The one loader of the native addon (native/, built by scripts/build-native.mjs) and its
+ * typed wrappers. Nothing else in the daemon requires the .node file.
+ *
+ * Every call validates its arguments in C++ (a wrong size or format is a thrown TypeError
+ * or RangeError naming the argument), runs on the libuv thread pool, and reads and writes
+ * the caller's Buffers and typed arrays in place: do not modify them until the promise
+ * settles.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type { InputSpec, PostprocessSpec } from '../bundle/manifest.js';
+import type { PixelFormat } from '../capture/frame.js';
+
+/** Raw formats the kernels read (the capture contract's names, `encoded` excluded). */
+export type RawPixelFormat = Exclude<PixelFormat, 'encoded'>;
+export const RAW_PIXEL_FORMATS: readonly RawPixelFormat[] = ['rgb24', 'bgr24', 'rgba', 'gray', 'yuyv', 'nv12'];
+
+export type NativeCapability = 'cpu' | 'cuda' | 'tensorrt';
+
+/** The manifest's input section as the kernels take it. */
+export interface NormalizeSpec {
+  width: number;
+  height: number;
+  color: 'RGB' | 'BGR';
+  scale: number;
+  mean: [number, number, number];
+  std: [number, number, number];
+}
+
+/** The manifest's postprocess section, flattened: kernel 0 means a plain max. */
+export interface PostprocessPlan {
+  width: number;
+  height: number;
+  alignCorners: boolean;
+  sigma: number;
+  kernel: number;
+}
+
+export interface HeatmapSpec {
+  /** Map value drawn as the coolest colour (e.g. the good median). */
+  low: number;
+  /** Map value drawn as the hottest colour (e.g. twice the threshold). */
+  high: number;
+  /** Weight of the colour over the frame, 0..1. */
+  alpha: number;
+}
+
+export interface PostprocessResult {
+  /** The upsampled, blurred map (plan.height × plan.width). */
+  map: Float32Array;
+  score: number;
+}
+
+type PreprocessFn = (
+  frame: Uint8Array, format: RawPixelFormat, width: number, height: number, spec: NormalizeSpec, out?: Float32Array,
+) => Promise<Float32Array>;
+type PostprocessFn = (map: Float32Array, width: number, height: number, plan: PostprocessPlan) => Promise<PostprocessResult>;
+type HeatmapFn = (rgb: Uint8Array, map: Float32Array, width: number, height: number, spec: HeatmapSpec) => Promise<Buffer>;
+
+export interface EngineOptions {
+  onnxPath: string;
+  /** Hex sha256 of the ONNX file, part of the engine cache key. */
+  sha256: string;
+  precision: 'int8' | 'fp16' | 'fp32';
+  cacheDir: string;
+  maxBatch: number;
+  /** DLA core to build for, -1 for the GPU alone. */
+  dlaCore: number;
+  inputName: string;
+  outputName: string;
+}
+
+/** A TensorRT engine (native/tensorrt), present when the addon was built with TensorRT. */
+export interface NativeEngine {
+  run(input: Float32Array, batch: number): Promise<{ output: Float32Array; runMs: number }>;
+  info(): { tensorrt: string; engineFile: string; fromCache: boolean; outputShape: number[]; computeCapability: string };
+  dispose(): void;
+}
+
+/** The addon's exports, as native/src/addon.cc registers them. */
+export interface NativeAddon {
+  capabilities(): NativeCapability[];
+  build: { cuda: boolean; tensorrt: string | false; asan: boolean };
+  preprocess: PreprocessFn;
+  postprocess: PostprocessFn;
+  heatmap: HeatmapFn;
+  cudaPreprocess?: PreprocessFn;
+  cudaPostprocess?: PostprocessFn;
+  cudaHeatmap?: HeatmapFn;
+  cudaDeviceCount?: () => number;
+  createEngine?: (options: EngineOptions, onProgress?: (message: string) => void) => Promise<NativeEngine>;
+}
+
+export class NativeLoadError extends Error {
+  override readonly name = 'NativeLoadError';
+}
+
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** Where the addon is looked for: MOEAD_NATIVE_PATH, else the release build. */
+export function nativeAddonPath(): string {
+  return process.env.MOEAD_NATIVE_PATH ?? `${repoRoot}build/native/Release/moead_native.node`;
+}
+
+let cached: NativeAddon | undefined;
+
+/** Loads the addon once; throws NativeLoadError with what to do when it cannot. */
+export function loadNative(path = nativeAddonPath()): NativeAddon {
+  if (cached && path === nativeAddonPath()) return cached;
+  if (!existsSync(path)) {
+    throw new NativeLoadError(
+      `native addon not found at ${path}.\n` +
+        'Build it with `node scripts/build-native.mjs` (npm ci does this unless MOEAD_SKIP_NATIVE=1); it needs ' +
+        'a C++17 compiler and cmake. Or point MOEAD_NATIVE_PATH at a built moead_native.node.',
+    );
+  }
+  let mod: unknown;
+  try {
+    mod = createRequire(import.meta.url)(path);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    const hint = /GLIBCXX|CXXABI/.test(reason)
+      ? 'The addon was built against a newer C++ runtime than this system has: rebuild it here.'
+      : /libcudart|libnvinfer|libnvonnxparser/.test(reason)
+        ? 'A CUDA or TensorRT library it was linked against is missing: add its folder to LD_LIBRARY_PATH, or rebuild with WITH_CUDA=OFF.'
+        : /invalid ELF|wrong ELF class/.test(reason)
+          ? 'The file was built for another architecture: rebuild it on this machine.'
+          : 'Rebuild it with `node scripts/build-native.mjs`.';
+    throw new NativeLoadError(`could not load the native addon ${path}: ${reason}\n${hint}`);
+  }
+  const addon = mod as Partial<NativeAddon>;
+  for (const fn of ['capabilities', 'preprocess', 'postprocess', 'heatmap'] as const) {
+    if (typeof addon[fn] !== 'function') {
+      throw new NativeLoadError(`${path} is not this project's addon (no ${fn} function): rebuild it`);
+    }
+  }
+  const loaded = addon as NativeAddon;
+  if (path === nativeAddonPath()) cached = loaded;
+  return loaded;
+}
+
+/** Whether the addon loads here, and with which capabilities; never throws. */
+export function probeNative(): { available: true; capabilities: NativeCapability[] } | { available: false; reason: string } {
+  try {
+    return { available: true, capabilities: loadNative().capabilities() };
+  } catch (err) {
+    return { available: false, reason: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+export function normalizeSpecOf(input: InputSpec): NormalizeSpec {
+  return { width: input.width, height: input.height, color: input.color, scale: input.scale, mean: input.mean, std: input.std };
+}
+
+export function postprocessPlanOf(spec: PostprocessSpec): PostprocessPlan {
+  return {
+    width: spec.upsample.width,
+    height: spec.upsample.height,
+    alignCorners: spec.upsample.align_corners,
+    sigma: spec.blur_sigma,
+    kernel: spec.score.method === 'max' ? 0 : spec.score.kernel,
+  };
+}
+
+/** The pre/post-processing kernels of one device. */
+export interface NativeOps {
+  readonly device: 'cpu' | 'cuda';
+  /** Camera frame → resized, normalized float32 CHW; writes into `out` when given (e.g. one slot of a batch). */
+  preprocess(frame: { data: Uint8Array; format: RawPixelFormat; width: number; height: number }, input: NormalizeSpec, out?: Float32Array): Promise<Float32Array>;
+  /** Low-resolution model map → upsampled, blurred map and image score. */
+  postprocess(map: Float32Array, width: number, height: number, plan: PostprocessPlan): Promise<PostprocessResult>;
+  /** RGB frame + same-size map → RGB frame with the coloured map blended over it. */
+  heatmap(rgb: Uint8Array, map: Float32Array, width: number, height: number, spec: HeatmapSpec): Promise<Buffer>;
+}
+
+/**
+ * Runs a native call so that its error, thrown synchronously or from the worker thread,
+ * carries the caller's stack rather than an empty native one.
+ */
+async function call<T>(fn: () => Promise<T>): Promise<T> {
+  const site = new Error();
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof Error && site.stack) err.stack = `${err.name}: ${err.message}\n${site.stack.split('\n').slice(1).join('\n')}`;
+    throw err;
+  }
+}
+
+export function nativeOps(device: 'cpu' | 'cuda' = 'cpu', addon: NativeAddon = loadNative()): NativeOps {
+  const pre = device === 'cpu' ? addon.preprocess : addon.cudaPreprocess;
+  const post = device === 'cpu' ? addon.postprocess : addon.cudaPostprocess;
+  const heat = device === 'cpu' ? addon.heatmap : addon.cudaHeatmap;
+  if (!pre || !post || !heat) throw new NativeLoadError('this native addon was built without CUDA (build.cuda is false)');
+  if (device === 'cuda' && !addon.capabilities().includes('cuda')) throw new NativeLoadError('no CUDA device is available');
+  return {
+    device,
+    preprocess: (frame, input, out) => call(() => pre(frame.data, frame.format, frame.width, frame.height, input, out)),
+    postprocess: (map, width, height, plan) => call(() => post(map, width, height, plan)),
+    heatmap: (rgb, map, width, height, spec) => call(() => heat(rgb, map, width, height, spec)),
+  };
+}

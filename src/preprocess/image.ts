@@ -1,0 +1,163 @@
+/**
+ * Frame → model input: decode (sharp), exact-size bilinear resize to the manifest's input
+ * size (Pillow's convention, see resize.ts), channel order, then (pixel * scale - mean[c]) / std[c] into planar float32 NCHW.
+ * mean/std are indexed by the tensor's channel, i.e. in the manifest's `color` order.
+ *
+ * Supported frame formats: `encoded` (JPEG, PNG, WebP, TIFF: whatever sharp decodes) and the
+ * raw layouts rgb24, bgr24, rgba (alpha dropped) and gray (replicated to three channels).
+ * yuyv and nv12 are refused with a `format` PreprocessError until a converter exists.
+ */
+import sharp from 'sharp';
+import type { InputSpec } from '../bundle/manifest.js';
+import type { Frame, PixelFormat } from '../capture/frame.js';
+import { PreprocessError } from './errors.js';
+import { resizeBilinear } from './resize.js';
+
+/** Interleaved 8-bit pixels; `order` says where R, G and B sit for 3/4-channel data. */
+export interface Pixels {
+  data: Buffer;
+  width: number;
+  height: number;
+  channels: 1 | 3 | 4;
+  order: 'RGB' | 'BGR';
+}
+
+interface RawLayout {
+  channels: 1 | 3 | 4;
+  order: 'RGB' | 'BGR';
+}
+
+const RAW_LAYOUTS: Partial<Record<PixelFormat, RawLayout>> = {
+  rgb24: { channels: 3, order: 'RGB' },
+  bgr24: { channels: 3, order: 'BGR' },
+  rgba: { channels: 4, order: 'RGB' },
+  gray: { channels: 1, order: 'RGB' },
+};
+
+export const SUPPORTED_FRAME_FORMATS: readonly PixelFormat[] = ['encoded', ...(Object.keys(RAW_LAYOUTS) as PixelFormat[])];
+
+function originOf(frame: Frame): string {
+  return frame.origin ?? `${frame.camera}#${frame.index}`;
+}
+
+/** The frame's raw pixels without decoding, checked against its declared size. */
+function rawPixels(frame: Frame): Pixels {
+  const layout = RAW_LAYOUTS[frame.format];
+  if (!layout) {
+    throw new PreprocessError('format', originOf(frame), `pixel format "${frame.format}" is not supported (supported: ${SUPPORTED_FRAME_FORMATS.join(', ')})`);
+  }
+  const expected = frame.width * frame.height * layout.channels;
+  if (!(frame.width > 0 && frame.height > 0) || frame.data.length !== expected) {
+    throw new PreprocessError(
+      'size',
+      originOf(frame),
+      `${frame.format} frame of ${frame.width}x${frame.height} needs ${expected} bytes, got ${frame.data.length}`,
+    );
+  }
+  return { data: frame.data, width: frame.width, height: frame.height, ...layout };
+}
+
+/**
+ * Runs a frame through sharp: decode when encoded, then (optionally) an exact-size
+ * bilinear resize, always ending in 3-channel 8-bit pixels.
+ */
+async function throughSharp(frame: Frame, size?: { width: number; height: number }): Promise<Pixels> {
+  const raw = frame.format === 'encoded' ? undefined : rawPixels(frame);
+  try {
+    // failOn 'warning' refuses truncated JPEG/PNG data instead of returning grey rows.
+    let image = raw
+      ? sharp(raw.data, { raw: { width: raw.width, height: raw.height, channels: raw.channels } })
+      : sharp(frame.data, { failOn: 'warning' });
+    // Drop alpha before resizing so the colour channels are not premultiplied by it.
+    image = image.removeAlpha().toColourspace('srgb');
+    if (size) image = image.resize(size.width, size.height, { fit: 'fill', kernel: 'linear', fastShrinkOnLoad: false });
+    const { data, info } = await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
+    return { data, width: info.width, height: info.height, channels: 3, order: raw?.order ?? 'RGB' };
+  } catch (err) {
+    throw new PreprocessError('decode', originOf(frame), `cannot decode image: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+/** The whole frame as 8-bit pixels at its own size (for snapshots). */
+export async function decodeFrame(frame: Frame): Promise<Pixels> {
+  if (frame.format !== 'encoded') return rawPixels(frame);
+  return throughSharp(frame);
+}
+
+/** Pixel size of a frame without decoding it (header only for encoded images). */
+async function frameSize(frame: Frame): Promise<{ width: number; height: number }> {
+  if (frame.format !== 'encoded') return { width: frame.width, height: frame.height };
+  try {
+    const meta = await sharp(frame.data).metadata();
+    return { width: meta.width ?? 0, height: meta.height ?? 0 };
+  } catch (err) {
+    throw new PreprocessError('decode', originOf(frame), `cannot decode image: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+/**
+ * The frame's pixels at exactly width × height. Shrinking runs in sharp (off the event
+ * loop, antialiased like Pillow's bilinear); enlarging, rare for cameras, runs in
+ * resizeBilinear because libvips enlarges with a different pixel-centre convention.
+ */
+export async function pixelsAtSize(frame: Frame, width: number, height: number): Promise<Pixels> {
+  const source = await frameSize(frame);
+  if (source.width >= width && source.height >= height && !(source.width === width && source.height === height)) {
+    return throughSharp(frame, { width, height });
+  }
+  const pixels = await decodeFrame(frame);
+  if (pixels.width === width && pixels.height === height) return pixels;
+  return resizeBilinear(pixels, width, height);
+}
+
+/** Per-channel lookup tables: 256 normalized values for each tensor channel. */
+function normalizationTables(spec: InputSpec): Float32Array[] {
+  return [0, 1, 2].map((c) => {
+    const table = new Float32Array(256);
+    for (let p = 0; p < 256; p++) table[p] = (p * spec.scale - spec.mean[c]!) / spec.std[c]!;
+    return table;
+  });
+}
+
+const tablesCache = new WeakMap<InputSpec, Float32Array[]>();
+
+/**
+ * Writes pixels (already at the input size) as planar float32 into `out` at image slot
+ * `batchIndex`, converting the channel order to the manifest's.
+ */
+export function normalizeInto(pixels: Pixels, spec: InputSpec, out: Float32Array, batchIndex = 0): void {
+  if (pixels.width !== spec.width || pixels.height !== spec.height) {
+    throw new RangeError(`pixels are ${pixels.width}x${pixels.height}, the model input is ${spec.width}x${spec.height}`);
+  }
+  const plane = spec.width * spec.height;
+  const base = batchIndex * 3 * plane;
+  if (out.length < base + 3 * plane) throw new RangeError(`output holds ${out.length} values, image ${batchIndex} needs ${base + 3 * plane}`);
+  let tables = tablesCache.get(spec);
+  if (!tables) {
+    tables = normalizationTables(spec);
+    tablesCache.set(spec, tables);
+  }
+  const { data, channels } = pixels;
+  for (let c = 0; c < 3; c++) {
+    const table = tables[c]!;
+    // Tensor channel c holds colour spec.color[c]; find where that colour sits in the pixel.
+    const colour = spec.color[c]!;
+    const offset = channels === 1 ? 0 : pixels.order.indexOf(colour);
+    const dst = base + c * plane;
+    for (let i = 0, src = offset; i < plane; i++, src += channels) out[dst + i] = table[data[src]!]!;
+  }
+}
+
+/** One frame → a [1, 3, H, W] float32 tensor buffer (owned, transferable). */
+export async function preprocessFrame(frame: Frame, spec: InputSpec): Promise<Float32Array> {
+  return preprocessBatch([frame], spec);
+}
+
+/** Frames → one [N, 3, H, W] float32 tensor buffer; the first bad frame throws. */
+export async function preprocessBatch(frames: readonly Frame[], spec: InputSpec): Promise<Float32Array> {
+  const out = new Float32Array(frames.length * 3 * spec.width * spec.height);
+  const pixels = await Promise.all(frames.map((f) => pixelsAtSize(f, spec.width, spec.height)));
+  pixels.forEach((p, i) => normalizeInto(p, spec, out, i));
+  return out;
+}

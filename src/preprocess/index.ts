@@ -1,0 +1,10 @@
+export { PreprocessError, type PreprocessFailure } from './errors.js';
+export {
+  SUPPORTED_FRAME_FORMATS,
+  decodeFrame,
+  normalizeInto,
+  pixelsAtSize,
+  preprocessBatch,
+  preprocessFrame,
+  type Pixels,
+} from './image.js';

@@ -1,0 +1,41 @@
+/**
+ * The per-frame decision: raw score against the threshold in force, plus the normalized
+ * score every consumer can read without knowing the model's units.
+ */
+import type { ThresholdSpec } from '../bundle/manifest.js';
+import { normalizeScore, type ThresholdPoint } from '../postprocess/normalize.js';
+import type { ScoringConfig } from '../config/schema.js';
+
+export interface Decision {
+  score: number;
+  threshold: number;
+  /** 0 at the median good image, 0.5 at the threshold, clamped to [0, 1]. */
+  normalized: number;
+  anomalous: boolean;
+}
+
+/** At the threshold counts as anomalous, as the toolchain's evaluation and `moead-edge score` decide. */
+export function decide(score: number, threshold: ThresholdPoint): Decision {
+  return { score, threshold: threshold.value, normalized: normalizeScore(score, threshold), anomalous: score >= threshold.value };
+}
+
+export class ThresholdError extends Error {
+  override readonly name = 'ThresholdError';
+}
+
+/**
+ * The threshold a camera uses: its own override, else the config's, else the manifest's.
+ * The good median always comes from the manifest (it is a property of the model), so an
+ * override must sit above it for the normalized score to mean anything.
+ */
+export function thresholdFor(camera: string, manifest: ThresholdSpec, scoring: Pick<ScoringConfig, 'threshold' | 'cameraThresholds'>): ThresholdPoint {
+  const value = scoring.cameraThresholds[camera] ?? scoring.threshold ?? manifest.value;
+  checkThreshold(value, manifest.good_median, camera);
+  return { value, good_median: manifest.good_median };
+}
+
+export function checkThreshold(value: number, goodMedian: number, camera: string): void {
+  if (!(Number.isFinite(value) && value > goodMedian)) {
+    throw new ThresholdError(`threshold ${value} for camera ${camera} must be above the model's median good score ${goodMedian} (raw score units)`);
+  }
+}

@@ -1,0 +1,127 @@
+/** Bundle loading: a good bundle loads; every kind of damage is refused naming the file and key. */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { BundleError, loadBundle } from '../../src/bundle/load.js';
+import { tempDir, type TempDir } from '../harness/index.js';
+import { writeBundleAround } from '../inference/synthetic-bundle.js';
+
+let dir: TempDir;
+let bundle: string;
+
+/** The loader checks bytes, not ONNX validity, so random bytes stand in for the model here. */
+async function freshBundle(name: string): Promise<string> {
+  const path = dir.file(name);
+  await rm(path, { recursive: true, force: true });
+  await mkdir(path, { recursive: true });
+  await writeFile(join(path, 'model.onnx'), randomBytes(4096));
+  await writeBundleAround(path, 32, 4);
+  return path;
+}
+
+async function editManifest(path: string, edit: (m: Record<string, unknown>) => void): Promise<void> {
+  const file = join(path, 'manifest.json');
+  const json = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  edit(json);
+  await writeFile(file, JSON.stringify(json));
+}
+
+before(async () => {
+  dir = await tempDir('moead-bundle-');
+  bundle = await freshBundle('good');
+});
+after(() => dir.remove());
+
+test('a consistent bundle loads with an absolute model path', async () => {
+  const loaded = await loadBundle(bundle);
+  assert.equal(loaded.modelPath, join(bundle, 'model.onnx'));
+  assert.equal(loaded.manifest.input.width, 32);
+  assert.equal(loaded.dir, bundle);
+});
+
+test('EXPECTED FAILURE - truncated model file', async () => {
+  const b = await freshBundle('truncated');
+  await truncate(join(b, 'model.onnx'), 1000);
+  await assert.rejects(loadBundle(b), (err: unknown) => {
+    assert.ok(err instanceof BundleError);
+    assert.equal(err.file, join(b, 'model.onnx'));
+    assert.match(err.message, /model\.onnx: size 1000 bytes, but the manifest says 4096/);
+    return true;
+  });
+});
+
+test('EXPECTED FAILURE - one flipped byte in the model', async () => {
+  const b = await freshBundle('flipped');
+  const model = await readFile(join(b, 'model.onnx'));
+  model[2000] = model[2000]! ^ 0x01;
+  await writeFile(join(b, 'model.onnx'), model);
+  await assert.rejects(loadBundle(b), /model\.onnx: sha256 [0-9a-f]{64} does not match the manifest's [0-9a-f]{64}/);
+});
+
+test('EXPECTED FAILURE - manifest is not JSON', async () => {
+  const b = await freshBundle('badjson');
+  await writeFile(join(b, 'manifest.json'), '{"format": "moead-edge.bundle/v1",');
+  await assert.rejects(loadBundle(b), (err: unknown) => {
+    assert.ok(err instanceof BundleError);
+    assert.equal(err.file, join(b, 'manifest.json'));
+    assert.match(err.message, /manifest\.json: not valid JSON/);
+    return true;
+  });
+});
+
+test('EXPECTED FAILURE - a missing field is named by its key path', async () => {
+  const b = await freshBundle('missing');
+  await editManifest(b, (m) => {
+    delete (m['model'] as Record<string, unknown>)['sha256'];
+  });
+  await assert.rejects(loadBundle(b), /manifest\.json: invalid manifest: model\.sha256: /);
+});
+
+test('EXPECTED FAILURE - a bad nested value is named with its array index', async () => {
+  const b = await freshBundle('badref');
+  await editManifest(b, (m) => {
+    (m['reference_frames'] as Array<Record<string, unknown>>)[0]!['label'] = 'maybe';
+  });
+  await assert.rejects(loadBundle(b), /reference_frames\[0\]\.label: /);
+});
+
+test('EXPECTED FAILURE - an unknown key is refused', async () => {
+  const b = await freshBundle('unknown');
+  await editManifest(b, (m) => {
+    (m['input'] as Record<string, unknown>)['gamma'] = 2.2;
+  });
+  await assert.rejects(loadBundle(b), /input: .*gamma/);
+});
+
+test('EXPECTED FAILURE - a model path climbing out of the bundle', async () => {
+  const b = await freshBundle('escape');
+  await editManifest(b, (m) => {
+    (m['model'] as Record<string, unknown>)['file'] = '../good/model.onnx';
+  });
+  await assert.rejects(loadBundle(b), /model\.file: expected a relative path inside the bundle/);
+});
+
+test('EXPECTED FAILURE - a symlink pointing out of the bundle', async () => {
+  const b = await freshBundle('symlink');
+  // Same bytes as the manifest expects, but living in another folder.
+  const outside = dir.file('outside.onnx');
+  await writeFile(outside, await readFile(join(b, 'model.onnx')));
+  await rm(join(b, 'model.onnx'));
+  await symlink(outside, join(b, 'model.onnx'));
+  await assert.rejects(loadBundle(b), /model\.onnx: resolves outside the bundle folder/);
+});
+
+test('EXPECTED FAILURE - missing model file and missing manifest', async () => {
+  const b = await freshBundle('nomodel');
+  await rm(join(b, 'model.onnx'));
+  await assert.rejects(loadBundle(b), /model\.onnx: missing \(named by .*manifest\.json\)/);
+  await assert.rejects(loadBundle(dir.file('nowhere')), /nowhere\/manifest\.json: missing: not a model bundle folder/);
+});
+
+test('EXPECTED FAILURE - a reference frame the manifest lists is absent', async () => {
+  const b = await freshBundle('noref');
+  await rm(join(b, 'reference', 'frame-0.png'));
+  await assert.rejects(loadBundle(b), /reference\/frame-0\.png: missing/);
+});

@@ -1,0 +1,123 @@
+import { strict as assert } from 'node:assert';
+import { test } from 'node:test';
+import { backoffDelay } from '../../src/capture/backoff.js';
+import { BoardCaptureSchema, JETSON_CAPTURE } from '../../src/capture/board.js';
+import { CameraConfigSchema, type RawCameraConfig } from '../../src/capture/config.js';
+import { FrameAssembler } from '../../src/capture/frame-assembler.js';
+import { buildChildCommand, gstQuote, gstTokens } from '../../src/capture/pipeline.js';
+import { redact } from '../../src/capture/redact.js';
+import { crop, rotate } from '../../src/capture/transform.js';
+
+test('assembler: frames straddling chunks come out whole; a partial tail is reported, not emitted', () => {
+  const out: Buffer[] = [];
+  const a = new FrameAssembler(4, (f) => out.push(f));
+  a.push(Buffer.from([1, 1, 1]));
+  a.push(Buffer.from([1, 2, 2, 2, 2, 3, 3, 3, 3, 4]));
+  a.push(Buffer.from([4]));
+  assert.deepEqual(out.map((b) => [...b]), [[1, 1, 1, 1], [2, 2, 2, 2], [3, 3, 3, 3]]);
+  assert.equal(a.end(), 2);
+  a.push(Buffer.from([5, 5, 5, 5]));
+  assert.deepEqual([...out[3]!], [5, 5, 5, 5], 'a new stream starts clean after end()');
+  assert.equal(a.end(), 0);
+  assert.throws(() => new FrameAssembler(0, () => {}), /positive integer/);
+});
+
+test('crop and rotate move whole pixels (clockwise), on a 3x2 image of 1-byte pixels', () => {
+  // 1 2 3
+  // 4 5 6
+  const img = { data: Buffer.from([1, 2, 3, 4, 5, 6]), width: 3, height: 2 };
+  const r90 = rotate(img, 90, 1);
+  assert.deepEqual([r90.width, r90.height, [...r90.data]], [2, 3, [4, 1, 5, 2, 6, 3]]);
+  const r180 = rotate(img, 180, 1);
+  assert.deepEqual([...r180.data], [6, 5, 4, 3, 2, 1]);
+  const r270 = rotate(img, 270, 1);
+  assert.deepEqual([r270.width, r270.height, [...r270.data]], [2, 3, [3, 6, 2, 5, 1, 4]]);
+  assert.equal(rotate(img, 0, 1), img);
+  const c = crop(img, { x: 1, y: 0, width: 2, height: 2 }, 1);
+  assert.deepEqual([c.width, c.height, [...c.data]], [2, 2, [2, 3, 5, 6]]);
+  assert.throws(() => crop(img, { x: 2, y: 0, width: 2, height: 1 }, 1), /does not fit in a 3x2 frame/);
+});
+
+test('backoff: doubles per failure in a row, capped, spread by at most ±jitter', () => {
+  const p = { initialMs: 100, maxMs: 1000, jitter: 0.2 };
+  assert.deepEqual([1, 2, 3, 4, 5, 9].map((n) => backoffDelay(n, p, () => 0.5)), [100, 200, 400, 800, 1000, 1000]);
+  assert.equal(backoffDelay(1, p, () => 0), 80);
+  assert.equal(backoffDelay(1, p, () => 1), 120);
+  for (let i = 0; i < 100; i++) {
+    const d = backoffDelay(3, p);
+    assert.ok(d >= 320 && d <= 480, `delay ${d}`);
+  }
+});
+
+test('redact: user-info of any URL and every known secret (raw or percent-encoded) become ***', () => {
+  assert.equal(redact('rtsp://admin:pw@cam/1: refused; http://u@h/x'), 'rtsp://***@cam/1: refused; http://***@h/x');
+  assert.equal(redact('auth with p@ss/1 and p%40ss%2F1 failed', ['p@ss/1']), 'auth with *** and *** failed');
+});
+
+test('gst tokens keep quoted values whole; gstQuote escapes what would end the quotes', () => {
+  assert.deepEqual(gstTokens('filesrc location="a b ! c" ! decodebin'), ['filesrc', 'location="a b ! c"', '!', 'decodebin']);
+  assert.deepEqual(gstTokens('x location="q\\"uote" ! y'), ['x', 'location="q\\"uote"', '!', 'y']);
+  assert.throws(() => gstTokens('x location="open'), /unbalanced double quote/);
+  assert.equal(gstQuote('a"b\\c'), '"a\\"b\\\\c"');
+});
+
+const parse = (c: Record<string, unknown>): RawCameraConfig => CameraConfigSchema.parse({ name: 'c1', ...c }) as RawCameraConfig;
+const desktop = BoardCaptureSchema.parse({});
+const jetson = BoardCaptureSchema.parse(JETSON_CAPTURE);
+const gst = (c: Record<string, unknown>, board = jetson): string => buildChildCommand(parse(c), board, {}).args.join(' ');
+
+test('pipelines: Jetson uses Argus, NVDEC and VIC; every pipeline ends in RGB of the output size on fd 1', () => {
+  assert.equal(
+    gst({ type: 'csi', sensorId: 1, sensorMode: 2, flip: 2, width: 320, height: 240 }),
+    '-q nvarguscamerasrc sensor-id=1 sensor-mode=2 ! video/x-raw(memory:NVMM),width=1920,height=1080,framerate=30/1,format=NV12 ! nvvidconv flip-method=2 ! video/x-raw,format=BGRx,width=320,height=240 ! videoconvert ! video/x-raw,format=RGB ! fdsink fd=1 sync=false',
+  );
+  assert.equal(
+    gst({ type: 'v4l2', device: '/dev/video1', input: 'mjpeg', captureWidth: 1280, captureHeight: 720, captureFps: 30 }),
+    '-q v4l2src device="/dev/video1" ! image/jpeg,width=1280,height=720,framerate=30/1 ! nvv4l2decoder mjpeg=1 ! nvvidconv ! video/x-raw,format=BGRx,width=640,height=480 ! videoconvert ! video/x-raw,format=RGB ! fdsink fd=1 sync=false',
+  );
+  assert.equal(
+    gst({ type: 'rtsp', url: 'rtsp://10.0.0.5/s1', transport: 'udp', codec: 'h265', username: 'u', password: 'p' }),
+    '-q rtspsrc location="rtsp://10.0.0.5/s1" protocols=udp latency=200 user-id="u" user-pw="p" ! rtph265depay ! h265parse ! nvv4l2decoder ! nvvidconv ! video/x-raw,format=BGRx,width=640,height=480 ! videoconvert ! video/x-raw,format=RGB ! fdsink fd=1 sync=false',
+  );
+  assert.equal(
+    gst({ type: 'v4l2', input: 'yuyv', width: 320, height: 240, fps: 10, launcher: 'gstreamer' }, desktop),
+    '-q v4l2src device="/dev/video0" ! video/x-raw,format=YUY2,width=320,height=240,framerate=10/1 ! videoconvert ! videoscale ! video/x-raw,width=320,height=240 ! videoconvert ! video/x-raw,format=RGB ! fdsink fd=1 sync=false',
+  );
+  // A file under gst-launch is paced by the clock (sync=true) and replayed on EOS.
+  const file = buildChildCommand(parse({ type: 'file', path: '/v/a b.mp4', launcher: 'gstreamer' }), desktop, {});
+  assert.match(file.args.join(' '), /^-q filesrc location="\/v\/a b.mp4" ! decodebin ! .* fdsink fd=1 sync=true$/);
+  assert.equal(file.replayOnCleanExit, true);
+  // The raw override is used as given, with the sink added when missing.
+  assert.equal(gst({ type: 'v4l2', pipeline: 'videotestsrc pattern="ball" ! video/x-raw,format=RGB,width=640,height=480' }), '-q videotestsrc pattern="ball" ! video/x-raw,format=RGB,width=640,height=480 ! fdsink fd=1 sync=false');
+});
+
+test('pipelines: ffmpeg argv per source, credentials in the URL, board input args first', () => {
+  const board = BoardCaptureSchema.parse({ ffmpeg: { inputArgs: ['-hwaccel', 'cuda'] } });
+  const rtsp = buildChildCommand(parse({ type: 'rtsp', url: 'rtsp://cam:554/s', usernameEnv: 'U', passwordEnv: 'P' }), board, { U: 'ad min', P: 'p@ss' });
+  assert.equal(rtsp.command, 'ffmpeg');
+  assert.deepEqual(rtsp.args.slice(4, 14), ['-hwaccel', 'cuda', '-rtsp_transport', 'tcp', '-fflags', 'nobuffer', '-flags', 'low_delay', '-i', 'rtsp://ad%20min:p%40ss@cam:554/s']);
+  assert.deepEqual(rtsp.secrets, ['p@ss', 'ad min']);
+  assert.deepEqual(rtsp.args.slice(-9), ['-an', '-sn', '-vf', 'scale=640:480', '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1']);
+  const v4l2 = buildChildCommand(parse({ type: 'v4l2', input: 'yuyv', fps: 15 }), desktop, {});
+  assert.deepEqual(v4l2.args.slice(4, 14), ['-f', 'v4l2', '-input_format', 'yuyv422', '-video_size', '640x480', '-framerate', '15', '-i', '/dev/video0']);
+  const file = buildChildCommand(parse({ type: 'file', path: 'clip.mp4', loop: false }), desktop, {});
+  assert.deepEqual(file.args.slice(4, 7), ['-re', '-i', 'clip.mp4']);
+  // csi never goes to ffmpeg, whatever the board prefers.
+  assert.equal(buildChildCommand(parse({ type: 'csi' }), desktop, {}).launcher, 'gstreamer');
+});
+
+test('config: bad camera entries are refused with the field named', () => {
+  const issue = (c: Record<string, unknown>): string => {
+    const r = CameraConfigSchema.safeParse({ name: 'c1', ...c });
+    assert.ok(!r.success, `accepted ${JSON.stringify(c)}`);
+    return r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+  };
+  assert.match(issue({ type: 'rtsp', url: 'http://x' }), /^url: expected an rtsp:\/\//);
+  assert.match(issue({ type: 'file', path: 'a.mp4', width: 64, height: 48, roi: { x: 40, y: 0, width: 30, height: 10 } }), /^roi: roi 30x10\+40\+0 does not fit in the 64x48 frame/);
+  assert.match(issue({ type: 'csi', launcher: 'ffmpeg' }), /^launcher:/);
+  assert.match(issue({ type: 'v4l2', rotate: 45 }), /^rotate:/);
+  assert.match(issue({ type: 'v4l2', device: '/dev/video0; reboot' }), /^device: expected a device path/);
+  assert.match(issue({ type: 'v4l2', colour: 'red' }), /Unrecognized key: "colour"/);
+  assert.match(issue({ type: 'webcam' }), /^type:/);
+  assert.match(String(BoardCaptureSchema.safeParse({ gstreamer: { scaler: 'x location="y"' } }).error), /without quotes/);
+});

@@ -1,0 +1,231 @@
+/** The config file: defaults, every kind of bad input named by its key path, env overrides, runtime changes. */
+import assert from 'node:assert/strict';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ConfigError, ConfigStore, loadConfig, validateConfigText } from '../../src/config/index.js';
+import { PACKAGE_ROOT } from '../../src/util/paths.js';
+import { tempDir, type TempDir } from '../harness/index.js';
+
+const GOOD = `# a complete file
+board: generic-x86
+logLevel: debug
+stateDir: state
+cameras:
+  - type: folder
+    name: line1
+    path: frames
+    fps: 5
+inference:
+  model: bundle
+  threads: 2
+mqtt:
+  url: mqtt://127.0.0.1:1884
+  base: plant
+  device: cell-7
+scoring:
+  threshold: 0.9
+  startFrames: 3
+  endFrames: 4
+  snapshotOnEvent: false
+telemetry:
+  intervalS: 30
+`;
+
+function problems(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    return err.problems;
+  }
+  assert.fail('expected the config to be refused');
+}
+
+let dir: TempDir;
+before(async () => {
+  dir = await tempDir();
+});
+after(async () => {
+  await dir.remove();
+});
+
+describe('defaults', () => {
+  test('no file: sample frames at 2 fps, the shipped bundle, the embedded broker', async () => {
+    const { config, file } = await loadConfig(undefined, {});
+    assert.equal(file, undefined);
+    assert.deepEqual(config.cameras, [{ type: 'folder', name: 'samples', enabled: true, path: join(PACKAGE_ROOT, 'samples/frames'), fps: 2, loop: true }]);
+    assert.equal(config.inference.model, join(PACKAGE_ROOT, 'models/quantized/moead-mnv2-synth'));
+    assert.equal(config.mqtt.url, undefined);
+    assert.equal(config.board, 'generic-x86');
+    assert.deepEqual(config.scoring, { cameraThresholds: {}, startFrames: 2, endFrames: 3, snapshotOnEvent: true });
+  });
+
+  test('an empty file is the defaults', () => {
+    const { config } = validateConfigText('', join(dir.path, 'empty.yaml'), {});
+    assert.equal(config.cameras[0]?.name, 'samples');
+  });
+});
+
+describe('a good file', () => {
+  test('parses, and relative paths are relative to the file', () => {
+    const file = join(dir.path, 'etc', 'moead.yaml');
+    const { config } = validateConfigText(GOOD, file, {});
+    assert.equal(config.stateDir, join(dir.path, 'etc', 'state'));
+    assert.equal(config.inference.model, join(dir.path, 'etc', 'bundle'));
+    assert.deepEqual(config.cameras[0], { type: 'folder', name: 'line1', enabled: true, path: join(dir.path, 'etc', 'frames'), fps: 5, loop: true });
+    assert.equal(config.mqtt.device, 'cell-7');
+    assert.deepEqual(config.scoring, { threshold: 0.9, cameraThresholds: {}, startFrames: 3, endFrames: 4, snapshotOnEvent: false });
+    assert.equal(config.telemetry.intervalS, 30);
+  });
+
+  test('JSON works too', () => {
+    const { config } = validateConfigText('{"scoring": {"endFrames": 9}}', join(dir.path, 'c.json'), {});
+    assert.equal(config.scoring.endFrames, 9);
+  });
+});
+
+describe('bad input names the file, the key path, the value and what was expected', () => {
+  const file = '/etc/moead/config.yaml';
+  test('a value out of range', () => {
+    const [p] = problems(() => validateConfigText('cameras: [{type: folder, name: a, path: x, fps: 500}]', file, {}));
+    assert.equal(p, 'cameras[0].fps: Too big: expected number to be <=120; received 500');
+  });
+  test('a wrong type', () => {
+    assert.deepEqual(problems(() => validateConfigText('scoring: {startFrames: "three"}', file, {})), [
+      'scoring.startFrames: Invalid input: expected number, received string; received "three"',
+    ]);
+  });
+  test('an unknown key, at the top and nested, lists the allowed keys', () => {
+    const list = problems(() => validateConfigText('mqtt: {urll: "mqtt://x"}\nfoo: 1', file, {}));
+    assert.equal(list.length, 2);
+    assert.match(list.find((l) => l.startsWith('mqtt.urll')) ?? '', /^mqtt\.urll: unknown key \(expected one of: url, base, device, /);
+    assert.match(list.find((l) => l.startsWith('foo')) ?? '', /^foo: unknown key \(expected one of: version, board, logLevel, stateDir, cameras, inference, mqtt, scoring, telemetry\)$/);
+  });
+  test('an unknown camera type', () => {
+    const [p] = problems(() => validateConfigText('cameras: [{type: webcam, name: a}]', file, {}));
+    assert.match(p ?? '', /^cameras\[0\]\.type: .*'folder'.*received "webcam"/);
+  });
+  test('duplicate camera names and a threshold for a camera that does not exist', () => {
+    const list = problems(() =>
+      validateConfigText('cameras: [{type: folder, name: a, path: x}, {type: folder, name: a, path: y}]\nscoring: {cameraThresholds: {b: 1}}', file, {}),
+    );
+    assert.deepEqual(list, [
+      'cameras[1].name: expected a unique camera name, cameras[0] is also "a"; received "a"',
+      'scoring.cameraThresholds.b: expected the name of a configured camera (a); received 1',
+    ]);
+  });
+  test('broken YAML says where', () => {
+    const [p] = problems(() => validateConfigText('cameras: [', file, {}));
+    assert.match(p ?? '', /^not valid YAML\/JSON: .*line 1/);
+  });
+  test('a list instead of a mapping', () => {
+    assert.deepEqual(problems(() => validateConfigText('- 1', file, {})), ['(root): expected a mapping of keys (board:, cameras:, mqtt: ...); received a list']);
+  });
+  test('the error message names the file', () => {
+    assert.throws(() => validateConfigText('logLevel: loud', file, {}), (err: Error) => err.message.startsWith(`invalid config ${file}:\n  - logLevel: `));
+  });
+  test('a missing file', async () => {
+    await assert.rejects(loadConfig(join(dir.path, 'nope.yaml'), {}), /invalid config .*nope\.yaml:\n {2}- file not found/);
+  });
+});
+
+describe('environment overrides', () => {
+  test('MOEAD_SECTION__KEY sets nested keys, case and underscores ignored, values JSON-parsed', async () => {
+    const { config } = await loadConfig(undefined, {
+      MOEAD_MQTT__URL: 'mqtt://broker:1883',
+      MOEAD_MQTT__EMBEDDED_PORT: '0',
+      MOEAD_LOG_LEVEL: 'warn',
+      MOEAD_SCORING__SNAPSHOTONEVENT: 'false',
+      MOEAD_TELEMETRY__INTERVAL_S: '2.5',
+      MOEAD_CONFIG: '/not/a/config/key',
+      MOEAD_SOMETHING_ELSE: 'not ours',
+    });
+    assert.equal(config.mqtt.url, 'mqtt://broker:1883');
+    assert.equal(config.mqtt.embeddedPort, 0);
+    assert.equal(config.logLevel, 'warn');
+    assert.equal(config.scoring.snapshotOnEvent, false);
+    assert.equal(config.telemetry.intervalS, 2.5);
+  });
+  test('overrides win over the file, array positions are numbers', () => {
+    const { config } = validateConfigText(GOOD, join(dir.path, 'c.yaml'), { MOEAD_CAMERAS__0__FPS: '1', MOEAD_SCORING__THRESHOLD: '1.5' });
+    assert.equal(config.cameras[0]?.type === 'folder' && config.cameras[0].fps, 1);
+    assert.equal(config.scoring.threshold, 1.5);
+  });
+  test('a bad value names the variable', async () => {
+    await assert.rejects(loadConfig(undefined, { MOEAD_MQTT__EMBEDDED_PORT: '70000' }), (err: ConfigError) => {
+      assert.deepEqual(err.problems, ['mqtt.embeddedPort (from MOEAD_MQTT__EMBEDDED_PORT): Too big: expected number to be <=65535; received 70000']);
+      return true;
+    });
+  });
+  test('a nested variable naming no key is an error, not ignored', async () => {
+    await assert.rejects(loadConfig(undefined, { MOEAD_MQTT__URLL: 'x' }), /MOEAD_MQTT__URLL: URLL is not a key of mqtt \(expected one of: url, /);
+  });
+});
+
+describe('runtime changes', () => {
+  test('reload: a valid edit applies live keys and lists restart-required ones; an invalid one is refused and the last good stays', async () => {
+    const file = dir.file('live.yaml');
+    await writeFile(file, GOOD);
+    const store = new ConfigStore(await loadConfig(file, {}), {});
+    const seen: number[] = [];
+    store.onChange((next) => seen.push(next.scoring.startFrames));
+
+    await writeFile(file, GOOD.replace('startFrames: 3', 'startFrames: 5').replace('base: plant', 'base: factory'));
+    const ok = await store.reload();
+    assert.deepEqual(ok, { ok: true, applied: ['scoring'], restartRequired: ['mqtt'] });
+    assert.equal(store.current.scoring.startFrames, 5);
+    assert.equal(store.current.mqtt.base, 'plant', 'restart-required keys keep their running value');
+    assert.deepEqual(seen, [5]);
+
+    await writeFile(file, GOOD.replace('startFrames: 3', 'startFrames: -1'));
+    const bad = await store.reload();
+    assert.equal(bad.ok, false);
+    assert.match(bad.ok ? '' : bad.error, /scoring\.startFrames: Too small/);
+    assert.equal(store.current.scoring.startFrames, 5, 'the last known good config keeps running');
+  });
+
+  test('set with persist validates before saving and keeps the rest of the file', async () => {
+    const file = dir.file('persist.yaml');
+    await writeFile(file, GOOD);
+    const store = new ConfigStore(await loadConfig(file, {}), {});
+    store.addCheck((c) => (c.scoring.threshold !== undefined && c.scoring.threshold < 0.5 ? [`scoring.threshold: below 0.5; received ${c.scoring.threshold}`] : []));
+
+    const refused = await store.set(['scoring', 'threshold'], 0.1, { persist: true });
+    assert.deepEqual(refused, { ok: false, error: `invalid config ${file}:\n  - scoring.threshold: below 0.5; received 0.1` });
+    assert.equal(await readFile(file, 'utf8'), GOOD, 'a refused change is not saved');
+
+    const invalid = await store.set(['scoring', 'threshold'], -2, { persist: true });
+    assert.equal(invalid.ok, false);
+    assert.equal(await readFile(file, 'utf8'), GOOD);
+
+    const saved = await store.set(['scoring', 'threshold'], 1.25, { persist: true });
+    assert.deepEqual(saved, { ok: true, applied: ['scoring'], restartRequired: [], persisted: true });
+    const text = await readFile(file, 'utf8');
+    assert.match(text, /^# a complete file\n/, 'comments are kept');
+    assert.match(text, /threshold: 1\.25/);
+    assert.equal(store.current.scoring.threshold, 1.25);
+  });
+
+  test('set without a file lives in memory only', async () => {
+    const store = new ConfigStore(await loadConfig(undefined, {}), {});
+    const change = await store.set(['scoring', 'cameraThresholds', 'samples'], 2, { persist: true });
+    assert.deepEqual(change, { ok: true, applied: ['scoring'], restartRequired: [], persisted: false });
+    assert.equal(store.current.scoring.cameraThresholds.samples, 2);
+    const reload = await store.reload();
+    assert.equal(reload.ok, false);
+  });
+
+  test('a file edited on disk is reloaded by the watcher', async () => {
+    const sub = dir.file('watched');
+    await mkdir(sub);
+    const file = join(sub, 'w.yaml');
+    await writeFile(file, GOOD);
+    const store = new ConfigStore(await loadConfig(file, {}), {});
+    const changed = new Promise((resolve) => store.watchFile(resolve, 50));
+    await writeFile(file, GOOD.replace('intervalS: 30', 'intervalS: 7'));
+    assert.deepEqual(await changed, { ok: true, applied: ['telemetry'], restartRequired: [] });
+    assert.equal(store.current.telemetry.intervalS, 7);
+    store.unwatch();
+  });
+});

@@ -1,0 +1,19 @@
+/**
+ * Shared test helpers: a real Mosquitto broker, an MQTT collector, temporary folders and
+ * child processes (the CLI included). Import from here: `../harness/index.js`.
+ */
+export { Mosquitto, withMosquitto, type MosquittoOptions } from './mosquitto.js';
+export { MqttCollector, topicMatches, type ReceivedMessage, type MessageMatch, type WaitOptions } from './subscriber.js';
+export { tempDir, withTempDir, type TempDir } from './tmp.js';
+export { freePort, waitForPort } from './net.js';
+export {
+  ChildHandle,
+  spawnProcess,
+  spawnCli,
+  runCli,
+  type CliResult,
+  type ExitStatus,
+  type OutputLine,
+  type SpawnOptions,
+} from './process.js';
+export { REPO_ROOT, CLI_MAIN, repoPath } from './paths.js';

@@ -1,0 +1,151 @@
+/**
+ * The detector end to end on a real (synthetic) bundle: scores equal an independent Python
+ * pipeline (Pillow + onnxruntime + torch + scipy), snapshots, file scoring and calibration.
+ */
+import assert from 'node:assert/strict';
+import { cp, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import sharp from 'sharp';
+import { loadBundle } from '../../src/bundle/load.js';
+import type { Frame } from '../../src/capture/frame.js';
+import {
+  PreprocessError,
+  calibrate,
+  frameFromFile,
+  openDetector,
+  quantile,
+  scoreImages,
+  thresholdFromGood,
+  writeManifestWithThreshold,
+  type Detector,
+} from '../../src/inference/index.js';
+import { tempDir, type TempDir } from '../harness/index.js';
+import { REFERENCE_PY, gradientPng, pythonMissing, runPython, writeSyntheticBundle } from './synthetic-bundle.js';
+
+const SIZE = 64;
+
+test('quantile follows numpy\'s default linear interpolation', () => {
+  assert.equal(quantile([3, 1, 2], 0.5), 2);
+  assert.equal(quantile([1, 2, 3, 4], 0.5), 2.5);
+  assert.ok(Math.abs(quantile([10, 0, 5, 7, 1], 0.99) - 9.88) < 1e-12);
+  assert.equal(quantile([4], 0.9), 4);
+  assert.throws(() => quantile([], 0.5), /no values/);
+});
+
+test('thresholdFromGood: quantile plus margin, refusing a set without spread', () => {
+  const t = thresholdFromGood([1, 2, 3, 4, 5], { quantile: 1, margin: 0.5 });
+  assert.deepEqual(t, { value: 5 + 0.5 * (5 - 3), good_median: 3, method: 'quantile_margin', quantile: 1, margin: 0.5, images: 5 });
+  assert.throws(() => thresholdFromGood([2, 2, 2]), /no spread/);
+});
+
+describe('detector', { skip: pythonMissing() }, () => {
+  let dir: TempDir;
+  let bundleDir: string;
+  let detector: Detector;
+  const images: string[] = [];
+
+  before(async () => {
+    dir = await tempDir('moead-detector-');
+    bundleDir = dir.file('bundle');
+    await writeSyntheticBundle(bundleDir, { kind: 'pool', size: SIZE, grid: 8 });
+    await mkdir(dir.file('good'));
+    for (let seed = 1; seed <= 5; seed++) {
+      const file = dir.file('good', `img-${seed}.png`);
+      await writeFile(file, await gradientPng(SIZE, SIZE, seed));
+      images.push(file);
+    }
+    detector = await openDetector({ bundleDir, backend: { threads: 1 } });
+  });
+  after(async () => {
+    await detector?.close();
+    await dir?.remove();
+  });
+
+  test('scores equal the Python reference pipeline within 1e-4 relative', async () => {
+    const python = JSON.parse(runPython([REFERENCE_PY, 'score', bundleDir, ...images])) as number[];
+    for (const [i, file] of images.entries()) {
+      const d = await detector.detect(await frameFromFile(file));
+      const rel = Math.abs(d.score - python[i]!) / python[i]!;
+      assert.ok(rel < 1e-4, `${file}: ${d.score} vs python ${python[i]} (relative ${rel})`);
+      assert.equal(d.map.width, SIZE);
+      assert.equal(d.map.data.length, SIZE * SIZE);
+      assert.ok(d.latencyMs >= d.timings.inferenceMs && d.timings.runMs > 0);
+    }
+    assert.deepEqual(detector.capabilities().providers, ['cpu']);
+  });
+
+  test('raw frames score like the same picture encoded', async () => {
+    const png = await gradientPng(SIZE, SIZE, 3);
+    const { data } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+    const raw: Frame = { camera: 'c', index: 1, capturedAt: 0, capturedMono: 0, format: 'rgb24', width: SIZE, height: SIZE, data };
+    const encoded: Frame = { ...raw, format: 'encoded', width: 0, height: 0, data: png };
+    assert.equal((await detector.detect(raw)).score, (await detector.detect(encoded)).score);
+  });
+
+  test('snapshot: a JPEG at the frame\'s own size with the heatmap blended in', async () => {
+    const big = await sharp(await gradientPng(SIZE, SIZE, 2)).resize(160, 120).png().toBuffer();
+    const frame: Frame = { camera: 'c', index: 0, capturedAt: 0, capturedMono: 0, format: 'encoded', width: 0, height: 0, data: big };
+    const detection = await detector.detect(frame);
+    const jpeg = await detector.snapshot(frame, detection);
+    assert.deepEqual([...jpeg.subarray(0, 3)], [0xff, 0xd8, 0xff]);
+    const meta = await sharp(jpeg).metadata();
+    assert.equal(meta.format, 'jpeg');
+    assert.equal(meta.width, 160);
+    assert.equal(meta.height, 120);
+    // The overlay changes the picture: compare with the frame compressed the same way.
+    const plain = await sharp(big).jpeg({ quality: 85 }).raw().toBuffer();
+    const shown = await sharp(jpeg).raw().toBuffer();
+    let diff = 0;
+    for (let i = 0; i < plain.length; i++) diff += Math.abs(plain[i]! - shown[i]!);
+    assert.ok(diff / plain.length > 5, `mean difference ${diff / plain.length}`);
+  });
+
+  test('EXPECTED FAILURE - a corrupt frame is a PreprocessError and the detector goes on', async () => {
+    const bad: Frame = { camera: 'c', index: 0, capturedAt: 0, capturedMono: 0, format: 'encoded', width: 0, height: 0, data: Buffer.from('garbage'), origin: 'bad.png' };
+    await assert.rejects(detector.detect(bad), (err: unknown) => err instanceof PreprocessError && err.reason === 'decode');
+    assert.ok((await detector.detect(await frameFromFile(images[0]!))).score > 0);
+  });
+
+  test('scoreImages reports unreadable files and still scores the rest', async () => {
+    const corrupt = dir.file('corrupt.jpg');
+    await writeFile(corrupt, Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]));
+    const missing = dir.file('missing.png');
+    const seen: string[] = [];
+    const results = await scoreImages(detector, [images[0]!, corrupt, missing, images[1]!], { onResult: (r) => void seen.push(r.file) });
+    assert.deepEqual(seen, [images[0], corrupt, missing, images[1]]);
+    assert.deepEqual(results.map((r) => r.ok), [true, false, false, true]);
+    const [, c, m] = results;
+    assert.ok(c && !c.ok && c.error.startsWith(`${corrupt}: cannot decode image`), JSON.stringify(c));
+    assert.ok(m && !m.ok && m.error.startsWith(`${missing}: ENOENT`), JSON.stringify(m));
+    const first = results[0]!;
+    assert.ok(first.ok);
+    assert.equal(first.anomalous, first.score >= detector.manifest.threshold.value);
+    assert.ok(first.normalized >= 0 && first.normalized <= 1);
+  });
+
+  test('calibrate: threshold from the good folder, written into a bundle copy that still loads', async () => {
+    await writeFile(dir.file('good', 'broken.png'), Buffer.from('not a png'));
+    await writeFile(dir.file('good', 'notes.txt'), 'ignored: not an image');
+    const rule = { quantile: 0.9, margin: 0.2 };
+    const { threshold, scored } = await calibrate(detector, dir.file('good'), { rule });
+    assert.equal(scored.length, 6);
+    assert.equal(scored.filter((r) => !r.ok).length, 1);
+    const scores = scored.flatMap((r) => (r.ok ? [r.score] : []));
+    assert.deepEqual(threshold, thresholdFromGood(scores, rule));
+    assert.equal(threshold.images, 5);
+
+    const copy = dir.file('calibrated');
+    await cp(bundleDir, copy, { recursive: true });
+    await writeManifestWithThreshold(detector.manifest, threshold, join(copy, 'manifest.json'));
+    const reloaded = await loadBundle(copy);
+    assert.deepEqual(reloaded.manifest.threshold, threshold);
+    assert.deepEqual({ ...reloaded.manifest, threshold: detector.manifest.threshold }, detector.manifest);
+  });
+
+  test('EXPECTED FAILURE - calibrating on a folder without images', async () => {
+    await assert.rejects(calibrate(detector, dir.file('does-not-exist')), /ENOENT/);
+    await mkdir(dir.file('empty'));
+    await assert.rejects(calibrate(detector, dir.file('empty')), /empty: no images/);
+  });
+});

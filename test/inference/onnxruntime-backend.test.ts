@@ -1,0 +1,228 @@
+/**
+ * The onnxruntime-node backend on real ONNX models: results, shapes and errors, and the
+ * property it exists for: inference does not block the event loop (timers and MQTT
+ * keepalive keep running while the worker is saturated).
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { after, before, describe, test } from 'node:test';
+import mqtt from 'mqtt';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { loadBundle } from '../../src/bundle/load.js';
+import type { LoadedBundle } from '../../src/inference/backend.js';
+import { DYNAMIC_BATCH_LIMIT, OnnxruntimeBackend } from '../../src/inference/onnxruntime-backend.js';
+import { Mosquitto, tempDir, type TempDir } from '../harness/index.js';
+import { pythonMissing, writeSyntheticBundle } from './synthetic-bundle.js';
+
+const skip = pythonMissing();
+const CPU = { providers: ['cpu' as const], threads: 1, precision: 'int8' as const };
+
+/** What the "pool" test model computes: 8×8 average pool, then the L2 norm over channels. */
+function poolL2(input: Float32Array, batch: number, size: number, grid: number): Float32Array {
+  const k = size / grid;
+  const out = new Float32Array(batch * grid * grid);
+  for (let n = 0; n < batch; n++) {
+    for (let gy = 0; gy < grid; gy++) {
+      for (let gx = 0; gx < grid; gx++) {
+        let ss = 0;
+        for (let c = 0; c < 3; c++) {
+          let sum = 0;
+          for (let y = 0; y < k; y++) for (let x = 0; x < k; x++) sum += input[((n * 3 + c) * size + gy * k + y) * size + gx * k + x]!;
+          ss += (sum / (k * k)) ** 2;
+        }
+        out[(n * grid + gy) * grid + gx] = Math.sqrt(ss);
+      }
+    }
+  }
+  return out;
+}
+
+function ramp(length: number, seed: number): Float32Array {
+  return Float32Array.from({ length }, (_, i) => Math.sin(i * 0.37 + seed) * 2);
+}
+
+describe('onnxruntime backend', { skip }, () => {
+  let dir: TempDir;
+  let pool: LoadedBundle;
+
+  before(async () => {
+    dir = await tempDir('moead-ort-');
+    await writeSyntheticBundle(dir.file('pool'), { kind: 'pool', size: 32, grid: 4 });
+    pool = await loadBundle(dir.file('pool'));
+  });
+  after(() => dir.remove());
+
+  test('runs batches in a worker and returns the model\'s maps', async () => {
+    const backend = new OnnxruntimeBackend();
+    await backend.load(pool, CPU);
+    try {
+      const caps = backend.capabilities();
+      assert.deepEqual(caps.providers, ['cpu']);
+      assert.equal(caps.backend, 'onnxruntime');
+      assert.equal(caps.versions['onnxruntime'], '1.30.0');
+      assert.equal(caps.maxBatch, DYNAMIC_BATCH_LIMIT);
+      for (const batch of [1, 3]) {
+        const input = ramp(batch * 3 * 32 * 32, batch);
+        const want = poolL2(input, batch, 32, 4);
+        const result = await backend.run(input, batch);
+        assert.equal(result.batch, batch);
+        assert.equal(result.maps.length, batch * 16);
+        for (let i = 0; i < want.length; i++) assert.ok(Math.abs(result.maps[i]! - want[i]!) < 1e-5, `batch ${batch} value ${i}`);
+        assert.ok(result.timings.runMs > 0 && result.timings.totalMs >= result.timings.runMs);
+      }
+    } finally {
+      await backend.dispose();
+    }
+  });
+
+  test('an owned input buffer is transferred, a view into a larger buffer is copied', async () => {
+    const backend = new OnnxruntimeBackend();
+    await backend.load(pool, CPU);
+    try {
+      const owned = ramp(3 * 32 * 32, 1);
+      await backend.run(owned, 1);
+      assert.equal(owned.byteLength, 0, 'transferred: the caller\'s array is detached');
+      const big = ramp(2 * 3 * 32 * 32, 2);
+      const view = big.subarray(3 * 32 * 32);
+      const want = poolL2(view, 1, 32, 4);
+      const result = await backend.run(view, 1);
+      assert.equal(big.length, 2 * 3 * 32 * 32, 'the larger buffer stays usable');
+      for (let i = 0; i < want.length; i++) assert.ok(Math.abs(result.maps[i]! - want[i]!) < 1e-5);
+    } finally {
+      await backend.dispose();
+    }
+  });
+
+  test('BAD CALL - wrong input size, bad batch, run before load or after dispose', async () => {
+    const backend = new OnnxruntimeBackend();
+    await assert.rejects(backend.run(new Float32Array(3072), 1), /run before load/);
+    await backend.load(pool, CPU);
+    await assert.rejects(backend.run(new Float32Array(100), 1), { name: 'RangeError', message: /input holds 100 floats, batch 1 × 3 × 32 × 32 needs 3072/ });
+    await assert.rejects(backend.run(new Float32Array(0), 0), { name: 'RangeError', message: /batch 0 is outside 1\.\.16/ });
+    await assert.rejects(backend.run(new Float32Array(17 * 3072), 17), { name: 'RangeError' });
+    await backend.dispose();
+    await assert.rejects(backend.run(new Float32Array(3072), 1), /backend disposed/);
+  });
+
+  test('EXPECTED FAILURE - a manifest whose tensor names or sizes the model does not have', async () => {
+    const wrongName: LoadedBundle = { ...pool, manifest: { ...pool.manifest, input: { ...pool.manifest.input, name: 'pixels' } } };
+    await assert.rejects(new OnnxruntimeBackend().load(wrongName, CPU), /model\.onnx: no input "pixels" \(the model has image\)/);
+    const wrongGrid: LoadedBundle = { ...pool, manifest: { ...pool.manifest, output: { ...pool.manifest.output, width: 7 } } };
+    await assert.rejects(new OnnxruntimeBackend().load(wrongGrid, CPU), /model\.onnx: output "anomaly_map" width is 4 in the model but 7 in the manifest/);
+    const notOnnx = dir.file('notonnx');
+    await mkdir(notOnnx, { recursive: true });
+    await copyFile(join(pool.dir, 'manifest.json'), join(notOnnx, 'manifest.json'));
+    const broken: LoadedBundle = { ...pool, modelPath: join(pool.dir, 'manifest.json') };
+    await assert.rejects(new OnnxruntimeBackend().load(broken, CPU), /protobuf|parse|Load model/i);
+  });
+
+  test('GPU providers the binding cannot use are reported, and CPU is what runs', async () => {
+    const bin = join(dirname(createRequire(import.meta.url).resolve('onnxruntime-node')), '..', 'bin', 'napi-v6', process.platform, process.arch);
+    const cudaPresent = existsSync(join(bin, 'libonnxruntime_providers_cuda.so'));
+    const backend = new OnnxruntimeBackend();
+    await backend.load(pool, { ...CPU, providers: ['tensorrt', 'cuda', 'cpu'] });
+    try {
+      if (!cudaPresent) {
+        assert.deepEqual(backend.capabilities().providers, ['cpu']);
+        assert.match(backend.providerNotes().join('\n'), /cuda: libonnxruntime_providers_cuda\.so is not installed/);
+      }
+      const input = ramp(3072, 5);
+      const want = poolL2(input, 1, 32, 4);
+      const result = await backend.run(input, 1);
+      for (let i = 0; i < want.length; i++) assert.ok(Math.abs(result.maps[i]! - want[i]!) < 1e-5);
+    } finally {
+      await backend.dispose();
+    }
+  });
+});
+
+describe('inference never blocks the event loop', { skip }, () => {
+  let dir: TempDir;
+  let heavy: LoadedBundle;
+  let broker: Mosquitto;
+  const SIZE = 256;
+
+  before(async () => {
+    dir = await tempDir('moead-ort-loop-');
+    // Long enough per run (tens of ms or more) that blocking would show in the delay histogram.
+    await writeSyntheticBundle(dir.file('heavy'), { kind: 'heavy', size: SIZE, grid: 16, layers: 48 });
+    heavy = await loadBundle(dir.file('heavy'));
+    broker = await Mosquitto.start();
+  });
+  after(async () => {
+    await broker?.teardown();
+    await dir?.remove();
+  });
+
+  /** Event-loop delay histogram while `work` runs; resolution 5 ms. */
+  async function measure<T>(work: () => Promise<T>): Promise<{ p99Ms: number; maxMs: number; result: T }> {
+    const histogram = monitorEventLoopDelay({ resolution: 5 });
+    histogram.enable();
+    const result = await work();
+    histogram.disable();
+    return { p99Ms: histogram.percentile(99) / 1e6, maxMs: histogram.max / 1e6, result };
+  }
+
+  test('the probe sees blocking: the same model on the main thread stalls the loop', async (t) => {
+    const session = await InferenceSession.create(heavy.modelPath, { intraOpNumThreads: 1 });
+    try {
+      const input = new Tensor('float32', ramp(3 * SIZE * SIZE, 1), [1, 3, SIZE, SIZE]);
+      await session.run({ image: input }); // first run allocates; not measured
+      const runs: number[] = [];
+      const { maxMs } = await measure(async () => {
+        for (let i = 0; i < 5; i++) {
+          const t = performance.now();
+          await session.run({ image: input });
+          runs.push(performance.now() - t);
+        }
+      });
+      runs.sort((a, b) => a - b);
+      t.diagnostic(`main thread: median run ${runs[2]!.toFixed(1)} ms, max loop delay ${maxMs.toFixed(1)} ms`);
+      // A blocked loop waits the whole run: the worst delay is at least about one run.
+      assert.ok(maxMs >= 0.5 * runs[2]!, `max loop delay ${maxMs.toFixed(1)} ms vs median run ${runs[2]!.toFixed(1)} ms`);
+    } finally {
+      await session.release();
+    }
+  });
+
+  test('back-to-back inference in the worker: loop delay p99 < 20 ms, MQTT keepalive (1 s) holds', async (t) => {
+    const backend = new OnnxruntimeBackend();
+    await backend.load(heavy, CPU);
+    const client = await mqtt.connectAsync(broker.url, { keepalive: 1, reconnectPeriod: 0, clientId: `loop-${process.pid}` });
+    const dropped: string[] = [];
+    let pings = 0;
+    client.on('close', () => dropped.push('close'));
+    client.on('offline', () => dropped.push('offline'));
+    client.on('error', (err) => dropped.push(`error: ${err.message}`));
+    client.on('packetreceive', (packet) => {
+      if (packet.cmd === 'pingresp') pings++;
+    });
+    try {
+      const template = ramp(3 * SIZE * SIZE, 0);
+      await backend.run(template.slice(), 1); // warm-up
+      const { p99Ms, maxMs, result: runs } = await measure(async () => {
+        let n = 0;
+        const until = performance.now() + 3500;
+        while (performance.now() < until) {
+          // A fresh copy per run: the backend transfers (detaches) the buffer it is given.
+          await backend.run(template.slice(), 1);
+          n++;
+        }
+        return n;
+      });
+      t.diagnostic(`${runs} runs, loop delay p99 ${p99Ms.toFixed(1)} ms, max ${maxMs.toFixed(1)} ms, ${pings} keepalive pings`);
+      assert.ok(runs >= 3, `only ${runs} runs completed`);
+      assert.ok(p99Ms < 20, `event-loop delay p99 ${p99Ms.toFixed(1)} ms (max ${maxMs.toFixed(1)} ms) during ${runs} runs`);
+      assert.deepEqual(dropped, [], 'the MQTT connection stayed up');
+      assert.ok(pings >= 2, `keepalive pings answered: ${pings}`);
+      assert.equal(client.connected, true);
+    } finally {
+      await client.endAsync();
+      await backend.dispose();
+    }
+  });
+});

@@ -1,0 +1,159 @@
+// The CPU kernels of the native addon against the TypeScript reference (within 1e-5), over
+// randomized formats and sizes, and every kind of bad input. `npm run test:asan` runs this
+// same file against an AddressSanitizer build of the addon.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { loadNative, nativeOps, type NormalizeSpec, type PostprocessPlan } from '../../src/native/binding.js';
+import {
+  frameBytes, maxRelError, randomPostprocessCase, randomPreprocessCase, refHeatmap, refPostprocess, refPreprocess, rng, randInt,
+} from './reference.js';
+
+const TOL = 1e-5;
+const CASES = Number(process.env.MOEAD_NATIVE_CASES ?? 150);
+const ops = nativeOps('cpu');
+const addon = loadNative();
+const spec224: NormalizeSpec = { width: 8, height: 8, color: 'RGB', scale: 1 / 255, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+const plan: PostprocessPlan = { width: 16, height: 16, alignCorners: false, sigma: 4, kernel: 3 };
+
+describe('native CPU kernels', () => {
+  it('reports cpu among its capabilities', () => {
+    assert.ok(addon.capabilities().includes('cpu'));
+    // Under `npm run test:asan` the sanitized build must be the one loaded.
+    assert.equal(addon.build.asan, process.env.MOEAD_EXPECT_ASAN === '1');
+  });
+
+  it('preprocess equals the reference on randomized formats and sizes', async () => {
+    for (let seed = 1; seed <= CASES; seed++) {
+      const c = randomPreprocessCase(seed);
+      const got = await ops.preprocess({ data: c.data, format: c.format, width: c.width, height: c.height }, c.spec);
+      const err = maxRelError(got, refPreprocess(c.data, c.format, c.width, c.height, c.spec));
+      assert.ok(err <= TOL, `seed ${seed} (${c.format} ${c.width}x${c.height} → ${c.spec.width}x${c.spec.height}): error ${err}`);
+    }
+  });
+
+  it('preprocess writes into a slot of a batch tensor without touching its neighbours', async () => {
+    const c = randomPreprocessCase(7);
+    const n = 3 * c.spec.width * c.spec.height;
+    const batch = new Float32Array(3 * n).fill(-7);
+    await ops.preprocess({ data: c.data, format: c.format, width: c.width, height: c.height }, c.spec, batch.subarray(n, 2 * n));
+    assert.ok(maxRelError(batch.subarray(n, 2 * n), refPreprocess(c.data, c.format, c.width, c.height, c.spec)) <= TOL);
+    assert.ok(batch.subarray(0, n).every((v) => v === -7) && batch.subarray(2 * n).every((v) => v === -7));
+  });
+
+  it('preprocess of a same-size RGB frame is a pure normalization', async () => {
+    const data = Uint8Array.from({ length: 8 * 8 * 3 }, (_, i) => (i * 37) % 256);
+    const got = await ops.preprocess({ data, format: 'rgb24', width: 8, height: 8 }, spec224);
+    for (let c = 0; c < 3; c++) {
+      for (let p = 0; p < 64; p++) {
+        const want = ((data[3 * p + c] ?? 0) / 255 - (spec224.mean[c] ?? 0)) / (spec224.std[c] ?? 1);
+        assert.ok(Math.abs((got[c * 64 + p] ?? NaN) - want) <= TOL, `channel ${c} pixel ${p}`);
+      }
+    }
+  });
+
+  it('postprocess (upsample, blur, score) equals the reference on randomized sizes', async () => {
+    for (let seed = 1; seed <= CASES; seed++) {
+      const c = randomPostprocessCase(seed);
+      const got = await ops.postprocess(c.map, c.width, c.height, c.plan);
+      const want = refPostprocess(c.map, c.width, c.height, c.plan);
+      const err = maxRelError(got.map, want.map);
+      const label = `seed ${seed} (${c.width}x${c.height} → ${c.plan.width}x${c.plan.height}, ${JSON.stringify(c.plan)})`;
+      assert.ok(err <= TOL, `${label}: map error ${err}`);
+      assert.ok(Math.abs(got.score - want.score) <= TOL * Math.max(1, Math.abs(want.score)), `${label}: score ${got.score} vs ${want.score}`);
+    }
+  });
+
+  it('heatmap equals the reference (within one level of rounding)', async () => {
+    for (let seed = 1; seed <= 40; seed++) {
+      const r = rng(seed);
+      const w = randInt(r, 1, 40);
+      const h = randInt(r, 1, 40);
+      const rgb = Uint8Array.from({ length: w * h * 3 }, () => randInt(r, 0, 255));
+      const map = Float32Array.from({ length: w * h }, () => r() * 3 - 0.5);
+      const spec = { low: r(), high: 1.5 + r(), alpha: r() };
+      const got = await ops.heatmap(rgb, map, w, h, spec);
+      const want = refHeatmap(rgb, map, spec);
+      assert.equal(got.length, want.length);
+      for (let i = 0; i < want.length; i++) assert.ok(Math.abs((got[i] ?? -9) - (want[i] ?? 0)) <= 1, `seed ${seed} byte ${i}: ${got[i]} vs ${want[i]}`);
+    }
+  });
+
+  it('runs many calls concurrently on the thread pool, each with its own result', async () => {
+    const cases = Array.from({ length: 24 }, (_, i) => randomPostprocessCase(1000 + i));
+    const results = await Promise.all(cases.map((c) => ops.postprocess(c.map, c.width, c.height, c.plan)));
+    results.forEach((got, i) => {
+      const c = cases[i];
+      assert.ok(c);
+      assert.ok(maxRelError(got.map, refPostprocess(c.map, c.width, c.height, c.plan).map) <= TOL, `case ${i}`);
+    });
+  });
+});
+
+describe('native CPU kernels: bad input', () => {
+  const frame = { data: new Uint8Array(8 * 8 * 3), format: 'rgb24' as const, width: 8, height: 8 };
+
+  it('BAD CALL - a frame of the wrong size is a RangeError naming the size', async () => {
+    await assert.rejects(ops.preprocess({ ...frame, data: new Uint8Array(100) }, spec224), {
+      name: 'RangeError', message: 'frame (rgb24 8x8): expected 192 bytes but received 100',
+    });
+    await assert.rejects(ops.preprocess({ ...frame, data: new Uint8Array(193) }, spec224), /expected 192 bytes but received 193/);
+  });
+
+  it('BAD CALL - every format checks its own size', async () => {
+    for (const format of ['rgb24', 'bgr24', 'rgba', 'gray', 'yuyv', 'nv12'] as const) {
+      const bytes = frameBytes(format, 8, 8);
+      await assert.rejects(ops.preprocess({ data: new Uint8Array(bytes - 1), format, width: 8, height: 8 }, spec224),
+        new RegExp(`expected ${bytes} bytes but received ${bytes - 1}`), format);
+    }
+  });
+
+  it('BAD CALL - odd sizes for subsampled formats, unknown formats, zero and huge sides', async () => {
+    await assert.rejects(ops.preprocess({ data: new Uint8Array(6 * 2), format: 'yuyv', width: 3, height: 2 }, spec224), /yuyv needs an even width/);
+    await assert.rejects(ops.preprocess({ data: new Uint8Array(12), format: 'nv12', width: 4, height: 2 + 1 }, spec224), /nv12 needs an even width and height/);
+    await assert.rejects(ops.preprocess({ ...frame, format: 'mjpeg' as never }, spec224), {
+      name: 'TypeError', message: 'Expected one of rgb24, bgr24, rgba, gray, yuyv, nv12 for format but received string "mjpeg"',
+    });
+    await assert.rejects(ops.preprocess({ ...frame, width: 0 }, spec224), /Expected an integer 1\.\.16384 for width but received number 0/);
+    await assert.rejects(ops.preprocess({ ...frame, width: 1e9 }, spec224), /for width/);
+    await assert.rejects(ops.preprocess({ ...frame, width: 2.5 }, spec224), /for width/);
+  });
+
+  it('BAD CALL - a frame that is not bytes, and a spec with a bad field', async () => {
+    await assert.rejects(ops.preprocess({ ...frame, data: new Float32Array(192) as unknown as Uint8Array }, spec224), /Expected a Buffer or Uint8Array for frame \(rgb24 8x8\) but received Float32Array/);
+    await assert.rejects(ops.preprocess(frame, { ...spec224, color: 'YUV' as never }), /spec\.color/);
+    await assert.rejects(ops.preprocess(frame, { ...spec224, std: [1, 0, 1] }), /spec\.std\[1\] must be positive/);
+    await assert.rejects(ops.preprocess(frame, { ...spec224, mean: [1, 2] as never }), /Expected an array of 3 numbers for spec\.mean/);
+    await assert.rejects(ops.preprocess(frame, { ...spec224, scale: Number.NaN }), /Expected a finite number for spec\.scale/);
+    await assert.rejects(ops.preprocess(frame, { ...spec224, width: -1 }), /spec\.width/);
+    await assert.rejects(ops.preprocess(frame, spec224, new Float32Array(10)), /out: expected 192 float32 elements but received 10/);
+  });
+
+  it('BAD CALL - postprocess checks the map size, the plan and the pooling window', async () => {
+    await assert.rejects(ops.postprocess(new Float32Array(15), 4, 4, plan), /map: expected 16 float32 elements but received 15/);
+    await assert.rejects(ops.postprocess(new Float64Array(16) as unknown as Float32Array, 4, 4, plan), /Expected a Float32Array for map but received Float64Array/);
+    await assert.rejects(ops.postprocess(new Float32Array(16), 4, 4, { ...plan, kernel: 17 }), /plan\.kernel 17 is larger than the 16x16 map/);
+    await assert.rejects(ops.postprocess(new Float32Array(16), 4, 4, { ...plan, sigma: -1 }), /plan\.sigma must be 0\.\.100/);
+    await assert.rejects(ops.postprocess(new Float32Array(16), 4, 4, { ...plan, alignCorners: 1 as never }), /Expected a boolean for plan\.alignCorners/);
+    await assert.rejects(ops.postprocess(new Float32Array(16), 4, 4, null as never), /Expected an object for plan but received null/);
+  });
+
+  it('BAD CALL - heatmap checks both buffers and the colour range', async () => {
+    const map = new Float32Array(16);
+    await assert.rejects(ops.heatmap(new Uint8Array(47), map, 4, 4, { low: 0, high: 1, alpha: 0.5 }), /rgb: expected 48 bytes but received 47/);
+    await assert.rejects(ops.heatmap(new Uint8Array(48), new Float32Array(15), 4, 4, { low: 0, high: 1, alpha: 0.5 }), /map: expected 16 float32/);
+    await assert.rejects(ops.heatmap(new Uint8Array(48), map, 4, 4, { low: 1, high: 1, alpha: 0.5 }), /spec\.high must be greater than spec\.low/);
+    await assert.rejects(ops.heatmap(new Uint8Array(48), map, 4, 4, { low: 0, high: 1, alpha: 2 }), /spec\.alpha must be 0\.\.1/);
+  });
+
+  it('BAD CALL - randomized wrong lengths never get past validation', async () => {
+    for (let seed = 1; seed <= 60; seed++) {
+      const c = randomPreprocessCase(5000 + seed, 24);
+      const r = rng(seed);
+      const wrong = Math.max(0, c.data.length + (r() < 0.5 ? -randInt(r, 1, c.data.length) : randInt(r, 1, 64)));
+      await assert.rejects(ops.preprocess({ data: new Uint8Array(wrong), format: c.format, width: c.width, height: c.height }, c.spec),
+        /expected \d+ bytes but received \d+/, `seed ${seed}`);
+      const p = randomPostprocessCase(7000 + seed);
+      await assert.rejects(ops.postprocess(new Float32Array(p.map.length + 1), p.width, p.height, p.plan), /map: expected/);
+    }
+  });
+});

@@ -1,0 +1,184 @@
+/** Preprocessing: every supported frame format gives the same tensor; bad frames give typed errors. */
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { test } from 'node:test';
+import sharp from 'sharp';
+import type { InputSpec } from '../../src/bundle/manifest.js';
+import type { Frame, PixelFormat } from '../../src/capture/frame.js';
+import { PreprocessError, SUPPORTED_FRAME_FORMATS, pixelsAtSize, preprocessBatch, preprocessFrame } from '../../src/preprocess/index.js';
+import { withTempDir } from '../harness/index.js';
+import { REFERENCE_PY, pythonMissing, runPython } from '../inference/synthetic-bundle.js';
+
+const W = 32;
+const H = 24;
+const spec: InputSpec = {
+  name: 'image',
+  width: W,
+  height: H,
+  color: 'RGB',
+  layout: 'NCHW',
+  dtype: 'float32',
+  resize: 'bilinear',
+  scale: 1 / 255,
+  mean: [0.485, 0.456, 0.406],
+  std: [0.229, 0.224, 0.225],
+};
+
+/** Interleaved RGB test pattern with distinct values per channel and position. */
+function pattern(width: number, height: number): Buffer {
+  const rgb = Buffer.alloc(width * height * 3);
+  for (let i = 0; i < width * height; i++) {
+    rgb[3 * i] = (i * 7) & 255;
+    rgb[3 * i + 1] = (i * 13 + 50) & 255;
+    rgb[3 * i + 2] = (255 - i * 3) & 255;
+  }
+  return rgb;
+}
+
+function frame(format: PixelFormat, data: Buffer, width = W, height = H): Frame {
+  return { camera: 'cam', index: 0, capturedAt: 0, capturedMono: 0, format, width, height, data, origin: `test.${format}` };
+}
+
+function expected(rgb: Buffer, s: InputSpec): Float32Array {
+  const plane = s.width * s.height;
+  const out = new Float32Array(3 * plane);
+  for (let c = 0; c < 3; c++) {
+    const src = 'RGB'.indexOf(s.color[c]!);
+    for (let i = 0; i < plane; i++) out[c * plane + i] = (rgb[3 * i + src]! / 255 - s.mean[c]!) / s.std[c]!;
+  }
+  return out;
+}
+
+function assertClose(actual: Float32Array, wanted: Float32Array, what: string): void {
+  assert.equal(actual.length, wanted.length, what);
+  for (let i = 0; i < actual.length; i++) assert.ok(Math.abs(actual[i]! - wanted[i]!) < 1e-5, `${what}: value ${i} is ${actual[i]}, expected ${wanted[i]}`);
+}
+
+test('supported formats are the encoded images and rgb24, bgr24, rgba, gray', () => {
+  assert.deepEqual([...SUPPORTED_FRAME_FORMATS].sort(), ['bgr24', 'encoded', 'gray', 'rgb24', 'rgba']);
+});
+
+test('rgb24, bgr24, rgba, PNG and lossless WebP frames give the same normalized planar tensor', async () => {
+  const rgb = pattern(W, H);
+  const want = expected(rgb, spec);
+  const bgr = Buffer.alloc(rgb.length);
+  const rgba = Buffer.alloc(W * H * 4);
+  for (let i = 0; i < W * H; i++) {
+    bgr[3 * i] = rgb[3 * i + 2]!;
+    bgr[3 * i + 1] = rgb[3 * i + 1]!;
+    bgr[3 * i + 2] = rgb[3 * i]!;
+    rgb.copy(rgba, 4 * i, 3 * i, 3 * i + 3);
+    rgba[4 * i + 3] = i & 255; // alpha must be dropped, not multiplied in
+  }
+  const raw = { raw: { width: W, height: H, channels: 3 as const } };
+  const png = await sharp(rgb, raw).png().toBuffer();
+  const webp = await sharp(rgb, raw).webp({ lossless: true }).toBuffer();
+  assertClose(await preprocessFrame(frame('rgb24', rgb), spec), want, 'rgb24');
+  assertClose(await preprocessFrame(frame('bgr24', bgr), spec), want, 'bgr24');
+  assertClose(await preprocessFrame(frame('rgba', rgba), spec), want, 'rgba');
+  assertClose(await preprocessFrame(frame('encoded', png, 0, 0), spec), want, 'png');
+  assertClose(await preprocessFrame(frame('encoded', webp, 0, 0), spec), want, 'webp');
+});
+
+test('a BGR model gets blue in channel 0, normalized with mean[0]/std[0]', async () => {
+  const rgb = pattern(W, H);
+  const bgrSpec: InputSpec = { ...spec, color: 'BGR', mean: [0.1, 0.2, 0.3], std: [0.5, 0.6, 0.7] };
+  assertClose(await preprocessFrame(frame('rgb24', rgb), bgrSpec), expected(rgb, bgrSpec), 'BGR model');
+});
+
+test('gray frames are replicated to three channels', async () => {
+  const gray = Buffer.alloc(W * H);
+  for (let i = 0; i < gray.length; i++) gray[i] = (i * 5) & 255;
+  const rgb = Buffer.alloc(W * H * 3);
+  for (let i = 0; i < gray.length; i++) rgb.fill(gray[i]!, 3 * i, 3 * i + 3);
+  assertClose(await preprocessFrame(frame('gray', gray), spec), expected(rgb, spec), 'gray');
+  // And a gray frame at another size goes through the resize path to the same shape.
+  const out = await preprocessFrame(frame('gray', Buffer.alloc(64 * 48, 100), 64, 48), spec);
+  assertClose(out, expected(Buffer.alloc(W * H * 3, 100), spec), 'resized gray');
+});
+
+test('frames of another size are resized exactly to the input size (aspect not kept)', async () => {
+  const big = Buffer.alloc(100 * 40 * 3);
+  for (let i = 0; i < 100 * 40; i++) big.set([200, 100, 50], 3 * i);
+  const jpeg = await sharp(big, { raw: { width: 100, height: 40, channels: 3 } }).jpeg({ quality: 100 }).toBuffer();
+  const out = await preprocessFrame(frame('encoded', jpeg, 0, 0), spec);
+  const flat = Buffer.alloc(W * H * 3);
+  for (let i = 0; i < W * H; i++) flat.set([200, 100, 50], 3 * i);
+  // JPEG chroma rounding moves a flat colour by at most a couple of levels.
+  const want = expected(flat, spec);
+  for (let i = 0; i < out.length; i++) assert.ok(Math.abs(out[i]! - want[i]!) < 3 / 255 / 0.224, `value ${i}`);
+  // Upscaling a raw frame: a horizontal ramp stays monotonic after bilinear resize.
+  const ramp = Buffer.alloc(8 * 6 * 3);
+  for (let y = 0; y < 6; y++) for (let x = 0; x < 8; x++) ramp.fill(x * 30, 3 * (y * 8 + x), 3 * (y * 8 + x) + 3);
+  const up = await preprocessFrame(frame('rgb24', ramp, 8, 6), spec);
+  for (let x = 1; x < W; x++) assert.ok(up[5 * W + x]! >= up[5 * W + x - 1]!, `ramp not monotonic at x=${x}`);
+});
+
+test('a batch holds each frame in its own slot', async () => {
+  const a = pattern(W, H);
+  const b = Buffer.alloc(W * H * 3, 9);
+  const out = await preprocessBatch([frame('rgb24', a), frame('rgb24', b)], spec);
+  assert.equal(out.length, 2 * 3 * W * H);
+  assertClose(out.subarray(0, 3 * W * H), expected(a, spec), 'slot 0');
+  assertClose(out.subarray(3 * W * H), expected(b, spec), 'slot 1');
+});
+
+async function rejectsWith(f: Frame, reason: PreprocessError['reason'], message: RegExp): Promise<void> {
+  await assert.rejects(preprocessFrame(f, spec), (err: unknown) => {
+    assert.ok(err instanceof PreprocessError, `expected a PreprocessError, got ${String(err)}`);
+    assert.equal(err.reason, reason);
+    assert.match(err.message, message);
+    return true;
+  });
+}
+
+test('EXPECTED FAILURE - corrupt and truncated images are decode errors naming the frame', async () => {
+  const rgb = pattern(W, H);
+  const jpeg = await sharp(rgb, { raw: { width: W, height: H, channels: 3 } }).jpeg().toBuffer();
+  const png = await sharp(rgb, { raw: { width: W, height: H, channels: 3 } }).png().toBuffer();
+  await rejectsWith(frame('encoded', Buffer.from('not an image at all'), 0, 0), 'decode', /^test\.encoded: cannot decode image/);
+  await rejectsWith(frame('encoded', jpeg.subarray(0, Math.floor(jpeg.length / 2)), 0, 0), 'decode', /cannot decode image/);
+  await rejectsWith(frame('encoded', png.subarray(0, png.length - 30), 0, 0), 'decode', /cannot decode image/);
+  await rejectsWith(frame('encoded', Buffer.alloc(0), 0, 0), 'decode', /cannot decode image/);
+});
+
+test('EXPECTED FAILURE - raw frames of the wrong length and unsupported formats', async () => {
+  await rejectsWith(frame('rgb24', Buffer.alloc(W * H * 3 - 1)), 'size', /rgb24 frame of 32x24 needs 2304 bytes, got 2303/);
+  await rejectsWith(frame('gray', Buffer.alloc(10), 0, 0), 'size', /gray frame of 0x0 needs 0 bytes/);
+  await rejectsWith(frame('yuyv', Buffer.alloc(W * H * 2)), 'format', /pixel format "yuyv" is not supported \(supported: encoded, rgb24, bgr24, rgba, gray\)/);
+  await rejectsWith(frame('nv12', Buffer.alloc((W * H * 3) / 2)), 'format', /"nv12" is not supported/);
+});
+
+test('resizing agrees with Pillow\'s bilinear (the training transform\'s convention)', { skip: pythonMissing() }, async (t) => {
+  // A picture with smooth shading and a few hard edges, like a part on a conveyor.
+  const w = 200;
+  const h = 150;
+  const rgb = Buffer.alloc(w * h * 3);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const inside = (x - 100) ** 2 + (y - 75) ** 2 < 40 ** 2;
+      rgb.set([inside ? 220 : (x * 255) / w, inside ? 40 : (y * 255) / h, Math.round(128 + 100 * Math.sin(x / 9) * Math.cos(y / 13))], 3 * (y * w + x));
+    }
+  }
+  const png = await sharp(rgb, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+  await withTempDir(async (dir) => {
+    await writeFile(dir.file('src.png'), png);
+    // [width, height, worst allowed level difference, mean allowed]: enlarging and mixed
+    // scaling use our resampler (Pillow's algorithm, rounding apart); shrinking uses libvips.
+    for (const [W, H, maxDiff, meanDiff] of [[400, 300, 1, 0.05], [300, 100, 1, 0.05], [64, 64, 12, 0.5], [224, 150, 1, 0.05]] as const) {
+      runPython([REFERENCE_PY, 'resize', dir.file('src.png'), String(W), String(H), dir.file('pil.raw')]);
+      const pil = await readFile(dir.file('pil.raw'));
+      const ours = await pixelsAtSize(frame('encoded', png, 0, 0), W, H);
+      assert.equal(ours.data.length, pil.length);
+      let worst = 0;
+      let sum = 0;
+      for (let i = 0; i < pil.length; i++) {
+        const d = Math.abs(pil[i]! - ours.data[i]!);
+        worst = Math.max(worst, d);
+        sum += d;
+      }
+      t.diagnostic(`${w}x${h} -> ${W}x${H}: max ${worst}, mean ${(sum / pil.length).toFixed(3)} levels from Pillow`);
+      assert.ok(worst <= maxDiff && sum / pil.length <= meanDiff, `${W}x${H}: max ${worst}, mean ${sum / pil.length}`);
+    }
+  });
+});

@@ -1,0 +1,76 @@
+/** Decisions, hysteresis events and persisted sequence numbers. */
+import assert from 'node:assert/strict';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { describe, test } from 'node:test';
+import { CameraSeq, decide, EventTracker, thresholdFor } from '../../src/scoring/index.js';
+import { withTempDir } from '../harness/index.js';
+
+describe('decide', () => {
+  const t = { value: 2, good_median: 1 };
+  test('normalized: median good → 0, threshold → 0.5, clamped', () => {
+    assert.deepEqual(decide(1, t), { score: 1, threshold: 2, normalized: 0, anomalous: false });
+    assert.deepEqual(decide(2, t), { score: 2, threshold: 2, normalized: 0.5, anomalous: true });
+    assert.deepEqual(decide(2.5, t), { score: 2.5, threshold: 2, normalized: 0.75, anomalous: true });
+    assert.equal(decide(0.2, t).normalized, 0);
+    assert.equal(decide(9, t).normalized, 1);
+  });
+  test('threshold: camera override, then config, then manifest; must be above the good median', () => {
+    const manifest = { value: 2, good_median: 1, method: 'quantile_margin' as const, images: 10 };
+    assert.deepEqual(thresholdFor('a', manifest, { cameraThresholds: {} }), { value: 2, good_median: 1 });
+    assert.deepEqual(thresholdFor('a', manifest, { threshold: 3, cameraThresholds: {} }), { value: 3, good_median: 1 });
+    assert.deepEqual(thresholdFor('a', manifest, { threshold: 3, cameraThresholds: { a: 4 } }), { value: 4, good_median: 1 });
+    assert.throws(() => thresholdFor('b', manifest, { threshold: 0.5, cameraThresholds: {} }), /threshold 0\.5 for camera b must be above the model's median good score 1/);
+  });
+});
+
+describe('hysteresis', () => {
+  const feed = (tracker: EventTracker, pattern: string, scores?: number[]) =>
+    [...pattern].map((c, i) => tracker.update({ seq: i, score: scores?.[i] ?? (c === '1' ? 5 : 0), anomalous: c === '1', ts: `t${i}` }));
+
+  test('starts after N consecutive anomalous frames, ends after M normal ones', () => {
+    const tracker = new EventTracker('cam', { startFrames: 3, endFrames: 2 });
+    const events = feed(tracker, '0110111101000', [0, 5, 6, 0, 4, 9, 3, 2, 0, 7, 0, 0, 0]);
+    assert.deepEqual(events.map((e, i) => (e ? `${i}:${e.type}` : null)).filter(Boolean), ['6:start', '11:end']);
+    // The run that started it began at seq 4; its peak so far 9; 3 frames.
+    assert.deepEqual(events[6], { id: 'cam-4', type: 'start', ts: 't6', peak_score: 9, frames: 3 });
+    // Frames 4..9: the single normal frame at 8 did not end it (M = 2) and belongs to the event.
+    assert.deepEqual(events[11], { id: 'cam-4', type: 'end', ts: 't11', peak_score: 9, frames: 6 });
+  });
+  test('a run shorter than N starts nothing; N = 1 starts at once', () => {
+    assert.ok(feed(new EventTracker('c', { startFrames: 3, endFrames: 1 }), '110110').every((e) => e === undefined));
+    const events = feed(new EventTracker('c', { startFrames: 1, endFrames: 1 }), '101');
+    assert.deepEqual(events.map((e) => e?.type ?? null), ['start', 'end', 'start']);
+    assert.deepEqual(events.map((e) => e?.id ?? null), ['c-0', 'c-0', 'c-2']);
+  });
+  test('close() ends an open event on shutdown', () => {
+    const tracker = new EventTracker('c', { startFrames: 1, endFrames: 5 });
+    feed(tracker, '11');
+    assert.deepEqual(tracker.close('bye'), { id: 'c-0', type: 'end', ts: 'bye', peak_score: 5, frames: 2 });
+    assert.equal(tracker.close('again'), undefined);
+  });
+});
+
+describe('seq persistence', () => {
+  test('starts at 0, continues across reopen, leaves no temp files', async () => {
+    await withTempDir(async (dir) => {
+      const seq = await CameraSeq.open(dir.path, 'cam1');
+      assert.equal(seq.next, 0);
+      for (const n of [0, 1, 2]) await seq.commit(n);
+      await assert.rejects(seq.commit(7), /committing seq 7 but 3 is next/);
+      const again = await CameraSeq.open(dir.path, 'cam1');
+      assert.equal(again.next, 3);
+      assert.equal((await CameraSeq.open(dir.path, 'cam2')).next, 0, 'each camera has its own');
+      assert.deepEqual(await readdir(dir.file('seq')), ['cam1.json']);
+      assert.deepEqual(JSON.parse(await readFile(dir.file('seq', 'cam1.json'), 'utf8')), { camera: 'cam1', next: 3 });
+    });
+  });
+  test('a corrupt file is refused, not silently reset to 0', async () => {
+    await withTempDir(async (dir) => {
+      await (await CameraSeq.open(dir.path, 'cam1')).commit(0);
+      await writeFile(dir.file('seq', 'cam1.json'), '{"camera":"cam1","next":');
+      await assert.rejects(CameraSeq.open(dir.path, 'cam1'), /cam1\.json: not a sequence file .*fix or delete it/);
+      await writeFile(dir.file('seq', 'cam1.json'), '{"camera":"other","next":4}');
+      await assert.rejects(CameraSeq.open(dir.path, 'cam1'), /belongs to camera "other"/);
+    });
+  });
+});

@@ -1,0 +1,1 @@
+"""moead_edge.bundle"""

@@ -1,0 +1,83 @@
+"""The MoE feed-forward of MoEAD: 4 experts, top-2, plain linear router, softmax over the top-2.
+
+Weights are stored in the layout the dense form wants (all experts' first layers as one
+d -> E*F linear, all second layers as one E*F -> d linear plus per-expert biases), so the
+exported graph is two plain matrix products whose weights are initializers. `sparse_forward`
+runs only the selected experts token by token; it is the reference the dense form must equal.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def balance_loss(logits: torch.Tensor) -> torch.Tensor:
+    """MoEAD's NaiveGate loss: cv^2 of the per-expert sum of raw router logits over all tokens."""
+    importance = logits.reshape(-1, logits.shape[-1]).sum(0)
+    return importance.var(unbiased=True) / (importance.mean() ** 2 + 1e-10)
+
+
+class MoEFFN(nn.Module):
+    def __init__(self, dim: int, hidden: int, experts: int, top_k: int, dropout: float):
+        super().__init__()
+        if not 1 <= top_k <= experts:
+            raise ValueError(f"top_k must be in 1..{experts}, got {top_k}")
+        self.dim, self.hidden, self.experts, self.top_k = dim, hidden, experts, top_k
+        self.router = nn.Linear(dim, experts)
+        self.expert_in = nn.Linear(dim, experts * hidden)
+        self.expert_out = nn.Linear(experts * hidden, dim, bias=False)
+        self.expert_out_bias = nn.Parameter(torch.zeros(experts, dim))
+        self.dropout = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # fastmoe's FMoELinear: kaiming_uniform(a=sqrt(5)) per expert, zero bias; router: xavier (the
+        # reference initializer touches every nn.Linear).
+        nn.init.xavier_uniform_(self.router.weight)
+        nn.init.zeros_(self.router.bias)
+        for e in range(self.experts):
+            rows = slice(e * self.hidden, (e + 1) * self.hidden)
+            nn.init.kaiming_uniform_(self.expert_in.weight.data[rows], a=math.sqrt(5))
+            w2 = torch.empty(self.dim, self.hidden)
+            nn.init.kaiming_uniform_(w2, a=math.sqrt(5))
+            self.expert_out.weight.data[:, rows] = w2
+        nn.init.zeros_(self.expert_in.bias)
+        nn.init.zeros_(self.expert_out_bias)
+
+    def gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Router logits and dense gate weights: softmax over the top-k logits, 0 for the others."""
+        logits = self.router(x)
+        top = torch.topk(logits, self.top_k, dim=-1).indices
+        chosen = F.one_hot(top, self.experts).sum(-2) > 0
+        weights = torch.softmax(torch.where(chosen, logits, torch.full_like(logits, float("-inf"))), dim=-1)
+        return logits, weights
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dense top-k MoE (every expert computed, unselected ones weighted 0). Returns (y, balance loss)."""
+        logits, w = self.gates(x)
+        h = self.dropout(F.relu(self.expert_in(x)))
+        h = h.unflatten(-1, (self.experts, self.hidden)) * w.unsqueeze(-1)
+        y = self.expert_out(h.flatten(-2)) + w @ self.expert_out_bias
+        # The loss only matters for training; leaving it out of eval keeps it out of the export.
+        return y, balance_loss(logits) if self.training else logits.new_zeros(())
+
+    def expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
+        rows = slice(e * self.hidden, (e + 1) * self.hidden)
+        h = F.relu(F.linear(x, self.expert_in.weight[rows], self.expert_in.bias[rows]))
+        return F.linear(h, self.expert_out.weight[:, rows], self.expert_out_bias[e])
+
+    def sparse_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reference: route each token to its top-k experts only (as fastmoe does), eval semantics."""
+        flat = x.reshape(-1, self.dim)
+        logits = self.router(flat)
+        values, idx = torch.topk(logits, self.top_k, dim=-1)
+        scores = torch.softmax(values, dim=-1)
+        y = torch.zeros_like(flat)
+        for e in range(self.experts):
+            token, slot = torch.nonzero(idx == e, as_tuple=True)
+            if token.numel():
+                y.index_add_(0, token, scores[token, slot, None] * self.expert(e, flat[token]))
+        return y.reshape(x.shape)

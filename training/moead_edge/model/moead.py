@@ -1,0 +1,63 @@
+"""The whole detector: frozen backbone -> MFCN neck -> reconstruction -> per-position L2 distance."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..backbones import build_backbone
+from .config import ModelConfig
+from .reconstruction import Reconstruction
+
+
+class Neck(nn.Module):
+    """UniAD's MFCN: every tap resized (bilinear, align_corners=True, no anti-aliasing) to the
+    stride-16 grid, then concatenated on channels. Explicit sizes keep the export a fixed Resize."""
+
+    def __init__(self, grid: tuple[int, int]):
+        super().__init__()
+        self.grid = grid
+
+    def forward(self, taps: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([t if tuple(t.shape[-2:]) == self.grid else
+                          F.interpolate(t, size=self.grid, mode="bilinear", align_corners=True) for t in taps], dim=1)
+
+
+def distance_map(features: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    return ((reconstruction - features) ** 2).sum(1, keepdim=True).sqrt()
+
+
+class MoEAD(nn.Module):
+    def __init__(self, cfg: ModelConfig, backbone: nn.Module | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone if backbone is not None else build_backbone(cfg.backbone)
+        self.neck = Neck(cfg.grid)
+        channels = sum(self.backbone.channels)
+        self.reconstruction = Reconstruction(
+            channels=channels, grid=cfg.grid, hidden_dim=cfg.hidden_dim, nhead=cfg.nhead, ffn_dim=cfg.ffn_dim,
+            experts=cfg.experts, top_k=cfg.top_k, rounds=cfg.rounds, neighbour=cfg.neighbour, dropout=cfg.dropout,
+            jitter_scale=cfg.jitter_scale, jitter_prob=cfg.jitter_prob)
+
+    @property
+    def feature_channels(self) -> int:
+        return self.reconstruction.channels
+
+    def train(self, mode: bool = True) -> "MoEAD":
+        super().train(mode)
+        self.backbone.eval()  # frozen: BatchNorm keeps its running statistics
+        return self
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.neck(self.backbone(images))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalized images (B, 3, S, S) -> anomaly map (B, 1, S/16, S/16)."""
+        feats = self.neck(self.backbone(images))
+        rec, _ = self.reconstruction(feats)
+        return distance_map(feats, rec)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,94 @@
+"""Static INT8 quantization to Q/DQ (what TensorRT consumes and onnxruntime fuses).
+
+Quantized: every Conv, and every MatMul whose second input is a weight (projections and
+the two expert matrix products). Kept float: the router MatMul and the gate-weighted bias
+MatMul, TopK/Softmax, attention score/value products, LayerNormalization, residual Adds,
+the neck's Resize and the distance head. Weights: per-channel symmetric int8.
+Activations: the format is chosen by `activations`:
+  - "u8": asymmetric uint8 (U8S8). onnxruntime on x86 fuses these into QLinearConv /
+    QLinearMatMul (perf.md §4a saw signed activations with two consumers stay unfused).
+  - "s8": symmetric int8 with zero point 0, one dedicated Q/DQ pair per consumer, which is
+    TensorRT's explicit-quantization form.
+"""
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..export.onnx_export import INPUT_NAME
+
+# Op types onnxruntime runs as integer kernels after fusing Q/DQ pairs.
+INTEGER_KERNELS = ("QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "MatMulIntegerToFloat",
+                   "DynamicQuantizeMatMul", "QGemm", "QLinearAdd", "QLinearMul", "FusedConv")
+
+
+def quantizable_nodes(model: onnx.ModelProto) -> list[str]:
+    """Conv and weight MatMul nodes, except the router path (which decides the top-2 routing)."""
+    weights = {i.name for i in model.graph.initializer}
+    names = []
+    for n in model.graph.node:
+        if n.op_type == "Conv":
+            names.append(n.name)
+        elif n.op_type == "MatMul" and n.input[1] in weights:
+            if "/router" in n.name or n.input[1].endswith("expert_out_bias"):
+                continue
+            names.append(n.name)
+    return names
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over batches of normalized images."""
+
+    def __init__(self, batches: Iterable[np.ndarray]):
+        self._it: Iterator[np.ndarray] = iter(batches)
+
+    def get_next(self):
+        batch = next(self._it, None)
+        return None if batch is None else {INPUT_NAME: batch.astype(np.float32)}
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path, calibration: Iterable[np.ndarray], activations: str = "u8") -> Path:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if activations not in ("u8", "s8"):
+        raise ValueError(f"activations must be 'u8' or 's8', got {activations!r}")
+    model = onnx.load(str(fp32_path))
+    extra = {"WeightSymmetric": True, "MatMulConstBOnly": True}
+    if activations == "s8":
+        extra |= {"ActivationSymmetric": True, "DedicatedQDQPair": True}
+    quantize_static(
+        model, str(int8_path), _Reader(calibration), quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["Conv", "MatMul"], nodes_to_quantize=quantizable_nodes(model),
+        per_channel=True, reduce_range=False,
+        activation_type=QuantType.QUInt8 if activations == "u8" else QuantType.QInt8,
+        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax, extra_options=extra)
+    return int8_path
+
+
+def optimized_op_counts(model_path: Path, optimized_path: Path) -> collections.Counter:
+    """Op types in the graph onnxruntime actually runs (full CPU optimization, dumped to disk)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.optimized_model_filepath = str(optimized_path)
+    ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    graph = onnx.load(str(optimized_path))
+    return collections.Counter(n.op_type for n in graph.graph.node)
+
+
+def fusion_report(int8_path: Path, optimized_path: Path) -> dict:
+    """How many Conv/MatMul ran as integer kernels, and how many stayed float next to Q/DQ."""
+    graph = onnx.load(str(int8_path))
+    weights = {i.name for i in graph.graph.initializer}
+    dq_of_weight = {n.output[0] for n in graph.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights}
+    quantized = [n.name for n in graph.graph.node if n.op_type in ("Conv", "MatMul") and n.input[1] in dq_of_weight]
+    counts = optimized_op_counts(int8_path, optimized_path)
+    fused = sum(counts[k] for k in INTEGER_KERNELS if k != "FusedConv")
+    return {"quantized_nodes": len(quantized), "integer_kernels": fused,
+            "float_conv_matmul": counts["Conv"] + counts["FusedConv"] + counts["MatMul"] + counts["FusedMatMul"],
+            "ops": dict(counts)}

@@ -1,0 +1,149 @@
+"""Training on a CPU: the frozen backbone's features are computed once and cached, then only
+the reconstruction network trains (feature MSE + 0.01 x balance loss, feature jitter on)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..model import MoEAD, ModelConfig
+from ..model.config import config_from_dict, config_to_dict
+
+CHECKPOINT = "checkpoint.pt"
+MODEL_FILE = "model.pt"
+FEATURES = "features.pt"
+
+
+def input_spec(cfg: ModelConfig) -> dict:
+    """The manifest's `input` object for this config (what images are normalized with)."""
+    return {"name": "image", "width": cfg.input_size, "height": cfg.input_size, "color": "RGB", "layout": "NCHW",
+            "dtype": "float32", "resize": "bilinear", "scale": cfg.scaling.scale, "mean": list(cfg.scaling.mean),
+            "std": list(cfg.scaling.std)}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _feature_key(cfg: ModelConfig, paths: Sequence[Path]) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"backbone": config_to_dict(cfg)["backbone"], "size": cfg.input_size,
+                         "scaling": config_to_dict(cfg)["scaling"]}, sort_keys=True).encode())
+    for p in paths:
+        st = Path(p).stat()
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def cached_features(model: MoEAD, paths: Sequence[Path], load: Callable[[Path], np.ndarray], cache: Path | None,
+                    batch: int = 16, progress: bool = True) -> torch.Tensor:
+    """Neck features (N, C, h, w) of the images, computed once per (backbone, image set)."""
+    key = _feature_key(model.cfg, paths)
+    if cache is not None and cache.exists():
+        saved = torch.load(cache, map_location="cpu", weights_only=True)
+        if saved.get("key") == key:
+            return saved["features"]
+    model.eval()
+    out = []
+    for i in tqdm(range(0, len(paths), batch), desc="backbone features", unit="batch", disable=not progress):
+        images = np.stack([load(p) for p in paths[i:i + batch]])
+        out.append(model.features(torch.from_numpy(images)))
+    feats = torch.cat(out)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        torch.save({"key": key, "features": feats}, tmp)
+        tmp.replace(cache)
+    return feats
+
+
+@dataclass
+class TrainResult:
+    epochs: int
+    seconds: float
+    losses: list[float]
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def train_reconstruction(model: MoEAD, feats: torch.Tensor, work_dir: Path, resume: bool = True,
+                         progress: bool = True, log: Callable[[str], None] = print) -> TrainResult:
+    cfg = model.cfg
+    tr = cfg.train
+    seed_everything(tr.seed)
+    net = model.reconstruction
+    opt = torch.optim.AdamW(net.parameters(), lr=tr.lr, betas=(0.9, 0.999), weight_decay=tr.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tr.lr_step_epochs, gamma=tr.lr_gamma)
+    gen = torch.Generator().manual_seed(tr.seed)
+    start, losses, seconds = 0, [], 0.0
+    ckpt = work_dir / CHECKPOINT
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if state["config"] != config_to_dict(cfg) or state["images"] != len(feats):
+            log(f"{ckpt}: made with another config or image set; starting over")
+        else:
+            net.load_state_dict(state["reconstruction"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            start, losses, seconds = state["epoch"], state["losses"], state["seconds"]
+            log(f"resuming from epoch {start} of {tr.epochs} ({ckpt})")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(range(start, tr.epochs), desc="training", unit="epoch", initial=start, total=tr.epochs,
+               disable=not progress)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(feats), generator=gen)
+        total, count = 0.0, 0
+        for i in range(0, len(order), tr.batch_size):
+            x = feats[order[i:i + tr.batch_size]]
+            rec, balance = net(x)
+            loss = torch.nn.functional.mse_loss(rec, x) + tr.balance_weight * balance
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if tr.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), tr.grad_clip)
+            opt.step()
+            total += float(loss) * len(x)
+            count += len(x)
+        sched.step()
+        losses.append(total / count)
+        seconds += time.perf_counter() - t0
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        _atomic_save({"epoch": epoch + 1, "config": config_to_dict(cfg), "images": len(feats),
+                      "reconstruction": net.state_dict(), "optimizer": opt.state_dict(),
+                      "scheduler": sched.state_dict(), "generator": gen.get_state(),
+                      "torch_rng": torch.get_rng_state(), "losses": losses, "seconds": seconds}, ckpt)
+    model.eval()
+    save_model(model, work_dir / MODEL_FILE, {"epochs": tr.epochs, "seconds": seconds, "losses": losses})
+    return TrainResult(epochs=tr.epochs, seconds=seconds, losses=losses)
+
+
+def save_model(model: MoEAD, path: Path, info: dict) -> None:
+    _atomic_save({"config": config_to_dict(model.cfg), "reconstruction": model.reconstruction.state_dict(),
+                  "info": info}, path)
+
+
+def load_model(path: Path) -> tuple[MoEAD, dict]:
+    """A trained model file (model.pt) -> the eval-mode MoEAD (backbone rebuilt from its config)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = MoEAD(config_from_dict(state["config"]))
+    model.reconstruction.load_state_dict(state["reconstruction"])
+    return model.eval(), state["info"]
