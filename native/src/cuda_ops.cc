@@ -40,9 +40,10 @@ Napi::Value CudaPreprocessJs(const Napi::CallbackInfo& info) {
       [frame, spec, dst = out.data, n] {
         Stream stream;
         DeviceBuffer<uint8_t> d_frame;
-        DeviceBuffer<float> d_out(n);
+        DeviceBuffer<float> d_out(n), d_scratch(PreprocessScratchElements(frame.height, spec));
         Upload(d_frame, frame.bytes.data, frame.bytes.length, stream);
-        CudaThrow(cudaPreprocess(d_frame.get(), frame.format, frame.width, frame.height, spec, d_out.get(), stream.get()),
+        CudaThrow(cudaPreprocess(d_frame.get(), frame.format, frame.width, frame.height, spec, d_scratch.get(), d_out.get(),
+                                 stream.get()),
                   "cudaPreprocess");
         Download(dst, d_out, n, stream);
         stream.Sync();

@@ -73,32 +73,109 @@ bool FrameBytes(PixelFormat format, uint32_t width, uint32_t height, uint64_t* b
   return false;
 }
 
+namespace {
+
+// Normalized antialiased taps of every output index along one axis.
+struct AaTaps {
+  std::vector<int> lo, count;
+  std::vector<double> weights;  // count[d] weights of output d start at d * stride
+  int stride = 0;
+};
+
+AaTaps AntialiasTaps(uint32_t in, uint32_t out) {
+  AaTaps t;
+  t.lo.resize(out);
+  t.count.resize(out);
+  std::vector<AaSpan<double>> spans(out);
+  for (uint32_t d = 0; d < out; ++d) {
+    spans[d] = AntialiasSpan<double>(static_cast<int>(d), static_cast<int>(in), static_cast<int>(out));
+    t.stride = std::max(t.stride, spans[d].hi - spans[d].lo);
+  }
+  t.weights.assign(static_cast<size_t>(out) * t.stride, 0.0);
+  for (uint32_t d = 0; d < out; ++d) {
+    const AaSpan<double>& s = spans[d];
+    double* w = &t.weights[static_cast<size_t>(d) * t.stride];
+    double total = 0;
+    for (int j = s.lo; j < s.hi; ++j) total += (w[j - s.lo] = AaWeight<double>(j, s));
+    for (int j = s.lo; j < s.hi; ++j) w[j - s.lo] /= total;
+    t.lo[d] = s.lo;
+    t.count[d] = s.hi - s.lo;
+  }
+  return t;
+}
+
+}  // namespace
+
+namespace {
+
+// The kernel for one pixel format: with the format a template argument, LoadRgb's switch
+// folds away and the inner loops are straight arithmetic.
+template <PixelFormat F>
+void PreprocessAs(const uint8_t* frame, uint32_t width, uint32_t height, const NormalizeSpec& spec, float* out) {
+  const AaTaps xs = AntialiasTaps(width, spec.width);
+  const AaTaps ys = AntialiasTaps(height, spec.height);
+  const int w = static_cast<int>(width), h = static_cast<int>(height);
+  const size_t ow = spec.width;
+  // Pass 1, along x: every source row → spec.width RGB samples (no rounding).
+  // This pass touches every source pixel, so it runs in float (≤ 1e-7 relative to double
+  // over the few dozen taps a shrink has); the vertical pass and the normalization in double.
+  const std::vector<float> wxf(xs.weights.begin(), xs.weights.end());
+  std::vector<float> rows(static_cast<size_t>(height) * ow * 3);
+  for (int y = 0; y < h; ++y) {
+    float* dst = &rows[static_cast<size_t>(y) * ow * 3];
+    for (size_t ox = 0; ox < ow; ++ox) {
+      const float* wx = &wxf[ox * xs.stride];
+      const int lo = xs.lo[ox], n = xs.count[ox];
+      float r = 0, g = 0, b = 0;
+      for (int k = 0; k < n; ++k) {
+        float rgb[3];
+        LoadRgb<float>(frame, F, w, h, lo + k, y, rgb);
+        r += wx[k] * rgb[0];
+        g += wx[k] * rgb[1];
+        b += wx[k] * rgb[2];
+      }
+      dst[3 * ox] = static_cast<float>(r);
+      dst[3 * ox + 1] = static_cast<float>(g);
+      dst[3 * ox + 2] = static_cast<float>(b);
+    }
+  }
+  // Pass 2, along y, then normalization into planar CHW in the manifest's channel order.
+  const size_t plane = ow * spec.height;
+  const int src_of[3] = {spec.bgr ? 2 : 0, 1, spec.bgr ? 0 : 2};
+  double gain[3], offset[3];
+  for (int c = 0; c < 3; ++c) {
+    gain[c] = static_cast<double>(spec.scale) / spec.std[c];
+    offset[c] = static_cast<double>(spec.mean[c]) / spec.std[c];
+  }
+  std::vector<double> acc(ow * 3);
+  for (uint32_t oy = 0; oy < spec.height; ++oy) {
+    const double* wy = &ys.weights[static_cast<size_t>(oy) * ys.stride];
+    std::fill(acc.begin(), acc.end(), 0.0);
+    // Row by row, so the inner loop runs along contiguous memory.
+    for (int k = 0; k < ys.count[oy]; ++k) {
+      const float* row = &rows[static_cast<size_t>(ys.lo[oy] + k) * ow * 3];
+      const double wk = wy[k];
+      for (size_t i = 0; i < ow * 3; ++i) acc[i] += wk * row[i];
+    }
+    for (int c = 0; c < 3; ++c) {
+      float* dst = out + c * plane + oy * ow;
+      const int s = src_of[c];
+      for (size_t ox = 0; ox < ow; ++ox) dst[ox] = static_cast<float>(acc[3 * ox + s] * gain[c] - offset[c]);
+    }
+  }
+}
+
+}  // namespace
+
 void Preprocess(const uint8_t* frame, PixelFormat format, uint32_t width, uint32_t height,
                 const NormalizeSpec& spec, float* out) {
-  const auto xs = Taps(width, spec.width, false);
-  const auto ys = Taps(height, spec.height, false);
-  const size_t plane = static_cast<size_t>(spec.width) * spec.height;
-  // Output channel c takes RGB component src_of[c]; mean/std are indexed by output channel.
-  const int src_of[3] = {spec.bgr ? 2 : 0, 1, spec.bgr ? 0 : 2};
-  const int w = static_cast<int>(width), h = static_cast<int>(height);
-  for (uint32_t oy = 0; oy < spec.height; ++oy) {
-    const Tap<double>& ty = ys[oy];
-    for (uint32_t ox = 0; ox < spec.width; ++ox) {
-      const Tap<double>& tx = xs[ox];
-      double p00[3] = {}, p01[3] = {}, p10[3] = {}, p11[3] = {};
-      LoadRgb<double>(frame, format, w, h, tx.i0, ty.i0, p00);
-      LoadRgb<double>(frame, format, w, h, tx.i1, ty.i0, p01);
-      LoadRgb<double>(frame, format, w, h, tx.i0, ty.i1, p10);
-      LoadRgb<double>(frame, format, w, h, tx.i1, ty.i1, p11);
-      const size_t o = static_cast<size_t>(oy) * spec.width + ox;
-      for (int c = 0; c < 3; ++c) {
-        const int s = src_of[c];
-        const double top = p00[s] + (p01[s] - p00[s]) * tx.f;
-        const double bottom = p10[s] + (p11[s] - p10[s]) * tx.f;
-        const double v = top + (bottom - top) * ty.f;
-        out[c * plane + o] = static_cast<float>((v * spec.scale - spec.mean[c]) / spec.std[c]);
-      }
-    }
+  switch (format) {
+    case PixelFormat::kRGB: return PreprocessAs<PixelFormat::kRGB>(frame, width, height, spec, out);
+    case PixelFormat::kBGR: return PreprocessAs<PixelFormat::kBGR>(frame, width, height, spec, out);
+    case PixelFormat::kRGBA: return PreprocessAs<PixelFormat::kRGBA>(frame, width, height, spec, out);
+    case PixelFormat::kGray: return PreprocessAs<PixelFormat::kGray>(frame, width, height, spec, out);
+    case PixelFormat::kYUYV: return PreprocessAs<PixelFormat::kYUYV>(frame, width, height, spec, out);
+    case PixelFormat::kNV12: return PreprocessAs<PixelFormat::kNV12>(frame, width, height, spec, out);
   }
 }
 
@@ -131,6 +208,17 @@ std::vector<double> GaussianWeights(double sigma) {
   return w;
 }
 
+namespace {
+
+// Index of each padded position -r..n+r-1 after reflection, so the inner loops need no modulo.
+std::vector<int> ReflectTable(int n, int r) {
+  std::vector<int> t(static_cast<size_t>(n) + 2 * r);
+  for (int i = 0; i < n + 2 * r; ++i) t[i] = ReflectIndex(i - r, n);
+  return t;
+}
+
+}  // namespace
+
 void GaussianBlur(const float* in, uint32_t width, uint32_t height, double sigma, float* out) {
   const size_t n = static_cast<size_t>(width) * height;
   if (sigma <= 0) {
@@ -140,21 +228,27 @@ void GaussianBlur(const float* in, uint32_t width, uint32_t height, double sigma
   const std::vector<double> w = GaussianWeights(sigma);
   const int r = static_cast<int>(w.size() / 2);
   const int W = static_cast<int>(width), H = static_cast<int>(height);
-  // scipy filters axis 0 (down the columns) first, then axis 1 (along the rows).
-  std::vector<double> tmp(n);
+  const std::vector<int> rows_of = ReflectTable(H, r), cols_of = ReflectTable(W, r);
+  // scipy filters axis 0 (down the columns) first, then axis 1 (along the rows). The
+  // vertical pass adds whole source rows, so its inner loop runs along contiguous memory.
+  std::vector<double> tmp(n, 0.0);
   for (int y = 0; y < H; ++y) {
-    for (int x = 0; x < W; ++x) {
-      double acc = 0;
-      for (int k = -r; k <= r; ++k) acc += w[k + r] * in[static_cast<size_t>(ReflectIndex(y + k, H)) * W + x];
-      tmp[static_cast<size_t>(y) * W + x] = acc;
+    double* dst = &tmp[static_cast<size_t>(y) * W];
+    for (int k = 0; k <= 2 * r; ++k) {
+      const float* src = in + static_cast<size_t>(rows_of[y + k]) * W;
+      const double wk = w[k];
+      for (int x = 0; x < W; ++x) dst[x] += wk * src[x];
     }
   }
+  std::vector<double> padded(static_cast<size_t>(W) + 2 * r);
   for (int y = 0; y < H; ++y) {
-    const double* row = tmp.data() + static_cast<size_t>(y) * W;
+    const double* row = &tmp[static_cast<size_t>(y) * W];
+    for (int i = 0; i < W + 2 * r; ++i) padded[i] = row[cols_of[i]];
+    float* dst = out + static_cast<size_t>(y) * W;
     for (int x = 0; x < W; ++x) {
       double acc = 0;
-      for (int k = -r; k <= r; ++k) acc += w[k + r] * row[ReflectIndex(x + k, W)];
-      out[static_cast<size_t>(y) * W + x] = static_cast<float>(acc);
+      for (int k = 0; k <= 2 * r; ++k) acc += w[k] * padded[x + k];
+      dst[x] = static_cast<float>(acc);
     }
   }
 }

@@ -33,7 +33,8 @@ struct NormalizeSpec {
   float std[3] = {1, 1, 1};
 };
 
-// Camera frame → bilinear resize → normalized planar float32 CHW (3 × spec.height × spec.width).
+// Camera frame → antialiased bilinear resize (AntialiasSpan in pixel_math.h) → normalized planar
+// float32 CHW (3 × spec.height × spec.width). Colour conversion happens at each source pixel.
 void Preprocess(const uint8_t* frame, PixelFormat format, uint32_t width, uint32_t height,
                 const NormalizeSpec& spec, float* out);
 

@@ -45,6 +45,38 @@ MOEAD_HD Tap<T> BilinearTap(int d, int in, int out, bool align_corners) {
   return Tap<T>{i0, i0 + 1, src - static_cast<T>(i0)};
 }
 
+// The antialiased bilinear resize of camera frames (torch's interpolate(mode='bilinear',
+// antialias=True), which is Pillow's Image.resize(BILINEAR) without its 8-bit rounding): a
+// triangle filter whose support widens by the shrink factor, so every source pixel counts
+// when shrinking; when enlarging it is the half-pixel bilinear of BilinearTap. Output index
+// d reads source samples lo..hi-1 with weights AaWeight(j) / (their sum).
+template <typename T>
+struct AaSpan {
+  int lo;
+  int hi;
+  T centre;
+  T inv_scale;  // 1 / max(scale, 1): the filter's x in source pixels
+};
+
+template <typename T>
+MOEAD_HD AaSpan<T> AntialiasSpan(int d, int in, int out) {
+  const T scale = static_cast<T>(in) / static_cast<T>(out);
+  const T support = scale > T(1) ? scale : T(1);
+  const T centre = (static_cast<T>(d) + T(0.5)) * scale;
+  int lo = static_cast<int>(centre - support + T(0.5));  // truncation, as both libraries do
+  int hi = static_cast<int>(centre + support + T(0.5));
+  if (lo < 0) lo = 0;
+  if (hi > in) hi = in;
+  return AaSpan<T>{lo, hi, centre, T(1) / support};
+}
+
+template <typename T>
+MOEAD_HD T AaWeight(int j, const AaSpan<T>& s) {
+  const T x = (static_cast<T>(j) - s.centre + T(0.5)) * s.inv_scale;
+  const T w = T(1) - (x < T(0) ? -x : x);
+  return w > T(0) ? w : T(0);
+}
+
 // scipy.ndimage mode='reflect' (d c b a | a b c d | d c b a): the pattern repeats with
 // period 2n, so any offset, even one larger than the image, maps inside it.
 MOEAD_HD int ReflectIndex(int i, int n) {

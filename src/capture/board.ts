@@ -13,9 +13,11 @@ export const BoardCaptureSchema = z.strictObject({
   launcher: z.enum(['ffmpeg', 'gstreamer']).default('ffmpeg'),
   gstreamer: z
     .strictObject({
-      /** Parser + decoder after rtp<codec>depay. */
-      h264Decoder: gstFragment.default('h264parse ! avdec_h264'),
-      h265Decoder: gstFragment.default('h265parse ! avdec_h265'),
+      /** Parsers after rtp<codec>depay (they hand decoders the byte-stream NVDEC needs). */
+      h264Parser: gstFragment.default('h264parse'),
+      h265Parser: gstFragment.default('h265parse'),
+      h264Decoder: gstFragment.default('avdec_h264'),
+      h265Decoder: gstFragment.default('avdec_h265'),
       mjpegDecoder: gstFragment.default('jpegdec'),
       /** Scales decoded frames to the output size; followed by `<scaleCaps>,width=W,height=H`. */
       scaler: gstFragment.default('videoconvert ! videoscale'),
@@ -38,8 +40,8 @@ export type BoardCapture = z.infer<typeof BoardCaptureSchema>;
 export const JETSON_CAPTURE: z.input<typeof BoardCaptureSchema> = {
   launcher: 'gstreamer',
   gstreamer: {
-    h264Decoder: 'h264parse ! nvv4l2decoder',
-    h265Decoder: 'h265parse ! nvv4l2decoder',
+    h264Decoder: 'nvv4l2decoder',
+    h265Decoder: 'nvv4l2decoder',
     mjpegDecoder: 'nvv4l2decoder mjpeg=1',
     scaler: 'nvvidconv',
     scaleCaps: 'video/x-raw,format=BGRx',

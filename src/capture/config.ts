@@ -125,7 +125,7 @@ export const RtspCameraSchema = z.strictObject({
 export const HttpCameraSchema = z.strictObject({
   type: z.literal('http'),
   ...rawSource,
-  /** MJPEG-over-HTTP stream (or any stream ffmpeg/souphttpsrc can read). */
+  /** MJPEG-over-HTTP stream (multipart/x-mixed-replace); under ffmpeg, any stream ffmpeg can read. */
   url: z.string().regex(/^https?:\/\/[^\x00-\x1f\x7f]+$/, 'expected an http:// or https:// URL without control characters'),
   ...credentials,
 });

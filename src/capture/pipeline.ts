@@ -172,13 +172,14 @@ function gstArgs(camera: RawCameraConfig, board: BoardCapture, creds: { username
         '!', ...toRgb(`nvvidconv flip-method=${camera.flip}`, 'video/x-raw,format=BGRx'),
       ];
     case 'rtsp': {
-      const decoder = camera.codec === 'h264' ? g.h264Decoder : g.h265Decoder;
+      const [parser, decoder] = camera.codec === 'h264' ? [g.h264Parser, g.h264Decoder] : [g.h265Parser, g.h265Decoder];
       return [
         'rtspsrc', `location=${gstQuote(camera.url)}`, `protocols=${camera.transport}`, `latency=${g.rtspLatencyMs}`, ...auth(),
-        '!', ...link(`rtp${camera.codec}depay`, decoder), '!', ...toRgb(g.scaler, g.scaleCaps),
+        '!', ...link(`rtp${camera.codec}depay`, parser, decoder), '!', ...toRgb(g.scaler, g.scaleCaps),
       ];
     }
     case 'http':
-      return ['souphttpsrc', `location=${gstQuote(camera.url)}`, 'is-live=true', ...auth(), '!', 'decodebin', '!', ...toRgb(g.scaler, g.scaleCaps)];
+      // MJPEG over HTTP (multipart/x-mixed-replace); decodebin does not plug multipartdemux on a live stream.
+      return ['souphttpsrc', `location=${gstQuote(camera.url)}`, 'is-live=true', ...auth(), '!', 'multipartdemux', '!', ...link(g.mjpegDecoder), '!', ...toRgb(g.scaler, g.scaleCaps)];
   }
 }

@@ -99,9 +99,13 @@ export class ProcessSource implements FrameSource {
     if (run && !run.finished) {
       run.killedFor = 'stop';
       await new Promise<void>((resolve) => {
-        run.child.once('close', () => resolve());
+        // SIGKILL follows after the grace period; the timer only guards against a 'close' that never comes.
+        const giveUp = setTimeout(resolve, KILL_GRACE_MS + 1000);
+        run.child.once('close', () => {
+          clearTimeout(giveUp);
+          resolve();
+        });
         killChild(run.child);
-        if (run.finished) resolve();
       });
     }
     this.run = undefined;

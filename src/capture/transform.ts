@@ -27,16 +27,23 @@ export function rotate(img: RawImage, degrees: Rotation, bpp: number): RawImage 
   const out = Buffer.allocUnsafe(data.length);
   const quarter = degrees !== 180;
   const outW = quarter ? h : w;
+  // Where source pixel (0, y) lands and how far the destination moves per source step in x,
+  // for each rotation; written out per case because this loop runs for every pixel.
   for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      // Destination of source pixel (x, y) for each clockwise rotation.
-      let dx: number, dy: number;
-      if (degrees === 90) [dx, dy] = [h - 1 - y, x];
-      else if (degrees === 180) [dx, dy] = [w - 1 - x, h - 1 - y];
-      else [dx, dy] = [y, w - 1 - x];
-      const s = (y * w + x) * bpp;
-      const d = (dy * outW + dx) * bpp;
-      for (let c = 0; c < bpp; c++) out[d + c] = data[s + c]!;
+    let d: number;
+    let step: number;
+    if (degrees === 90) [d, step] = [(h - 1 - y) * bpp, outW * bpp];
+    else if (degrees === 180) [d, step] = [((h - 1 - y) * w + (w - 1)) * bpp, -bpp];
+    else [d, step] = [((w - 1) * outW + y) * bpp, -outW * bpp];
+    let s = y * w * bpp;
+    if (bpp === 3) {
+      for (let x = 0; x < w; x++, s += 3, d += step) {
+        out[d] = data[s]!;
+        out[d + 1] = data[s + 1]!;
+        out[d + 2] = data[s + 2]!;
+      }
+    } else {
+      for (let x = 0; x < w; x++, s += bpp, d += step) data.copy(out, d, s, s + bpp);
     }
   }
   return { data: out, width: outW, height: quarter ? w : h };

@@ -73,8 +73,8 @@ export class CameraPipeline {
       (frame) => this.#slot.put(frame),
       (status) => {
         this.#status = status;
+        // The capture concern logs its own state changes; here they only go out on MQTT.
         const { state, message } = status;
-        this.#deps.log.info(`source ${state}${message ? `: ${message}` : ''}`);
         this.#deps.link.publishCameraStatus(this.name, message === undefined ? { state } : { state, message }).catch((err: unknown) => {
           this.#deps.log.warn(`camera status not published: ${errorMessage(err)}`);
         });

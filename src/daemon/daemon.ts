@@ -25,8 +25,8 @@ import { watchLines } from './watch-lines.js';
 
 export interface LinkHandle {
   link: FleetLink;
-  /** Where MQTT clients reach the broker the daemon publishes to. */
-  url: string;
+  /** Where MQTT clients reach the broker the daemon publishes to (known once the link started). */
+  url(): string;
   /** True when the daemon runs the broker itself (no mqtt.url configured). */
   embedded: boolean;
   /** `<base>/<device>`, the root of every topic. */
@@ -36,6 +36,8 @@ export interface LinkHandle {
 
 export interface InferenceChoice {
   backend: 'onnxruntime' | 'native';
+  /** Whether the backend was the user's choice (config) or the board profile's default. */
+  backendFrom: 'config' | 'board';
   options: BackendOptions;
 }
 
@@ -55,6 +57,7 @@ export function chooseInference(config: Config, board: BoardProfile, store: Conf
     store.given(['inference', key]) ? config.inference[key] : board.inference[key];
   return {
     backend: pick('backend'),
+    backendFrom: store.given(['inference', 'backend']) ? 'config' : 'board',
     options: { providers: pick('providers'), threads: pick('threads'), precision: board.inference.precision, cacheDir: `${config.stateDir}/engines` },
   };
 }
@@ -133,7 +136,7 @@ export class Daemon {
       );
       registerCommands(link.link, { store: this.#store, cameras: this.#cameras, status: () => this.status() });
       await link.link.start();
-      for (const line of watchLines(link, config.mqtt.base)) print(line);
+      for (const line of watchLines({ url: link.url(), embedded: link.embedded, root: link.root }, config.mqtt.base)) print(line);
 
       for (const camera of this.#cameras) await camera.start();
       await link.link.announceOnline();
@@ -158,6 +161,7 @@ export class Daemon {
       config_file: this.#store.file ?? null,
       model: detector ? { name: detector.manifest.name, version: detector.manifest.version, ...detector.capabilities() } : null,
       cameras: Object.fromEntries(this.#cameras.map((c) => [c.name, c.status()])),
+      scoring: this.#store.current.scoring,
     };
   }
 

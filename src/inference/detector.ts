@@ -89,6 +89,11 @@ export class Detector {
     return this.backend.capabilities();
   }
 
+  /** Why requested GPU providers are not in use, for the daemon's startup log (empty if all are). */
+  providerNotes(): readonly string[] {
+    return this.backend instanceof OnnxruntimeBackend ? this.backend.providerNotes() : [];
+  }
+
   close(): Promise<void> {
     return this.backend.dispose();
   }

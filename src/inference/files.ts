@@ -79,25 +79,29 @@ export function quantile(values: readonly number[], q: number): number {
 }
 
 export interface ThresholdRule {
-  /** Quantile of the good scores the threshold starts from. */
+  /** Quantile of the good scores the threshold starts from, in [0.5, 1]. */
   quantile: number;
   /** Added on top, as a fraction of the spread between that quantile and the median. */
   margin: number;
 }
 
-export const DEFAULT_THRESHOLD_RULE: ThresholdRule = { quantile: 0.99, margin: 0.1 };
+/** The toolchain's defaults (training/moead_edge/bundle/writer.py explains the choice). */
+export const DEFAULT_THRESHOLD_RULE: ThresholdRule = { quantile: 0.99, margin: 0.25 };
 
 /**
- * The toolchain's threshold rule (threshold_from_good): the good scores' quantile plus a
- * margin. A threshold must sit above the median, so a degenerate set is refused.
+ * The toolchain's threshold_from_good, number for number: value = q + margin·(q − median)
+ * with q the good scores' quantile. A set without spread keeps a minimal one, so the
+ * threshold always sits above the median (normalized scores need that).
  */
 export function thresholdFromGood(scores: readonly number[], rule: ThresholdRule = DEFAULT_THRESHOLD_RULE): ThresholdSpec {
+  if (scores.length === 0) throw new RangeError('threshold from good images: no good scores');
+  if (!scores.every((s) => Number.isFinite(s) && s >= 0)) throw new RangeError('threshold from good images: scores must be finite and >= 0');
+  if (!(rule.quantile >= 0.5 && rule.quantile <= 1)) throw new RangeError(`threshold quantile must be in [0.5, 1], got ${rule.quantile}`);
+  if (!(rule.margin >= 0)) throw new RangeError(`threshold margin must be >= 0, got ${rule.margin}`);
   const median = quantile(scores, 0.5);
   const high = quantile(scores, rule.quantile);
-  const value = high + rule.margin * (high - median);
-  if (!(value > median)) {
-    throw new RangeError(`good scores give no spread (median ${median}, q${rule.quantile} ${high}): use more, varied good images`);
-  }
+  const spread = Math.max(high - median, 1e-6 * Math.max(Math.abs(median), 1));
+  const value = high > median ? high + rule.margin * spread : median + (1 + rule.margin) * spread;
   return { value, good_median: median, method: 'quantile_margin', quantile: rule.quantile, margin: rule.margin, images: scores.length };
 }
 
@@ -116,7 +120,7 @@ export async function calibrate(
   if (files.length === 0) throw new Error(`${goodDir}: no images (${[...IMAGE_EXTENSIONS].join(', ')})`);
   const scored = await scoreImages(detector, files, options.onResult ? { onResult: options.onResult } : {});
   const scores = scored.flatMap((r) => (r.ok ? [r.score] : []));
-  if (scores.length < 2) throw new Error(`${goodDir}: ${scores.length} readable image(s); calibration needs at least 2`);
+  if (scores.length === 0) throw new Error(`${goodDir}: none of the ${files.length} image(s) could be scored`);
   return { threshold: thresholdFromGood(scores, options.rule), scored };
 }
 

@@ -199,7 +199,11 @@ export function describeConnectError(err: unknown, url: string, configPath: stri
   if (code === 'ECONNREFUSED') return `connection refused (is the broker running at ${url}?)`;
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `host of ${url} not found (${code})`;
   if (typeof e.code === 'number') {
-    return `broker refused the connection (CONNACK ${e.code}: ${e.message}); check ${configPath}.username/password and the broker's ACL`;
+    // CONNACK return codes: 1 / 132 unsupported protocol version; 4, 5 / 134, 135 bad credentials or not authorized.
+    const hint = e.code === 1 || e.code === 132
+      ? `check ${configPath}.protocolVersion (4 for MQTT 3.1.1 brokers)`
+      : `check ${configPath}.username/password and the broker's ACL`;
+    return `broker refused the connection (CONNACK ${e.code}: ${e.message}); ${hint}`;
   }
   if (/Not authorized|Bad username or password/i.test(e.message)) {
     return `broker refused the connection (${e.message}); check ${configPath}.username/password`;

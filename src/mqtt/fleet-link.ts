@@ -156,6 +156,8 @@ export class MqttFleetLink implements FleetLinkHandle {
     const will = { topic: this.topics.availability, payload: Buffer.from('offline'), qos: DELIVERY.availability.qos, retain: true };
     // Everything that can fail on bad config is checked before a broker or file is touched.
     const options = await clientOptions(cfg, clientId, will);
+    // aedes speaks MQTT 3.1.1 only.
+    if (!cfg.url) options.protocolVersion = 4;
     this.#outbox = Outbox.open(cfg.outbox.path ?? join(this.#deps.stateDir, 'outbox'), cfg.outbox);
     if (cfg.url) {
       this.#url = cfg.url;
@@ -344,7 +346,7 @@ export class MqttFleetLink implements FleetLinkHandle {
     const body = JSON.stringify(reply);
     await this.#publishIfConnected(this.topics.reply(name), body, DELIVERY.reply);
     const responseTopic = request.properties?.responseTopic;
-    if (this.#config.protocolVersion === 5 && responseTopic && !/[#+]/.test(responseTopic) && this.#conn?.connected) {
+    if (responseTopic && !/[#+]/.test(responseTopic) && this.#conn?.connected) {
       const correlationData = request.properties?.correlationData;
       try {
         await this.#conn.publish(responseTopic, body, { qos: 1, retain: false, properties: correlationData ? { correlationData } : {} });

@@ -75,7 +75,16 @@ export interface EngineOptions {
 /** A TensorRT engine (native/tensorrt), present when the addon was built with TensorRT. */
 export interface NativeEngine {
   run(input: Float32Array, batch: number): Promise<{ output: Float32Array; runMs: number }>;
-  info(): { tensorrt: string; engineFile: string; fromCache: boolean; outputShape: number[]; computeCapability: string };
+  info(): {
+    tensorrt: string;
+    computeCapability: string;
+    engineFile: string;
+    fromCache: boolean;
+    /** [maxBatch, C, H, W] */
+    inputShape: number[];
+    /** One image's output, batch dimension dropped: [1, h, w]. */
+    outputShape: number[];
+  };
   dispose(): void;
 }
 

@@ -129,9 +129,12 @@ test('a missing launcher binary is reported and retried, never thrown; other cam
     { binaries: { ffmpeg: '/nonexistent/ffmpeg' } },
   );
   const good = await startCamera({ type: 'file', path: clip, width: W, height: H, fps: 30 });
+  const off = await startCamera({ type: 'rtsp', url: 'rtsp://127.0.0.1:9/x', enabled: false }, { binaries: { ffmpeg: '/nonexistent/ffmpeg' } });
   await broken.until(() => broken.stats().restartReasons.spawn_error >= 2, 'two failed spawns');
   await good.until(() => good.frames.length >= 5, 'the healthy camera');
-  await Promise.all([broken.stop(), good.stop()]);
+  await Promise.all([broken.stop(), good.stop(), off.stop()]);
+  assert.deepEqual(off.statuses, [{ camera: 'cam', state: 'disabled', message: 'enabled: false in the config' }]);
+  assert.equal(off.stats().restarts, 0, 'a disabled camera starts nothing');
   assert.match(broken.statuses.find((s) => s.state === 'no_frames')?.message ?? '', /\/nonexistent\/ffmpeg not found/);
   assert.equal(broken.frames.length, 0);
   assert.equal(good.stats().restarts, 0);
@@ -228,4 +231,22 @@ test('gst-launch: a raw pipeline override runs as given, with the sink appended'
   assert.ok(cam.frames.every((f) => f.data.length === W * H * 3));
   assert.equal(cam.stats().restartReasons.exit >= 1, true);
   assert.ok(cam.logs.some((l) => l.includes('starting gst-launch-1.0 -q videotestsrc num-buffers=4 pattern="smpte" ! video/x-raw,format=RGB,width=64,height=48 ! fdsink fd=1 sync=false')));
+});
+
+test('status tells a stream that cannot be decoded (decode_error) from a source that is not there (no_frames)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'capture-bad-'));
+  const garbage = join(dir, 'garbage.mp4');
+  writeFileSync(garbage, Buffer.alloc(64 * 1024, 0x5a));
+  const bad = await startCamera({ type: 'file', path: garbage, reconnect: { initialMs: 60_000, maxMs: 60_000 } });
+  const gone = await startCamera({ type: 'file', path: join(dir, 'missing.mp4'), reconnect: { initialMs: 60_000, maxMs: 60_000 } });
+  await bad.until(() => bad.stats().restarts >= 1, 'ffmpeg to refuse the garbage');
+  await gone.until(() => gone.stats().restarts >= 1, 'ffmpeg to miss the file');
+  await Promise.all([bad.stop(), gone.stop()]);
+  const badStatus = bad.statuses.find((s) => s.state !== 'starting');
+  assert.equal(badStatus?.state, 'decode_error');
+  assert.match(badStatus?.message ?? '', /ffmpeg exited with code 1: .*Invalid data found/);
+  const goneStatus = gone.statuses.find((s) => s.state !== 'starting');
+  assert.equal(goneStatus?.state, 'no_frames');
+  assert.match(goneStatus?.message ?? '', /No such file or directory/);
+  rmSync(dir, { recursive: true });
 });

@@ -10,6 +10,7 @@ import sharp from 'sharp';
 import { loadBundle } from '../../src/bundle/load.js';
 import type { Frame } from '../../src/capture/frame.js';
 import {
+  DEFAULT_THRESHOLD_RULE,
   PreprocessError,
   calibrate,
   frameFromFile,
@@ -33,10 +34,32 @@ test('quantile follows numpy\'s default linear interpolation', () => {
   assert.throws(() => quantile([], 0.5), /no values/);
 });
 
-test('thresholdFromGood: quantile plus margin, refusing a set without spread', () => {
+test('thresholdFromGood: quantile plus margin, a minimal spread for identical scores', () => {
   const t = thresholdFromGood([1, 2, 3, 4, 5], { quantile: 1, margin: 0.5 });
   assert.deepEqual(t, { value: 5 + 0.5 * (5 - 3), good_median: 3, method: 'quantile_margin', quantile: 1, margin: 0.5, images: 5 });
-  assert.throws(() => thresholdFromGood([2, 2, 2]), /no spread/);
+  const flat = thresholdFromGood([2, 2, 2]);
+  assert.ok(flat.value > flat.good_median && Math.abs(flat.value - (2 + 1.25 * 2e-6)) < 1e-15);
+  assert.throws(() => thresholdFromGood([]), /no good scores/);
+  assert.throws(() => thresholdFromGood([1, Number.NaN]), /finite and >= 0/);
+  assert.throws(() => thresholdFromGood([1, 2], { quantile: 0.4, margin: 0 }), /quantile must be in \[0\.5, 1\]/);
+});
+
+test('thresholdFromGood equals the toolchain\'s threshold_from_good', { skip: pythonMissing() }, () => {
+  const sets = [[0.5, 0.7, 0.61, 0.9, 0.55, 1.2, 0.8], [3, 3, 3], [0.01], [4, 1, 2, 8, 16, 2.5]];
+  const rules = [DEFAULT_THRESHOLD_RULE, { quantile: 0.9, margin: 0 }, { quantile: 0.5, margin: 1 }];
+  const code = `import json, sys
+sys.path.insert(0, "training")
+from moead_edge.bundle.writer import threshold_from_good
+cases = json.load(sys.stdin)
+print(json.dumps([threshold_from_good(s, r["quantile"], r["margin"]) for s, r in cases]))`;
+  const cases = sets.flatMap((s) => rules.map((r) => [s, r] as const));
+  const python = JSON.parse(runPython(['-c', code], JSON.stringify(cases))) as unknown[];
+  for (const [i, [s, r]] of cases.entries()) {
+    const ours = thresholdFromGood(s, r);
+    const theirs = python[i] as typeof ours;
+    assert.deepEqual({ ...ours, value: 0 }, { ...theirs, value: 0 }, `case ${i}`);
+    assert.ok(Math.abs(ours.value - theirs.value) <= 1e-12 * Math.max(1, theirs.value), `case ${i}: ${ours.value} vs ${theirs.value}`);
+  }
 });
 
 describe('detector', { skip: pythonMissing() }, () => {
@@ -44,6 +67,12 @@ describe('detector', { skip: pythonMissing() }, () => {
   let bundleDir: string;
   let detector: Detector;
   const images: string[] = [];
+  /** Python reference scores for every image below, computed once (torch takes seconds to import). */
+  const python = new Map<string, number>();
+  const resized = [
+    { name: 'small.png', size: [40, 30], tolerance: 1e-4 },
+    { name: 'large.png', size: [150, 110], tolerance: 1e-2 },
+  ] as const;
 
   before(async () => {
     dir = await tempDir('moead-detector-');
@@ -55,6 +84,11 @@ describe('detector', { skip: pythonMissing() }, () => {
       await writeFile(file, await gradientPng(SIZE, SIZE, seed));
       images.push(file);
     }
+    const base = await gradientPng(SIZE, SIZE, 4);
+    for (const c of resized) await sharp(base).resize(c.size[0], c.size[1], { fit: 'fill' }).png().toFile(dir.file(c.name));
+    const all = [...images, ...resized.map((c) => dir.file(c.name))];
+    const scores = JSON.parse(runPython([REFERENCE_PY, 'score', bundleDir, ...all])) as number[];
+    all.forEach((file, i) => python.set(file, scores[i]!));
     detector = await openDetector({ bundleDir, backend: { threads: 1 } });
   });
   after(async () => {
@@ -63,16 +97,29 @@ describe('detector', { skip: pythonMissing() }, () => {
   });
 
   test('scores equal the Python reference pipeline within 1e-4 relative', async () => {
-    const python = JSON.parse(runPython([REFERENCE_PY, 'score', bundleDir, ...images])) as number[];
-    for (const [i, file] of images.entries()) {
+    for (const file of images) {
       const d = await detector.detect(await frameFromFile(file));
-      const rel = Math.abs(d.score - python[i]!) / python[i]!;
-      assert.ok(rel < 1e-4, `${file}: ${d.score} vs python ${python[i]} (relative ${rel})`);
+      const want = python.get(file)!;
+      const rel = Math.abs(d.score - want) / want;
+      assert.ok(rel < 1e-4, `${file}: ${d.score} vs python ${want} (relative ${rel})`);
       assert.equal(d.map.width, SIZE);
       assert.equal(d.map.data.length, SIZE * SIZE);
       assert.ok(d.latencyMs >= d.timings.inferenceMs && d.timings.runMs > 0);
     }
     assert.deepEqual(detector.capabilities().providers, ['cpu']);
+  });
+
+  test('frames of other sizes score like Pillow-resized ones', async (t) => {
+    // Enlarging uses our Pillow-convention resampler; shrinking uses libvips, whose
+    // antialiasing filter rounds differently (a tenth of a level on average).
+    for (const c of resized) {
+      const file = dir.file(c.name);
+      const score = (await detector.detect(await frameFromFile(file))).score;
+      const want = python.get(file)!;
+      const rel = Math.abs(score - want) / want;
+      t.diagnostic(`${c.size.join('x')} -> ${SIZE}x${SIZE}: ${score} vs python ${want}, relative ${rel.toExponential(2)}`);
+      assert.ok(rel < c.tolerance, `${file}: ${score} vs python ${want} (relative ${rel})`);
+    }
   });
 
   test('raw frames score like the same picture encoded', async () => {

@@ -76,16 +76,45 @@ function bilinear(get: (x: number, y: number) => number, inW: number, inH: numbe
   return top * (1 - fy) + bottom * fy;
 }
 
+/**
+ * torch.nn.functional.interpolate(mode='bilinear', antialias=True, align_corners=False)
+ * weights along one axis: a triangle filter widened by the shrink factor, over the source
+ * samples whose centre lies within its support, normalized to sum 1.
+ */
+function antialiasWeights(d: number, inSize: number, outSize: number): Map<number, number> {
+  const scale = inSize / outSize;
+  const support = Math.max(scale, 1);
+  const centre = (d + 0.5) * scale;
+  const lo = Math.max(Math.trunc(centre - support + 0.5), 0);
+  const hi = Math.min(Math.trunc(centre + support + 0.5), inSize);
+  const weights = new Map<number, number>();
+  let total = 0;
+  for (let j = lo; j < hi; j++) {
+    const w = Math.max(0, 1 - Math.abs((j - centre + 0.5) / support));
+    weights.set(j, w);
+    total += w;
+  }
+  for (const [j, w] of weights) weights.set(j, w / total);
+  return weights;
+}
+
 export function refPreprocess(data: Uint8Array, format: RawPixelFormat, width: number, height: number, spec: NormalizeSpec): Float64Array {
   const out = new Float64Array(3 * spec.width * spec.height);
   const plane = spec.width * spec.height;
   const f = Math.fround;
-  for (let c = 0; c < 3; c++) {
-    const component = spec.color === 'RGB' ? c : 2 - c;
-    const get = (x: number, y: number): number => pixelRgb(data, format, width, height, x, y)[component] ?? Number.NaN;
-    for (let oy = 0; oy < spec.height; oy++) {
-      for (let ox = 0; ox < spec.width; ox++) {
-        const v = bilinear(get, width, height, spec.width, spec.height, false, ox, oy);
+  const xw = Array.from({ length: spec.width }, (_, d) => antialiasWeights(d, width, spec.width));
+  const yw = Array.from({ length: spec.height }, (_, d) => antialiasWeights(d, height, spec.height));
+  for (let oy = 0; oy < spec.height; oy++) {
+    for (let ox = 0; ox < spec.width; ox++) {
+      const rgb = [0, 0, 0];
+      for (const [y, wy] of yw[oy] ?? []) {
+        for (const [x, wx] of xw[ox] ?? []) {
+          const p = pixelRgb(data, format, width, height, x, y);
+          for (let c = 0; c < 3; c++) rgb[c]! += wy * wx * (p[c] ?? Number.NaN);
+        }
+      }
+      for (let c = 0; c < 3; c++) {
+        const v = rgb[spec.color === 'RGB' ? c : 2 - c] ?? Number.NaN;
         out[c * plane + oy * spec.width + ox] = (v * f(spec.scale) - f(spec.mean[c] ?? 0)) / f(spec.std[c] ?? 1);
       }
     }

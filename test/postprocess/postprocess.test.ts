@@ -113,18 +113,24 @@ before(async () => {
 });
 after(() => dir.remove());
 
-test('the whole chain matches torch interpolate + scipy gaussian_filter + avg_pool2d', { skip: pythonMissing() }, async () => {
+async function compareWith(command: 'postprocess' | 'toolchain', prefix: string, tolerance: number): Promise<void> {
   await writeFile(dir.file('cases.json'), JSON.stringify(CASES.map((c) => ({ w: c.map.width, h: c.map.height, spec: c.spec }))));
   for (const [i, c] of CASES.entries()) await writeFile(dir.file(`map${i}.f32`), c.map.data);
-  const pyScores = JSON.parse(runPython([REFERENCE_PY, 'postprocess', dir.path])) as number[];
+  const pyScores = JSON.parse(runPython([REFERENCE_PY, command, dir.path])) as number[];
   for (const [i, c] of CASES.entries()) {
     const ours = postprocessMap(c.map, c.spec);
-    const theirs = new Float32Array((await readFile(dir.file(`out${i}.f32`))).buffer.slice(0));
+    const theirs = new Float32Array((await readFile(dir.file(`${prefix}${i}.f32`))).buffer.slice(0));
     assert.equal(theirs.length, ours.map.data.length);
     let worst = 0;
     for (let j = 0; j < theirs.length; j++) worst = Math.max(worst, Math.abs(theirs[j]! - ours.map.data[j]!));
-    assert.ok(worst < 1e-5, `case ${i}: map differs by ${worst}`);
+    assert.ok(worst < tolerance, `case ${i}: map differs by ${worst}`);
     const rel = Math.abs(ours.score - pyScores[i]!) / Math.abs(pyScores[i]!);
-    assert.ok(rel < 1e-5, `case ${i}: score ${ours.score} vs python ${pyScores[i]} (relative ${rel})`);
+    assert.ok(rel < tolerance, `case ${i}: score ${ours.score} vs python ${pyScores[i]} (relative ${rel})`);
   }
-});
+}
+
+test('the whole chain matches torch interpolate + scipy gaussian_filter + avg_pool2d', { skip: pythonMissing() }, () =>
+  compareWith('postprocess', 'out', 1e-5));
+
+test('the whole chain matches the toolchain\'s moead_edge.eval.postprocess', { skip: pythonMissing() }, () =>
+  compareWith('toolchain', 'tc', 1e-6));

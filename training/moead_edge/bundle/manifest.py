@@ -12,6 +12,7 @@ API::
     load_schema(path=None) -> dict
     validate_manifest(manifest: Mapping, schema: Mapping | None = None) -> None
     is_bundle_path(p: str) -> bool         # relative, forward slashes, no ".."
+    normalized_score(score: float, threshold: Mapping) -> float   # the daemon's 0..1 score
 """
 
 from __future__ import annotations
@@ -95,3 +96,11 @@ def validate_manifest(manifest: Mapping[str, Any], schema: Mapping[str, Any] | N
     errors += _refinement_errors(manifest)
     if errors:
         raise ManifestError("invalid bundle manifest:\n  " + "\n  ".join(errors))
+
+
+def normalized_score(score: float, threshold: Mapping[str, Any]) -> float:
+    """The shared 0..1 score: the median good image maps to 0, the threshold to 0.5."""
+    value, median = float(threshold["value"]), float(threshold["good_median"])
+    if not median < value:
+        raise ManifestError(f"manifest.threshold.good_median: must be below value ({median} >= {value})")
+    return min(max(0.5 + 0.5 * (score - value) / (value - median), 0.0), 1.0)

@@ -41,14 +41,21 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+import torch
 from torch.utils.data import Dataset
+
+from .images import (  # noqa: F401  (re-exported: this module is the data API)
+    DataError,
+    load_image_for_model,
+    load_mask,
+    load_rgb,
+    normalize,
+    resize_rgb,
+    spec_field,
+)
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 SPLITS = ("train", "test")
-
-
-class DataError(ValueError):
-    """A dataset folder or file that cannot be used; the message names the path."""
 
 
 @dataclass(frozen=True)
@@ -168,71 +175,6 @@ def discover(root: str | Path, split: str = "train", categories: Sequence[str] |
     return samples
 
 
-def load_rgb(path: str | Path) -> np.ndarray:
-    """The image at `path` as uint8 HxWx3 RGB (greyscale, palette and alpha are converted)."""
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except FileNotFoundError as e:
-        raise DataError(f"{path}: image file does not exist") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: unreadable image ({e})") from e
-
-
-def resize_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Exact-size bilinear resize as the reference transform does (PIL, antialiased shrink)."""
-    if rgb.shape[1] == width and rgb.shape[0] == height:
-        return rgb
-    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
-
-
-def _spec_field(spec: Mapping[str, Any], key: str) -> Any:
-    if key not in spec:
-        raise KeyError(f"input spec: missing field {key!r}")
-    return spec[key]
-
-
-def normalize(rgb: np.ndarray, input_spec: Mapping[str, Any]) -> np.ndarray:
-    """uint8 HxWx3 RGB → float32 3xHxW in the spec's channel order and normalization."""
-    color = _spec_field(input_spec, "color")
-    if color not in ("RGB", "BGR"):
-        raise ValueError(f"input spec: color must be RGB or BGR, got {color!r}")
-    scale = float(_spec_field(input_spec, "scale"))
-    mean = np.asarray(_spec_field(input_spec, "mean"), np.float32).reshape(3, 1, 1)
-    std = np.asarray(_spec_field(input_spec, "std"), np.float32).reshape(3, 1, 1)
-    chw = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
-    if color == "BGR":
-        chw = chw[::-1]
-    return np.ascontiguousarray((chw * np.float32(scale) - mean) / std, dtype=np.float32)
-
-
-def load_image_for_model(path: str | Path, input_spec: Mapping[str, Any]) -> np.ndarray:
-    """The model input for one image file: float32 3xHxW (add a batch axis yourself)."""
-    rgb = resize_rgb(load_rgb(path), int(_spec_field(input_spec, "width")),
-                     int(_spec_field(input_spec, "height")))
-    return normalize(rgb, input_spec)
-
-
-def load_mask(mask: Sample | str | Path | None, width: int, height: int) -> np.ndarray:
-    """Ground truth as uint8 HxW in {0, 1} at (width, height); all zeros for good images."""
-    if isinstance(mask, Sample):
-        mask = mask.mask_path
-    if mask is None:
-        return np.zeros((height, width), np.uint8)
-    path = Path(mask)
-    try:
-        with Image.open(path) as im:
-            m = im.convert("L")
-            if m.size != (width, height):
-                m = m.resize((width, height), Image.Resampling.NEAREST)
-            return (np.asarray(m) > 127).astype(np.uint8)
-    except FileNotFoundError as e:
-        raise DataError(f"{path}: mask file does not exist") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: unreadable mask ({e})") from e
-
-
 class ImageFolderDataset(Dataset):
     """Normalized images (and masks at the same size) of one split, for training or testing."""
 
@@ -243,15 +185,13 @@ class ImageFolderDataset(Dataset):
         else:
             self.samples = list(root_or_samples)
         self.input_spec = dict(input_spec)
-        self.width = int(_spec_field(input_spec, "width"))
-        self.height = int(_spec_field(input_spec, "height"))
+        self.width = int(spec_field(input_spec, "width"))
+        self.height = int(spec_field(input_spec, "height"))
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        import torch
-
         s = self.samples[index]
         rgb = load_rgb(s.path)
         if s.mask_path is not None:

@@ -28,6 +28,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: reports are written on boards and CI without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 _METRICS = ("image_auroc", "pixel_auroc", "pro")
 
@@ -66,6 +67,7 @@ def _score_plot(path: Path, labels: np.ndarray, scores: np.ndarray, threshold: f
     ax.axvline(threshold, color="black", linestyle="--", linewidth=1.2, label=f"threshold {threshold:.4g}")
     ax.set_xlabel("image score")
     ax.set_ylabel("test images")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(frameon=False)
     fig.tight_layout()
     fig.savefig(path)

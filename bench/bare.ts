@@ -1,0 +1,42 @@
+/**
+ * The baseline every CPU figure is divided by: a bare onnxruntime-node InferenceSession
+ * running already-prepared tensors back to back, nothing else in the loop.
+ */
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { fpsFromMs, timeLoop, type LoopOptions } from './stats.js';
+
+export interface BareSession {
+  /** Milliseconds per batch-1 run over the given time, cycling through the tensors. */
+  time(options: LoopOptions): Promise<number[]>;
+  release(): Promise<void>;
+}
+
+/** Session options as the daemon's worker sets them, so only the wrapping differs. */
+export async function openBareSession(modelPath: string, threads: number, inputName: string, outputName: string, tensors: readonly Float32Array[], size: { width: number; height: number }): Promise<BareSession> {
+  const session = await InferenceSession.create(modelPath, {
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: threads,
+  });
+  const feeds = tensors.map((t) => ({ [inputName]: new Tensor('float32', t, [1, 3, size.height, size.width]) }));
+  let next = 0;
+  return {
+    time: (options) =>
+      timeLoop(async () => {
+        const feed = feeds[next++ % feeds.length]!;
+        await session.run(feed, [outputName]);
+      }, options),
+    release: () => session.release(),
+  };
+}
+
+export interface BareFigure {
+  fps: number;
+  msPerFrame: number;
+  runs: number;
+}
+
+export function bareFigure(samples: readonly number[]): BareFigure {
+  const fps = fpsFromMs(samples);
+  return { fps, msPerFrame: 1000 / fps, runs: samples.length };
+}

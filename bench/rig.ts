@@ -1,0 +1,194 @@
+/**
+ * The daemon's real per-camera path, in this process: a source, the inference Detector
+ * (onnxruntime worker), the scoring decision, the MQTT FleetLink publishing QoS 1 through its
+ * outbox to a real Mosquitto on loopback, and a subscriber on that broker that sees each
+ * score arrive. Only the frame source differs between benchmarks.
+ */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import mqtt from 'mqtt';
+import { z } from 'zod';
+import { FolderCameraSchema, type CameraConfig } from '../src/capture/config.js';
+import { FolderSource } from '../src/capture/folder-source.js';
+import type { Frame, FrameSource, FrameSourceStats, SourceStatus } from '../src/capture/frame.js';
+import { silentLog } from '../src/capture/reporter.js';
+import { ScoringConfigSchema } from '../src/config/schema.js';
+import { CameraPipeline, type FrameDetector } from '../src/daemon/camera-pipeline.js';
+import { openDetector, type Detector } from '../src/inference/detector.js';
+import { MqttConfigSchema } from '../src/mqtt/config.js';
+import { MqttFleetLink } from '../src/mqtt/fleet-link.js';
+import { CameraSeq } from '../src/scoring/seq.js';
+import { createLogger } from '../src/util/log.js';
+import { Mosquitto } from '../test/harness/mosquitto.js';
+
+/**
+ * A source that always keeps exactly one frame waiting for inference: the next frame is
+ * offered the moment the detector takes the previous one. The pipeline never idles and no
+ * frame is dropped, without a busy loop competing for the CPU (frames are the same encoded
+ * images the folder source would read, held in memory).
+ */
+export class SaturatingSource implements FrameSource {
+  #onFrame: ((frame: Frame) => void) | undefined;
+  #index = 0;
+  #running = false;
+
+  constructor(
+    readonly camera: string,
+    private readonly images: readonly Buffer[],
+  ) {}
+
+  async start(onFrame: (frame: Frame) => void, onStatus: (status: SourceStatus) => void): Promise<void> {
+    this.#onFrame = onFrame;
+    onStatus({ camera: this.camera, state: 'streaming' });
+  }
+
+  /** Starts offering frames (one now, then one per frame taken). */
+  resume(): void {
+    this.#running = true;
+    this.offer();
+  }
+
+  pause(): void {
+    this.#running = false;
+  }
+
+  offer(): void {
+    if (!this.#running || !this.#onFrame) return;
+    const i = this.#index++;
+    this.#onFrame({
+      camera: this.camera,
+      index: i,
+      capturedAt: Date.now(),
+      capturedMono: performance.now(),
+      format: 'encoded',
+      width: 0,
+      height: 0,
+      data: this.images[i % this.images.length]!,
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+  }
+
+  stats(): FrameSourceStats {
+    return { frames: this.#index, dropped: 0, restarts: 0, stalls: 0 };
+  }
+}
+
+const ScorePayloadSchema = z.object({ ts: z.string(), seq: z.number().int() });
+
+/** Arrival of one score message at the subscriber. */
+export interface Arrival {
+  at: number;
+  /** Capture → arrival at the subscriber, ms (monotonic clock). */
+  latencyMs: number;
+}
+
+interface Camera {
+  pipeline: CameraPipeline;
+  arrivals: Arrival[];
+}
+
+export interface Rig {
+  detector: Detector;
+  /** A camera fed as fast as the pipeline takes frames. */
+  saturating(name: string): Promise<{ source: SaturatingSource; arrivals: Arrival[] }>;
+  /** A camera on the real folder source at a fixed rate. */
+  folder(name: string, path: string, fps: number): Promise<{ arrivals: Arrival[]; stop: () => Promise<void> }>;
+  close(): Promise<void>;
+}
+
+export async function openRig(options: { bundleDir: string; threads: number; imageFiles: readonly string[] }): Promise<Rig> {
+  const state = await mkdtemp(join(tmpdir(), 'moead-bench-'));
+  const broker = await Mosquitto.start();
+  const log = createLogger('bench', 'error');
+  const detector = await openDetector({ bundleDir: options.bundleDir, backend: { providers: ['cpu'], threads: options.threads } });
+  const link = new MqttFleetLink(MqttConfigSchema.parse({ url: broker.url, device: 'bench' }), { stateDir: state });
+  await link.start();
+  const subscriber = await mqtt.connectAsync(broker.url, { clientId: 'bench-subscriber' });
+  const images = await Promise.all(options.imageFiles.map((f) => readFile(f)));
+  // The daemon's defaults (events and their snapshots included), as a user runs it.
+  const scoring = ScoringConfigSchema.parse({});
+
+  // Capture time of each frame, keyed by camera and its `ts` (ms): the payload carries only
+  // wall-clock milliseconds, the monotonic capture time gives sub-millisecond latencies.
+  const captured = new Map<string, number>();
+  const cameras = new Map<string, Camera>();
+  subscriber.on('message', (topic, payload) => {
+    const at = performance.now();
+    for (const [name, camera] of cameras) {
+      if (topic !== link.topics.score(name)) continue;
+      const body = ScorePayloadSchema.parse(JSON.parse(payload.toString('utf8')));
+      const key = `${name}@${body.ts}`;
+      const t0 = captured.get(key);
+      captured.delete(key);
+      if (t0 !== undefined) camera.arrivals.push({ at, latencyMs: at - t0 });
+    }
+  });
+
+  const addCamera = async (config: CameraConfig, source: FrameSource, onTaken?: () => void): Promise<Camera> => {
+    const traced: FrameDetector = {
+      manifest: detector.manifest,
+      detect: (frame) => {
+        captured.set(`${frame.camera}@${new Date(frame.capturedAt).toISOString()}`, frame.capturedMono);
+        onTaken?.();
+        return detector.detect(frame);
+      },
+      snapshot: (frame, detection, opts) => detector.snapshot(frame, detection, opts),
+    };
+    await subscriber.subscribeAsync(link.topics.score(config.name), { qos: 1 });
+    const pipeline = new CameraPipeline({
+      camera: config,
+      source,
+      detector: traced,
+      link,
+      seq: await CameraSeq.open(state, config.name),
+      scoring: () => scoring,
+      log: log.child(config.name),
+    });
+    const camera = { pipeline, arrivals: [] };
+    cameras.set(config.name, camera);
+    await pipeline.start();
+    return camera;
+  };
+
+  return {
+    detector,
+    async saturating(name) {
+      const source = new SaturatingSource(name, images);
+      const config = FolderCameraSchema.parse({ type: 'folder', name, path: '-' });
+      const camera = await addCamera(config, source, () => source.offer());
+      return { source, arrivals: camera.arrivals };
+    },
+    async folder(name, path, fps) {
+      const config = FolderCameraSchema.parse({ type: 'folder', name, path, fps, loop: true });
+      const camera = await addCamera(config, new FolderSource(config, silentLog));
+      const stop = async () => {
+        cameras.delete(name);
+        await camera.pipeline.stop();
+      };
+      return { arrivals: camera.arrivals, stop };
+    },
+    async close() {
+      for (const camera of cameras.values()) await camera.pipeline.stop();
+      await subscriber.endAsync();
+      await link.stop();
+      await detector.close();
+      await broker.teardown();
+      await rm(state, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Arrivals inside [from, to), as frames per second. */
+export function arrivalRate(arrivals: readonly Arrival[], from: number, to: number): number {
+  const n = arrivals.filter((a) => a.at >= from && a.at < to).length;
+  return (n * 1000) / (to - from);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

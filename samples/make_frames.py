@@ -1,0 +1,69 @@
+"""Regenerates samples/frames/: a few good and defective images from the benchmark's test split.
+
+    training/.venv/bin/python samples/make_frames.py          # rewrite samples/frames/
+    training/.venv/bin/python samples/make_frames.py --check  # exit 1 if they differ
+
+The images are byte-identical copies of test images of the default generated benchmark
+(`python -m moead_edge.data.synth --seed 0 --size 256`), so a model trained on that
+benchmark never saw them during training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "training"))
+
+from moead_edge.data import synth  # noqa: E402
+
+SEED = 0
+SIZE = 256
+# (category, defect or "good", index): one good image per category, every defect type.
+PICKS = [
+    ("brick", "good", 0), ("grass", "good", 0), ("gravel", "good", 0), ("matte", "good", 0),
+    ("wood", "good", 0),
+    ("brick", "scratch", 0), ("brick", "cut", 0), ("grass", "color_spot", 0),
+    ("gravel", "crack", 0), ("matte", "stain", 0), ("matte", "hole", 0), ("wood", "crack", 0),
+]
+
+
+def build(dest: Path) -> None:
+    cats = sorted({c for c, _, _ in PICKS})
+    defects_needed = max(i for _, d, i in PICKS if d != "good") + 1
+    with tempfile.TemporaryDirectory() as tmp:
+        synth.generate(tmp, cats, train=0, test_good=1 + max(i for _, d, i in PICKS if d == "good"),
+                       test_defect=len(synth.DEFECT_TYPES) * defects_needed, size=SIZE, seed=SEED)
+        dest.mkdir(parents=True, exist_ok=True)
+        for cat, kind, i in PICKS:
+            shutil.copyfile(Path(tmp) / cat / "test" / kind / f"{i:03d}.png", dest / f"{cat}_{kind}_{i:03d}.png")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true", help="compare with samples/frames/ instead of writing")
+    args = p.parse_args()
+    frames = HERE / "frames"
+    if not args.check:
+        for old in frames.glob("*.png"):
+            old.unlink()
+        build(frames)
+        print(f"wrote {len(PICKS)} frames to {frames}")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        build(Path(tmp))
+        want = {p.name: p.read_bytes() for p in Path(tmp).glob("*.png")}
+        have = {p.name: p.read_bytes() for p in frames.glob("*.png")}
+        if want != have:
+            print(f"samples/frames/ differs from a fresh build: {sorted(set(want) ^ set(have)) or 'content'}")
+            return 1
+    print("samples/frames/ is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+/**
+ * `moead-edge train ...`: the Python toolchain's `train`, run in its own environment
+ * (created on first use) with cwd training/, output streamed as it comes.
+ */
+import { spawn } from 'node:child_process';
+import { ensurePythonEnv, TRAINING_DIR } from '../toolchain/python-env.js';
+import { EXIT } from './args.js';
+
+export const TRAIN_USAGE = `usage: moead-edge train [ARGS...]
+  Runs \`python -m moead_edge train ARGS...\` in training/ with the toolchain's Python
+  environment (training/.venv, created on first use). \`moead-edge train --help\` lists its options.`;
+
+export async function trainCommand(argv: string[]): Promise<number> {
+  const python = ensurePythonEnv((line) => console.error(line));
+  const child = spawn(python, ['-m', 'moead_edge', 'train', ...argv], { cwd: TRAINING_DIR, stdio: 'inherit' });
+  // Ctrl-C reaches the child through the terminal's process group; SIGTERM from a supervisor is passed on.
+  const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  process.on('SIGTERM', forward);
+  return new Promise((resolve) => {
+    child.once('error', (err) => {
+      console.error(`moead-edge train: could not run ${python}: ${err.message}`);
+      resolve(EXIT.failed);
+    });
+    child.once('exit', (code, signal) => {
+      process.off('SIGTERM', forward);
+      resolve(code ?? (signal ? 128 + 15 : EXIT.failed));
+    });
+  });
+}

@@ -1,0 +1,149 @@
+/** The `moead-edge` command line as a user runs it: exit codes, messages, output format. */
+import assert from 'node:assert/strict';
+import { readFile, writeFile, readdir, mkdir } from 'node:fs/promises';
+import { after, before, describe, test } from 'node:test';
+import { ManifestSchema } from '../../src/bundle/manifest.js';
+import { runCli, tempDir, type TempDir } from '../harness/index.js';
+import { CORRUPT_PNG, testBundle, testFrames } from '../daemon/fixtures.js';
+
+let dir: TempDir;
+before(async () => {
+  dir = await tempDir();
+});
+after(async () => {
+  await dir.remove();
+});
+
+describe('usage', () => {
+  test('no command or an unknown one: usage and exit 2', async () => {
+    const none = await runCli([]);
+    assert.equal(none.code, 2);
+    assert.match(none.stdout, /^usage: moead-edge <command>/);
+    const unknown = await runCli(['frobnicate']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command "frobnicate"/);
+    const badFlag = await runCli(['score', '--nope']);
+    assert.equal(badFlag.code, 2);
+    assert.match(badFlag.stderr, /Unknown option '--nope'[\s\S]*usage: moead-edge score/);
+  });
+  test('--version prints the package version', async () => {
+    const pkg = JSON.parse(await readFile(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const r = await runCli(['--version']);
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout.trim(), pkg.version);
+  });
+});
+
+describe('config check and refusing to start', () => {
+  test('a valid file: exit 0', async () => {
+    const file = dir.file('good.yaml');
+    await writeFile(file, 'board: jetson-orin-nano\nscoring: {startFrames: 3}\n');
+    const r = await runCli(['config', 'check', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /good\.yaml: valid \(1 camera\(s\), board jetson-orin-nano, embedded broker\)/);
+  });
+  test('an invalid file: exit 1, every problem with its key path', async () => {
+    const file = dir.file('bad.yaml');
+    await writeFile(file, 'scoring: {startFrames: 0}\nmqtt: {urll: x}\n');
+    const r = await runCli(['config', 'check', file]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`invalid config ${file.replace(/[.]/g, '\\.')}:`));
+    assert.match(r.stderr, /- scoring\.startFrames: Too small: expected number to be >=1; received 0/);
+    assert.match(r.stderr, /- mqtt\.urll: unknown key/);
+  });
+  test('an unknown board profile is a config error', async () => {
+    const file = dir.file('board.yaml');
+    await writeFile(file, 'board: toaster\n');
+    const r = await runCli(['config', 'check', file]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /board: board profile "toaster" not found/);
+  });
+  test('a bad environment override names the variable', async () => {
+    const file = dir.file('env.yaml');
+    await writeFile(file, '{}\n');
+    const r = await runCli(['config', 'check', file], { env: { MOEAD_SCORING__END_FRAMES: '"many"' } });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /scoring\.endFrames \(from MOEAD_SCORING__END_FRAMES\): Invalid input: expected number, received string; received "many"/);
+  });
+  test('missing FILE: exit 2; missing file on disk: exit 1', async () => {
+    assert.equal((await runCli(['config', 'check'])).code, 2);
+    const r = await runCli(['config', 'check', dir.file('absent.yaml')]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /absent\.yaml:\n {2}- file not found/);
+  });
+  test('run refuses to start on a bad config, naming the key path', async () => {
+    const file = dir.file('run-bad.yaml');
+    await writeFile(file, 'cameras: [{type: folder, name: "bad name", path: x}]\n');
+    const r = await runCli(['run', '--config', file], { timeoutMs: 15_000 });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /refusing to start: invalid config .*run-bad\.yaml:\n {2}- cameras\[0\]\.name: expected \[a-zA-Z0-9_-\]/);
+  });
+});
+
+describe('score and calibrate', () => {
+  let bundle: string;
+  let frames: string;
+  let images: string[];
+  before(async () => {
+    bundle = (await testBundle(dir.path)).dir;
+    frames = dir.file('frames');
+    images = (await testFrames(frames, { 'zz-corrupt.png': CORRUPT_PNG }, 4)).map((n) => `${frames}/${n}`);
+  });
+
+  test('one JSON line per image; an unreadable one is reported, the rest still scored, exit 1', async () => {
+    const heatmaps = dir.file('heatmaps');
+    const r = await runCli(['score', '--model', bundle, '--json', '--heatmaps', heatmaps, ...images]);
+    assert.equal(r.code, 1, r.stderr);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.equal(lines.length, images.length);
+    const good = lines.filter((l) => !('error' in l));
+    assert.equal(good.length, images.length - 1);
+    for (const line of good) {
+      assert.deepEqual(Object.keys(line), ['file', 'score', 'normalized', 'threshold', 'anomalous']);
+      assert.equal(line.anomalous, (line.score as number) >= (line.threshold as number));
+    }
+    const bad = lines.find((l) => 'error' in l);
+    assert.equal(bad?.file, `${frames}/zz-corrupt.png`);
+    assert.match(r.stderr, /zz-corrupt\.png: cannot decode image/);
+    assert.match(r.stderr, /1 of 5 image\(s\) could not be scored/);
+    const written = (await readdir(heatmaps)).sort();
+    assert.equal(written.length, images.length - 1);
+    assert.ok(written.every((n) => n.endsWith('.jpg')));
+    const jpeg = await readFile(`${heatmaps}/${written[0]}`);
+    assert.deepEqual([...jpeg.subarray(0, 2)], [0xff, 0xd8], 'a JPEG');
+  });
+
+  test('all readable: exit 0, plain text output', async () => {
+    const r = await runCli(['score', '--model', bundle, ...images.slice(0, 2)]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim().split('\n').length, 2);
+    assert.match(r.stdout, /^(ANOMALOUS|ok {7}) {2}score \d+\.\d{5} {2}normalized \d\.\d{3} {2}\//);
+  });
+
+  test('calibrate: a threshold from good images, written to a manifest copy and a config', async () => {
+    const good = dir.file('good');
+    await testFrames(good, { 'broken.png': CORRUPT_PNG }, 4);
+    const out = dir.file('calibrated', 'manifest.json');
+    await mkdir(dir.file('calibrated'));
+    const config = dir.file('cal.yaml');
+    await writeFile(config, '# keep me\nscoring: {startFrames: 2}\n');
+    const r = await runCli(['calibrate', '--model', bundle, '--good', good, '--out', out, '--config', config, '--quantile', '0.9', '--margin', '0.2']);
+    assert.equal(r.code, 0, r.stderr);
+    const result = JSON.parse(r.stdout) as { value: number; good_median: number; quantile: number; margin: number; images: number; unreadable: number };
+    assert.equal(result.images, 4);
+    assert.equal(result.unreadable, 1);
+    assert.equal(result.quantile, 0.9);
+    assert.ok(result.value > result.good_median);
+    const manifest = ManifestSchema.parse(JSON.parse(await readFile(out, 'utf8')));
+    assert.equal(manifest.threshold.value, result.value);
+    const text = await readFile(config, 'utf8');
+    assert.match(text, /^# keep me\n/);
+    assert.match(text, new RegExp(`threshold: ${String(result.value).replace('.', '\\.')}`));
+  });
+
+  test('calibrate with bad options: exit 2 naming the option', async () => {
+    const r = await runCli(['calibrate', '--model', bundle, '--good', frames, '--quantile', '7']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--quantile: expected a number in \(0, 1\], received "7"/);
+  });
+});

@@ -1,0 +1,160 @@
+/**
+ * The daemon end to end, as a child process (`moead-edge run`) against a real Mosquitto:
+ * availability, the score contract with gap-free seq, telemetry, commands, a corrupt frame
+ * skipped, clean SIGTERM, and seq carried across a restart.
+ */
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { after, before, test } from 'node:test';
+import { ManifestSchema, type Manifest } from '../../src/bundle/manifest.js';
+import { CommandReplySchema, ScorePayloadSchema, TelemetryPayloadSchema } from '../../src/mqtt/topics.js';
+import { Mosquitto, MqttCollector, spawnCli, tempDir, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
+import { CORRUPT_PNG, testBundle, testFrames } from './fixtures.js';
+
+const ROOT = 'moead/e2e';
+let broker: Mosquitto;
+let dir: TempDir;
+let manifest: Manifest;
+let configFile: string;
+let frameCount: number;
+
+before(async () => {
+  broker = await Mosquitto.start();
+  dir = await tempDir();
+  const bundle = await testBundle(dir.path);
+  manifest = ManifestSchema.parse(JSON.parse(await readFile(`${bundle.dir}/manifest.json`, 'utf8')));
+  // The corrupt file sorts in the middle of the folder, so frames follow it on every pass.
+  const names = await testFrames(dir.file('frames'), { 'frame-2b-corrupt.png': CORRUPT_PNG }, 4);
+  frameCount = names.length;
+  configFile = dir.file('moead.yaml');
+  await writeFile(
+    configFile,
+    [
+      `stateDir: ${dir.file('state')}`,
+      `cameras: [{type: folder, name: cam1, path: ${dir.file('frames')}, fps: 8}]`,
+      `inference: {model: ${bundle.dir}, threads: 1}`,
+      `mqtt: {url: "${broker.url}", device: e2e}`,
+      'telemetry: {intervalS: 1}',
+      'scoring: {startFrames: 1, endFrames: 1}',
+      '',
+    ].join('\n'),
+  );
+});
+
+after(async () => {
+  await broker?.teardown();
+  await dir?.remove();
+});
+
+const scores = (sub: MqttCollector) => sub.on(`${ROOT}/cam1/score`).map((m) => ScorePayloadSchema.parse(m.json()));
+
+async function command(sub: MqttCollector, name: string, body: Record<string, unknown>): Promise<ReceivedMessage> {
+  const from = sub.mark;
+  await sub.publish(`${ROOT}/cmd/${name}`, body);
+  return sub.waitFor((m) => m.topic === `${ROOT}/cmd/${name}/reply` && (m.json() as { id?: unknown }).id === body.id, { from, timeoutMs: 10_000 });
+}
+
+function startDaemon(): ChildHandle {
+  return spawnCli(['run', '--config', configFile], { env: { MOEAD_LOG_LEVEL: 'info' } });
+}
+
+test('publishes the contract, survives a corrupt frame, answers commands, stops cleanly, and seq carries over a restart', async () => {
+  const sub = await MqttCollector.connect(broker.url, `${ROOT}/#`);
+  const daemon = startDaemon();
+  try {
+    // Where it publishes and how to watch, on stdout.
+    await daemon.waitForLine(`mosquitto_sub -h 127.0.0.1 -p ${broker.port} -t 'moead/#' -v`, { stream: 'stdout', timeoutMs: 15_000 });
+    await daemon.waitForLine(`npx mqtt sub -h 127.0.0.1 -p ${broker.port} -t 'moead/#'`, { stream: 'stdout' });
+
+    await sub.waitFor((m) => m.topic === `${ROOT}/availability` && m.text() === 'online');
+    // Retained: a client arriving later still learns the device is online.
+    const late = await MqttCollector.connect(broker.url, `${ROOT}/availability`);
+    const retained = await late.waitFor(`${ROOT}/availability`);
+    assert.equal(retained.text(), 'online');
+    assert.equal(retained.retain, true);
+    await late.close();
+
+    // More score messages than files: the corrupt one was skipped and the camera went on.
+    const n = frameCount + 3;
+    await sub.waitForCount(`${ROOT}/cam1/score`, n, { timeoutMs: 30_000 });
+    const first = scores(sub).slice(0, n);
+    assert.deepEqual(first.map((s) => s.seq), [...Array(n).keys()], 'seq numbers score messages from 0 without gaps');
+    for (const s of first) {
+      assert.deepEqual(s.model, { name: manifest.name, version: manifest.version });
+      assert.equal(s.threshold, manifest.threshold.value);
+      assert.equal(s.anomalous, s.score >= s.threshold);
+      const expected = Math.min(1, Math.max(0, 0.5 + (0.5 * (s.score - s.threshold)) / (s.threshold - manifest.threshold.good_median)));
+      assert.ok(Math.abs(s.normalized - expected) < 1e-12, `normalized ${s.normalized} != ${expected}`);
+    }
+
+    // Telemetry counts the corrupt frame and carries the figures the contract promises.
+    const telemetry = await sub.waitFor(
+      (m) => m.topic === `${ROOT}/telemetry` && ((m.json() as { cameras?: { cam1?: { drops?: { decode_error?: number } } } }).cameras?.cam1?.drops?.decode_error ?? 0) >= 1,
+      { timeoutMs: 10_000 },
+    );
+    const health = TelemetryPayloadSchema.parse(telemetry.json()) as Record<string, unknown> & { cameras: Record<string, { frames: number; latency_ms: { p50: number | null } }> };
+    assert.ok((health.cameras.cam1?.frames ?? 0) > 0);
+    assert.equal(typeof health.cameras.cam1?.latency_ms.p50, 'number');
+    assert.deepEqual(Object.keys(health.process as object).sort(), ['cpu_percent', 'heap_mb', 'memory_budget_mb', 'over_budget', 'rss_mb']);
+    assert.deepEqual((health.model as { name: string }).name, manifest.name);
+
+    // Events: with startFrames 1 any frame at or over the threshold opens one.
+    const anomalous = scores(sub).some((s) => s.anomalous);
+    if (anomalous) await sub.waitFor(`${ROOT}/cam1/event`, { timeoutMs: 5000 });
+
+    // Commands: status, and set-threshold validated before use.
+    const status = CommandReplySchema.parse((await command(sub, 'status', { id: 's1' })).json());
+    assert.equal(status.ok, true);
+    assert.equal(status.ok && (status.result as { cameras: { cam1: { state: string } } }).cameras.cam1.state, 'streaming');
+
+    const tooLow = manifest.threshold.good_median / 2;
+    const refused = CommandReplySchema.parse((await command(sub, 'set-threshold', { id: 't1', threshold: tooLow })).json());
+    assert.equal(refused.ok, false);
+    assert.match(refused.ok ? '' : refused.error, /must be above the model's median good score/);
+
+    const raised = manifest.threshold.value * 4;
+    const accepted = CommandReplySchema.parse((await command(sub, 'set-threshold', { id: 't2', camera: 'cam1', threshold: raised })).json());
+    assert.equal(accepted.ok, true, JSON.stringify(accepted));
+    const mark = sub.mark;
+    const after = await sub.waitFor((m) => m.topic === `${ROOT}/cam1/score` && ScorePayloadSchema.parse(m.json()).threshold === raised, { from: mark, timeoutMs: 5000 });
+    assert.ok(after);
+
+    // reload-config: an invalid file is refused and the daemon keeps going; a valid one applies.
+    const good = await readFile(configFile, 'utf8');
+    await writeFile(configFile, good.replace('endFrames: 1', 'endFrames: -4'));
+    const bad = CommandReplySchema.parse((await command(sub, 'reload-config', { id: 'r1' })).json());
+    assert.equal(bad.ok, false);
+    assert.match(bad.ok ? '' : bad.error, /scoring\.endFrames: Too small: expected number to be >=1; received -4/);
+    const stillScoring = sub.mark;
+    await sub.waitFor(`${ROOT}/cam1/score`, { from: stillScoring, timeoutMs: 5000 });
+    await writeFile(configFile, good.replace('endFrames: 1', 'endFrames: 2'));
+    const reloaded = CommandReplySchema.parse((await command(sub, 'reload-config', { id: 'r2' })).json());
+    // The file watcher may have applied it a moment before the command did: either way it is in force.
+    assert.equal(reloaded.ok, true, JSON.stringify(reloaded));
+    const afterReload = CommandReplySchema.parse((await command(sub, 'status', { id: 's2' })).json());
+    assert.equal(afterReload.ok && (afterReload.result as { scoring: { endFrames: number } }).scoring.endFrames, 2);
+
+    // SIGTERM: offline (retained), exit 0, and every committed seq was delivered.
+    daemon.signal('SIGTERM');
+    const exit = await daemon.waitForExit(15_000);
+    assert.deepEqual(exit, { code: 0, signal: null }, daemon.output());
+    await sub.waitFor((m) => m.topic === `${ROOT}/availability` && m.text() === 'offline');
+    const state = JSON.parse(await readFile(dir.file('state', 'seq', 'cam1.json'), 'utf8')) as { next: number };
+    const delivered = scores(sub).map((s) => s.seq);
+    assert.deepEqual(delivered, [...Array(state.next).keys()], 'what was in flight at SIGTERM arrived, nothing more, nothing less');
+  } finally {
+    await daemon.stop();
+  }
+
+  // A restart continues the numbering where it stopped.
+  const sent = scores(sub).length;
+  const again = startDaemon();
+  try {
+    const next = await sub.waitFor(`${ROOT}/cam1/score`, { from: sub.mark, timeoutMs: 20_000 });
+    assert.equal(ScorePayloadSchema.parse(next.json()).seq, sent);
+  } finally {
+    again.signal('SIGTERM');
+    assert.equal((await again.waitForExit(15_000)).code, 0, again.output());
+    await sub.close();
+  }
+});

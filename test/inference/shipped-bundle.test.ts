@@ -1,0 +1,43 @@
+/**
+ * The shipped INT8 bundle: its reference frames, scored through preprocess → onnxruntime →
+ * postprocess in the daemon, give the scores the toolchain wrote into its manifest.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { InferenceConfigSchema } from '../../src/inference/config.js';
+import { frameFromFile, openDetector, type Detector } from '../../src/inference/index.js';
+import { REPO_ROOT } from '../../src/toolchain/python-env.js';
+import { REFERENCE_PY, pythonMissing, runPython } from './synthetic-bundle.js';
+
+/** The bundle `npm start` runs: the config's default model. */
+const SHIPPED = join(REPO_ROOT, InferenceConfigSchema.parse({}).model);
+
+describe('shipped bundle', { skip: existsSync(join(SHIPPED, 'manifest.json')) ? undefined : `${SHIPPED} has not been built yet` }, () => {
+  let detector: Detector;
+  before(async () => {
+    detector = await openDetector({ bundleDir: SHIPPED, backend: { threads: 1 } });
+  });
+  after(() => detector?.close());
+
+  test('reference frames score as the manifest says, within 1e-4 relative', async (t) => {
+    const { manifest } = detector;
+    assert.equal(manifest.input.width, 224);
+    for (const ref of manifest.reference_frames) {
+      const detection = await detector.detect(await frameFromFile(join(SHIPPED, ref.file)));
+      const rel = Math.abs(detection.score - ref.score) / Math.max(Math.abs(ref.score), 1e-12);
+      t.diagnostic(`${ref.file} (${ref.label}): ${detection.score.toPrecision(7)} vs manifest ${ref.score.toPrecision(7)}, relative ${rel.toExponential(2)}, ${detection.timings.runMs.toFixed(1)} ms run`);
+      assert.ok(rel < 1e-4, `${ref.file}: daemon ${detection.score} vs manifest ${ref.score} (relative ${rel})`);
+    }
+  });
+
+  test('and equal an independent Python pipeline (Pillow, onnxruntime, torch, scipy)', { skip: pythonMissing() }, async () => {
+    const refs = detector.manifest.reference_frames;
+    const python = JSON.parse(runPython([REFERENCE_PY, 'score', SHIPPED, ...refs.map((r) => join(SHIPPED, r.file))])) as number[];
+    for (const [i, ref] of refs.entries()) {
+      const ours = (await detector.detect(await frameFromFile(join(SHIPPED, ref.file)))).score;
+      assert.ok(Math.abs(ours - python[i]!) / python[i]! < 1e-4, `${ref.file}: ${ours} vs python ${python[i]}`);
+    }
+  });
+});

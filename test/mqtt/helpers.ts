@@ -1,0 +1,59 @@
+/** Helpers shared by the mqtt tests: a link config for a test broker and score messages. */
+import { MqttConfigSchema, type MqttConfig } from '../../src/mqtt/config.js';
+import type { ScoreMessage } from '../../src/mqtt/link.js';
+
+/** A config for `url` with short backoff so reconnects happen within a test's patience. */
+export function testConfig(url: string | undefined, over: Record<string, unknown> = {}): MqttConfig {
+  return MqttConfigSchema.parse({
+    ...(url ? { url } : {}),
+    device: 'dev1',
+    backoff: { minMs: 50, maxMs: 400 },
+    ...over,
+  });
+}
+
+export function score(seq: number, value = 0.5): ScoreMessage {
+  return {
+    ts: new Date().toISOString(),
+    seq,
+    score: value,
+    threshold: 1,
+    normalized: Math.min(1, Math.max(0, value / 2)),
+    anomalous: value > 1,
+    model: { name: 'moead-mnv2-synth', version: '1.0.0' },
+    latency_ms: 12.5,
+  };
+}
+
+/** Seqs of score payloads in arrival order. */
+export function seqsOf(messages: Array<{ json(): unknown }>): number[] {
+  return messages.map((m) => (m.json() as { seq: number }).seq);
+}
+
+/** Checks that `seqs`, de-duplicated, is exactly 0..last in order of first arrival; returns a problem or undefined. */
+export function gapOrDisorder(seqs: number[], last: number): string | undefined {
+  const seen = new Set<number>();
+  const firsts: number[] = [];
+  for (const s of seqs) {
+    if (seen.has(s)) continue;
+    seen.add(s);
+    firsts.push(s);
+  }
+  const missing = [];
+  for (let s = 0; s <= last; s++) if (!seen.has(s)) missing.push(s);
+  if (missing.length) return `missing seqs ${missing.slice(0, 20).join(',')}${missing.length > 20 ? '…' : ''} (${missing.length})`;
+  for (let i = 1; i < firsts.length; i++) if (firsts[i]! < firsts[i - 1]!) return `seq ${firsts[i]} first arrived after ${firsts[i - 1]}`;
+  return undefined;
+}
+
+export function until(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const tick = (): void => {
+      if (pred()) return resolve();
+      if (Date.now() > deadline) return reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+      setTimeout(tick, 20);
+    };
+    tick();
+  });
+}

@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { appendFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { Outbox, type OutboxOptions } from '../../src/mqtt/outbox.js';
+import { withTempDir } from '../harness/index.js';
+
+const opts = (over: Partial<OutboxOptions> = {}): OutboxOptions => ({ maxMessages: 1000, segmentBytes: 1 << 20, fsyncMs: 0, ...over });
+const seqs = (box: Outbox): number[] => box.take(1_000_000).map((m) => JSON.parse(m.payload).seq as number);
+
+test('messages survive a reopen, in order, and acknowledged ones do not come back', () =>
+  withTempDir(async (dir) => {
+    const a = Outbox.open(dir.path, opts());
+    for (let seq = 0; seq < 10; seq++) a.put('score', 't/score', JSON.stringify({ seq }));
+    const first = a.take(4);
+    for (const m of first) a.ack(m.id);
+    a.close();
+
+    const b = Outbox.open(dir.path, opts());
+    assert.equal(b.size, 6);
+    assert.deepEqual(seqs(b), [4, 5, 6, 7, 8, 9]);
+    b.close();
+  }));
+
+test('a reopen without close (the process was killed) keeps every put', () =>
+  withTempDir(async (dir) => {
+    const a = Outbox.open(dir.path, opts({ fsyncMs: 1000 }));
+    for (let seq = 0; seq < 50; seq++) a.put('score', 't/score', JSON.stringify({ seq }));
+    // No close(): the writes are in the page cache, which a killed process does not lose.
+    const b = Outbox.open(dir.path, opts());
+    assert.deepEqual(seqs(b), [...Array(50).keys()]);
+    b.close();
+    a.close();
+  }));
+
+test('released in-flight messages are taken again first, in order', () =>
+  withTempDir(async (dir) => {
+    const box = Outbox.open(dir.path, opts());
+    for (let seq = 0; seq < 5; seq++) box.put('score', 't', JSON.stringify({ seq }));
+    const batch = box.take(3);
+    box.ack(batch[1]!.id);
+    box.releaseInflight();
+    assert.deepEqual(seqs(box), [0, 2, 3, 4]);
+    box.close();
+  }));
+
+test('when full, the oldest scores are dropped and counted, events are kept', () =>
+  withTempDir(async (dir) => {
+    const box = Outbox.open(dir.path, opts({ maxMessages: 10 }));
+    box.put('event', 't/event', JSON.stringify({ seq: -1 }));
+    for (let seq = 0; seq < 20; seq++) box.put('score', 't/score', JSON.stringify({ seq }));
+    box.put('event', 't/event', JSON.stringify({ seq: -2 }));
+    // 1 event + 9 scores fill it; each of the 11 later scores and the last event drop one score.
+    assert.equal(box.stats().droppedScores, 12);
+    const kept = box.take(100);
+    assert.deepEqual(kept.filter((m) => m.kind === 'event').length, 2);
+    assert.deepEqual(kept.filter((m) => m.kind === 'score').map((m) => JSON.parse(m.payload).seq), [12, 13, 14, 15, 16, 17, 18, 19]);
+    box.close();
+
+    const again = Outbox.open(dir.path, opts({ maxMessages: 10 }));
+    assert.equal(again.size, 10, 'drops are persisted: the dropped scores do not come back');
+    again.close();
+  }));
+
+test('a queue of events only refuses a new score (the oldest score is the incoming one)', () =>
+  withTempDir(async (dir) => {
+    const box = Outbox.open(dir.path, opts({ maxMessages: 10 }));
+    for (let i = 0; i < 10; i++) box.put('event', 't/event', '{}');
+    assert.equal(box.put('score', 't/score', '{}'), undefined);
+    assert.equal(box.stats().droppedScores, 1);
+    assert.ok(box.put('event', 't/event', '{}'));
+    assert.equal(box.size, 11);
+    box.close();
+  }));
+
+test('a torn last record (power cut mid-write) is cut off and counted', () =>
+  withTempDir(async (dir) => {
+    const a = Outbox.open(dir.path, opts());
+    a.put('score', 't', JSON.stringify({ seq: 0 }));
+    a.put('score', 't', JSON.stringify({ seq: 1 }));
+    a.close();
+    const seg = readdirSync(dir.path).filter((f) => f.endsWith('.log')).sort()[0]!;
+    appendFileSync(join(dir.path, seg), '{"o":"p","i":2,"k":"sco');
+    const b = Outbox.open(dir.path, opts());
+    assert.deepEqual(seqs(b), [0, 1]);
+    assert.equal(b.stats().corruptRecords, 1);
+    b.put('score', 't', JSON.stringify({ seq: 2 }));
+    b.close();
+    const c = Outbox.open(dir.path, opts());
+    assert.deepEqual(seqs(c), [0, 1, 2]);
+    c.close();
+  }));
+
+test('segments rotate, resolved ones are deleted, and a pinned old message is compacted forward', () =>
+  withTempDir(async (dir) => {
+    const box = Outbox.open(dir.path, opts({ segmentBytes: 4096, maxMessages: 100, fsyncMs: 1000 }));
+    const pinned = box.put('event', 't/event', JSON.stringify({ seq: -1 }))!;
+    for (let seq = 0; seq < 2000; seq++) {
+      box.put('score', 't/score', JSON.stringify({ seq, pad: 'x'.repeat(40) }));
+      for (const m of box.take(10)) if (m.id !== pinned.id) box.ack(m.id);
+    }
+    box.releaseInflight();
+    const files = readdirSync(dir.path).filter((f) => f.endsWith('.log'));
+    assert.ok(files.length <= 5, `segments are bounded, found ${files.length}`);
+    const pending = box.take(1000);
+    assert.equal(pending[0]?.id, pinned.id, 'the pinned event is still first');
+    box.close();
+    const again = Outbox.open(dir.path, opts({ segmentBytes: 4096, maxMessages: 100, fsyncMs: 1000 }));
+    assert.deepEqual(again.take(1000).map((m) => m.id), pending.map((m) => m.id));
+    again.close();
+  }));
