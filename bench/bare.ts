@@ -3,7 +3,7 @@
  * running already-prepared tensors back to back, nothing else in the loop.
  */
 import { InferenceSession, Tensor } from 'onnxruntime-node';
-import { fpsFromMs, timeLoop, type LoopOptions } from './stats.js';
+import { timeLoop, type LoopOptions } from './stats.js';
 
 export interface BareSession {
   /** Milliseconds per batch-1 run over the given time, cycling through the tensors. */
@@ -36,7 +36,12 @@ export interface BareFigure {
   runs: number;
 }
 
+/**
+ * Frames per elapsed second (not 1/median), the way the pipeline's figure is counted, so a
+ * neighbour's burst of load weighs the same on both sides of a ratio.
+ */
 export function bareFigure(samples: readonly number[]): BareFigure {
-  const fps = fpsFromMs(samples);
+  const total = samples.reduce((a, b) => a + b, 0);
+  const fps = (samples.length * 1000) / total;
   return { fps, msPerFrame: 1000 / fps, runs: samples.length };
 }

@@ -40,21 +40,24 @@ export const USAGE = `npm run bench -- [options]
   --seconds S          timed seconds per throughput figure (default 20, --quick 8)`;
 
 export function parseOptions(argv: string[]): BenchOptions | 'help' {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      json: { type: 'boolean', default: false },
-      quick: { type: 'boolean', default: false },
-      bundle: { type: 'string' },
-      images: { type: 'string' },
-      threads: { type: 'string' },
-      only: { type: 'string' },
-      'memory-minutes': { type: 'string' },
-      seconds: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    strict: true,
-  });
+  const flags = {
+    json: { type: 'boolean', default: false },
+    quick: { type: 'boolean', default: false },
+    bundle: { type: 'string' },
+    images: { type: 'string' },
+    threads: { type: 'string' },
+    only: { type: 'string' },
+    'memory-minutes': { type: 'string' },
+    seconds: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  } as const;
+  let parsedArgs: ReturnType<typeof parseArgs<{ args: string[]; options: typeof flags; strict: true }>>;
+  try {
+    parsedArgs = parseArgs({ args: argv, options: flags, strict: true });
+  } catch (err) {
+    throw new Error(`${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
+  }
+  const { values } = parsedArgs;
   if (values.help) return 'help';
   const quick = values.quick ?? false;
   const parsed = OptionsSchema.safeParse({
@@ -68,7 +71,12 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     seconds: values.seconds ?? (quick ? 8 : 20),
   });
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `--${String(i.path[0] ?? '?').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${i.message}`);
+    const given: Record<string, unknown> = { threads: values.threads, only: values.only, memoryMinutes: values['memory-minutes'], seconds: values.seconds };
+    const issues = parsed.error.issues.map((i) => {
+      const key = String(i.path[0] ?? '?');
+      const received = given[key] === undefined ? '' : ` (received ${JSON.stringify(given[key])})`;
+      return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${i.message}${received}`;
+    });
     throw new Error(`bad bench options: ${issues.join('; ')}\n\n${USAGE}`);
   }
   return parsed.data;

@@ -92,6 +92,8 @@ export async function runMemory(ctx: BenchContext, fps: number, progress: (line:
     const exited = child.exited.then((s) => {
       throw new Error(`the daemon exited during the memory run (code ${s.code}, signal ${s.signal}):\n${child.output().split('\n').slice(-15).join('\n')}`);
     });
+    // Marked handled now: the stop in `finally` makes it reject after the run, on purpose.
+    exited.catch(() => undefined);
     await Promise.race([started, exited, sleep(60_000).then(() => Promise.reject(new Error(`no score from the daemon within 60 s:\n${child.output()}`)))]);
     const t0 = performance.now();
     const every = options.quick ? 1000 : 2000;
@@ -106,7 +108,6 @@ export async function runMemory(ctx: BenchContext, fps: number, progress: (line:
       }
       await Promise.race([sleep(every), exited]);
     }
-    exited.catch(() => undefined);
   } finally {
     await child.stop(10_000);
     await subscriber.endAsync();

@@ -5,9 +5,10 @@
  * bundle, same threads. Bare and pipeline windows alternate so a neighbour's load hits both.
  */
 import { bareFigure, openBareSession } from './bare.js';
+import type { DetectionTimings } from '../src/inference/detector.js';
 import type { BenchContext } from './context.js';
 import type { BenchResult } from './report.js';
-import { arrivalRate, sleep, type Rig } from './rig.js';
+import { arrivalRate, settle, sleep, type Rig } from './rig.js';
 import { formatRatio, median, round } from './stats.js';
 
 export const PIPELINE_GOAL = 0.95;
@@ -18,6 +19,8 @@ export type PipelineData = {
   bareFps: number;
   pipelineFps: number;
   ratio: number;
+  /** Median per-frame milliseconds of the detector's stages while saturated. */
+  breakdown: { preprocessMs: number; runMs: number; inferenceMs: number; postprocessMs: number; afterDetectionMs: number };
 };
 
 export async function runPipeline(ctx: BenchContext, rig: Rig): Promise<BenchResult & { data: PipelineData }> {
@@ -27,6 +30,8 @@ export async function runPipeline(ctx: BenchContext, rig: Rig): Promise<BenchRes
   const windowMs = Math.max(3000, (options.seconds * 1000) / rounds);
   const bare = await openBareSession(bundle.modelPath, options.threads, input.name, output.name, tensors, input);
   const camera = await rig.saturating('bench-throughput');
+  const firstTiming = rig.timings.length;
+  const firstAfter = rig.afterDetection.length;
   const results: PipelineData['rounds'] = [];
   try {
     for (let r = 0; r < rounds; r++) {
@@ -37,19 +42,31 @@ export async function runPipeline(ctx: BenchContext, rig: Rig): Promise<BenchRes
       await sleep(windowMs);
       const to = performance.now();
       camera.source.pause();
-      await sleep(500);
+      await settle(camera.arrivals);
       const pipelineFps = arrivalRate(camera.arrivals, from, to);
       results.push({ bareFps, pipelineFps, ratio: pipelineFps / bareFps });
     }
   } finally {
     await bare.release();
   }
+  const timings = rig.timings.slice(firstTiming);
+  const stage = (key: keyof DetectionTimings) => round(median(timings.map((t) => t[key])), 2);
+  // Gaps longer than a second are the pauses between rounds, not work.
+  const after = rig.afterDetection.slice(firstAfter).filter((ms) => ms < 1000);
+  const breakdown = {
+    preprocessMs: stage('preprocessMs'),
+    runMs: stage('runMs'),
+    inferenceMs: stage('inferenceMs'),
+    postprocessMs: stage('postprocessMs'),
+    afterDetectionMs: round(median(after), 2),
+  };
   const data: PipelineData = {
     threads: options.threads,
     rounds: results.map((r) => ({ bareFps: round(r.bareFps), pipelineFps: round(r.pipelineFps), ratio: round(r.ratio, 3) })),
     bareFps: median(results.map((r) => r.bareFps)),
     pipelineFps: median(results.map((r) => r.pipelineFps)),
     ratio: median(results.map((r) => r.ratio)),
+    breakdown,
   };
   return {
     name: 'pipeline',
@@ -66,6 +83,7 @@ export async function runPipeline(ctx: BenchContext, rig: Rig): Promise<BenchRes
     ],
     notes: [
       `${rounds} alternating rounds of ${(windowMs / 1000).toFixed(0)} s each side; ratio = median of per-round ratios (${results.map((r) => r.ratio.toFixed(2)).join(', ')}).`,
+      `Median per frame in the pipeline: preprocess ${breakdown.preprocessMs} ms, session run ${breakdown.runMs} ms (${breakdown.inferenceMs} ms with the worker hop), postprocess ${breakdown.postprocessMs} ms, then ${breakdown.afterDetectionMs} ms until the next frame's detection starts (decision, publish hand-off to the outbox, seq commit to disk, events and their snapshots). These run one after another for each frame.`,
       'Pipeline = encoded PNG/JPEG decode + resize + normalize, onnxruntime in its worker thread, upsample/blur/score, decision, QoS 1 publish via the on-disk outbox to Mosquitto; counted at a subscriber. One frame always waits, so inference never idles for lack of input.',
     ],
     data: { ...data, bareFps: round(data.bareFps), pipelineFps: round(data.pipelineFps), ratio: round(data.ratio, 3) },

@@ -16,11 +16,11 @@ import type { Frame, FrameSource, FrameSourceStats, SourceStatus } from '../src/
 import { silentLog } from '../src/capture/reporter.js';
 import { ScoringConfigSchema } from '../src/config/schema.js';
 import { CameraPipeline, type FrameDetector } from '../src/daemon/camera-pipeline.js';
-import { openDetector, type Detector } from '../src/inference/detector.js';
+import { openDetector, type DetectionTimings, type Detector } from '../src/inference/detector.js';
 import { MqttConfigSchema } from '../src/mqtt/config.js';
 import { MqttFleetLink } from '../src/mqtt/fleet-link.js';
 import { CameraSeq } from '../src/scoring/seq.js';
-import { createLogger } from '../src/util/log.js';
+import { createLogger, type Logger } from '../src/util/log.js';
 import { Mosquitto } from '../test/harness/mosquitto.js';
 
 /**
@@ -94,6 +94,13 @@ interface Camera {
 
 export interface Rig {
   detector: Detector;
+  /** Where each detected frame's time went (all cameras), in detection order. */
+  timings: DetectionTimings[];
+  /**
+   * Milliseconds from a detection's end to the next frame's detection start on the same
+   * camera while frames wait: the decision, publish hand-off, seq commit and events.
+   */
+  afterDetection: number[];
   /** A camera fed as fast as the pipeline takes frames. */
   saturating(name: string): Promise<{ source: SaturatingSource; arrivals: Arrival[] }>;
   /** A camera on the real folder source at a fixed rate. */
@@ -102,14 +109,40 @@ export interface Rig {
 }
 
 export async function openRig(options: { bundleDir: string; threads: number; imageFiles: readonly string[] }): Promise<Rig> {
+  const images = await Promise.all(options.imageFiles.map((f) => readFile(f)));
   const state = await mkdtemp(join(tmpdir(), 'moead-bench-'));
   const broker = await Mosquitto.start();
   const log = createLogger('bench', 'error');
-  const detector = await openDetector({ bundleDir: options.bundleDir, backend: { providers: ['cpu'], threads: options.threads } });
-  const link = new MqttFleetLink(MqttConfigSchema.parse({ url: broker.url, device: 'bench' }), { stateDir: state });
-  await link.start();
-  const subscriber = await mqtt.connectAsync(broker.url, { clientId: 'bench-subscriber' });
-  const images = await Promise.all(options.imageFiles.map((f) => readFile(f)));
+  let detector: Detector | undefined;
+  let link: MqttFleetLink | undefined;
+  let subscriber: mqtt.MqttClient;
+  try {
+    detector = await openDetector({ bundleDir: options.bundleDir, backend: { providers: ['cpu'], threads: options.threads } });
+    link = new MqttFleetLink(MqttConfigSchema.parse({ url: broker.url, device: 'bench' }), { stateDir: state });
+    await link.start();
+    subscriber = await mqtt.connectAsync(broker.url, { clientId: 'bench-subscriber' });
+  } catch (err) {
+    // Leave nothing behind: no broker, no worker thread, no temporary folder.
+    await link?.stop().catch(() => undefined);
+    await detector?.close().catch(() => undefined);
+    await broker.teardown();
+    await rm(state, { recursive: true, force: true });
+    throw err;
+  }
+  return wire({ state, broker, detector, link, subscriber, log, images });
+}
+
+interface RigParts {
+  state: string;
+  broker: Mosquitto;
+  detector: Detector;
+  link: MqttFleetLink;
+  subscriber: mqtt.MqttClient;
+  log: Logger;
+  images: readonly Buffer[];
+}
+
+function wire({ state, broker, detector, link, subscriber, log, images }: RigParts): Rig {
   // The daemon's defaults (events and their snapshots included), as a user runs it.
   const scoring = ScoringConfigSchema.parse({});
 
@@ -117,6 +150,8 @@ export async function openRig(options: { bundleDir: string; threads: number; ima
   // wall-clock milliseconds, the monotonic capture time gives sub-millisecond latencies.
   const captured = new Map<string, number>();
   const cameras = new Map<string, Camera>();
+  const timings: DetectionTimings[] = [];
+  const afterDetection: number[] = [];
   subscriber.on('message', (topic, payload) => {
     const at = performance.now();
     for (const [name, camera] of cameras) {
@@ -130,12 +165,19 @@ export async function openRig(options: { bundleDir: string; threads: number; ima
   });
 
   const addCamera = async (config: CameraConfig, source: FrameSource, onTaken?: () => void): Promise<Camera> => {
+    let lastDetected: number | undefined;
     const traced: FrameDetector = {
       manifest: detector.manifest,
       detect: (frame) => {
+        const start = performance.now();
+        if (onTaken && lastDetected !== undefined) afterDetection.push(start - lastDetected);
         captured.set(`${frame.camera}@${new Date(frame.capturedAt).toISOString()}`, frame.capturedMono);
         onTaken?.();
-        return detector.detect(frame);
+        return detector.detect(frame).then((detection) => {
+          timings.push(detection.timings);
+          lastDetected = performance.now();
+          return detection;
+        });
       },
       snapshot: (frame, detection, opts) => detector.snapshot(frame, detection, opts),
     };
@@ -157,9 +199,12 @@ export async function openRig(options: { bundleDir: string; threads: number; ima
 
   return {
     detector,
+    timings,
+    afterDetection,
     async saturating(name) {
       const source = new SaturatingSource(name, images);
-      const config = FolderCameraSchema.parse({ type: 'folder', name, path: '-' });
+      // The pipeline reads only the camera's name from its config; the frames come from `source`.
+      const config = FolderCameraSchema.parse({ type: 'folder', name, path: '(memory)' });
       const camera = await addCamera(config, source, () => source.offer());
       return { source, arrivals: camera.arrivals };
     },
@@ -187,6 +232,14 @@ export async function openRig(options: { bundleDir: string; threads: number; ima
 export function arrivalRate(arrivals: readonly Arrival[], from: number, to: number): number {
   const n = arrivals.filter((a) => a.at >= from && a.at < to).length;
   return (n * 1000) / (to - from);
+}
+
+/** Waits until no score has arrived for `quietMs` (the frames still in the pipeline are done). */
+export async function settle(arrivals: readonly Arrival[], quietMs = 300): Promise<void> {
+  for (let seen = -1; seen !== arrivals.length; ) {
+    seen = arrivals.length;
+    await sleep(quietMs);
+  }
 }
 
 export function sleep(ms: number): Promise<void> {

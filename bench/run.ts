@@ -82,7 +82,7 @@ async function main(argv: string[]): Promise<number> {
       machine,
       options,
       bundle: { dir: ctx.bundle.dir, name: ctx.bundle.manifest.name, version: ctx.bundle.manifest.version },
-      results: Object.fromEntries(results.sort((a, b) => (order[a.name] ?? 99) - (order[b.name] ?? 99)).map((r) => [r.name, { ...r.data, notes: r.notes }])),
+      results: Object.fromEntries(results.sort((a, b) => (order[a.name] ?? 99) - (order[b.name] ?? 99)).map((r) => [r.name, { ...r.data, rows: r.rows, notes: r.notes }])),
     };
     console.log('');
     console.log(JSON.stringify(json, null, 2));

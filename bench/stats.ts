@@ -64,8 +64,3 @@ export async function timeLoop(fn: () => Promise<unknown> | unknown, options: Lo
   }
   return samples;
 }
-
-/** Frames per second from the median time of one frame (robust to a neighbour's CPU burst). */
-export function fpsFromMs(samples: readonly number[]): number {
-  return 1000 / median(samples);
-}

@@ -7,6 +7,7 @@
 //   node scripts/build-native.mjs --cuda     fetches nvcc + CUDA runtime headers as pip wheels
 //                                            into .cache/cuda (unless CUDACXX is set) and builds
 //                                            with WITH_CUDA=ON → build/native-cuda/
+//   MOEAD_CUDA_ARCHS=87|native|...           CUDA architectures (default: cmake/MoeadGpu.cmake)
 //
 // CUDA and TensorRT are otherwise detected by CMake (cmake/MoeadGpu.cmake): found, built in;
 // not found, left out. MOEAD_SKIP_NATIVE=1 skips the build (the daemon then runs onnxruntime
@@ -99,12 +100,18 @@ function main() {
     const nvcc = process.env.CUDACXX ?? ensureCudaWheels();
     defines.push(`--CDCMAKE_CUDA_COMPILER=${nvcc}`, '--CDWITH_CUDA=ON');
   }
+  // e.g. "87" (one architecture: the CI compile check) or "native" (the GPU of this machine).
+  if (process.env.MOEAD_CUDA_ARCHS) defines.push(`--CDCMAKE_CUDA_ARCHITECTURES=${process.env.MOEAD_CUDA_ARCHS}`);
   const cmakeJs = join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
   if (!existsSync(cmakeJs)) fail('cmake-js is not installed: run npm ci first');
   const started = Date.now();
-  const status = run(process.execPath, [cmakeJs, 'build', '--directory', 'native', '--out', out,
-    '--parallel', '2', ...defines]);
-  if (status !== 0) fail(`cmake-js failed (exit ${status}); the compiler output above says why`);
+  // configure every time: `cmake-js build` alone skips it when the build folder exists, and
+  // would then ignore changed options.
+  const common = ['--directory', 'native', '--out', out, ...defines];
+  for (const step of [['configure', ...common], ['build', ...common, '--parallel', '2']]) {
+    const status = run(process.execPath, [cmakeJs, ...step]);
+    if (status !== 0) fail(`cmake-js ${step[0]} failed (exit ${status}); the output above says why`);
+  }
   console.log(`build-native: ${out}/Release/moead_native.node built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 

@@ -19,20 +19,32 @@ function have(bin) {
   return spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
 }
 
-// Binaries the tests start for real, and the Debian package that provides each.
-const SYSTEM = { mosquitto: 'mosquitto', mosquitto_pub: 'mosquitto-clients', ffmpeg: 'ffmpeg', 'gst-launch-1.0': 'gstreamer1.0-tools', openssl: 'openssl' };
+// Debian packages whose programs the tests start for real: the broker, capture child
+// processes (ffmpeg, GStreamer with an RTSP server for the camera tests), openssl for TLS.
+const SYSTEM_PACKAGES = [
+  'mosquitto', 'mosquitto-clients', 'ffmpeg', 'openssl',
+  'gstreamer1.0-tools', 'gstreamer1.0-plugins-base', 'gstreamer1.0-plugins-good',
+  'gstreamer1.0-plugins-bad', 'gstreamer1.0-libav', 'python3-gi', 'gir1.2-gst-rtsp-server-1.0',
+];
+
+function installed(pkg) {
+  const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
+  return r.status === 0 && r.stdout.includes('install ok installed');
+}
 
 function ensureSystemPackages() {
-  const missing = [...new Set(Object.entries(SYSTEM).filter(([bin]) => !have(bin)).map(([, pkg]) => pkg))];
+  if (!have('dpkg-query')) {
+    const missing = ['mosquitto', 'ffmpeg', 'gst-launch-1.0', 'openssl'].filter((b) => !have(b));
+    if (missing.length) throw new Error(`missing ${missing.join(', ')} and no Debian tools to install them: install them by hand`);
+    return;
+  }
+  const missing = SYSTEM_PACKAGES.filter((p) => !installed(p));
   if (missing.length === 0) return;
-  // gst plugins ride along with the tools so test sources (videotestsrc) exist.
-  if (missing.includes('gstreamer1.0-tools')) missing.push('gstreamer1.0-plugins-base', 'gstreamer1.0-plugins-good');
   step(`installing system packages: ${missing.join(' ')}`);
-  const sudo = process.getuid?.() === 0 ? [] : ['sudo'];
-  if (!have('apt-get')) throw new Error(`missing ${missing.join(', ')} and no apt-get to install them: install them by hand`);
+  const asRoot = process.getuid?.() === 0 ? ['apt-get'] : ['sudo', 'apt-get'];
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  if (sh(sudo[0] ?? 'apt-get', [...sudo.slice(1), ...(sudo.length ? ['apt-get'] : []), 'update', '-qq'], { env }) !== 0 ||
-      sh(sudo[0] ?? 'apt-get', [...sudo.slice(1), ...(sudo.length ? ['apt-get'] : []), 'install', '-y', '-qq', '--no-install-recommends', ...missing], { env }) !== 0) {
+  const apt = (...args) => sh(asRoot[0], [...asRoot.slice(1), ...args], { env });
+  if (apt('update', '-qq') !== 0 || apt('install', '-y', '-qq', '--no-install-recommends', ...missing) !== 0) {
     throw new Error(`apt-get could not install ${missing.join(' ')}: install them by hand and run npm test again`);
   }
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 namespace moead {
 
@@ -117,19 +118,22 @@ void PreprocessAs(const uint8_t* frame, uint32_t width, uint32_t height, const N
   const int w = static_cast<int>(width), h = static_cast<int>(height);
   const size_t ow = spec.width;
   // Pass 1, along x: every source row → spec.width RGB samples (no rounding).
-  // This pass touches every source pixel, so it runs in float (≤ 1e-7 relative to double
-  // over the few dozen taps a shrink has); the vertical pass and the normalization in double.
-  const std::vector<float> wxf(xs.weights.begin(), xs.weights.end());
+  // This pass touches every source pixel, so it runs in float for byte formats (exact
+  // integer samples, ≤ 1e-7 relative error over the few dozen taps of a shrink). The YUV
+  // formats stay in double: their conversion cancels to near zero at dark pixels, where
+  // float's absolute error would show after normalization.
+  using Acc = std::conditional_t<F == PixelFormat::kYUYV || F == PixelFormat::kNV12, double, float>;
+  const std::vector<Acc> wxf(xs.weights.begin(), xs.weights.end());
   std::vector<float> rows(static_cast<size_t>(height) * ow * 3);
   for (int y = 0; y < h; ++y) {
     float* dst = &rows[static_cast<size_t>(y) * ow * 3];
     for (size_t ox = 0; ox < ow; ++ox) {
-      const float* wx = &wxf[ox * xs.stride];
+      const Acc* wx = &wxf[ox * xs.stride];
       const int lo = xs.lo[ox], n = xs.count[ox];
-      float r = 0, g = 0, b = 0;
+      Acc r = 0, g = 0, b = 0;
       for (int k = 0; k < n; ++k) {
-        float rgb[3];
-        LoadRgb<float>(frame, F, w, h, lo + k, y, rgb);
+        Acc rgb[3];
+        LoadRgb<Acc>(frame, F, w, h, lo + k, y, rgb);
         r += wx[k] * rgb[0];
         g += wx[k] * rgb[1];
         b += wx[k] * rgb[2];

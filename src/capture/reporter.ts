@@ -3,6 +3,7 @@
  * callback that fires only when the state or its message changes (so a retained MQTT
  * status is not republished on every retry).
  */
+import { performance } from 'node:perf_hooks';
 import type { FrameSourceStats, SourceState, SourceStatus } from './frame.js';
 
 export type DropReason = 'fps_cap' | 'truncated' | 'unreadable';
@@ -12,9 +13,16 @@ export interface CaptureStats extends FrameSourceStats {
   state: SourceState;
   drops: Record<DropReason, number>;
   restartReasons: Record<RestartReason, number>;
+  /** Restarts and stalls within the last hour: connection quality at a glance, like Frigate's. */
+  restartsLastHour: number;
+  stallsLastHour: number;
   /** Last failure, already redacted. */
   lastError?: string;
 }
+
+const HOUR_MS = 3_600_000;
+/** Restart times kept for the hourly figures; beyond this a camera is flapping and the exact count stops mattering. */
+const HOURLY_KEEP = 10_000;
 
 export type CaptureLogLevel = 'debug' | 'info' | 'warn' | 'error';
 /** The daemon's logger, reduced to what capture needs. Messages never hold credentials. */
@@ -29,7 +37,10 @@ export class SourceReporter {
     state: 'stopped',
     drops: { fps_cap: 0, truncated: 0, unreadable: 0 },
     restartReasons: { exit: 0, stall: 0, spawn_error: 0 },
+    restartsLastHour: 0,
+    stallsLastHour: 0,
   };
+  private readonly recentRestarts: { at: number; stall: boolean }[] = [];
   private onStatus: ((status: SourceStatus) => void) | undefined;
   private lastMessage: string | undefined;
 
@@ -72,6 +83,8 @@ export class SourceReporter {
     this.counters.restarts++;
     this.counters.restartReasons[reason]++;
     if (reason === 'stall') this.counters.stalls++;
+    this.recentRestarts.push({ at: performance.now(), stall: reason === 'stall' });
+    if (this.recentRestarts.length > HOURLY_KEEP) this.recentRestarts.shift();
     this.counters.lastError = detail;
     this.log('warn', `camera ${this.camera}: restarting (${reason}: ${detail})`);
   }
@@ -81,6 +94,10 @@ export class SourceReporter {
   }
 
   snapshot(): CaptureStats {
+    const since = performance.now() - HOUR_MS;
+    while (this.recentRestarts.length > 0 && this.recentRestarts[0]!.at < since) this.recentRestarts.shift();
+    this.counters.restartsLastHour = this.recentRestarts.length;
+    this.counters.stallsLastHour = this.recentRestarts.filter((r) => r.stall).length;
     return structuredClone(this.counters);
   }
 }

@@ -2,11 +2,16 @@
 import { ConfigError } from '../config/errors.js';
 import { loadConfig } from '../config/load.js';
 import { loadBoard } from '../config/board.js';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MANIFEST_FILE, parseManifest } from '../bundle/load.js';
+import { thresholdProblems } from '../scoring/decide.js';
 import { EXIT, parse, UsageError } from './args.js';
 
 export const CONFIG_USAGE = `usage: moead-edge config check FILE [--print]
   Validates FILE as \`moead-edge run --config FILE\` would (MOEAD_* environment overrides
-  included) and exits 0 when it is valid, 1 with every problem listed when it is not.
+  included; the board profile and the bundle's manifest are read, thresholds checked against
+  it) and exits 0 when it is valid, 1 with every problem listed when it is not.
   --print   also print the complete config, defaults filled in, as JSON`;
 
 export async function configCommand(argv: string[]): Promise<number> {
@@ -25,6 +30,18 @@ export async function configCommand(argv: string[]): Promise<number> {
     await loadBoard(config.board).catch((err: unknown) => {
       throw new ConfigError(file, [`board: ${err instanceof Error ? err.message : String(err)}; received ${JSON.stringify(config.board)}`]);
     });
+    // Thresholds can only be judged against the model: read its manifest (no session is opened).
+    const manifestFile = join(config.inference.model, MANIFEST_FILE);
+    const text = await readFile(manifestFile, 'utf8').catch(() => undefined);
+    if (text === undefined) throw new ConfigError(file, [`inference.model: no bundle manifest at ${manifestFile}; received ${JSON.stringify(config.inference.model)}`]);
+    let goodMedian: number;
+    try {
+      goodMedian = parseManifest(text, manifestFile).threshold.good_median;
+    } catch (err) {
+      throw new ConfigError(file, [`inference.model: ${err instanceof Error ? err.message : String(err)}`]);
+    }
+    const problems = thresholdProblems(config, goodMedian);
+    if (problems.length) throw new ConfigError(file, problems);
     if (values.print) console.log(JSON.stringify(config, null, 2));
     console.error(`${file}: valid (${config.cameras.length} camera(s), board ${config.board}, ${config.mqtt.url ? `broker ${config.mqtt.url}` : 'embedded broker'})`);
     return EXIT.ok;

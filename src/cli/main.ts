@@ -3,9 +3,7 @@
  * `moead-edge`: the command line. Exit codes: 0 done, 1 failed (bad config, unreadable
  * images, daemon could not start), 2 the command was called wrongly.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { PACKAGE_ROOT } from '../util/paths.js';
+import { packageVersion } from '../util/paths.js';
 import { errorMessage } from '../util/log.js';
 import { EXIT, UsageError } from './args.js';
 
@@ -30,11 +28,6 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   train: async (argv) => (await import('./train.js')).trainCommand(argv),
 };
 
-function version(): string {
-  const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version?: unknown };
-  return typeof pkg.version === 'string' ? pkg.version : 'unknown';
-}
-
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
@@ -42,7 +35,7 @@ async function main(argv: string[]): Promise<number> {
     return command === undefined ? EXIT.usage : EXIT.ok;
   }
   if (command === '--version' || command === '-v') {
-    console.log(version());
+    console.log(packageVersion());
     return EXIT.ok;
   }
   const run = COMMANDS[command];

@@ -34,6 +34,7 @@ export async function runCommand(argv: string[], parts: DaemonParts = realParts)
   const log = createLogger('moead', store.current.logLevel);
   const daemon = new Daemon(store, parts, log);
 
+  let starting: Promise<void> = Promise.resolve();
   let signals = 0;
   let stopped: (code: number) => void = () => undefined;
   const done = new Promise<number>((resolve) => {
@@ -46,13 +47,17 @@ export async function runCommand(argv: string[], parts: DaemonParts = realParts)
       process.exit(EXIT.failed);
     }
     log.info(`${signal}: stopping (sources, in-flight frames, MQTT delivery)`);
-    void daemon.stop().then(
-      () => stopped(EXIT.ok),
-      (err: unknown) => {
-        log.error(`stop failed: ${errorMessage(err)}`);
-        stopped(EXIT.failed);
-      },
-    );
+    // A signal during start-up stops what has started once start-up settles, not half of it.
+    void starting
+      .catch(() => undefined)
+      .then(() => daemon.stop())
+      .then(
+        () => stopped(EXIT.ok),
+        (err: unknown) => {
+          log.error(`stop failed: ${errorMessage(err)}`);
+          stopped(EXIT.failed);
+        },
+      );
   };
   const report = (change: ConfigChange) => {
     if (!change.ok) log.error(`config change refused, the running config stays: ${change.error}`);
@@ -63,9 +68,10 @@ export async function runCommand(argv: string[], parts: DaemonParts = realParts)
   process.on('SIGTERM', onStop);
   process.on('SIGINT', onStop);
   process.on('SIGHUP', () => void store.reload().then(report));
+  starting = daemon.start();
 
   try {
-    await daemon.start();
+    await starting;
   } catch (err) {
     log.error(`could not start: ${errorMessage(err)}`);
     return EXIT.failed;

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { CameraConfigSchema } from '../capture/config.js';
 import { InferenceConfigSchema } from '../inference/config.js';
 import { MqttConfigSchema } from '../mqtt/config.js';
+import { PrometheusConfigSchema } from '../telemetry/config.js';
 import { LOG_LEVELS } from '../util/log.js';
 import { BoardNameSchema, DEFAULT_BOARD } from './board.js';
 
@@ -33,6 +34,8 @@ export type ScoringConfig = z.infer<typeof ScoringConfigSchema>;
 export const TelemetryConfigSchema = z.strictObject({
   /** Seconds between telemetry messages. */
   intervalS: z.number().min(1).max(86_400).default(10),
+  /** A Prometheus /metrics endpoint serving the same figures (the telemetry concern owns this part). */
+  prometheus: PrometheusConfigSchema.prefault({}),
 });
 
 export const DEFAULT_STATE_DIR = join(process.env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'moead-edge');

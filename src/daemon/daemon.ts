@@ -9,13 +9,13 @@ import type { CameraConfig } from '../capture/config.js';
 import type { FrameSource } from '../capture/frame.js';
 import type { BoardProfile } from '../config/board.js';
 import { loadBoard } from '../config/board.js';
-import { formatKeyPath } from '../config/errors.js';
 import type { Config } from '../config/schema.js';
 import type { ConfigStore } from '../config/store.js';
 import type { BackendOptions } from '../inference/backend.js';
 import type { Detector } from '../inference/detector.js';
 import type { FleetLink } from '../mqtt/link.js';
-import { checkThreshold, ThresholdError } from '../scoring/decide.js';
+import { thresholdProblems } from '../scoring/decide.js';
+import { MetricsExporter } from '../telemetry/index.js';
 import { CameraSeq } from '../scoring/seq.js';
 import { errorMessage, type Logger } from '../util/log.js';
 import { CameraPipeline } from './camera-pipeline.js';
@@ -44,7 +44,7 @@ export interface InferenceChoice {
 /** How the daemon gets its parts; tests and other boards can swap them. */
 export interface DaemonParts {
   openDetector(config: Config, inference: InferenceChoice, log: Logger): Promise<Detector>;
-  createLink(config: Config, log: Logger): Promise<LinkHandle>;
+  createLink(config: Config, model: { name: string; version: string }, log: Logger): Promise<LinkHandle>;
   createSource(camera: CameraConfig, board: BoardProfile, log: Logger): FrameSource;
 }
 
@@ -73,6 +73,7 @@ export class Daemon {
   #startedMono = performance.now();
   #stopping: Promise<void> | undefined;
   #board: BoardProfile | undefined;
+  #metrics: MetricsExporter | undefined;
 
   constructor(store: ConfigStore, parts: DaemonParts, log: Logger) {
     this.#store = store;
@@ -100,27 +101,14 @@ export class Daemon {
       log.info(`model ${manifest.name} ${manifest.version} from ${config.inference.model} (threshold ${manifest.threshold.value})`);
 
       // Thresholds from the config can only be checked against the model now; later changes are checked the same way before use.
-      const checkThresholds = (next: Config): string[] =>
-        next.cameras.flatMap((camera) => {
-          const override = next.scoring.cameraThresholds[camera.name];
-          const value = override ?? next.scoring.threshold;
-          if (value === undefined) return [];
-          try {
-            checkThreshold(value, manifest.threshold.good_median, camera.name);
-            return [];
-          } catch (err) {
-            if (!(err instanceof ThresholdError)) throw err;
-            const path = override !== undefined ? ['scoring', 'cameraThresholds', camera.name] : ['scoring', 'threshold'];
-            return [`${formatKeyPath(path)}: ${err.message}; received ${value}`];
-          }
-        });
+      const checkThresholds = (next: Config): string[] => thresholdProblems(next, manifest.threshold.good_median);
       const problems = checkThresholds(config);
       if (problems.length) throw new Error(`invalid config ${this.#store.file ?? '(defaults)'}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
       this.#store.addCheck(checkThresholds);
 
       const seqs = await Promise.all(config.cameras.map((camera) => CameraSeq.open(config.stateDir, camera.name)));
 
-      const link = await this.#parts.createLink(config, log.child('mqtt'));
+      const link = await this.#parts.createLink(config, { name: manifest.name, version: manifest.version }, log.child('mqtt'));
       this.#link = link;
       this.#cameras = config.cameras.map(
         (camera, i) =>
@@ -137,6 +125,12 @@ export class Daemon {
       registerCommands(link.link, { store: this.#store, cameras: this.#cameras, status: () => this.status() });
       await link.link.start();
       for (const line of watchLines({ url: link.url(), embedded: link.embedded, root: link.root }, config.mqtt.base)) print(line);
+
+      const prometheus = config.telemetry.prometheus;
+      if (prometheus.enabled) {
+        this.#metrics = new MetricsExporter();
+        log.info(`Prometheus metrics on ${await this.#metrics.listen(prometheus.host, prometheus.port)}`);
+      }
 
       for (const camera of this.#cameras) await camera.start();
       await link.link.announceOnline();
@@ -174,6 +168,7 @@ export class Daemon {
     const cpu = new CpuMeter();
     const sources = {
       startedMono: this.#startedMono,
+      stateDir: this.#store.current.stateDir,
       board,
       model: { name: detector.manifest.name, version: detector.manifest.version },
       capabilities: () => detector.capabilities(),
@@ -182,7 +177,14 @@ export class Daemon {
     };
     this.#telemetryTimer = setInterval(() => {
       void buildTelemetry(sources, cpu)
-        .then((payload) => link.link.publishTelemetry(payload))
+        .then((payload) => {
+          try {
+            this.#metrics?.update(payload);
+          } catch (err) {
+            this.#log.warn(`Prometheus metrics not updated: ${errorMessage(err)}`);
+          }
+          return link.link.publishTelemetry(payload);
+        })
         .catch((err: unknown) => this.#log.warn(`telemetry not published: ${errorMessage(err)}`));
     }, this.#store.current.telemetry.intervalS * 1000);
   }
@@ -199,6 +201,7 @@ export class Daemon {
     this.#store.unwatch();
     await Promise.all(this.#cameras.map((c) => c.stop().catch((err: unknown) => log.error(`stopping camera ${c.name}: ${errorMessage(err)}`))));
     if (this.#link) await this.#link.link.stop().catch((err: unknown) => log.error(`stopping the MQTT link: ${errorMessage(err)}`));
+    await this.#metrics?.close();
     if (this.#detector) await this.#detector.close().catch((err: unknown) => log.error(`closing the model: ${errorMessage(err)}`));
     log.info('stopped');
   }

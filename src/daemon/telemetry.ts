@@ -6,10 +6,13 @@ import { performance } from 'node:perf_hooks';
 import type { BoardProfile } from '../config/board.js';
 import type { BackendCapabilities } from '../inference/backend.js';
 import type { CameraPipeline } from './camera-pipeline.js';
+import { collectSystem } from '../telemetry/index.js';
 import { readSensors } from './sensors.js';
 
 export interface TelemetrySources {
   startedMono: number;
+  /** The state folder: its file system's free space is reported. */
+  stateDir: string;
   board: BoardProfile;
   model: { name: string; version: string };
   capabilities: () => BackendCapabilities;
@@ -52,5 +55,6 @@ export async function buildTelemetry(sources: TelemetrySources, cpu: CpuMeter): 
     },
     model: { ...sources.model, backend: capabilities.backend, providers: capabilities.providers },
     board: { name: sources.board.name, ...(await readSensors(sources.board)) },
+    system: await collectSystem(sources.stateDir),
   };
 }

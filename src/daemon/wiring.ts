@@ -4,8 +4,9 @@
  */
 import { createFrameSource } from '../capture/index.js';
 import { openDetector } from '../inference/index.js';
-import { MqttFleetLink } from '../mqtt/fleet-link.js';
+import { createFleetLink } from '../mqtt/index.js';
 import type { Logger } from '../util/log.js';
+import { packageVersion } from '../util/paths.js';
 import type { DaemonParts } from './daemon.js';
 
 /** The (level, message) callback the other concerns log through, onto our logger. */
@@ -27,11 +28,13 @@ export const realParts: DaemonParts = {
     log.debug(`opening ${config.inference.model}`);
     return openDetector({ bundleDir: config.inference.model, backend: options });
   },
-  async createLink(config, log) {
-    const link = new MqttFleetLink(config.mqtt, {
+  async createLink(config, model, log) {
+    const link = createFleetLink(config.mqtt, {
       stateDir: config.stateDir,
       log: logCallback(log),
       cameras: config.cameras.map((c) => c.name),
+      model: () => model,
+      softwareVersion: packageVersion(),
     });
     return {
       link,

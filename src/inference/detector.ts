@@ -3,9 +3,10 @@
  * image score and a full-resolution anomaly map, with the manifest's pre- and
  * post-processing around the backend.
  */
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { BundleError, MANIFEST_FILE, loadBundle } from '../bundle/load.js';
 import type { Manifest } from '../bundle/manifest.js';
-import { loadBundle } from '../bundle/load.js';
 import type { Frame } from '../capture/frame.js';
 import { checkPostprocessSpec, postprocessMap, renderSnapshot, type FloatMap, type SnapshotOptions } from '../postprocess/index.js';
 import { preprocessFrame } from '../preprocess/index.js';
@@ -53,7 +54,11 @@ export class Detector {
   /** Loads and checks the bundle, then opens it on the backend. */
   static async open(options: DetectorOptions): Promise<Detector> {
     const bundle = await loadBundle(options.bundleDir);
-    checkPostprocessSpec(bundle.manifest.postprocess);
+    try {
+      checkPostprocessSpec(bundle.manifest.postprocess);
+    } catch (err) {
+      throw new BundleError(join(bundle.dir, MANIFEST_FILE), err instanceof Error ? err.message : String(err));
+    }
     const backend = options.createBackend?.() ?? new OnnxruntimeBackend();
     await backend.load(bundle, { ...DEFAULT_BACKEND_OPTIONS, ...options.backend });
     return new Detector(bundle, backend);

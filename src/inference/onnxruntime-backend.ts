@@ -49,6 +49,7 @@ export class OnnxruntimeBackend implements InferenceBackend {
   #fatal: Error | undefined;
   #caps: BackendCapabilities | undefined;
   #shapes: Shapes | undefined;
+  #notes: string[] = [];
 
   async load(bundle: LoadedBundle, options: BackendOptions): Promise<void> {
     if (this.#worker) throw new Error('OnnxruntimeBackend.load called twice; create a new backend per model');
@@ -105,8 +106,6 @@ export class OnnxruntimeBackend implements InferenceBackend {
     this.#notes = reply.notes;
     this.#updateRef();
   }
-
-  #notes: string[] = [];
 
   /** Why requested GPU providers are not in use (empty when all are, or none was asked). */
   providerNotes(): readonly string[] {

@@ -27,6 +27,8 @@ export type MessageListener = (topic: string, payload: Buffer, packet: IPublishP
 
 /** A connection that held this long counts as good: the next failure starts backoff afresh. */
 const STABLE_MS = 5000;
+/** Longest wait for a graceful disconnect at stop. */
+const END_GRACE_MS = 3000;
 
 export class Connection {
   readonly #opts: ConnectionOptions;
@@ -119,8 +121,17 @@ export class Connection {
     }
     const wasConnected = this.#connected;
     this.#connected = false;
-    // A graceful end (no force) lets MQTT.js finish what is in flight; a dead session is dropped.
-    await client.endAsync(!wasConnected).catch(() => undefined);
+    // A graceful end (no force) lets MQTT.js finish what is in flight; a dead session is dropped,
+    // and so is a live one whose broker stops answering while we wait.
+    let timer: NodeJS.Timeout | undefined;
+    const giveUp = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        client.end(true);
+        resolve();
+      }, END_GRACE_MS);
+    });
+    await Promise.race([client.endAsync(!wasConnected).catch(() => undefined), giveUp]);
+    clearTimeout(timer);
   }
 
   #attempt(): void {

@@ -25,9 +25,11 @@ const haId = (s: string): string => s.replace(/[^a-zA-Z0-9_-]/g, '_');
 
 export function discoveryMessages(info: DiscoveryInfo): DiscoveryMessage[] {
   const { topics } = info;
-  const node = haId(`moead_${topics.device}`);
+  // The node level is the bare device name so that a broker ACL pattern (%u is a whole level) can match it.
+  const node = haId(topics.device);
+  const uniquePrefix = haId(`moead_${topics.device}`);
   const device = {
-    identifiers: [node],
+    identifiers: [uniquePrefix],
     name: `moead-edge ${topics.device}`,
     manufacturer: 'moead-edge',
     model: info.model ? `${info.model.name} ${info.model.version}` : 'MoEAD anomaly camera',
@@ -45,7 +47,7 @@ export function discoveryMessages(info: DiscoveryInfo): DiscoveryMessage[] {
     const objectId = haId(object);
     out.push({
       topic: `${info.prefix}/${component}/${node}/${objectId}/config`,
-      payload: JSON.stringify({ ...config, unique_id: `${node}_${objectId}`, ...common }),
+      payload: JSON.stringify({ ...config, unique_id: `${uniquePrefix}_${objectId}`, ...common }),
     });
   };
   for (const camera of info.cameras) {

@@ -102,7 +102,8 @@ export const CameraStatusPayloadSchema = z.strictObject({
 
 const percentiles = z.strictObject({ p50: z.number().nullable(), p95: z.number().nullable(), p99: z.number().nullable() });
 
-export const CameraTelemetrySchema = z.strictObject({
+/** Open: the daemon may add per-camera figures; the ones named here are typed. */
+export const CameraTelemetrySchema = z.looseObject({
   fps: z.number().min(0),
   frames: z.number().int().min(0),
   latency_ms: percentiles,

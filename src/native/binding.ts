@@ -38,10 +38,14 @@ export interface PostprocessPlan {
   kernel: number;
 }
 
+/**
+ * Colour scale of a heatmap. low = threshold.good_median and high = 2 * threshold.value -
+ * good_median colour each pixel by the same normalized score the daemon publishes.
+ */
 export interface HeatmapSpec {
-  /** Map value drawn as the coolest colour (e.g. the good median). */
+  /** Map value drawn as the coolest colour. */
   low: number;
-  /** Map value drawn as the hottest colour (e.g. twice the threshold). */
+  /** Map value drawn as the hottest colour. */
   high: number;
   /** Weight of the colour over the frame, 0..1. */
   alpha: number;

@@ -75,24 +75,40 @@ export function reflectIndex(i: number, n: number): number {
   return m < n ? m : period - 1 - m;
 }
 
-/** Correlates every line of `src` along one axis with `weights`, writing float32 like scipy does. */
-function blurAxis(src: Float32Array, width: number, height: number, weights: Float64Array, alongX: boolean): Float32Array {
+/** Correlates every row of `src` with `weights` (along x), writing float32 like scipy does. */
+function blurRows(src: Float32Array, width: number, height: number, weights: Float64Array): Float32Array {
   const out = new Float32Array(src.length);
   const radius = (weights.length - 1) / 2;
-  const length = alongX ? width : height;
-  const lines = alongX ? height : width;
-  const step = alongX ? 1 : width;
-  const lineStep = alongX ? width : 1;
-  // Line buffer padded by reflection once, so the inner loop has no branches.
-  const padded = new Float64Array(length + 2 * radius);
-  for (let line = 0; line < lines; line++) {
-    const start = line * lineStep;
-    for (let j = -radius; j < length + radius; j++) padded[j + radius] = src[start + reflectIndex(j, length) * step]!;
-    for (let i = 0; i < length; i++) {
+  // Row padded by reflection once, so the inner loop has no branches.
+  const padded = new Float64Array(width + 2 * radius);
+  for (let y = 0; y < height; y++) {
+    const start = y * width;
+    for (let j = -radius; j < width + radius; j++) padded[j + radius] = src[start + reflectIndex(j, width)]!;
+    for (let x = 0; x < width; x++) {
       let acc = 0;
-      for (let k = 0; k < weights.length; k++) acc += padded[i + k]! * weights[k]!;
-      out[start + i * step] = acc;
+      for (let k = 0; k < weights.length; k++) acc += padded[x + k]! * weights[k]!;
+      out[start + x] = acc;
     }
+  }
+  return out;
+}
+
+/**
+ * Correlates every column with `weights` (along y). Walks whole rows in the inner loop for
+ * memory locality; each output still sums its taps in the same order as blurRows.
+ */
+function blurColumns(src: Float32Array, width: number, height: number, weights: Float64Array): Float32Array {
+  const out = new Float32Array(src.length);
+  const radius = (weights.length - 1) / 2;
+  const acc = new Float64Array(width);
+  for (let y = 0; y < height; y++) {
+    acc.fill(0);
+    for (let k = 0; k < weights.length; k++) {
+      const row = reflectIndex(y + k - radius, height) * width;
+      const w = weights[k]!;
+      for (let x = 0; x < width; x++) acc[x]! += src[row + x]! * w;
+    }
+    out.set(acc, y * width);
   }
   return out;
 }
@@ -102,8 +118,8 @@ export function gaussianBlur(map: FloatMap, sigma: number): FloatMap {
   if (sigma <= 0) return map;
   const weights = gaussianKernel(sigma);
   // scipy filters axis 0 (rows → along y) first, then axis 1, rounding to float32 in between.
-  const alongY = blurAxis(map.data, map.width, map.height, weights, false);
-  return { data: blurAxis(alongY, map.width, map.height, weights, true), width: map.width, height: map.height };
+  const alongY = blurColumns(map.data, map.width, map.height, weights);
+  return { data: blurRows(alongY, map.width, map.height, weights), width: map.width, height: map.height };
 }
 
 /** Largest mean over all k×k windows (stride 1, no padding), via a summed-area table. */

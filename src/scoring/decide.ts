@@ -39,3 +39,23 @@ export function checkThreshold(value: number, goodMedian: number, camera: string
     throw new ThresholdError(`threshold ${value} for camera ${camera} must be above the model's median good score ${goodMedian} (raw score units)`);
   }
 }
+
+/**
+ * Every configured threshold that does not sit above the model's median good score, as
+ * config problem lines (`scoring.threshold: ...; received 0.1`). Empty when all are fine.
+ */
+export function thresholdProblems(config: { cameras: readonly { name: string }[]; scoring: Pick<ScoringConfig, 'threshold' | 'cameraThresholds'> }, goodMedian: number): string[] {
+  return config.cameras.flatMap((camera) => {
+    const override = config.scoring.cameraThresholds[camera.name];
+    const value = override ?? config.scoring.threshold;
+    if (value === undefined) return [];
+    try {
+      checkThreshold(value, goodMedian, camera.name);
+      return [];
+    } catch (err) {
+      if (!(err instanceof ThresholdError)) throw err;
+      const path = override !== undefined ? `scoring.cameraThresholds.${camera.name}` : 'scoring.threshold';
+      return [`${path}: ${err.message}; received ${value}`];
+    }
+  });
+}

@@ -79,6 +79,7 @@ test('a child killed mid-stream is restarted and frames resume, the restart coun
   const stats = cam.stats();
   assert.equal(stats.restartReasons.exit, 1);
   assert.equal(stats.stalls, 0);
+  assert.equal(stats.restartsLastHour, 1);
   const down = cam.statuses.find((s) => s.state === 'no_frames');
   assert.match(down?.message ?? '', /ffmpeg killed by SIGKILL/);
   assert.deepEqual(cam.statuses.map((s) => s.state), ['starting', 'streaming', 'no_frames', 'streaming', 'stopped']);
@@ -100,6 +101,7 @@ test('a stream that stops sending trips the stall watchdog, which restarts it', 
   const stats = cam.stats();
   assert.equal(stats.stalls, 1);
   assert.equal(stats.restartReasons.stall, 1);
+  assert.equal(stats.stallsLastHour, 1);
   assert.equal(stats.restartReasons.exit, 0, 'the watchdog\'s own kill is not counted again as an exit');
   assert.match(cam.statuses.find((s) => s.state === 'no_frames')?.message ?? '', /^no frame for \d+\.\d s$/);
   assert.ok(!childrenNamed('ffmpeg').includes(pid), 'the stalled child was killed');

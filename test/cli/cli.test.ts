@@ -7,8 +7,10 @@ import { runCli, tempDir, type TempDir } from '../harness/index.js';
 import { CORRUPT_PNG, testBundle, testFrames } from '../daemon/fixtures.js';
 
 let dir: TempDir;
+let bundle: string;
 before(async () => {
   dir = await tempDir();
+  bundle = (await testBundle(dir.path)).dir;
 });
 after(async () => {
   await dir.remove();
@@ -17,10 +19,10 @@ after(async () => {
 describe('usage', () => {
   test('no command or an unknown one: usage and exit 2', async () => {
     const none = await runCli([]);
-    assert.equal(none.code, 2);
+    assert.equal(none.code, 2, none.stderr);
     assert.match(none.stdout, /^usage: moead-edge <command>/);
     const unknown = await runCli(['frobnicate']);
-    assert.equal(unknown.code, 2);
+    assert.equal(unknown.code, 2, unknown.stderr);
     assert.match(unknown.stderr, /unknown command "frobnicate"/);
     const badFlag = await runCli(['score', '--nope']);
     assert.equal(badFlag.code, 2);
@@ -37,10 +39,23 @@ describe('usage', () => {
 describe('config check and refusing to start', () => {
   test('a valid file: exit 0', async () => {
     const file = dir.file('good.yaml');
-    await writeFile(file, 'board: jetson-orin-nano\nscoring: {startFrames: 3}\n');
+    await writeFile(file, `board: jetson-orin-nano\nscoring: {startFrames: 3}\ninference: {model: ${bundle}}\n`);
     const r = await runCli(['config', 'check', file]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /good\.yaml: valid \(1 camera\(s\), board jetson-orin-nano, embedded broker\)/);
+  });
+  test('thresholds are checked against the bundle; a missing bundle is named', async () => {
+    const manifest = ManifestSchema.parse(JSON.parse(await readFile(`${bundle}/manifest.json`, 'utf8')));
+    const low = manifest.threshold.good_median / 2;
+    const file = dir.file('threshold.yaml');
+    await writeFile(file, `inference: {model: ${bundle}}\nscoring: {cameraThresholds: {samples: ${low}}}\n`);
+    const r = await runCli(['config', 'check', file]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`- scoring\\.cameraThresholds\\.samples: threshold ${low} for camera samples must be above the model's median good score`));
+    await writeFile(file, `inference: {model: ${dir.file('no-bundle')}}\n`);
+    const missing = await runCli(['config', 'check', file]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /- inference\.model: no bundle manifest at .*no-bundle\/manifest\.json/);
   });
   test('an invalid file: exit 1, every problem with its key path', async () => {
     const file = dir.file('bad.yaml');
@@ -60,7 +75,7 @@ describe('config check and refusing to start', () => {
   });
   test('a bad environment override names the variable', async () => {
     const file = dir.file('env.yaml');
-    await writeFile(file, '{}\n');
+    await writeFile(file, `inference: {model: ${bundle}}\n`);
     const r = await runCli(['config', 'check', file], { env: { MOEAD_SCORING__END_FRAMES: '"many"' } });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /scoring\.endFrames \(from MOEAD_SCORING__END_FRAMES\): Invalid input: expected number, received string; received "many"/);
@@ -81,11 +96,9 @@ describe('config check and refusing to start', () => {
 });
 
 describe('score and calibrate', () => {
-  let bundle: string;
   let frames: string;
   let images: string[];
   before(async () => {
-    bundle = (await testBundle(dir.path)).dir;
     frames = dir.file('frames');
     images = (await testFrames(frames, { 'zz-corrupt.png': CORRUPT_PNG }, 4)).map((n) => `${frames}/${n}`);
   });
@@ -145,5 +158,17 @@ describe('score and calibrate', () => {
     const r = await runCli(['calibrate', '--model', bundle, '--good', frames, '--quantile', '7']);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--quantile: expected a number in \(0, 1\], received "7"/);
+  });
+});
+
+describe('train', () => {
+  test('forwards to the Python toolchain with its output and exit code', async () => {
+    const help = await runCli(['train', '--help'], { timeoutMs: 120_000 });
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /usage: moead_edge train/);
+    // argparse's own usage error (exit 2) comes back unchanged.
+    const bad = await runCli(['train', '--no-such-option'], { timeoutMs: 120_000 });
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /unrecognized arguments: --no-such-option|required/);
   });
 });

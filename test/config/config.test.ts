@@ -234,8 +234,8 @@ describe('docs/config.md', () => {
   test('the full example is a valid config', async () => {
     const doc = await readFile(join(PACKAGE_ROOT, 'docs', 'config.md'), 'utf8');
     const blocks = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1] ?? '');
-    const example = blocks.at(-1);
-    assert.ok(example?.includes('cameras:'), 'docs/config.md ends with a full yaml example');
+    const example = blocks.at(-1) ?? '';
+    assert.ok(example.includes('cameras:'), 'docs/config.md ends with a full yaml example');
     const { config } = validateConfigText(example, '/etc/moead/config.yaml', {});
     assert.deepEqual(config.cameras.map((c) => c.name), ['bench', 'line1']);
     assert.equal(config.scoring.cameraThresholds.line1, 0.9);

@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import { ManifestSchema, type Manifest } from '../../src/bundle/manifest.js';
 import { CommandReplySchema, ScorePayloadSchema, TelemetryPayloadSchema } from '../../src/mqtt/topics.js';
 import { Mosquitto, MqttCollector, spawnCli, tempDir, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
+import { writeSyntheticBundle } from '../inference/synthetic-bundle.js';
 import { CORRUPT_PNG, testBundle, testFrames } from './fixtures.js';
 
 const ROOT = 'moead/e2e';
@@ -34,7 +35,7 @@ before(async () => {
       `cameras: [{type: folder, name: cam1, path: ${dir.file('frames')}, fps: 8}]`,
       `inference: {model: ${bundle.dir}, threads: 1}`,
       `mqtt: {url: "${broker.url}", device: e2e}`,
-      'telemetry: {intervalS: 1}',
+      'telemetry: {intervalS: 1, prometheus: {enabled: true, port: 0}}',
       'scoring: {startFrames: 1, endFrames: 1}',
       '',
     ].join('\n'),
@@ -98,6 +99,13 @@ test('publishes the contract, survives a corrupt frame, answers commands, stops 
     assert.deepEqual(Object.keys(health.process as object).sort(), ['cpu_percent', 'heap_mb', 'memory_budget_mb', 'over_budget', 'rss_mb']);
     assert.deepEqual((health.model as { name: string }).name, manifest.name);
 
+    // The same figures on the Prometheus endpoint.
+    const metricsLine = await daemon.waitForLine(/Prometheus metrics on (http:\/\/\S+)/);
+    const metricsUrl = /Prometheus metrics on (http:\/\/\S+)/.exec(metricsLine.text)?.[1] ?? '';
+    const metrics = await (await fetch(metricsUrl)).text();
+    assert.match(metrics, /moead_camera_frames_scored\{camera="cam1"\} [1-9]/);
+    assert.match(metrics, /moead_camera_drops\{camera="cam1",reason="decode_error"\} [1-9]/);
+
     // Events: with startFrames 1 any frame at or over the threshold opens one.
     const anomalous = scores(sub).some((s) => s.anomalous);
     if (anomalous) await sub.waitFor(`${ROOT}/cam1/event`, { timeoutMs: 5000 });
@@ -156,5 +164,72 @@ test('publishes the contract, survives a corrupt frame, answers commands, stops 
     again.signal('SIGTERM');
     assert.equal((await again.waitForExit(15_000)).code, 0, again.output());
     await sub.close();
+  }
+});
+
+test('out of the box: no config, an embedded broker, the sample frames; prints how to watch within 15 s', async () => {
+  const state = await tempDir();
+  const bundle = await testBundle(dir.path);
+  // The real default is the shipped bundle; only a checkout without it points elsewhere.
+  const env: Record<string, string> = { MOEAD_STATE_DIR: state.path, MOEAD_MQTT__EMBEDDED_PORT: '0', MOEAD_MQTT__DEVICE: 'oob' };
+  if (!bundle.shipped) env.MOEAD_INFERENCE__MODEL = bundle.dir;
+  const daemon = spawnCli(['run'], { env });
+  try {
+    const line = await daemon.waitForLine(/mosquitto_sub -h 127\.0\.0\.1 -p (\d+) -t 'moead\/#' -v/, { stream: 'stdout', timeoutMs: 15_000 });
+    const port = Number(/-p (\d+)/.exec(line.text)?.[1]);
+    const sub = await MqttCollector.connect(`mqtt://127.0.0.1:${port}`, 'moead/oob/#');
+    const first = await sub.waitFor('moead/oob/samples/score', { timeoutMs: 20_000 });
+    ScorePayloadSchema.parse(first.json());
+    await sub.close();
+    daemon.signal('SIGTERM');
+    assert.equal((await daemon.waitForExit(15_000)).code, 0, daemon.output());
+  } finally {
+    await daemon.stop();
+    await state.remove();
+  }
+});
+
+test('inference slower than capture: the newest frame wins, drops are counted, seq has no gaps', async () => {
+  const scratch = await tempDir();
+  try {
+    // A model made slow on purpose (MatMul rounds), fed at 120 fps: the slot must drop.
+    const slowBundle = scratch.file('slow-bundle');
+    await writeSyntheticBundle(slowBundle, { kind: 'heavy', size: 64, grid: 4, layers: 96 });
+    await testFrames(scratch.file('frames'), {}, 3);
+    const file = scratch.file('slow.yaml');
+    await writeFile(
+      file,
+      [
+        `stateDir: ${scratch.file('state')}`,
+        `cameras: [{type: folder, name: fast, path: ${scratch.file('frames')}, fps: 120}]`,
+        `inference: {model: ${slowBundle}, threads: 1}`,
+        `mqtt: {url: "${broker.url}", device: slow}`,
+        'telemetry: {intervalS: 1}',
+        '',
+      ].join('\n'),
+    );
+    const sub = await MqttCollector.connect(broker.url, 'moead/slow/#');
+    const daemon = spawnCli(['run', '--config', file]);
+    try {
+      const telemetry = await sub.waitFor(
+        (m) => {
+          if (m.topic !== 'moead/slow/telemetry') return false;
+          const cam = (m.json() as { cameras?: { fast?: { frames: number; drops: { backpressure: number } } } }).cameras?.fast;
+          return cam !== undefined && cam.frames >= 3 && cam.drops.backpressure > 0;
+        },
+        { timeoutMs: 30_000 },
+      );
+      assert.ok(telemetry);
+      daemon.signal('SIGTERM');
+      assert.equal((await daemon.waitForExit(15_000)).code, 0, daemon.output());
+      const seqs = sub.on('moead/slow/fast/score').map((m) => ScorePayloadSchema.parse(m.json()).seq);
+      assert.ok(seqs.length >= 3);
+      assert.deepEqual(seqs, [...Array(seqs.length).keys()], 'dropped frames never consume a seq');
+    } finally {
+      await daemon.stop();
+      await sub.close();
+    }
+  } finally {
+    await scratch.remove();
   }
 });

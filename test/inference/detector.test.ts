@@ -1,6 +1,7 @@
 /**
- * The detector end to end on a real (synthetic) bundle: scores equal an independent Python
- * pipeline (Pillow + onnxruntime + torch + scipy), snapshots, file scoring and calibration.
+ * The detector end to end on a real (synthetic) bundle: scores equal the toolchain's Python
+ * evaluation (Pillow, onnxruntime, moead_edge.eval.postprocess), snapshots, file scoring and
+ * calibration.
  */
 import assert from 'node:assert/strict';
 import { cp, mkdir, writeFile } from 'node:fs/promises';
@@ -96,7 +97,7 @@ describe('detector', { skip: pythonMissing() }, () => {
     await dir?.remove();
   });
 
-  test('scores equal the Python reference pipeline within 1e-4 relative', async () => {
+  test('scores equal the toolchain\'s Python evaluation within 1e-4 relative', async () => {
     for (const file of images) {
       const d = await detector.detect(await frameFromFile(file));
       const want = python.get(file)!;
@@ -188,6 +189,14 @@ describe('detector', { skip: pythonMissing() }, () => {
     const reloaded = await loadBundle(copy);
     assert.deepEqual(reloaded.manifest.threshold, threshold);
     assert.deepEqual({ ...reloaded.manifest, threshold: detector.manifest.threshold }, detector.manifest);
+  });
+
+  test('EXPECTED FAILURE - a score kernel larger than the map is refused at open, naming the manifest', async () => {
+    const copy = dir.file('bigkernel');
+    await cp(bundleDir, copy, { recursive: true });
+    const manifest = { ...detector.manifest, postprocess: { ...detector.manifest.postprocess, score: { method: 'avgpool_max' as const, kernel: SIZE + 1 } } };
+    await writeFile(join(copy, 'manifest.json'), JSON.stringify(manifest));
+    await assert.rejects(openDetector({ bundleDir: copy }), /bigkernel\/manifest\.json: postprocess\.score\.kernel 65 is larger than the 64x64 upsampled map/);
   });
 
   test('EXPECTED FAILURE - calibrating on a folder without images', async () => {

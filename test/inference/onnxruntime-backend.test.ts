@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import mqtt from 'mqtt';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { loadBundle } from '../../src/bundle/load.js';
@@ -158,6 +159,15 @@ describe('inference never blocks the event loop', { skip }, () => {
     await dir?.remove();
   });
 
+  /** A worker thread that spins for `ms`: the CPU load of inference without inference. */
+  function burnOneCore(ms: number): Promise<void> {
+    const worker = new Worker(`const end = Date.now() + ${ms}; while (Date.now() < end) {}`, { eval: true });
+    return new Promise((resolve, reject) => {
+      worker.once('exit', () => resolve());
+      worker.once('error', reject);
+    });
+  }
+
   /** Event-loop delay histogram while `work` runs; resolution 5 ms. */
   async function measure<T>(work: () => Promise<T>): Promise<{ p99Ms: number; maxMs: number; result: T }> {
     const histogram = monitorEventLoopDelay({ resolution: 5 });
@@ -189,7 +199,7 @@ describe('inference never blocks the event loop', { skip }, () => {
     }
   });
 
-  test('back-to-back inference in the worker: loop delay p99 < 20 ms, MQTT keepalive (1 s) holds', async (t) => {
+  test('back-to-back inference in the worker: loop delay p99 < 20 ms (or a busy core\'s baseline + 10 ms), MQTT keepalive (1 s) holds', async (t) => {
     const backend = new OnnxruntimeBackend();
     await backend.load(heavy, CPU);
     const client = await mqtt.connectAsync(broker.url, { keepalive: 1, reconnectPeriod: 0, clientId: `loop-${process.pid}` });
@@ -204,6 +214,11 @@ describe('inference never blocks the event loop', { skip }, () => {
     try {
       const template = ramp(3 * SIZE * SIZE, 0);
       await backend.run(template.slice(), 1); // warm-up
+      // Baseline: the same probe while another thread only burns one core. On an idle machine
+      // it stays far below 20 ms and the limit is the 20 ms; on an oversubscribed CI box the
+      // loop waits for a core whatever it runs, and that wait is not charged to inference.
+      const spin = await measure(() => burnOneCore(1500));
+      const limit = Math.max(20, spin.p99Ms + 10);
       const { p99Ms, maxMs, result: runs } = await measure(async () => {
         let n = 0;
         const until = performance.now() + 3500;
@@ -214,9 +229,9 @@ describe('inference never blocks the event loop', { skip }, () => {
         }
         return n;
       });
-      t.diagnostic(`${runs} runs, loop delay p99 ${p99Ms.toFixed(1)} ms, max ${maxMs.toFixed(1)} ms, ${pings} keepalive pings`);
+      t.diagnostic(`${runs} runs, loop delay p99 ${p99Ms.toFixed(1)} ms, max ${maxMs.toFixed(1)} ms (one busy core: p99 ${spin.p99Ms.toFixed(1)} ms), ${pings} keepalive pings`);
       assert.ok(runs >= 3, `only ${runs} runs completed`);
-      assert.ok(p99Ms < 20, `event-loop delay p99 ${p99Ms.toFixed(1)} ms (max ${maxMs.toFixed(1)} ms) during ${runs} runs`);
+      assert.ok(p99Ms < limit, `event-loop delay p99 ${p99Ms.toFixed(1)} ms (max ${maxMs.toFixed(1)} ms) during ${runs} runs; limit ${limit.toFixed(1)} ms (one busy core: p99 ${spin.p99Ms.toFixed(1)} ms)`);
       assert.deepEqual(dropped, [], 'the MQTT connection stayed up');
       assert.ok(pings >= 2, `keepalive pings answered: ${pings}`);
       assert.equal(client.connected, true);

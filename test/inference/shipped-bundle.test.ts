@@ -4,10 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { InferenceConfigSchema } from '../../src/inference/config.js';
-import { frameFromFile, openDetector, type Detector } from '../../src/inference/index.js';
+import { BundleError, frameFromFile, openDetector, type Detector } from '../../src/inference/index.js';
+import { withTempDir } from '../harness/index.js';
 import { REPO_ROOT } from '../../src/toolchain/python-env.js';
 import { REFERENCE_PY, pythonMissing, runPython } from './synthetic-bundle.js';
 
@@ -32,7 +34,19 @@ describe('shipped bundle', { skip: existsSync(join(SHIPPED, 'manifest.json')) ? 
     }
   });
 
-  test('and equal an independent Python pipeline (Pillow, onnxruntime, torch, scipy)', { skip: pythonMissing() }, async () => {
+  test('EXPECTED FAILURE - a copy of it with one flipped byte in the model is refused', async () => {
+    await withTempDir(async (dir) => {
+      const copy = dir.file('bundle');
+      await cp(SHIPPED, copy, { recursive: true });
+      const model = join(copy, detector.manifest.model.file);
+      const bytes = await readFile(model);
+      bytes[bytes.length >> 1] = bytes[bytes.length >> 1]! ^ 0x80;
+      await writeFile(model, bytes);
+      await assert.rejects(openDetector({ bundleDir: copy }), (err: unknown) => err instanceof BundleError && err.file === model && /sha256/.test(err.message));
+    });
+  });
+
+  test('and equal the toolchain\'s Python evaluation run now (Pillow, onnxruntime, eval.postprocess)', { skip: pythonMissing() }, async () => {
     const refs = detector.manifest.reference_frames;
     const python = JSON.parse(runPython([REFERENCE_PY, 'score', SHIPPED, ...refs.map((r) => join(SHIPPED, r.file))])) as number[];
     for (const [i, ref] of refs.entries()) {

@@ -1,4 +1,6 @@
 /** Helpers shared by the mqtt tests: a link config for a test broker and score messages. */
+import { chmodSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { MqttConfigSchema, type MqttConfig } from '../../src/mqtt/config.js';
 import type { ScoreMessage } from '../../src/mqtt/link.js';
 
@@ -56,4 +58,10 @@ export function until(pred: () => boolean, timeoutMs: number, what: string): Pro
     };
     tick();
   });
+}
+
+/** Mosquitto started as root drops to the `mosquitto` user, which must still read the files a test writes for it. */
+export function readableByBroker(dir: string): void {
+  chmodSync(dir, 0o755);
+  for (const f of readdirSync(dir)) chmodSync(join(dir, f), 0o644);
 }

@@ -17,10 +17,18 @@ function watcher(broker: Mosquitto, topic: string, clientId: string): Promise<Mq
   return MqttCollector.connect(broker.url, topic, { clean: false, clientId });
 }
 
+/**
+ * The broker keeps the subscriber's session on disk across its restart. `user root`: a broker
+ * started as root otherwise drops to the `mosquitto` user, which cannot write the harness's
+ * private temp folder, and the session (with the messages queued for it) would be lost.
+ * Without root, mosquitto ignores the line.
+ */
+const PERSISTENT = ['persistence true', 'user root'];
+
 const maxSeq = (w: MqttCollector, topic: string): number => Math.max(-1, ...seqsOf(w.on(topic)));
 
 test('broker stopped mid-stream and restarted: every seq arrives, in order, none missing', async () => {
-  const broker = await Mosquitto.start({ extraConfig: ['persistence true'] });
+  const broker = await Mosquitto.start({ extraConfig: PERSISTENT });
   const state = await tempDir('moead-noloss-');
   const topic = 'moead/dev1/cam1/score';
   const w = await watcher(broker, topic, 'noloss-watch-1');
@@ -64,7 +72,7 @@ function lastQueued(driver: ChildHandle): number {
 }
 
 test('publisher SIGKILLed while the broker is down, then restarted: nothing lost; its will says offline', async () => {
-  const broker = await Mosquitto.start({ extraConfig: ['persistence true'] });
+  const broker = await Mosquitto.start({ extraConfig: PERSISTENT });
   const state = await tempDir('moead-noloss-kill-');
   const topic = 'moead/killme/cam1/score';
   const w = await watcher(broker, 'moead/killme/#', 'noloss-watch-2');

@@ -4,11 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { createFleetLink, type FleetLinkHandle } from '../../src/mqtt/index.js';
 import { Mosquitto, MqttCollector, tempDir, type TempDir } from '../harness/index.js';
-import { score, testConfig, until } from './helpers.js';
+import { readableByBroker, score, testConfig, until } from './helpers.js';
 
 let dir: TempDir;
 let broker: Mosquitto;
@@ -37,9 +37,7 @@ before(async () => {
   execFileSync('mosquitto_passwd', ['-b', '-c', dir.file('passwd'), 'dev1', 's3cret']);
   writeFileSync(dir.file('password.txt'), 's3cret\n');
   writeFileSync(dir.file('wrong-password.txt'), 'guess\n');
-  // Mosquitto started as root drops to the `mosquitto` user, which must still read these.
-  chmodSync(dir.path, 0o755);
-  for (const f of readdirSync(dir.path)) chmodSync(dir.file(f), 0o644);
+  readableByBroker(dir.path);
   broker = await Mosquitto.start({
     extraConfig: [
       `cafile ${dir.file('ca.crt')}`,

@@ -3,10 +3,15 @@
 // same file against an AddressSanitizer build of the addon.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { loadNative, nativeOps, type NormalizeSpec, type PostprocessPlan } from '../../src/native/binding.js';
 import {
   frameBytes, maxRelError, randomPostprocessCase, randomPreprocessCase, refHeatmap, refPostprocess, refPreprocess, rng, randInt,
 } from './reference.js';
+
+// Lets the keep-alive test force garbage collections (gc() from a fresh context).
+setFlagsFromString('--expose-gc');
 
 const TOL = 1e-5;
 const CASES = Number(process.env.MOEAD_NATIVE_CASES ?? 150);
@@ -86,6 +91,42 @@ describe('native CPU kernels', () => {
       assert.ok(c);
       assert.ok(maxRelError(got.map, refPostprocess(c.map, c.width, c.height, c.plan).map) <= TOL, `case ${i}`);
     });
+  });
+
+  it('works off the event loop: timers run while a large frame is processed', async () => {
+    const side = 2048;
+    const data = new Uint8Array(side * side * 3).fill(77);
+    let ticks = 0;
+    let done = false;
+    const tick = (): void => {
+      ticks++;
+      if (!done) setImmediate(tick);
+    };
+    setImmediate(tick);
+    await ops.preprocess({ data, format: 'rgb24', width: side, height: side }, spec224);
+    done = true;
+    // Had the work run on the calling thread, the promise would settle before any tick.
+    assert.ok(ticks > 0);
+  });
+
+  it('keeps its buffers alive while it works, even with no JS reference left', async () => {
+    const gc = runInNewContext('gc') as () => void;
+    const [width, height] = [1024, 768];
+    const r = rng(42);
+    const source = Uint8Array.from({ length: width * height * 3 }, () => randInt(r, 0, 255));
+    const spec = { ...spec224, width: 64, height: 48 };
+    const want = refPreprocess(source, 'rgb24', width, height, spec);
+    // Each frame is a fresh copy made inside the call expression, passed to the addon itself
+    // (the wrappers' async frames would hold it): once the call returns, the addon's
+    // references are all that keep it while the collector runs.
+    let settled = 0;
+    const pending = Array.from({ length: 8 }, () =>
+      addon.preprocess(Uint8Array.from(source), 'rgb24', width, height, spec).finally(() => settled++));
+    while (settled < pending.length) {
+      gc();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    for (const got of await Promise.all(pending)) assert.ok(maxRelError(got, want) <= TOL);
   });
 });
 

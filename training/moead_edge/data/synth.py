@@ -220,8 +220,8 @@ def _blob(rng: np.random.Generator, size: int, radius: float, roughness: float) 
 
 
 def _scratch(base, rng, size):
-    path = _smooth_path(rng, size, rng.uniform(50, 120) * size / 256, wiggle=0.08)
-    alpha = _coverage(size, _polyline(path, rng.uniform(1.3, 2.6) * size / 256))
+    path = _smooth_path(rng, size, rng.uniform(60, 140) * size / 256, wiggle=0.08)
+    alpha = _coverage(size, _polyline(path, rng.uniform(1.8, 3.2) * size / 256))
     alpha *= rng.uniform(0.65, 0.95)
     target = base + rng.choice([-1.0, 1.0]) * rng.uniform(55, 90)
     return alpha, target
@@ -230,8 +230,8 @@ def _scratch(base, rng, size):
 def _crack(base, rng, size):
     start = _point(rng, size, size * 0.3)
     heading = rng.uniform(0, 2 * np.pi)
-    main = _jagged_path(rng, start, heading, rng.uniform(45, 100) * size / 256, size)
-    width = rng.uniform(1.2, 2.2) * size / 256
+    main = _jagged_path(rng, start, heading, rng.uniform(55, 110) * size / 256, size)
+    width = rng.uniform(1.6, 2.8) * size / 256
     strokes = [_polyline(main, width)]
     for _ in range(int(rng.integers(1, 3))):
         fork = main[int(rng.integers(len(main) // 4, len(main)))]
@@ -244,7 +244,7 @@ def _crack(base, rng, size):
 
 
 def _hole(base, rng, size):
-    r = rng.uniform(5, 13) * size / 256
+    r = rng.uniform(7, 16) * size / 256
     cx, cy = _point(rng, size, _MARGIN * size / 256 + r * 1.5)
     rx, ry = r * rng.uniform(0.75, 1.25), r * rng.uniform(0.75, 1.25)
     alpha = _coverage(size, lambda d, s: d.ellipse(
@@ -257,7 +257,7 @@ def _hole(base, rng, size):
 
 
 def _stain(base, rng, size):
-    alpha = _blob(rng, size, rng.uniform(12, 28) * size / 256, roughness=0.5)
+    alpha = _blob(rng, size, rng.uniform(16, 34) * size / 256, roughness=0.5)
     alpha *= rng.uniform(0.35, 0.6)
     tint = np.array([rng.uniform(0.45, 0.7), rng.uniform(0.38, 0.55), rng.uniform(0.25, 0.45)])
     target = base * tint
@@ -266,11 +266,14 @@ def _stain(base, rng, size):
 
 def _cut(base, rng, size, category):
     """Cut-paste: a patch of the same surface from elsewhere, rotated and rescaled, pasted in."""
-    side = int(rng.uniform(22, 46) * size / 256)
-    donor = _crop(category, rng, size, side_scale=rng.uniform(0.6, 1.6))
+    side = int(rng.uniform(28, 56) * size / 256)
+    # A clearly different grain size and exposure: on isotropic surfaces (gravel) a rotated
+    # patch at the same scale would be no defect at all.
+    grain = rng.uniform(0.45, 0.7) if rng.random() < 0.5 else rng.uniform(1.5, 2.2)
+    donor = _crop(category, rng, size, side_scale=grain)
     donor = np.rot90(donor, int(rng.integers(1, 4)))
     dy, dx = rng.integers(0, size - side, 2)
-    patch = donor[dy:dy + side, dx:dx + side] * rng.uniform(0.88, 1.12)
+    patch = donor[dy:dy + side, dx:dx + side] * (rng.uniform(0.8, 0.9) if rng.random() < 0.5 else rng.uniform(1.1, 1.2))
     x0, y0 = (int(v) for v in _point(rng, size, _MARGIN * size / 256 + side / 2) - side / 2)
     alpha = np.zeros((size, size))
     target = base.copy()
@@ -290,7 +293,7 @@ _SPOT_COLOURS = np.array([
 
 
 def _color_spot(base, rng, size):
-    alpha = _blob(rng, size, rng.uniform(4, 9) * size / 256, roughness=0.25)
+    alpha = _blob(rng, size, rng.uniform(6, 12) * size / 256, roughness=0.25)
     alpha *= rng.uniform(0.55, 0.85)
     target = np.broadcast_to(_SPOT_COLOURS[rng.integers(len(_SPOT_COLOURS))], base.shape)
     return alpha, target
@@ -367,6 +370,7 @@ def generate(out: str | Path, categories: Sequence[str] | None = None, *, train:
     meta: dict = {
         "name": DATASET_NAME,
         "generator": f"moead_edge.data.synth v{GENERATOR_VERSION}",
+        "generator_version": GENERATOR_VERSION,
         "seed": seed,
         "size": size,
         "source": f"scikit-image {skimage.__version__} sample photographs + synthetic defects",

@@ -74,14 +74,14 @@ def _score_plot(path: Path, labels: np.ndarray, scores: np.ndarray, threshold: f
     plt.close(fig)
 
 
-def _heatmap_plot(path: Path, examples: Sequence[HeatmapExample], vmax: float) -> None:
+def _heatmap_plot(path: Path, examples: Sequence[HeatmapExample], vmin: float, vmax: float) -> None:
     n = len(examples)
     fig, axes = plt.subplots(2, n, figsize=(2.4 * n, 5.0), dpi=110, squeeze=False)
     for i, ex in enumerate(examples):
         axes[0, i].imshow(ex.image)
         axes[0, i].set_title(ex.caption, fontsize=7)
         axes[1, i].imshow(ex.image)
-        axes[1, i].imshow(ex.anomaly_map, cmap="jet", alpha=0.45, vmin=0.0, vmax=vmax)
+        axes[1, i].imshow(ex.anomaly_map, cmap="jet", alpha=0.45, vmin=vmin, vmax=vmax)
         if ex.mask is not None and np.any(ex.mask):
             axes[1, i].contour(ex.mask, levels=[0.5], colors="white", linewidths=0.8)
         axes[1, i].set_title(f"score {ex.score:.4g}", fontsize=7)
@@ -115,8 +115,11 @@ def write_report(out_dir: str | Path, *, title: str, metric_sets: Mapping[str, d
     ])) + ".")
     lines.append("")
     if examples:
+        # One colour scale for all examples, spanning the values they have: distances never
+        # reach 0, so a scale from 0 would paint every map the same warm colour.
+        vmin = float(min(np.min(e.anomaly_map) for e in examples))
         vmax = float(max(np.max(e.anomaly_map) for e in examples))
-        _heatmap_plot(out / "heatmaps.png", examples, vmax)
+        _heatmap_plot(out / "heatmaps.png", examples, vmin, max(vmax, vmin + 1e-12))
         lines += ["## Heatmaps", "",
                   "Top: input; bottom: anomaly map (shared colour scale), ground truth outlined in white.",
                   "", "![heatmaps](heatmaps.png)", ""]

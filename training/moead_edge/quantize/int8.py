@@ -56,6 +56,11 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration: Iterable[np.nda
 
     if activations not in ("u8", "s8"):
         raise ValueError(f"activations must be 'u8' or 's8', got {activations!r}")
+    import logging
+
+    # The quantizer logs a generic "consider pre-processing" hint on every run; BatchNorm is
+    # already folded and shapes are static, so it adds nothing.
+    logging.getLogger().setLevel(logging.ERROR)
     model = onnx.load(str(fp32_path))
     extra = {"WeightSymmetric": True, "MatMulConstBOnly": True}
     if activations == "s8":
@@ -76,6 +81,7 @@ def optimized_op_counts(model_path: Path, optimized_path: Path) -> collections.C
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.optimized_model_filepath = str(optimized_path)
+    opts.log_severity_level = 3  # the dump is for counting kernels here, not for reuse elsewhere
     ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
     graph = onnx.load(str(optimized_path))
     return collections.Counter(n.op_type for n in graph.graph.node)

@@ -121,7 +121,7 @@ def train_reconstruction(model: MoEAD, feats: torch.Tensor, work_dir: Path, resu
             if tr.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), tr.grad_clip)
             opt.step()
-            total += float(loss) * len(x)
+            total += float(loss.detach()) * len(x)
             count += len(x)
         sched.step()
         losses.append(total / count)

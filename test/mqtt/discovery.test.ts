@@ -1,0 +1,141 @@
+/**
+ * Home Assistant discovery and the Sparkplug B profile, against a real Mosquitto. Sparkplug
+ * payloads are decoded with the `sparkplug-payload` package (Eclipse Tahu's protobuf
+ * definitions), independent of our own encoder.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import sparkplug from 'sparkplug-payload';
+import { createFleetLink } from '../../src/mqtt/index.js';
+import { decodePayload, encodePayload } from '../../src/mqtt/sparkplug-payload.js';
+import { Mosquitto, MqttCollector, tempDir } from '../harness/index.js';
+import { score, testConfig } from './helpers.js';
+
+const tahu = sparkplug.get('spBv1.0')!;
+type TahuMetric = { name?: string; type: string; value: unknown };
+const decode = (b: Buffer): { seq?: unknown; metrics?: TahuMetric[] } => tahu.decodePayload(new Uint8Array(b)) as { seq?: unknown; metrics?: TahuMetric[] };
+/** Tahu returns 64-bit integers as Long objects. */
+const asNumber = (v: unknown): number => (typeof v === 'object' && v !== null && 'low' in v ? Number((v as { low: number }).low) : Number(v));
+const metric = (p: { metrics?: TahuMetric[] }, name: string): TahuMetric | undefined => p.metrics?.find((m) => m.name === name);
+
+test('our Sparkplug encoder and decoder agree with Tahu\'s in both directions', () => {
+  const ours = encodePayload({ timestamp: 1700000000000, seq: 7, metrics: [
+    { name: 'score', type: 'Double', value: 0.125 },
+    { name: 'bdSeq', type: 'UInt64', value: 255 },
+    { name: 'anomalous', type: 'Boolean', value: true },
+    { name: 'model/name', type: 'String', value: 'moead' },
+    { name: 'offset', type: 'Int32', value: -5 },
+    { name: 'missing', type: 'Double', value: null },
+  ] });
+  const theirs = decode(ours);
+  assert.equal(asNumber(theirs.seq), 7);
+  assert.equal(metric(theirs, 'score')?.value, 0.125);
+  assert.equal(asNumber(metric(theirs, 'bdSeq')?.value), 255);
+  assert.equal(metric(theirs, 'anomalous')?.value, true);
+  assert.equal(metric(theirs, 'model/name')?.value, 'moead');
+  assert.equal(metric(theirs, 'offset')?.value, -5);
+  assert.equal(metric(theirs, 'missing')?.type, 'Double');
+
+  const fromTahu = Buffer.from(tahu.encodePayload({ timestamp: 1, seq: 3, metrics: [{ name: 'Node Control/Rebirth', type: 'Boolean', value: true }, { name: 'n', type: 'Int64', value: 12345678901 }] }));
+  const back = decodePayload(fromTahu);
+  assert.equal(back.seq, 3);
+  assert.deepEqual(back.metrics.map((m) => [m.name, m.type, m.value]), [['Node Control/Rebirth', 'Boolean', true], ['n', 'Int64', 12345678901]]);
+  assert.throws(() => decodePayload(Buffer.from([0x12, 0x50, 0x01])), /Sparkplug payload: truncated/);
+});
+
+test('Sparkplug B: NBIRTH with bdSeq, DBIRTH per camera, DDATA per score, rebirth on NCMD, NDEATH', async () => {
+  const broker = await Mosquitto.start();
+  const state = await tempDir('moead-spb-');
+  const w = await MqttCollector.connect(broker.url, 'spBv1.0/plant1/#');
+  const config = testConfig(broker.url, { sparkplug: { enabled: true, groupId: 'plant1' } });
+  const deps = { stateDir: state.path, cameras: ['cam1'], model: () => ({ name: 'moead-mnv2-synth', version: '1.0.0' }) };
+  const link = createFleetLink(config, deps);
+  try {
+    await link.start();
+    const nbirth = decode((await w.waitFor('spBv1.0/plant1/NBIRTH/dev1')).payload);
+    assert.equal(asNumber(nbirth.seq), 0, 'NBIRTH carries seq 0');
+    const bdSeq = asNumber(metric(nbirth, 'bdSeq')?.value);
+    assert.equal(bdSeq, 0, 'the first session is bdSeq 0');
+    assert.equal(metric(nbirth, 'bdSeq')?.type, 'UInt64');
+    assert.equal(metric(nbirth, 'Node Control/Rebirth')?.value, false);
+
+    const dbirth = decode((await w.waitFor('spBv1.0/plant1/DBIRTH/dev1/cam1')).payload);
+    assert.equal(asNumber(dbirth.seq), 1);
+    assert.equal(metric(dbirth, 'model/version')?.value, '1.0.0');
+    assert.equal(metric(dbirth, 'score')?.type, 'Double');
+
+    await link.publishScore('cam1', score(0, 1.25));
+    const ddata = decode((await w.waitFor('spBv1.0/plant1/DDATA/dev1/cam1')).payload);
+    assert.equal(asNumber(ddata.seq), 2);
+    assert.equal(metric(ddata, 'score')?.value, 1.25);
+    assert.equal(metric(ddata, 'anomalous')?.value, true);
+
+    // A host asks for a rebirth: NBIRTH again (same bdSeq, seq 0) and the DBIRTH with the last score.
+    const from = w.mark;
+    await w.publish('spBv1.0/plant1/NCMD/dev1', Buffer.from(tahu.encodePayload({ timestamp: Date.now(), metrics: [{ name: 'Node Control/Rebirth', type: 'Boolean', value: true }] })), { qos: 0 });
+    const reborn = decode((await w.waitFor('spBv1.0/plant1/NBIRTH/dev1', { from })).payload);
+    assert.equal(asNumber(metric(reborn, 'bdSeq')?.value), bdSeq);
+    assert.equal(asNumber(reborn.seq), 0);
+    const redbirth = decode((await w.waitFor('spBv1.0/plant1/DBIRTH/dev1/cam1', { from })).payload);
+    assert.equal(metric(redbirth, 'score')?.value, 1.25);
+
+    // A malformed NCMD changes nothing and the node goes on.
+    await w.publish('spBv1.0/plant1/NCMD/dev1', Buffer.from([0xff, 0xff, 0xff]), { qos: 0 });
+
+    await link.stop();
+    const ndeath = decode((await w.waitFor('spBv1.0/plant1/NDEATH/dev1')).payload);
+    assert.equal(asNumber(metric(ndeath, 'bdSeq')?.value), bdSeq, 'NDEATH matches its NBIRTH');
+
+    // The next session (a restart) gets the next bdSeq, persisted in the state folder.
+    const again = createFleetLink(config, deps);
+    const from2 = w.mark;
+    await again.start();
+    const nbirth2 = decode((await w.waitFor('spBv1.0/plant1/NBIRTH/dev1', { from: from2 })).payload);
+    assert.equal(asNumber(metric(nbirth2, 'bdSeq')?.value), bdSeq + 1);
+    await again.stop();
+  } finally {
+    await link.stop();
+    await w.close();
+    await broker.teardown();
+    await state.remove();
+  }
+});
+
+test('Home Assistant discovery is retained, and re-sent when Home Assistant announces itself', async () => {
+  const broker = await Mosquitto.start();
+  const state = await tempDir('moead-ha-');
+  const w = await MqttCollector.connect(broker.url, 'homeassistant/#');
+  const link = createFleetLink(testConfig(broker.url, { homeassistant: { enabled: true } }), { stateDir: state.path, cameras: ['cam1'], softwareVersion: '0.1.0' });
+  try {
+    await link.start();
+    await link.announceOnline();
+    const configs = await w.waitForCount('homeassistant/+/dev1/+/config', 4);
+    const byTopic = new Map(configs.map((m) => [m.topic, m.json() as Record<string, unknown>]));
+    const scoreSensor = byTopic.get('homeassistant/sensor/dev1/cam1_score/config');
+    assert.ok(scoreSensor, `topics: ${[...byTopic.keys()].join(', ')}`);
+    assert.equal(scoreSensor.state_topic, 'moead/dev1/cam1/score');
+    assert.equal(scoreSensor.availability_topic, 'moead/dev1/availability');
+    assert.equal(scoreSensor.unique_id, 'moead_dev1_cam1_score');
+    assert.equal(byTopic.get('homeassistant/binary_sensor/dev1/cam1_anomalous/config')?.device_class, 'problem');
+    assert.equal(byTopic.get('homeassistant/image/dev1/cam1_snapshot/config')?.image_topic, 'moead/dev1/cam1/snapshot');
+    assert.ok(configs.every((m) => m.qos === 1));
+
+    const late = await MqttCollector.connect(broker.url, 'homeassistant/+/dev1/+/config');
+    assert.ok((await late.waitForCount((m) => m.retain, 4)).length === 4, 'discovery is retained');
+    await late.close();
+
+    const from = w.mark;
+    await w.publish('homeassistant/status', 'online');
+    await w.waitForCount((m) => m.topic.endsWith('/config'), 4, { from });
+
+    // A camera first seen later gets its entities too.
+    const from2 = w.mark;
+    await link.publishScore('cam2', score(0));
+    await w.waitFor('homeassistant/sensor/dev1/cam2_score/config', { from: from2 });
+  } finally {
+    await link.stop();
+    await w.close();
+    await broker.teardown();
+    await state.remove();
+  }
+});

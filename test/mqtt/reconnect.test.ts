@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Backoff } from '../../src/mqtt/backoff.js';
+import { createFleetLink } from '../../src/mqtt/index.js';
+import { Mosquitto, MqttCollector, tempDir } from '../harness/index.js';
+import { testConfig, until } from './helpers.js';
+
+test('backoff: full jitter within a window that doubles up to the cap, reset starts over', () => {
+  let r = 0.999999;
+  const b = new Backoff(100, 1000, () => r);
+  assert.deepEqual([b.next(), b.next(), b.next(), b.next(), b.next(), b.next()], [99, 199, 399, 799, 999, 999]);
+  r = 0;
+  assert.equal(b.next(), 0, 'the window starts at zero (full jitter)');
+  b.reset();
+  r = 0.5;
+  assert.equal(b.next(), 50);
+  assert.throws(() => new Backoff(100, 50), /0 < minMs <= maxMs/);
+});
+
+test('backoff spreads a fleet: 1000 devices do not all retry in the same 100 ms', () => {
+  const delays = Array.from({ length: 1000 }, () => {
+    const b = new Backoff(500, 60_000);
+    for (let i = 0; i < 6; i++) b.next();
+    return b.next();
+  });
+  const buckets = new Map<number, number>();
+  for (const d of delays) buckets.set(Math.floor(d / 100), (buckets.get(Math.floor(d / 100)) ?? 0) + 1);
+  assert.ok(Math.max(...buckets.values()) < 60, `largest 100 ms bucket holds ${Math.max(...buckets.values())} of 1000`);
+});
+
+test('after a broker restart (state lost): online, camera status and snapshot are re-published, commands answered again', async () => {
+  const broker = await Mosquitto.start();
+  const state = await tempDir('moead-reconnect-');
+  const link = createFleetLink(testConfig(broker.url), { stateDir: state.path });
+  link.onCommand('status', async () => 'fine');
+  let w: MqttCollector | undefined;
+  try {
+    await link.start();
+    await link.announceOnline();
+    await link.publishCameraStatus('cam1', { state: 'running' });
+    await link.publishSnapshot('cam1', Buffer.from('jpeg-bytes'));
+    // No persistence: the restarted broker has forgotten every retained message.
+    await broker.kill();
+    await until(() => !link.connected, 5000, 'the link to notice');
+    await broker.restart();
+    await until(() => link.connected, 10_000, 'the reconnect');
+    w = await MqttCollector.connect(broker.url, 'moead/dev1/#');
+    // `online` is re-published last; once it is seen, a newcomer must find all three retained.
+    await w.waitFor((m) => m.topic === 'moead/dev1/availability' && m.text() === 'online');
+    const late = await MqttCollector.connect(broker.url, 'moead/dev1/#');
+    const retained = await late.waitForCount((m) => m.retain, 3);
+    await late.close();
+    const byTopic = new Map(retained.map((m) => [m.topic, m.text()]));
+    assert.equal(byTopic.get('moead/dev1/availability'), 'online');
+    assert.equal(JSON.parse(byTopic.get('moead/dev1/cam1/status') ?? '{}').state, 'running');
+    assert.equal(byTopic.get('moead/dev1/cam1/snapshot'), 'jpeg-bytes');
+    const from = w.mark;
+    await w.publish('moead/dev1/cmd/status', JSON.stringify({ id: 'r1' }));
+    assert.deepEqual((await w.waitFor('moead/dev1/cmd/status/reply', { from })).json(), { id: 'r1', ok: true, result: 'fine' });
+    assert.equal(link.stats().reconnects, 1);
+  } finally {
+    await link.stop();
+    await w?.close();
+    await broker.teardown();
+    await state.remove();
+  }
+});

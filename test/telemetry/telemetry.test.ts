@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { test } from 'node:test';
+import { collectSystem, MetricsExporter } from '../../src/telemetry/index.js';
+import { withTempDir } from '../harness/index.js';
+
+/** A fake sysfs/procfs tree laid out as on a Jetson Orin. */
+async function jetsonTree(root: string): Promise<void> {
+  const zones = [['CPU-therm', '45500'], ['GPU-therm', '43250'], ['CPU-therm', '46000']];
+  for (const [i, [type, temp]] of zones.entries()) {
+    await mkdir(`${root}/sys/class/thermal/thermal_zone${i}`, { recursive: true });
+    await writeFile(`${root}/sys/class/thermal/thermal_zone${i}/type`, `${type}\n`);
+    await writeFile(`${root}/sys/class/thermal/thermal_zone${i}/temp`, `${temp}\n`);
+  }
+  await mkdir(`${root}/sys/class/thermal/cooling_device0`, { recursive: true });
+  await mkdir(`${root}/sys/devices/platform/17000000.ga10b`, { recursive: true });
+  await writeFile(`${root}/sys/devices/platform/17000000.ga10b/load`, '734\n');
+  await mkdir(`${root}/proc/device-tree`, { recursive: true });
+  await writeFile(`${root}/proc/device-tree/model`, 'NVIDIA Jetson Orin Nano Developer Kit\0');
+}
+
+test('system figures: thermal zones found by type, Jetson GPU load, board model, disk, versions', () =>
+  withTempDir(async (dir) => {
+    await jetsonTree(dir.path);
+    const s = await collectSystem(dir.path, { sys: `${dir.file('sys')}`, proc: `${dir.file('proc')}` });
+    assert.deepEqual(s.thermal_c, { 'CPU-therm': 45.5, 'GPU-therm': 43.3, 'CPU-therm_2': 46 });
+    assert.equal(s.gpu_load_percent, 73.4);
+    assert.equal(s.board_model, 'NVIDIA Jetson Orin Nano Developer Kit');
+    assert.ok(s.disk.free_bytes! > 0 && s.disk.total_bytes! >= s.disk.free_bytes!);
+    assert.equal(s.runtime.node, process.versions.node);
+    assert.match(s.runtime.onnxruntime ?? '', /^\d+\.\d+\.\d+/);
+  }));
+
+test('a machine without the sensors reports nulls, not errors', () =>
+  withTempDir(async (dir) => {
+    const s = await collectSystem(dir.file('missing'), { sys: dir.file('nosys'), proc: dir.file('noproc') });
+    assert.deepEqual(s.thermal_c, {});
+    assert.equal(s.gpu_load_percent, null);
+    assert.equal(s.board_model, null);
+    assert.equal(s.disk.free_bytes, null);
+  }));
+
+const payload = {
+  ts: new Date().toISOString(),
+  uptime_s: 42.5,
+  cameras: { cam1: { fps: 2.5, frames: 100, latency_ms: { p50: 30, p95: 45.5, p99: null }, drops: { backpressure: 3, source: 0 } } },
+  link: { connected: true, reconnects: 2, queue_depth: 7, queue_dropped_scores: 1, published: 99, commands: 4, command_errors: 1 },
+  process: { rss_mb: 120, heap_mb: 30, cpu_percent: 55.5 },
+  model: { name: 'moead-mnv2-synth', version: '1.0.0', backend: 'onnxruntime' },
+  board: { name: 'generic-x86', temperature_c: { soc: 50 }, power_mw: { vdd_in: 4200 } },
+  system: { disk: { free_bytes: 1e9, total_bytes: 2e9 }, thermal_c: { 'GPU-therm': 43.3 }, gpu_load_percent: 73.4, runtime: { node: '20.0.0', onnxruntime: '1.30.0' } },
+};
+
+test('the Prometheus endpoint serves the figures of the last telemetry payload', async () => {
+  const exporter = new MetricsExporter();
+  exporter.update(payload);
+  const url = await exporter.listen('127.0.0.1', 0);
+  try {
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    const res = await fetch(url);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /text\/plain/);
+    const text = await res.text();
+    for (const line of [
+      'moead_uptime_seconds 42.5',
+      'moead_camera_fps{camera="cam1"} 2.5',
+      'moead_camera_latency_ms{camera="cam1",quantile="0.95"} 45.5',
+      'moead_camera_drops{camera="cam1",reason="backpressure"} 3',
+      'moead_mqtt_connected 1',
+      'moead_mqtt_queue_depth 7',
+      'moead_mqtt_reconnects 2',
+      'moead_process_rss_bytes 125829120',
+      'moead_temperature_celsius{zone="GPU-therm"} 43.3',
+      'moead_temperature_celsius{zone="soc"} 50',
+      'moead_power_milliwatts{rail="vdd_in"} 4200',
+      'moead_gpu_load_percent 73.4',
+      'moead_model_info{name="moead-mnv2-synth",version="1.0.0",sha256="",backend="onnxruntime"} 1',
+    ]) assert.ok(text.includes(line), `missing "${line}" in:\n${text}`);
+    assert.ok(!text.includes('quantile="0.99"'), 'an unknown percentile is left out, not exported as 0');
+
+    // A later payload without the camera removes its series.
+    exporter.update({ ...payload, cameras: {} });
+    assert.ok(!(await (await fetch(url)).text()).includes('camera="cam1"'));
+    assert.equal((await fetch(url.replace('/metrics', '/other'))).status, 404);
+  } finally {
+    await exporter.close();
+  }
+});
+
+test('EXPECTED FAILURE - a malformed payload is refused naming the field', () => {
+  const exporter = new MetricsExporter();
+  assert.throws(() => exporter.update({ ...payload, uptime_s: 'long' }), /telemetry payload: uptime_s:/);
+});
+
+test('EXPECTED FAILURE - a port in use is reported with the config key', async () => {
+  const a = new MetricsExporter();
+  const url = await a.listen('127.0.0.1', 0);
+  const port = Number(new URL(url).port);
+  try {
+    await assert.rejects(new MetricsExporter().listen('127.0.0.1', port), /telemetry\.prometheus: cannot listen on 127\.0\.0\.1:\d+: port in use/);
+  } finally {
+    await a.close();
+  }
+});

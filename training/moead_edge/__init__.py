@@ -1,0 +1,1 @@
+"""moead-edge's Python toolchain: MoEAD training, ONNX export, INT8 quantization, bundles."""
