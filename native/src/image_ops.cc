@@ -125,18 +125,21 @@ void PreprocessAs(const uint8_t* frame, uint32_t width, uint32_t height, const N
   using Acc = std::conditional_t<F == PixelFormat::kYUYV || F == PixelFormat::kNV12, double, float>;
   const std::vector<Acc> wxf(xs.weights.begin(), xs.weights.end());
   std::vector<float> rows(static_cast<size_t>(height) * ow * 3);
+  // Each source row is converted to RGB once; a shrink's overlapping filter windows then
+  // read the converted row instead of converting every pixel about twice.
+  std::vector<Acc> line(static_cast<size_t>(width) * 3);
   for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < w; ++x) LoadRgb<Acc>(frame, F, w, h, x, y, &line[3 * static_cast<size_t>(x)]);
     float* dst = &rows[static_cast<size_t>(y) * ow * 3];
     for (size_t ox = 0; ox < ow; ++ox) {
       const Acc* wx = &wxf[ox * xs.stride];
-      const int lo = xs.lo[ox], n = xs.count[ox];
+      const Acc* px = &line[3 * static_cast<size_t>(xs.lo[ox])];
+      const int n = xs.count[ox];
       Acc r = 0, g = 0, b = 0;
       for (int k = 0; k < n; ++k) {
-        Acc rgb[3];
-        LoadRgb<Acc>(frame, F, w, h, lo + k, y, rgb);
-        r += wx[k] * rgb[0];
-        g += wx[k] * rgb[1];
-        b += wx[k] * rgb[2];
+        r += wx[k] * px[3 * k];
+        g += wx[k] * px[3 * k + 1];
+        b += wx[k] * px[3 * k + 2];
       }
       dst[3 * ox] = static_cast<float>(r);
       dst[3 * ox + 1] = static_cast<float>(g);

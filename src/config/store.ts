@@ -16,8 +16,15 @@ import { ConfigError, valueAt } from './errors.js';
 import { validateConfigText, validateConfig, DEFAULTS_SOURCE, type LoadedConfig } from './load.js';
 import type { Config } from './schema.js';
 
-/** Top-level keys that take effect without a restart. */
-export const LIVE_KEYS = ['logLevel', 'scoring', 'telemetry'] as const satisfies readonly (keyof Config)[];
+/**
+ * What takes effect without a restart: whole top-level keys, or (for a section whose other
+ * parts start servers) only the listed sub-keys. Everything else needs a restart.
+ */
+export const LIVE_KEYS: { readonly [K in keyof Config]?: true | readonly (keyof Config[K])[] } = {
+  logLevel: true,
+  scoring: true,
+  telemetry: ['intervalS'],
+};
 
 export type ConfigChange =
   | { ok: true; applied: string[]; restartRequired: string[] }
@@ -84,13 +91,31 @@ export class ConfigStore {
     const applied: string[] = [];
     const restartRequired: string[] = [];
     const merged = structuredClone(previous);
+    const target = merged as Record<string, unknown>;
     for (const key of Object.keys(next.config) as (keyof Config)[]) {
-      if (isDeepStrictEqual(previous[key], next.config[key])) continue;
-      if ((LIVE_KEYS as readonly string[]).includes(key)) {
-        (merged as Record<string, unknown>)[key] = structuredClone(next.config[key]);
+      const before = previous[key];
+      const after = next.config[key];
+      if (isDeepStrictEqual(before, after)) continue;
+      const live = LIVE_KEYS[key];
+      if (live === true) {
+        target[key] = structuredClone(after);
         applied.push(key);
-      } else {
+        continue;
+      }
+      if (live === undefined || typeof before !== 'object' || typeof after !== 'object' || before === null || after === null) {
         restartRequired.push(key);
+        continue;
+      }
+      const section = target[key] as Record<string, unknown>;
+      const nextSection = after as Record<string, unknown>;
+      for (const sub of new Set([...Object.keys(before), ...Object.keys(nextSection)])) {
+        if (isDeepStrictEqual((before as Record<string, unknown>)[sub], nextSection[sub])) continue;
+        if ((live as readonly string[]).includes(sub)) {
+          section[sub] = structuredClone(nextSection[sub]);
+          applied.push(`${key}.${sub}`);
+        } else {
+          restartRequired.push(`${key}.${sub}`);
+        }
       }
     }
     this.#loaded = next;
@@ -137,7 +162,7 @@ export class ConfigStore {
         const raw = structuredClone(this.#loaded.raw);
         setIn(raw, path, value);
         const source = file ?? DEFAULTS_SOURCE;
-        const config = validateConfig(raw, { source, baseDir: process.cwd(), overrides: this.#loaded.overrides });
+        const config = validateConfig(raw, { source, baseDir: file === undefined ? process.cwd() : dirname(file), overrides: this.#loaded.overrides });
         this.#check(config, source);
         return { ...this.#adopt({ ...this.#loaded, raw, config }), persisted: false };
       } catch (err) {

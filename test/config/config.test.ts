@@ -185,6 +185,16 @@ describe('runtime changes', () => {
     assert.equal(store.current.scoring.startFrames, 5, 'the last known good config keeps running');
   });
 
+  test('inside a partly live section, only the live keys apply', async () => {
+    const file = dir.file('partly.yaml');
+    await writeFile(file, GOOD);
+    const store = new ConfigStore(await loadConfig(file, {}), {});
+    await writeFile(file, GOOD.replace('intervalS: 30', 'intervalS: 5\n  prometheus: {enabled: true}'));
+    assert.deepEqual(await store.reload(), { ok: true, applied: ['telemetry.intervalS'], restartRequired: ['telemetry.prometheus'] });
+    assert.equal(store.current.telemetry.intervalS, 5);
+    assert.equal(store.current.telemetry.prometheus.enabled, false, 'the exporter starts only at start-up');
+  });
+
   test('set with persist validates before saving and keeps the rest of the file', async () => {
     const file = dir.file('persist.yaml');
     await writeFile(file, GOOD);
@@ -197,6 +207,12 @@ describe('runtime changes', () => {
 
     const invalid = await store.set(['scoring', 'threshold'], -2, { persist: true });
     assert.equal(invalid.ok, false);
+    assert.equal(await readFile(file, 'utf8'), GOOD);
+
+    // Without persist: in force, file untouched, relative paths still relative to the file.
+    const live = await store.set(['scoring', 'threshold'], 0.75, { persist: false });
+    assert.deepEqual(live, { ok: true, applied: ['scoring'], restartRequired: [], persisted: false });
+    assert.equal(store.current.scoring.threshold, 0.75);
     assert.equal(await readFile(file, 'utf8'), GOOD);
 
     const saved = await store.set(['scoring', 'threshold'], 1.25, { persist: true });
@@ -224,7 +240,7 @@ describe('runtime changes', () => {
     const store = new ConfigStore(await loadConfig(file, {}), {});
     const changed = new Promise((resolve) => store.watchFile(resolve, 50));
     await writeFile(file, GOOD.replace('intervalS: 30', 'intervalS: 7'));
-    assert.deepEqual(await changed, { ok: true, applied: ['telemetry'], restartRequired: [] });
+    assert.deepEqual(await changed, { ok: true, applied: ['telemetry.intervalS'], restartRequired: [] });
     assert.equal(store.current.telemetry.intervalS, 7);
     store.unwatch();
   });

@@ -118,3 +118,31 @@ test('publisher SIGKILLed while the broker is down, then restarted: nothing lost
     await state.remove();
   }
 });
+
+test('a full outbox drops the oldest scores, counts them, and keeps every event', async () => {
+  const broker = await Mosquitto.start({ extraConfig: PERSISTENT });
+  const state = await tempDir('moead-noloss-full-');
+  const w = await watcher(broker, 'moead/dev1/cam1/+', 'noloss-watch-3');
+  const link = createFleetLink(testConfig(broker.url, { outbox: { maxMessages: 10 } }), { stateDir: state.path });
+  try {
+    await link.start();
+    await broker.stop();
+    await until(() => !link.connected, 5000, 'the link to notice');
+    const event = (id: string) => ({ id, type: 'start' as const, ts: new Date().toISOString(), peak_score: 2, frames: 2 });
+    await link.publishEvent('cam1', event('e1'));
+    for (let s = 0; s < 30; s++) await link.publishScore('cam1', score(s));
+    await link.publishEvent('cam1', event('e2'));
+    // 1 event + 9 scores fill it; each of the 21 later scores and the second event drop the oldest score.
+    assert.deepEqual({ depth: link.stats().queue_depth, dropped: link.stats().queue_dropped_scores }, { depth: 10, dropped: 22 });
+    await broker.restart();
+    await until(() => w.on('moead/dev1/cam1/event').length === 2, 10_000, 'both events');
+    await until(() => w.on('moead/dev1/cam1/score').length >= 8, 10_000, 'the kept scores');
+    assert.deepEqual(seqsOf(w.on('moead/dev1/cam1/score')), [22, 23, 24, 25, 26, 27, 28, 29]);
+    assert.deepEqual(w.on('moead/dev1/cam1/event').map((m) => (m.json() as { id: string }).id), ['e1', 'e2']);
+  } finally {
+    await link.stop();
+    await w.close();
+    await broker.teardown();
+    await state.remove();
+  }
+});

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from moead_edge.eval.metrics import image_auroc, metric_set, pixel_auroc, pro, pro_curve
 
@@ -81,3 +82,28 @@ def test_metric_set_means_over_categories() -> None:
     assert ms["pixel_auroc"] == pytest.approx(np.mean([ms["per_category"][c]["pixel_auroc"] for c in "ab"]))
     with pytest.raises(ValueError, match="category 'a'"):
         metric_set(["a", "a"], [0, 0], [0.1, 0.2], masks[:2] * 0, maps[:2])
+
+
+def test_pro_matches_a_plain_threshold_sweep() -> None:
+    rng = np.random.default_rng(3)
+    masks = np.zeros((4, 20, 20), np.uint8)
+    for i in range(4):
+        for _ in range(2):
+            y, x = rng.integers(0, 16, 2)
+            masks[i, y:y + rng.integers(2, 5), x:x + rng.integers(2, 5)] = 1
+    maps = np.round(rng.random(masks.shape) + masks * 0.5, 2)  # rounding makes ties
+    regions = []
+    for i in range(4):
+        lab, n = ndimage.label(masks[i], np.ones((3, 3)))
+        regions += [(i, lab == k) for k in range(1, n + 1)]
+    pts = [(0.0, 0.0)]
+    for t in np.unique(maps)[::-1]:
+        pred = maps >= t
+        pts.append(((pred & (masks == 0)).sum() / (masks == 0).sum(),
+                    np.mean([pred[i][r].mean() for i, r in regions])))
+    fpr, overlap = map(np.array, zip(*pts))
+    keep = fpr <= 0.3
+    (x0, y0), (x1, y1) = (fpr[keep][-1], overlap[keep][-1]), (fpr[~keep][0], overlap[~keep][0])
+    x = np.r_[fpr[keep], 0.3]
+    y = np.r_[overlap[keep], y0 + (0.3 - x0) / (x1 - x0) * (y1 - y0)]
+    assert pro(masks, maps) == pytest.approx(np.trapezoid(y, x) / 0.3, abs=1e-12)

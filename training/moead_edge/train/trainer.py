@@ -81,6 +81,12 @@ def _atomic_save(obj: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+def _resumable(config: dict) -> dict:
+    """What must match for a checkpoint to continue: everything but the epoch count, so a
+    finished run can be extended with more epochs."""
+    return {**config, "train": {k: v for k, v in config["train"].items() if k != "epochs"}}
+
+
 def train_reconstruction(model: MoEAD, feats: torch.Tensor, work_dir: Path, resume: bool = True,
                          progress: bool = True, log: Callable[[str], None] = print) -> TrainResult:
     cfg = model.cfg
@@ -94,7 +100,7 @@ def train_reconstruction(model: MoEAD, feats: torch.Tensor, work_dir: Path, resu
     ckpt = work_dir / CHECKPOINT
     if resume and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state["config"] != config_to_dict(cfg) or state["images"] != len(feats):
+        if _resumable(state["config"]) != _resumable(config_to_dict(cfg)) or state["images"] != len(feats):
             log(f"{ckpt}: made with another config or image set; starting over")
         else:
             net.load_state_dict(state["reconstruction"])

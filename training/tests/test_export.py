@@ -1,0 +1,49 @@
+"""ONNX export: one graph, opset 17, single LayerNormalization ops, dense MoE, no custom ops,
+dynamic batch, and onnxruntime == PyTorch within 1e-4."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from moead_edge.export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, run_onnx
+from moead_edge.model import MoEAD, load_config
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[MoEAD, Path]:
+    torch.manual_seed(0)
+    model = MoEAD(load_config("tiny")).eval()
+    return model, export_onnx(model, tmp_path_factory.mktemp("export") / "tiny.onnx")
+
+
+def test_graph_contract(exported) -> None:
+    model, path = exported
+    g = onnx.load(str(path))
+    assert g.opset_import[0].version == 17
+    ops = [n.op_type for n in g.graph.node]
+    assert ops.count("LayerNormalization") == 4 * model.cfg.rounds
+    assert "ReduceMean" not in ops  # LayerNorm is not decomposed into mean/variance ops
+    assert "TopK" in ops and "OneHot" in ops and "Softmax" in ops
+    assert "BatchNormalization" not in ops  # folded into the convolutions
+    assert {n.domain for n in g.graph.node} <= {"", "ai.onnx"}
+    inp, out = g.graph.input[0], g.graph.output[0]
+    assert inp.name == INPUT_NAME and out.name == OUTPUT_NAME
+    dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, 128, 128]
+    # The recursion shares weights: each expert matrix is stored once, not once per round.
+    shapes = [tuple(i.dims) for i in g.graph.initializer]
+    assert shapes.count((64, 4 * 128)) == 2  # expert_in of the two MoE layers (transposed for MatMul)
+
+
+def test_onnxruntime_matches_pytorch(exported) -> None:
+    model, path = exported
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 3, 128, 128)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    got = run_onnx(path, x)
+    assert got.shape == (3, 1, 8, 8)
+    assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))

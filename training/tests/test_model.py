@@ -1,0 +1,106 @@
+"""MoEAD model: shapes, the paper's parameter count, dense top-2 == sparse top-2, wiring."""
+from __future__ import annotations
+
+import torch
+
+from moead_edge.model import load_config
+from moead_edge.model.moe import MoEFFN, balance_loss
+from moead_edge.model.reconstruction import MASK_VALUE, Reconstruction, neighbour_mask
+
+
+def _reconstruction(name: str) -> Reconstruction:
+    cfg = load_config(name)
+    channels = {"paper": 272, "edge": 168, "tiny": 120}[name]
+    return Reconstruction(channels, cfg.grid, cfg.hidden_dim, cfg.nhead, cfg.ffn_dim, cfg.experts, cfg.top_k,
+                          cfg.rounds, cfg.neighbour, cfg.dropout, cfg.jitter_scale, cfg.jitter_prob)
+
+
+def test_paper_reconstruction_parameter_count() -> None:
+    # moead.md §6: 2 MoE x (4 x 525,568 + router 1,028) + 2 MHA x 263,168 + 16 LN x 512
+    # + query 196 x 256 + position (14 + 14) x 128 + projections 139,792 = 4,934,680.
+    # The reference also carries two unused wrapper LayerNorms (1,024), which are left out here.
+    net = _reconstruction("paper")
+    assert sum(p.numel() for p in net.parameters()) == 4_934_680
+    assert len(net.norms) == 16
+
+
+def test_shapes_for_every_config() -> None:
+    for name, channels in (("paper", 272), ("edge", 168), ("tiny", 120)):
+        cfg = load_config(name)
+        net = _reconstruction(name).eval()
+        x = torch.randn(2, channels, *cfg.grid)
+        rec, loss = net(x)
+        assert rec.shape == x.shape
+        assert loss.shape == ()
+
+
+def test_dense_top2_equals_sparse_and_a_per_token_loop() -> None:
+    torch.manual_seed(0)
+    moe = MoEFFN(dim=32, hidden=48, experts=4, top_k=2, dropout=0.0).eval()
+    with torch.no_grad():
+        moe.expert_in.bias.normal_()
+        moe.expert_out_bias.normal_()
+        x = torch.randn(3, 17, 32)
+        dense, _ = moe(x)
+        sparse = moe.sparse_forward(x)
+        # Independent reading of the reference: per token, softmax over the two largest logits.
+        loop = torch.zeros_like(x)
+        for b in range(3):
+            for t in range(17):
+                logits = moe.router(x[b, t])
+                top = logits.topk(2)
+                w = torch.softmax(top.values, 0)
+                loop[b, t] = sum(w[j] * moe.expert(int(top.indices[j]), x[b, t]) for j in range(2))
+    assert torch.allclose(dense, sparse, atol=1e-5)
+    assert torch.allclose(dense, loop, atol=1e-5)
+    # Routing really is sparse: zeroing an unselected expert leaves a token's output unchanged.
+    _, w = moe.gates(x)
+    assert torch.all((w > 0).sum(-1) == 2)
+
+
+def test_balance_loss_is_cv_squared_of_summed_logits() -> None:
+    logits = torch.tensor([[1.0, 2.0, 0.0, -1.0], [3.0, 0.0, 1.0, 1.0]])
+    imp = torch.tensor([4.0, 2.0, 1.0, 0.0])
+    expected = imp.var(unbiased=True) / (imp.mean() ** 2 + 1e-10)
+    assert torch.isclose(balance_loss(logits), expected)
+
+
+def test_neighbour_mask_hides_the_7x7_neighbourhood_only() -> None:
+    m = neighbour_mask(14, 14, 7)
+    centre = 7 * 14 + 7
+    hidden = (m[centre] == MASK_VALUE).reshape(14, 14)
+    assert hidden[4:11, 4:11].all() and hidden.sum() == 49
+    corner = (m[0] == MASK_VALUE).reshape(14, 14)
+    assert corner[:4, :4].all() and corner.sum() == 16
+    assert torch.isfinite(m).all()
+
+
+def test_every_round_uses_its_own_four_layernorms() -> None:
+    net = _reconstruction("tiny").eval()
+    calls: list[int] = []
+    for i, ln in enumerate(net.norms):
+        ln.register_forward_hook(lambda *_, i=i: calls.append(i))
+    net(torch.randn(1, 120, *load_config("tiny").grid))
+    assert calls == list(range(4 * net.rounds))
+
+
+def test_position_embedding_is_column_then_row() -> None:
+    net = _reconstruction("tiny")
+    pos = net.position()
+    h, w = net.grid
+    half = net.col_embed.weight.shape[1]
+    token = 2 * w + 5  # row 2, column 5
+    assert torch.equal(pos[token, :half], net.col_embed.weight[5])
+    assert torch.equal(pos[token, half:], net.row_embed.weight[2])
+
+
+def test_jitter_only_in_training() -> None:
+    net = _reconstruction("tiny")
+    x = torch.randn(2, 120, *load_config("tiny").grid)
+    net.eval()
+    a, _ = net(x)
+    b, _ = net(x)
+    assert torch.equal(a, b)
+    tokens = x.flatten(2).transpose(1, 2)
+    net.train()
+    assert not torch.equal(net.jitter(tokens), tokens)

@@ -1,0 +1,112 @@
+"""End to end on a tiny generated benchmark: the CLI trains `tiny`, exports, quantizes,
+evaluates and writes a bundle; parity, fusion, scores and resume are checked, and bad input
+gets one clear line and exit status 2."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from moead_edge.bundle.writer import verify_bundle
+from moead_edge.data.mvtec import discover, load_image_for_model
+from moead_edge.export.onnx_export import run_onnx
+from moead_edge.train.trainer import input_spec, load_model
+
+TRAINING = Path(__file__).resolve().parents[1]
+EPOCHS = 40
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "moead_edge", *args], cwd=TRAINING, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_benchmark: Path, tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("ci") / "tiny-bundle"
+    r = cli("train", "--data", str(tiny_benchmark), "--out", str(out), "--config", "tiny",
+            "--epochs", str(EPOCHS), "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out, out.with_name(out.name + ".work"), r
+
+
+def test_train_writes_a_valid_bundle_and_says_what_it_does(trained) -> None:
+    out, _, r = trained
+    for step in ("[fit]", "[export]", "[quantize]", "[evaluate]", "[package]"):
+        assert step in r.stdout
+    manifest = verify_bundle(out)
+    assert manifest["model"]["precision"] == "int8"
+    assert manifest["architecture"]["config"] == "tiny"
+    assert manifest["metrics"]["split"] == "test" and "int8" in manifest["metrics"]
+    assert manifest["provenance"]["weights"]["license"] == "MIT"
+    assert manifest["input"]["mean"] == [0.5, 0.5, 0.5]
+
+
+def test_bundle_fp32_model_matches_pytorch(trained, tiny_benchmark: Path) -> None:
+    out, work, _ = trained
+    model, _ = load_model(work / "model.pt")
+    samples = discover(tiny_benchmark, "test")
+    x = np.stack([load_image_for_model(s.path, input_spec(model.cfg)) for s in samples[:4]])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    got = run_onnx(out / "model-fp32.onnx", x)
+    assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+
+
+def test_defects_score_above_good_images(trained) -> None:
+    _, work, _ = trained
+    ev = json.loads((work / "evaluation.json").read_text())
+    labels = np.array(ev["test_scores"]["labels"])
+    scores = np.array(ev["test_scores"]["int8"])
+    assert scores[labels == 1].mean() > scores[labels == 0].mean()
+    assert ev["metrics"]["int8"]["image_auroc"] > 0.6
+
+
+def test_quantized_model_runs_integer_kernels(trained) -> None:
+    _, work, _ = trained
+    q = json.loads((work / "quantize.json").read_text())
+    assert q["integer_kernels"] >= q["quantized_nodes"] > 0
+
+
+def test_fit_resumes_and_extends(tiny_benchmark: Path, tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    first = cli("fit", "--data", str(tiny_benchmark), "--work", str(work), "--config", "tiny", "--epochs", "2", "--quiet")
+    assert first.returncode == 0, first.stderr
+    again = cli("fit", "--data", str(tiny_benchmark), "--work", str(work), "--config", "tiny", "--epochs", "3", "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert "resuming from epoch 2 of 3" in again.stdout
+    assert len(torch.load(work / "checkpoint.pt", weights_only=False)["losses"]) == 3
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "unreadable", "layout", "config"])
+def test_bad_input_is_one_line_naming_the_path(case: str, tiny_benchmark: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    config = "tiny"
+    if case == "missing":
+        named = data
+    elif case == "empty":
+        (data / "train" / "good").mkdir(parents=True)
+        named = data / "train" / "good"
+    elif case == "unreadable":
+        shutil.copytree(tiny_benchmark / "brick", data)
+        named = data / "train" / "good" / "broken.png"
+        named.write_bytes(b"\x89PNG not really")
+    elif case == "layout":
+        (data / "pictures").mkdir(parents=True)
+        (data / "pictures" / "a.png").write_bytes(b"")
+        named = data
+    else:
+        shutil.copytree(tiny_benchmark / "brick", data)
+        config = str(tmp_path / "nope.yaml")
+        named = Path(config)
+    r = cli("train", "--data", str(data), "--out", str(tmp_path / "b"), "--config", config, "--quiet")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr
+    assert str(named) in lines[0]
