@@ -148,7 +148,7 @@ export async function runMemory(ctx: BenchContext, fps: number, progress: (line:
       },
     ],
     notes: [
-      `\`moead-edge run\` child process, folder camera at ${fps} fps, ${scored} scores received; VmRSS sampled every ${options.quick ? 1 : 2} s. Steady state = median RSS over ${steady[0]}–${steady[1]} s after the first score, end = median over the last ${endWindowS} s; peak = VmHWM.`,
+      `\`moead-edge run\` child process, folder camera asked for ${fps} fps, ${scored} scores received (${(scored / durationS).toFixed(1)} fps); VmRSS sampled every ${options.quick ? 1 : 2} s. Steady state = median RSS over ${steady[0]}–${steady[1]} s after the first score, end = median over the last ${endWindowS} s; peak = VmHWM.`,
       ...(options.memoryMinutes < 10 ? [`Run of ${options.memoryMinutes} min (the goal is stated for 10 min: run without --quick for it).`] : []),
       ...(board ? [] : [`no board profile in ${BOARDS_DIR}: RSS not compared with a budget`]),
     ],

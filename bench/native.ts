@@ -9,6 +9,9 @@
  */
 import sharp from 'sharp';
 import type { PostprocessSpec } from '../src/bundle/manifest.js';
+import type { InferenceBackend } from '../src/inference/backend.js';
+import { OnnxruntimeBackend } from '../src/inference/onnxruntime-backend.js';
+import { NativeBackend } from '../src/native/native-backend.js';
 import type { Frame } from '../src/capture/frame.js';
 import { loadNative, nativeOps, normalizeSpecOf, postprocessPlanOf, probeNative, type NativeOps } from '../src/native/binding.js';
 import { postprocessMap } from '../src/postprocess/index.js';
@@ -75,6 +78,36 @@ function rowsOf(device: string, pre: Pair, post: Pair): Row[] {
   return [...rows(`preprocess ${CAMERA.width}x${CAMERA.height} rgb24`, pre), ...rows('postprocess map', post)];
 }
 
+/** TensorRT INT8 and FP16 engines against onnxruntime (CPU) on the bench tensors, batch 1. */
+async function engineRows(ctx: BenchContext, data: Record<string, unknown>): Promise<Row[]> {
+  const loop = { warmup: 5, minIterations: 20, minMs: (ctx.options.seconds * 1000) / 4 };
+  let next = 0;
+  const time = async (backend: InferenceBackend): Promise<number> =>
+    median(await timeLoop(() => backend.run(ctx.tensors[next++ % ctx.tensors.length]!, 1), loop));
+  const ort = new OnnxruntimeBackend();
+  await ort.load(ctx.bundle, { providers: ['cpu'], threads: ctx.options.threads, precision: 'int8' });
+  const ortMs = await time(ort);
+  await ort.dispose();
+  const rows: Row[] = [];
+  const engines: Record<string, number | string> = { onnxruntimeCpuMs: ortMs };
+  for (const precision of ['int8', 'fp16'] as const) {
+    const trt = new NativeBackend();
+    try {
+      await trt.load(ctx.bundle, { providers: ['tensorrt'], threads: 0, precision });
+      const ms = await time(trt);
+      engines[precision] = ms;
+      rows.push({ bench: 'native', figure: `TensorRT ${precision} run, batch 1`, value: `${round(ms, 3)} ms`, baseline: `onnxruntime CPU ${round(ortMs, 3)} ms`, ratio: formatRatio(ortMs / ms) });
+    } catch (err) {
+      engines[precision] = err instanceof Error ? err.message : String(err);
+      rows.push({ bench: 'native', figure: `TensorRT ${precision} run, batch 1`, value: 'not measured' });
+    } finally {
+      await trt.dispose();
+    }
+  }
+  data.engines = engines;
+  return rows;
+}
+
 export async function benchNative(ctx: BenchContext): Promise<BenchResult> {
   const probe = probeNative();
   if (!probe.available) return unavailable('native', 'native vs JS pre/post-processing', probe.reason);
@@ -122,6 +155,7 @@ export async function benchNative(ctx: BenchContext): Promise<BenchResult> {
       },
     };
   }
+  if (probe.capabilities.includes('tensorrt')) rows.push(...(await engineRows(ctx, data)));
   return {
     name: 'native',
     rows,

@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import { ManifestSchema, type Manifest } from '../../src/bundle/manifest.js';
-import { CommandReplySchema, ScorePayloadSchema, TelemetryPayloadSchema } from '../../src/mqtt/topics.js';
+import { openDetector } from '../../src/inference/index.js';
+import { scoreImages } from '../../src/inference/files.js';
+import { CommandReplySchema, EventPayloadSchema, ScorePayloadSchema, TelemetryPayloadSchema } from '../../src/mqtt/topics.js';
 import { Mosquitto, MqttCollector, spawnCli, tempDir, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
 import { writeSyntheticBundle } from '../inference/synthetic-bundle.js';
 import { CORRUPT_PNG, testBundle, testFrames } from './fixtures.js';
@@ -18,6 +20,7 @@ let dir: TempDir;
 let manifest: Manifest;
 let configFile: string;
 let frameCount: number;
+let threshold: number;
 
 before(async () => {
   broker = await Mosquitto.start();
@@ -25,8 +28,21 @@ before(async () => {
   const bundle = await testBundle(dir.path);
   manifest = ManifestSchema.parse(JSON.parse(await readFile(`${bundle.dir}/manifest.json`, 'utf8')));
   // The corrupt file sorts in the middle of the folder, so frames follow it on every pass.
-  const names = await testFrames(dir.file('frames'), { 'frame-2b-corrupt.png': CORRUPT_PNG }, 4);
+  const names = await testFrames(dir.file('frames'), { 'frame-2b-corrupt.png': CORRUPT_PNG }, 12);
   frameCount = names.length;
+  // A threshold between this model's scores of these frames, so some frames are anomalous and
+  // some are not, whatever the model: events must start and end during the test.
+  const detector = await openDetector({ bundleDir: bundle.dir, backend: { threads: 1 } });
+  try {
+    const files = names.filter((n) => !n.includes('corrupt')).map((n) => dir.file('frames', n));
+    const values = (await scoreImages(detector, files)).flatMap((r) => (r.ok ? [r.score] : []));
+    const max = Math.max(...values);
+    const good = manifest.threshold.good_median;
+    assert.ok(max > good, `test setup: no frame scores above the model's good median ${good} (max ${max})`);
+    threshold = (Math.max(good, Math.min(...values)) + max) / 2;
+  } finally {
+    await detector.close();
+  }
   configFile = dir.file('moead.yaml');
   await writeFile(
     configFile,
@@ -36,7 +52,7 @@ before(async () => {
       `inference: {model: ${bundle.dir}, threads: 1}`,
       `mqtt: {url: "${broker.url}", device: e2e}`,
       'telemetry: {intervalS: 1, prometheus: {enabled: true, port: 0}}',
-      'scoring: {startFrames: 1, endFrames: 1}',
+      `scoring: {threshold: ${threshold}, startFrames: 1, endFrames: 1}`,
       '',
     ].join('\n'),
   );
@@ -82,7 +98,7 @@ test('publishes the contract, survives a corrupt frame, answers commands, stops 
     assert.deepEqual(first.map((s) => s.seq), [...Array(n).keys()], 'seq numbers score messages from 0 without gaps');
     for (const s of first) {
       assert.deepEqual(s.model, { name: manifest.name, version: manifest.version });
-      assert.equal(s.threshold, manifest.threshold.value);
+      assert.equal(s.threshold, threshold);
       assert.equal(s.anomalous, s.score >= s.threshold);
       const expected = Math.min(1, Math.max(0, 0.5 + (0.5 * (s.score - s.threshold)) / (s.threshold - manifest.threshold.good_median)));
       assert.ok(Math.abs(s.normalized - expected) < 1e-12, `normalized ${s.normalized} != ${expected}`);
@@ -106,9 +122,17 @@ test('publishes the contract, survives a corrupt frame, answers commands, stops 
     assert.match(metrics, /moead_camera_frames_scored\{camera="cam1"\} [1-9]/);
     assert.match(metrics, /moead_camera_drops\{camera="cam1",reason="decode_error"\} [1-9]/);
 
-    // Events: with startFrames 1 any frame at or over the threshold opens one.
-    const anomalous = scores(sub).some((s) => s.anomalous);
-    if (anomalous) await sub.waitFor(`${ROOT}/cam1/event`, { timeoutMs: 5000 });
+    // Events: with N = M = 1 the first anomalous frame opens one (with a snapshot), the next normal one ends it.
+    const events = await sub.waitForCount(`${ROOT}/cam1/event`, 2, { timeoutMs: 10_000 });
+    const [start, end] = events.map((m) => EventPayloadSchema.parse(m.json()));
+    assert.equal(start?.type, 'start');
+    assert.equal(end?.type, 'end');
+    assert.equal(end?.id, start?.id);
+    const firstAnomalous = scores(sub).find((s) => s.anomalous);
+    assert.equal(start?.id, `cam1-${firstAnomalous?.seq}`);
+    assert.ok((start?.peak_score ?? 0) >= threshold);
+    const snapshot = await sub.waitFor(`${ROOT}/cam1/snapshot`);
+    assert.deepEqual([...snapshot.payload.subarray(0, 3)], [0xff, 0xd8, 0xff], 'the snapshot is a JPEG');
 
     // Commands: status, and set-threshold validated before use.
     const status = CommandReplySchema.parse((await command(sub, 'status', { id: 's1' })).json());
@@ -120,7 +144,7 @@ test('publishes the contract, survives a corrupt frame, answers commands, stops 
     assert.equal(refused.ok, false);
     assert.match(refused.ok ? '' : refused.error, /must be above the model's median good score/);
 
-    const raised = manifest.threshold.value * 4;
+    const raised = threshold * 4;
     const accepted = CommandReplySchema.parse((await command(sub, 'set-threshold', { id: 't2', camera: 'cam1', threshold: raised })).json());
     assert.equal(accepted.ok, true, JSON.stringify(accepted));
     const mark = sub.mark;

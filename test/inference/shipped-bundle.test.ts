@@ -13,19 +13,20 @@ import { withTempDir } from '../harness/index.js';
 import { REPO_ROOT } from '../../src/toolchain/python-env.js';
 import { REFERENCE_PY, pythonMissing, runPython } from './synthetic-bundle.js';
 
-/** The bundle `npm start` runs: the config's default model. */
-const SHIPPED = join(REPO_ROOT, InferenceConfigSchema.parse({}).model);
+/** The bundle `npm start` runs (the config's default model), or another one to check by hand. */
+const SHIPPED = process.env['MOEAD_PARITY_BUNDLE'] ?? join(REPO_ROOT, InferenceConfigSchema.parse({}).model);
 
-describe('shipped bundle', { skip: existsSync(join(SHIPPED, 'manifest.json')) ? undefined : `${SHIPPED} has not been built yet` }, () => {
+describe('shipped bundle', () => {
   let detector: Detector;
   before(async () => {
+    // `npm start` runs this bundle: its absence is a failure, not a reason to skip.
+    assert.ok(existsSync(join(SHIPPED, 'manifest.json')), `${SHIPPED}/manifest.json is missing: the shipped bundle must be in the repository (docs/toolchain.md builds it)`);
     detector = await openDetector({ bundleDir: SHIPPED, backend: { threads: 1 } });
   });
   after(() => detector?.close());
 
   test('reference frames score as the manifest says, within 1e-4 relative', async (t) => {
     const { manifest } = detector;
-    assert.equal(manifest.input.width, 224);
     for (const ref of manifest.reference_frames) {
       const detection = await detector.detect(await frameFromFile(join(SHIPPED, ref.file)));
       const rel = Math.abs(detection.score - ref.score) / Math.max(Math.abs(ref.score), 1e-12);

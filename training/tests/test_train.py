@@ -45,7 +45,7 @@ def test_train_writes_a_valid_bundle_and_says_what_it_does(trained) -> None:
     assert manifest["architecture"]["config"] == "tiny"
     assert manifest["metrics"]["split"] == "test" and "int8" in manifest["metrics"]
     assert manifest["provenance"]["weights"]["license"] == "MIT"
-    assert manifest["input"]["mean"] == [0.5, 0.5, 0.5]
+    assert manifest["input"]["mean"] == [0.0, 0.0, 0.0] and manifest["input"]["std"] == [1.0, 1.0, 1.0]
 
 
 def test_bundle_fp32_model_matches_pytorch(trained, tiny_benchmark: Path) -> None:
