@@ -58,6 +58,8 @@ export class CameraPipeline {
   #decodeErrors = 0;
   #inferenceErrors = 0;
   #publishErrors = 0;
+  /** The newest frame that got a score, kept for the `snapshot` command. */
+  #lastScored: { frame: Frame; detection: Detection; seq: number } | undefined;
 
   constructor(deps: CameraPipelineDeps) {
     this.#deps = deps;
@@ -69,7 +71,11 @@ export class CameraPipeline {
 
   async start(): Promise<void> {
     this.#loop = this.#run();
-    await this.#deps.source.start(
+    await this.#startSource();
+  }
+
+  #startSource(): Promise<void> {
+    return this.#deps.source.start(
       (frame) => this.#slot.put(frame),
       (status) => {
         this.#status = status;
@@ -80,6 +86,23 @@ export class CameraPipeline {
         });
       },
     );
+  }
+
+  /** Stops and starts the source (a new child process for live cameras); inference and seq go on. */
+  async restartSource(): Promise<CameraStatusReport> {
+    this.#deps.log.info('restarting the source on request');
+    await this.#deps.source.stop();
+    await this.#startSource();
+    return this.status();
+  }
+
+  /** Publishes the annotated JPEG of the newest scored frame on the snapshot topic. */
+  async publishSnapshotNow(): Promise<{ seq: number; ts: string; bytes: number }> {
+    const last = this.#lastScored;
+    if (!last) throw new Error(`camera: "${this.name}" has not scored a frame yet`);
+    const jpeg = await this.#deps.detector.snapshot(last.frame, last.detection, { threshold: this.threshold() });
+    await this.#deps.link.publishSnapshot(this.name, jpeg);
+    return { seq: last.seq, ts: new Date(last.frame.capturedAt).toISOString(), bytes: jpeg.length };
   }
 
   /** Stops capture, lets the frame in inference finish and publish, then ends an open event. */
@@ -183,6 +206,7 @@ export class CameraPipeline {
     if (!sent) return;
     await seq.commit(number);
     this.#scored += 1;
+    this.#lastScored = { frame, detection, seq: number };
     this.#latency.add(latency);
 
     this.#tracker.setOptions({ startFrames: scoring.startFrames, endFrames: scoring.endFrames });

@@ -29,6 +29,12 @@ function changeResult(change: ConfigChange): { applied: string[]; restart_requir
   return { applied: change.applied, restart_required: change.restartRequired };
 }
 
+function findCamera(cameras: readonly CameraPipeline[], name: string): CameraPipeline {
+  const camera = cameras.find((c) => c.name === name);
+  if (!camera) throw new Error(`camera: no camera named "${name}" (configured: ${cameras.map((c) => c.name).join(', ')})`);
+  return camera;
+}
+
 export function registerCommands(link: FleetLink, context: CommandContext): void {
   const handlers: Record<string, CommandHandler> = {
     status: async (request) => {
@@ -37,9 +43,7 @@ export function registerCommands(link: FleetLink, context: CommandContext): void
     },
     'set-threshold': async (request) => {
       const { camera, threshold, persist } = parse(COMMAND_SCHEMAS['set-threshold'], request);
-      if (camera !== undefined && !context.cameras.some((c) => c.name === camera)) {
-        throw new Error(`camera: no camera named "${camera}" (configured: ${context.cameras.map((c) => c.name).join(', ')})`);
-      }
+      if (camera !== undefined) findCamera(context.cameras, camera);
       const path = camera === undefined ? ['scoring', 'threshold'] : ['scoring', 'cameraThresholds', camera];
       const change = await context.store.set(path, threshold, { persist: persist ?? false });
       const result = changeResult(change);
@@ -48,6 +52,14 @@ export function registerCommands(link: FleetLink, context: CommandContext): void
         persisted: 'persisted' in change ? change.persisted === true : false,
         thresholds: Object.fromEntries(context.cameras.map((c) => [c.name, c.threshold().value])),
       };
+    },
+    snapshot: async (request) => {
+      const { camera } = parse(COMMAND_SCHEMAS.snapshot, request);
+      return findCamera(context.cameras, camera).publishSnapshotNow();
+    },
+    'restart-camera': async (request) => {
+      const { camera } = parse(COMMAND_SCHEMAS['restart-camera'], request);
+      return findCamera(context.cameras, camera).restartSource();
     },
     'reload-config': async (request) => {
       parse(COMMAND_SCHEMAS['reload-config'], request);

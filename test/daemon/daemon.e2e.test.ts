@@ -151,6 +151,20 @@ test('publishes the contract, survives a corrupt frame, answers commands, stops 
     const after = await sub.waitFor((m) => m.topic === `${ROOT}/cam1/score` && ScorePayloadSchema.parse(m.json()).threshold === raised, { from: mark, timeoutMs: 5000 });
     assert.ok(after);
 
+    // snapshot: a fresh annotated JPEG of the newest scored frame; restart-camera: the source
+    // restarts and scoring goes on; an unknown camera is an error naming the field.
+    const snapMark = sub.mark;
+    const snap = CommandReplySchema.parse((await command(sub, 'snapshot', { id: 'p1', camera: 'cam1' })).json());
+    assert.equal(snap.ok, true, JSON.stringify(snap));
+    const fresh = await sub.waitFor(`${ROOT}/cam1/snapshot`, { from: snapMark, timeoutMs: 5000 });
+    assert.deepEqual([...fresh.payload.subarray(0, 3)], [0xff, 0xd8, 0xff]);
+    const unknown = CommandReplySchema.parse((await command(sub, 'snapshot', { id: 'p2', camera: 'nope' })).json());
+    assert.equal(unknown.ok, false);
+    assert.match(unknown.ok ? '' : unknown.error, /camera: no camera named "nope"/);
+    const restarted = CommandReplySchema.parse((await command(sub, 'restart-camera', { id: 'c1', camera: 'cam1' })).json());
+    assert.equal(restarted.ok, true, JSON.stringify(restarted));
+    await sub.waitFor(`${ROOT}/cam1/score`, { from: sub.mark, timeoutMs: 5000 });
+
     // reload-config: an invalid file is refused and the daemon keeps going; a valid one applies.
     const good = await readFile(configFile, 'utf8');
     await writeFile(configFile, good.replace('endFrames: 1', 'endFrames: -4'));

@@ -53,6 +53,9 @@ export class Mosquitto {
       `listener ${port} 127.0.0.1`,
       'allow_anonymous true',
       `persistence_location ${dir.path}/`,
+      // Started as root, mosquitto drops to the `mosquitto` user, which cannot write our
+      // private temp folder, and `persistence true` then fails silently. Stay root.
+      ...(process.getuid?.() === 0 ? ['user root'] : []),
       'log_dest stderr',
       'log_type error',
       'log_type warning',

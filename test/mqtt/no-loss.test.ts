@@ -17,13 +17,8 @@ function watcher(broker: Mosquitto, topic: string, clientId: string): Promise<Mq
   return MqttCollector.connect(broker.url, topic, { clean: false, clientId });
 }
 
-/**
- * The broker keeps the subscriber's session on disk across its restart. `user root`: a broker
- * started as root otherwise drops to the `mosquitto` user, which cannot write the harness's
- * private temp folder, and the session (with the messages queued for it) would be lost.
- * Without root, mosquitto ignores the line.
- */
-const PERSISTENT = ['persistence true', 'user root'];
+/** The broker keeps the subscriber's session (and the messages queued for it) on disk across its restart. */
+const PERSISTENT = ['persistence true'];
 
 const maxSeq = (w: MqttCollector, topic: string): number => Math.max(-1, ...seqsOf(w.on(topic)));
 

@@ -137,6 +137,8 @@ def train_reconstruction(model: MoEAD, feats: torch.Tensor, work_dir: Path, resu
                       "reconstruction": net.state_dict(), "optimizer": opt.state_dict(),
                       "scheduler": sched.state_dict(), "generator": gen.get_state(),
                       "torch_rng": torch.get_rng_state(), "losses": losses, "seconds": seconds}, ckpt)
+        # The latest weights stay usable (export, evaluate) even if a long run is stopped.
+        save_model(model, work_dir / MODEL_FILE, {"epochs": epoch + 1, "seconds": seconds, "losses": losses})
     model.eval()
     save_model(model, work_dir / MODEL_FILE, {"epochs": tr.epochs, "seconds": seconds, "losses": losses})
     return TrainResult(epochs=tr.epochs, seconds=seconds, losses=losses)
