@@ -170,7 +170,7 @@ export class Daemon {
       startedMono: this.#startedMono,
       stateDir: this.#store.current.stateDir,
       board,
-      model: { name: detector.manifest.name, version: detector.manifest.version },
+      model: { name: detector.manifest.name, version: detector.manifest.version, sha256: detector.manifest.model.sha256 },
       capabilities: () => detector.capabilities(),
       cameras: this.#cameras,
       ...(link.stats ? { linkStats: link.stats } : {}),

@@ -14,7 +14,7 @@ export interface TelemetrySources {
   /** The state folder: its file system's free space is reported. */
   stateDir: string;
   board: BoardProfile;
-  model: { name: string; version: string };
+  model: { name: string; version: string; sha256: string };
   capabilities: () => BackendCapabilities;
   cameras: readonly CameraPipeline[];
   /** The link's counters, when the implementation offers them. */

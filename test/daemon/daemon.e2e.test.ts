@@ -114,6 +114,7 @@ test('publishes the contract, survives a corrupt frame, answers commands, stops 
     assert.equal(typeof health.cameras.cam1?.latency_ms.p50, 'number');
     assert.deepEqual(Object.keys(health.process as object).sort(), ['cpu_percent', 'heap_mb', 'memory_budget_mb', 'over_budget', 'rss_mb']);
     assert.deepEqual((health.model as { name: string }).name, manifest.name);
+    assert.equal((health.model as { sha256: string }).sha256, manifest.model.sha256, 'telemetry names the exact model file in use');
 
     // The same figures on the Prometheus endpoint.
     const metricsLine = await daemon.waitForLine(/Prometheus metrics on (http:\/\/\S+)/);
