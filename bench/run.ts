@@ -72,7 +72,7 @@ async function main(argv: string[]): Promise<number> {
 
   console.log(`moead-edge bench — ${new Date().toISOString()}`);
   console.log(`machine: ${machineLine(machine)}`);
-  console.log(`bundle: ${ctx.bundle.manifest.name} ${ctx.bundle.manifest.version} (${ctx.bundle.manifest.model.precision}); images: ${ctx.imageFiles.length} from ${ctx.imageDir}; threads: ${options.threads}${options.quick ? '; --quick' : ''}`);
+  console.log(`bundle: ${ctx.bundle.manifest.name} ${ctx.bundle.manifest.version} (${ctx.bundle.manifest.model.precision} ${ctx.bundle.manifest.model.file} sha256 ${ctx.bundle.manifest.model.sha256.slice(0, 12)}…); images: ${ctx.imageFiles.length} from ${ctx.imageDir}; threads: ${options.threads}${options.quick ? '; --quick' : ''}`);
   console.log('');
   console.log(formatTable(results));
   if (options.json) {

@@ -104,3 +104,18 @@ def test_jitter_only_in_training() -> None:
     tokens = x.flatten(2).transpose(1, 2)
     net.train()
     assert not torch.equal(net.jitter(tokens), tokens)
+
+
+def test_paper_backbone_taps_through_timm() -> None:
+    import dataclasses
+
+    from moead_edge.backbones import build_backbone
+
+    cfg = load_config("paper")
+    net = build_backbone(dataclasses.replace(cfg.backbone, pretrained=False))  # no download in tests
+    assert net.channels == [24, 32, 56, 160] and sum(net.channels) == 272
+    assert net.strides == [2, 4, 8, 16]
+    with torch.no_grad():
+        taps = net(torch.zeros(1, 3, 224, 224))
+    assert [t.shape[-1] for t in taps] == [112, 56, 28, 14]
+    assert sum(p.numel() for p in net.parameters()) < 4_000_000  # truncated after the last tap (~3.6 M)

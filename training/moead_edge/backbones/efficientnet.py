@@ -13,6 +13,7 @@ from torch import nn
 
 TIMM_NAME = "tf_efficientnet_b4"
 TAP_INDICES = (0, 1, 2, 3)
+LAST_STAGE = 4  # timm stage index of the stride-16, 160-channel stage (reference block 21)
 
 
 class EfficientNetB4Features(nn.Module):
@@ -31,6 +32,8 @@ class EfficientNetB4Features(nn.Module):
                 raise RuntimeError(f"could not get the pretrained {TIMM_NAME} weights through timm "
                                    f"(needs access to the Hugging Face hub once): {e}") from e
             raise
+        # Stages 6-7 (13.1 M parameters) feed no tap: drop them, as the reference's export can.
+        self.net.blocks = self.net.blocks[:LAST_STAGE + 1]
         self.taps = [f"stage_{i}" for i in TAP_INDICES]
         self.channels = list(self.net.feature_info.channels())
         self.strides = list(self.net.feature_info.reduction())
