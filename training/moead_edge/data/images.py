@@ -51,12 +51,14 @@ def normalize(rgb: np.ndarray, input_spec: Mapping[str, Any]) -> np.ndarray:
     if color not in ("RGB", "BGR"):
         raise ValueError(f"input spec: color must be RGB or BGR, got {color!r}")
     scale = float(spec_field(input_spec, "scale"))
-    mean = np.asarray(spec_field(input_spec, "mean"), np.float32).reshape(3, 1, 1)
-    std = np.asarray(spec_field(input_spec, "std"), np.float32).reshape(3, 1, 1)
-    chw = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
+    # float64 arithmetic then one rounding to float32, as the daemon does (JavaScript numbers
+    # are doubles): INT8 models move visibly on a one-ulp input difference.
+    mean = np.asarray(spec_field(input_spec, "mean"), np.float64).reshape(3, 1, 1)
+    std = np.asarray(spec_field(input_spec, "std"), np.float64).reshape(3, 1, 1)
+    chw = rgb.transpose(2, 0, 1).astype(np.float64)
     if color == "BGR":
         chw = chw[::-1]
-    return np.ascontiguousarray((chw * np.float32(scale) - mean) / std, dtype=np.float32)
+    return np.ascontiguousarray((chw * scale - mean) / std, dtype=np.float32)
 
 
 def load_image_for_model(path: str | Path, input_spec: Mapping[str, Any]) -> np.ndarray:

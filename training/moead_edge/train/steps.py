@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +28,9 @@ from .trainer import FEATURES, MODEL_FILE, cached_features, input_spec, load_mod
 
 FP32 = "model-fp32.onnx"
 INT8 = "model-int8.onnx"
+# The PyTorch weights the ONNX graphs were exported from, shipped with the bundle so the
+# research-code benchmark (bench/research_eager.py) and fine-tuning start from the same model.
+BUNDLE_CHECKPOINT = "checkpoint.pt"
 RUN = "run.json"
 EVALUATION = "evaluation.json"
 PARITY_TOLERANCE = 1e-4  # max |onnxruntime - PyTorch| over the map, relative to the map's max (>= 1)
@@ -290,6 +294,7 @@ def package(work: Path, out: Path, name: str, version: str, log: Log = print) ->
                     "toolchain": toolchain_versions() | {"quantization": f"onnxruntime QDQ, {quant['activations']} "
                                                           f"activations, per-channel symmetric int8 weights"}},
         metrics=ev["metrics"])
+    shutil.copyfile(work / MODEL_FILE, out / BUNDLE_CHECKPOINT)
     verify_bundle(out)
     log(f"[package] bundle written to {out} (model {manifest['model']['bytes'] / 1e6:.1f} MB)")
     return manifest
