@@ -40,12 +40,7 @@ Napi::Value PostprocessJs(const Napi::CallbackInfo& info) {
         *score = plan.kernel == 0 ? MaxScore(dst, plan.out_width, plan.out_height)
                                   : AvgPoolMaxScore(dst, plan.out_width, plan.out_height, plan.kernel);
       },
-      [score](Napi::Env env, const std::vector<Napi::ObjectReference>& kept) {
-        Napi::Object result = Napi::Object::New(env);
-        result.Set("map", kept[1].Value());
-        result.Set("score", Napi::Number::New(env, *score));
-        return result;
-      });
+      MapAndScoreResult(score));
 }
 
 // (rgb, map, width, height, { low, high, alpha }) → Promise<Buffer> (RGB, width × height × 3)

@@ -72,12 +72,7 @@ Napi::Value CudaPostprocessJs(const Napi::CallbackInfo& info) {
         stream.Sync();
         *score = ScoreFromBits(bits);
       },
-      [score](Napi::Env env, const std::vector<Napi::ObjectReference>& kept) {
-        Napi::Object result = Napi::Object::New(env);
-        result.Set("map", kept[1].Value());
-        result.Set("score", Napi::Number::New(env, *score));
-        return result;
-      });
+      MapAndScoreResult(score));
 }
 
 Napi::Value CudaHeatmapJs(const Napi::CallbackInfo& info) {

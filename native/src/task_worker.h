@@ -9,6 +9,7 @@
 
 #include <exception>
 #include <functional>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -52,5 +53,16 @@ class TaskWorker : public Napi::AsyncWorker {
   Settle settle_;
   std::vector<Napi::ObjectReference> refs_;
 };
+
+// Settles a post-processing task as {map, score}: the map is the output array kept alive
+// as the task's second reference, the score what the work wrote into `score`.
+inline TaskWorker::Settle MapAndScoreResult(std::shared_ptr<float> score) {
+  return [score](Napi::Env env, const std::vector<Napi::ObjectReference>& kept) {
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("map", kept[1].Value());
+    result.Set("score", Napi::Number::New(env, *score));
+    return result;
+  };
+}
 
 }  // namespace moead

@@ -17,3 +17,4 @@ export {
   type SpawnOptions,
 } from './process.js';
 export { REPO_ROOT, CLI_MAIN, repoPath } from './paths.js';
+export { rng } from './random.js';

@@ -9,21 +9,11 @@ import { test } from 'node:test';
 import { COMMAND_SCHEMAS, CommandReplySchema, createFleetLink } from '../../src/mqtt/index.js';
 import { Mosquitto, MqttCollector, tempDir } from '../harness/index.js';
 import { gapOrDisorder, score, seqsOf, testConfig, until } from './helpers.js';
+import { rng } from '../harness/random.js';
 
 const FUZZ_COUNT = 2500;
 const SEED = 0x5eed;
 
-/** mulberry32: a small seeded PRNG. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const VALID: Record<string, object> = {
   status: { id: 'x' },

@@ -5,18 +5,9 @@
  * kernel test and the GPU suite.
  */
 import type { HeatmapSpec, NormalizeSpec, PostprocessPlan, RawPixelFormat } from '../../src/native/binding.js';
+import { rng } from '../harness/random.js';
 
-/** mulberry32: a small seeded PRNG, so a failing case can be replayed from its seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng };
 
 export function randInt(r: () => number, lo: number, hi: number): number {
   return lo + Math.floor(r() * (hi - lo + 1));
