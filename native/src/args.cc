@@ -163,4 +163,14 @@ HeatmapSpec ParseHeatmapSpec(const Napi::Value& value) {
   return s;
 }
 
+HeatmapCall ParseHeatmapCall(const Napi::CallbackInfo& info) {
+  const uint32_t width = UintArg(info[2], "width", 1, kMaxSide);
+  const uint32_t height = UintArg(info[3], "height", 1, kMaxSide);
+  const uint64_t px = static_cast<uint64_t>(width) * height;
+  const View<uint8_t> rgb = Uint8Arg(info[0], "rgb", px * 3);
+  const View<float> map = Float32Arg(info[1], "map", px);
+  const HeatmapSpec spec = ParseHeatmapSpec(info[4]);
+  return {width, height, px, rgb, map, spec, Napi::Buffer<uint8_t>::New(info.Env(), px * 3)};
+}
+
 }  // namespace moead

@@ -49,4 +49,16 @@ PostprocessPlan ParsePostprocessPlan(const Napi::CallbackInfo& info, View<float>
 // (rgb, map, width, height, { low, high, alpha }).
 HeatmapSpec ParseHeatmapSpec(const Napi::Value& value);
 
+// The arguments of a heatmap call, checked, with a fresh output Buffer of width × height × 3.
+struct HeatmapCall {
+  uint32_t width;
+  uint32_t height;
+  uint64_t pixels;
+  View<uint8_t> rgb;
+  View<float> map;
+  HeatmapSpec spec;
+  Napi::Buffer<uint8_t> out;
+};
+HeatmapCall ParseHeatmapCall(const Napi::CallbackInfo& info);
+
 }  // namespace moead

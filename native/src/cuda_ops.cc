@@ -76,16 +76,11 @@ Napi::Value CudaPostprocessJs(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value CudaHeatmapJs(const Napi::CallbackInfo& info) {
-  const uint32_t width = UintArg(info[2], "width", 1, kMaxSide);
-  const uint32_t height = UintArg(info[3], "height", 1, kMaxSide);
-  const uint64_t px = static_cast<uint64_t>(width) * height;
-  const View<uint8_t> rgb = Uint8Arg(info[0], "rgb", px * 3);
-  const View<float> map = Float32Arg(info[1], "map", px);
-  const HeatmapSpec spec = ParseHeatmapSpec(info[4]);
-  auto out = Napi::Buffer<uint8_t>::New(info.Env(), px * 3);
+  const HeatmapCall call = ParseHeatmapCall(info);
   return TaskWorker::Start(
-      info.Env(), {rgb.array, map.array, out},
-      [src = rgb.data, m = map.data, width, height, px, spec, dst = out.Data()] {
+      info.Env(), {call.rgb.array, call.map.array, call.out},
+      [src = call.rgb.data, m = call.map.data, width = call.width, height = call.height, px = call.pixels,
+       spec = call.spec, dst = call.out.Data()] {
         Stream stream;
         DeviceBuffer<uint8_t> d_rgb, d_out(px * 3);
         DeviceBuffer<float> d_map;
