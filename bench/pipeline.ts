@@ -83,7 +83,7 @@ export async function runPipeline(ctx: BenchContext, rig: Rig): Promise<BenchRes
     ],
     notes: [
       `${rounds} alternating rounds of ${(windowMs / 1000).toFixed(0)} s each side; ratio = median of per-round ratios (${results.map((r) => r.ratio.toFixed(2)).join(', ')}).`,
-      `Median per frame in the pipeline: preprocess ${breakdown.preprocessMs} ms, session run ${breakdown.runMs} ms (${breakdown.inferenceMs} ms with the worker hop), postprocess ${breakdown.postprocessMs} ms, then ${breakdown.afterDetectionMs} ms until the next frame's detection starts (decision, publish hand-off to the outbox, seq commit to disk, events and their snapshots). These run one after another for each frame.`,
+      `Median per frame in the pipeline: preprocess ${breakdown.preprocessMs} ms, session run ${breakdown.runMs} ms (${breakdown.inferenceMs} ms with the worker hop), postprocess ${breakdown.postprocessMs} ms, and ${breakdown.afterDetectionMs} ms of inference-thread idle time between frames. Preprocessing of the next frame and publishing of the previous one (decision, outbox hand-off, seq commit, events) overlap the current frame's inference.`,
       'Pipeline = encoded PNG/JPEG decode + resize + normalize, onnxruntime in its worker thread, upsample/blur/score, decision, QoS 1 publish via the on-disk outbox to Mosquitto; counted at a subscriber. One frame always waits, so inference never idles for lack of input.',
     ],
     data: { ...data, bareFps: round(data.bareFps), pipelineFps: round(data.pipelineFps), ratio: round(data.ratio, 3) },

@@ -97,8 +97,8 @@ export interface Rig {
   /** Where each detected frame's time went (all cameras), in detection order. */
   timings: DetectionTimings[];
   /**
-   * Milliseconds from a detection's end to the next frame's detection start on the same
-   * camera while frames wait: the decision, publish hand-off, seq commit and events.
+   * Milliseconds the inference thread sat idle between one frame's inference and the next
+   * on the same camera while frames wait (the rest of the path overlaps inference).
    */
   afterDetection: number[];
   /** A camera fed as fast as the pipeline takes frames. */
@@ -168,12 +168,15 @@ function wire({ state, broker, detector, link, subscriber, log, images }: RigPar
     let lastDetected: number | undefined;
     const traced: FrameDetector = {
       manifest: detector.manifest,
-      detect: (frame) => {
-        const start = performance.now();
-        if (onTaken && lastDetected !== undefined) afterDetection.push(start - lastDetected);
+      prepare: (frame) => {
         captured.set(`${frame.camera}@${new Date(frame.capturedAt).toISOString()}`, frame.capturedMono);
         onTaken?.();
-        return detector.detect(frame).then((detection) => {
+        return detector.prepare(frame);
+      },
+      infer: (prepared) => {
+        // How long the inference thread sat idle since the previous frame's inference ended.
+        if (onTaken && lastDetected !== undefined) afterDetection.push(performance.now() - lastDetected);
+        return detector.infer(prepared).then((detection) => {
           timings.push(detection.timings);
           lastDetected = performance.now();
           return detection;

@@ -2,13 +2,17 @@
  * One camera's path through the daemon: source → latest-frame slot → detector → decision
  * → score message (with its seq) → events and snapshot. A frame that cannot be decoded is
  * counted and skipped; it never gets a seq and never stops the camera.
+ *
+ * The path is a short pipeline: while the inference thread runs frame N, the main thread
+ * preprocesses frame N+1 and publishes frame N-1, so inference does not wait for a decode
+ * or an outbox fsync. At most three frames are in flight; publishing stays in frame order.
  */
 import { performance } from 'node:perf_hooks';
 import type { Manifest } from '../bundle/manifest.js';
 import type { CameraConfig } from '../capture/config.js';
 import type { Frame, FrameSource, SourceStatus } from '../capture/frame.js';
 import type { ScoringConfig } from '../config/schema.js';
-import type { Detection } from '../inference/detector.js';
+import type { Detection, PreparedFrame } from '../inference/detector.js';
 import type { FleetLink } from '../mqtt/link.js';
 import { PreprocessError } from '../preprocess/errors.js';
 import { decide, thresholdFor } from '../scoring/decide.js';
@@ -21,7 +25,10 @@ import { LatencyWindow, RateMeter } from './stats.js';
 /** The part of the inference Detector a camera needs (the daemon shares one across cameras). */
 export interface FrameDetector {
   readonly manifest: Manifest;
-  detect(frame: Frame): Promise<Detection>;
+  /** Decode and normalize (throws PreprocessError for a bad frame). */
+  prepare(frame: Frame): Promise<PreparedFrame>;
+  /** Run the model and post-process its map. */
+  infer(prepared: PreparedFrame): Promise<Detection>;
   snapshot(frame: Frame, detection: Detection, options: { threshold: { value: number; good_median: number } }): Promise<Buffer>;
 }
 
@@ -158,32 +165,57 @@ export class CameraPipeline {
     }
   }
 
-  async #run(): Promise<void> {
+  /** The next frame from the slot, preprocessed; frames that cannot be decoded are counted and skipped. */
+  async #nextPrepared(): Promise<{ frame: Frame; prepared: PreparedFrame } | undefined> {
     for (let frame = await this.#slot.take(); frame !== undefined; frame = await this.#slot.take()) {
       try {
-        await this.#process(frame);
+        return { frame, prepared: await this.#deps.detector.prepare(frame) };
       } catch (err) {
-        // Whatever went wrong with this frame (state dir unwritable, a bug) must not end the camera.
-        this.#deps.log.error(`frame ${frame.index}: ${errorMessage(err)}`);
+        this.#countFailure(frame, err);
       }
+    }
+    return undefined;
+  }
+
+  #countFailure(frame: Frame, err: unknown): void {
+    if (err instanceof PreprocessError) {
+      this.#decodeErrors += 1;
+      this.#deps.log.warn(`frame ${frame.index} skipped (${err.reason}): ${err.message}`);
+    } else {
+      this.#inferenceErrors += 1;
+      this.#deps.log.error(`frame ${frame.index} failed in inference: ${errorMessage(err)}`);
     }
   }
 
-  async #process(frame: Frame): Promise<void> {
-    const { detector, link, seq, log } = this.#deps;
-    let detection: Detection;
-    try {
-      detection = await detector.detect(frame);
-    } catch (err) {
-      if (err instanceof PreprocessError) {
-        this.#decodeErrors += 1;
-        log.warn(`frame ${frame.index} skipped (${err.reason}): ${err.message}`);
-      } else {
-        this.#inferenceErrors += 1;
-        log.error(`frame ${frame.index} failed in inference: ${errorMessage(err)}`);
+  async #run(): Promise<void> {
+    const { detector, log } = this.#deps;
+    let publishing: Promise<void> = Promise.resolve();
+    let next = this.#nextPrepared();
+    for (let item = await next; item !== undefined; item = await next) {
+      const { frame } = item;
+      const inference = detector.infer(item.prepared).then(
+        (detection) => ({ detection }),
+        (error: unknown) => ({ error }),
+      );
+      next = this.#nextPrepared();
+      const outcome = await inference;
+      // One publish at a time, in frame order; it overlaps the next frame's inference.
+      await publishing;
+      if ('error' in outcome) {
+        this.#countFailure(frame, outcome.error);
+        continue;
       }
-      return;
+      publishing = this.#finish(frame, outcome.detection).catch((err: unknown) => {
+        // Whatever went wrong with this frame (state dir unwritable, a bug) must not end the camera.
+        log.error(`frame ${frame.index}: ${errorMessage(err)}`);
+      });
     }
+    await publishing;
+  }
+
+  /** Decision, score message with its seq, events and snapshot for one detected frame. */
+  async #finish(frame: Frame, detection: Detection): Promise<void> {
+    const { detector, link, seq, log } = this.#deps;
     const scoring = this.#deps.scoring();
     const threshold = thresholdFor(this.name, detector.manifest.threshold, scoring);
     const decision = decide(detection.score, threshold);

@@ -32,6 +32,13 @@ export interface Detection {
   timings: DetectionTimings;
 }
 
+/** A frame turned into the model's input tensor, waiting for `infer`. */
+export interface PreparedFrame {
+  tensor: Float32Array;
+  startedMono: number;
+  preprocessMs: number;
+}
+
 export interface DetectorOptions {
   bundleDir: string;
   backend?: Partial<BackendOptions>;
@@ -66,19 +73,32 @@ export class Detector {
 
   /** Scores one frame. Throws PreprocessError for frames that cannot be decoded. */
   async detect(frame: Frame): Promise<Detection> {
-    const { input, output, postprocess } = this.manifest;
-    const t0 = performance.now();
-    const tensor = await preprocessFrame(frame, input);
+    return this.infer(await this.prepare(frame));
+  }
+
+  /**
+   * The first half of `detect`: decode, resize and normalize. Split out so a caller can
+   * prepare the next frame while the inference thread runs this one.
+   */
+  async prepare(frame: Frame): Promise<PreparedFrame> {
+    const startedMono = performance.now();
+    const tensor = await preprocessFrame(frame, this.manifest.input);
+    return { tensor, startedMono, preprocessMs: performance.now() - startedMono };
+  }
+
+  /** The second half of `detect`: the backend run and the map post-processing. */
+  async infer(prepared: PreparedFrame): Promise<Detection> {
+    const { output, postprocess } = this.manifest;
     const t1 = performance.now();
-    const result = await this.backend.run(tensor, 1);
+    const result = await this.backend.run(prepared.tensor, 1);
     const t2 = performance.now();
     const { map, score } = postprocessMap({ data: result.maps, width: output.width, height: output.height }, postprocess);
     const t3 = performance.now();
     return {
       score,
       map,
-      latencyMs: t3 - t0,
-      timings: { preprocessMs: t1 - t0, runMs: result.timings.runMs, inferenceMs: t2 - t1, postprocessMs: t3 - t2 },
+      latencyMs: prepared.preprocessMs + (t3 - t1),
+      timings: { preprocessMs: prepared.preprocessMs, runMs: result.timings.runMs, inferenceMs: t2 - t1, postprocessMs: t3 - t2 },
     };
   }
 
