@@ -3,8 +3,11 @@
  * concern's FleetLink (embedded broker when no URL), the capture concern's sources.
  */
 import { createFrameSource } from '../capture/index.js';
+import type { InferenceBackend } from '../inference/backend.js';
 import { openDetector } from '../inference/index.js';
 import { createFleetLink } from '../mqtt/index.js';
+import { NativeLoadError } from '../native/binding.js';
+import { NativeBackend, NativeBackendUnavailable } from '../native/native-backend.js';
 import type { Logger } from '../util/log.js';
 import { packageVersion } from '../util/paths.js';
 import type { DaemonParts } from './daemon.js';
@@ -16,17 +19,19 @@ export function logCallback(log: Logger): (level: 'debug' | 'info' | 'warn' | 'e
 
 export const realParts: DaemonParts = {
   async openDetector(config, inference, log) {
-    let options = inference.options;
-    if (inference.backend === 'native') {
-      // The native addon's InferenceBackend is not part of this build yet (its own issue).
-      if (inference.backendFrom === 'config') {
-        throw new Error('inference.backend: "native" is not available in this build; set inference.backend: onnxruntime (or MOEAD_INFERENCE__BACKEND=onnxruntime)');
-      }
-      log.warn(`board ${config.board} prefers the native backend, which this build lacks: running onnxruntime on the CPU`);
-      options = { ...options, providers: ['cpu'] };
-    }
+    const open = (createBackend?: () => InferenceBackend) =>
+      openDetector({ bundleDir: config.inference.model, backend: inference.options, ...(createBackend ? { createBackend } : {}) });
     log.debug(`opening ${config.inference.model}`);
-    return openDetector({ bundleDir: config.inference.model, backend: options });
+    if (inference.backend !== 'native') return open();
+    try {
+      return await open(() => new NativeBackend({ onProgress: (message) => log.info(message) }));
+    } catch (err) {
+      // The onnxruntime backend is the fallback wherever the addon has no TensorRT (or no GPU).
+      if (!(err instanceof NativeBackendUnavailable || err instanceof NativeLoadError)) throw err;
+      const from = inference.backendFrom === 'config' ? 'inference.backend' : `board ${config.board}`;
+      log.warn(`${from} asks for the native backend, which is unavailable here: ${err.message} Running onnxruntime instead.`);
+      return open();
+    }
   },
   async createLink(config, model, log) {
     const link = createFleetLink(config.mqtt, {

@@ -272,3 +272,28 @@ test('inference slower than capture: the newest frame wins, drops are counted, s
     await scratch.remove();
   }
 });
+
+test('a Jetson board asks for the native backend; without TensorRT the daemon says why and runs onnxruntime', async () => {
+  const state = await tempDir();
+  const bundle = await testBundle(dir.path);
+  const env: Record<string, string> = {
+    MOEAD_STATE_DIR: state.path,
+    MOEAD_BOARD: 'jetson-orin-nano',
+    MOEAD_MQTT__EMBEDDED_PORT: '0',
+    MOEAD_MQTT__DEVICE: 'jetson',
+  };
+  if (!bundle.shipped) env.MOEAD_INFERENCE__MODEL = bundle.dir;
+  const daemon = spawnCli(['run'], { env });
+  try {
+    await daemon.waitForLine(/asks for the native backend, which is unavailable here: .*Running onnxruntime instead\./, { timeoutMs: 15_000 });
+    const line = await daemon.waitForLine(/mosquitto_sub -h 127\.0\.0\.1 -p (\d+) -t 'moead\/#' -v/, { stream: 'stdout', timeoutMs: 15_000 });
+    const sub = await MqttCollector.connect(`mqtt://127.0.0.1:${Number(/-p (\d+)/.exec(line.text)?.[1])}`, 'moead/jetson/#');
+    ScorePayloadSchema.parse((await sub.waitFor('moead/jetson/samples/score', { timeoutMs: 20_000 })).json());
+    await sub.close();
+    daemon.signal('SIGTERM');
+    assert.equal((await daemon.waitForExit(15_000)).code, 0, daemon.output());
+  } finally {
+    await daemon.stop();
+    await state.remove();
+  }
+});
