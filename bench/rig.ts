@@ -192,6 +192,7 @@ function wire({ state, broker, detector, link, subscriber, log, images }: RigPar
       link,
       seq: await CameraSeq.open(state, config.name),
       scoring: () => scoring,
+      stuckTimeoutS: 30,
       log: log.child(config.name),
     });
     const camera = { pipeline, arrivals: [] };

@@ -40,8 +40,13 @@ export interface CameraPipelineDeps {
   seq: CameraSeq;
   /** The scoring section in force now (it changes on reload and set-threshold). */
   scoring: () => ScoringConfig;
+  /** Seconds a frame may stay in inference before the camera reports `inference_stuck`. */
+  stuckTimeoutS: number;
   log: Logger;
 }
+
+/** A camera's published state: its source's, or `inference_stuck` while the model hangs. */
+type CameraStatus = SourceStatus | { camera: string; state: 'inference_stuck'; message: string };
 
 export interface CameraStatusReport {
   state: string;
@@ -60,11 +65,17 @@ export class CameraPipeline {
   readonly #latency = new LatencyWindow();
   readonly #rate = new RateMeter();
   #loop: Promise<void> | undefined;
-  #status: SourceStatus;
+  #status: CameraStatus;
   #scored = 0;
   #decodeErrors = 0;
   #inferenceErrors = 0;
   #publishErrors = 0;
+  /** What the source last reported; the published status is this unless inference is stuck. */
+  #sourceStatus: SourceStatus;
+  /** When the frame now in inference went in (monotonic ms), undefined when none is. */
+  #inferenceSince: number | undefined;
+  #stuck = false;
+  #stuckTimer: NodeJS.Timeout | undefined;
   /** The newest frame that got a score, kept for the `snapshot` command. */
   #lastScored: { frame: Frame; detection: Detection; seq: number } | undefined;
 
@@ -74,10 +85,14 @@ export class CameraPipeline {
     const { startFrames, endFrames } = deps.scoring();
     this.#tracker = new EventTracker(this.name, { startFrames, endFrames });
     this.#status = { camera: this.name, state: 'starting' };
+    this.#sourceStatus = this.#status;
   }
 
   async start(): Promise<void> {
     this.#loop = this.#run();
+    const period = Math.min(1000, (this.#deps.stuckTimeoutS * 1000) / 4);
+    this.#stuckTimer = setInterval(() => this.#checkStuck(), period);
+    this.#stuckTimer.unref();
     await this.#startSource();
   }
 
@@ -85,14 +100,39 @@ export class CameraPipeline {
     return this.#deps.source.start(
       (frame) => this.#slot.put(frame),
       (status) => {
-        this.#status = status;
-        // The capture concern logs its own state changes; here they only go out on MQTT.
-        const { state, message } = status;
-        this.#deps.link.publishCameraStatus(this.name, message === undefined ? { state } : { state, message }).catch((err: unknown) => {
-          this.#deps.log.warn(`camera status not published: ${errorMessage(err)}`);
-        });
+        this.#sourceStatus = status;
+        // While inference is stuck that is the camera's state; the source's shows again after.
+        if (!this.#stuck) this.#setStatus(status);
       },
     );
+  }
+
+  #setStatus(status: CameraStatus): void {
+    this.#status = status;
+    // The capture concern logs its own state changes; here they only go out on MQTT.
+    const { state, message } = status;
+    this.#deps.link.publishCameraStatus(this.name, message === undefined ? { state } : { state, message }).catch((err: unknown) => {
+      this.#deps.log.warn(`camera status not published: ${errorMessage(err)}`);
+    });
+  }
+
+  #checkStuck(): void {
+    const since = this.#inferenceSince;
+    if (this.#stuck || since === undefined) return;
+    const seconds = (performance.now() - since) / 1000;
+    if (seconds < this.#deps.stuckTimeoutS) return;
+    this.#stuck = true;
+    const message = `a frame has been in inference for ${seconds.toFixed(0)} s (inference.stuckTimeoutS ${this.#deps.stuckTimeoutS})`;
+    this.#deps.log.error(`inference stuck: ${message}`);
+    this.#setStatus({ camera: this.name, state: 'inference_stuck', message });
+  }
+
+  #inferenceDone(): void {
+    this.#inferenceSince = undefined;
+    if (!this.#stuck) return;
+    this.#stuck = false;
+    this.#deps.log.info('inference answers again');
+    this.#setStatus(this.#sourceStatus);
   }
 
   /** Stops and starts the source (a new child process for live cameras); inference and seq go on. */
@@ -114,6 +154,7 @@ export class CameraPipeline {
 
   /** Stops capture, lets the frame in inference finish and publish, then ends an open event. */
   async stop(): Promise<void> {
+    clearInterval(this.#stuckTimer);
     await this.#deps.source.stop().catch((err: unknown) => this.#deps.log.warn(`source stop: ${errorMessage(err)}`));
     this.#slot.close();
     await this.#loop;
@@ -193,12 +234,14 @@ export class CameraPipeline {
     let next = this.#nextPrepared();
     for (let item = await next; item !== undefined; item = await next) {
       const { frame } = item;
+      this.#inferenceSince = performance.now();
       const inference = detector.infer(item.prepared).then(
         (detection) => ({ detection }),
         (error: unknown) => ({ error }),
       );
       next = this.#nextPrepared();
       const outcome = await inference;
+      this.#inferenceDone();
       // One publish at a time, in frame order; it overlaps the next frame's inference.
       await publishing;
       if ('error' in outcome) {

@@ -119,6 +119,7 @@ export class Daemon {
             link: link.link,
             seq: seqs[i] as CameraSeq,
             scoring: () => this.#store.current.scoring,
+            stuckTimeoutS: config.inference.stuckTimeoutS,
             log: log.child(camera.name),
           }),
       );

@@ -7,5 +7,10 @@ export const InferenceConfigSchema = z.strictObject({
   backend: z.enum(['onnxruntime', 'native']).default('onnxruntime'),
   providers: z.array(z.enum(['cpu', 'cuda', 'tensorrt'])).min(1).default(['cpu']),
   threads: z.number().int().min(0).max(64).default(0),
+  /**
+   * A frame in inference for longer than this marks the camera `inference_stuck` on its
+   * status topic (a hung GPU driver or a wedged worker), until a result arrives again.
+   */
+  stuckTimeoutS: z.number().positive().max(3600).default(30),
 });
 export type InferenceConfig = z.infer<typeof InferenceConfigSchema>;

@@ -297,3 +297,41 @@ test('a Jetson board asks for the native backend; without TensorRT the daemon sa
     await state.remove();
   }
 });
+
+test('a frame held in inference past inference.stuckTimeoutS marks the camera inference_stuck until results return', async () => {
+  const scratch = await tempDir();
+  try {
+    // Every run of this model takes far longer than the 50 ms allowed below.
+    const slowBundle = scratch.file('slow-bundle');
+    await writeSyntheticBundle(slowBundle, { kind: 'heavy', size: 64, grid: 4, layers: 960 });
+    await testFrames(scratch.file('frames'), {}, 2);
+    const file = scratch.file('stuck.yaml');
+    await writeFile(
+      file,
+      [
+        `stateDir: ${scratch.file('state')}`,
+        `cameras: [{type: folder, name: cam, path: ${scratch.file('frames')}, fps: 5}]`,
+        `inference: {model: ${slowBundle}, threads: 1, stuckTimeoutS: 0.05}`,
+        `mqtt: {url: "${broker.url}", device: stuck}`,
+        '',
+      ].join('\n'),
+    );
+    const sub = await MqttCollector.connect(broker.url, 'moead/stuck/#');
+    const daemon = spawnCli(['run', '--config', file]);
+    try {
+      const status = (m: ReceivedMessage): { state: string; message?: string } => m.json() as { state: string; message?: string };
+      const stuck = await sub.waitFor((m) => m.topic === 'moead/stuck/cam/status' && status(m).state === 'inference_stuck', { timeoutMs: 20_000 });
+      assert.match(status(stuck).message ?? '', /in inference for \d+ s \(inference\.stuckTimeoutS 0\.05\)/);
+      // A result arrives: the source's state is shown again and scoring goes on.
+      await sub.waitFor((m) => m.topic === 'moead/stuck/cam/status' && status(m).state === 'streaming', { from: sub.mark, timeoutMs: 20_000 });
+      await sub.waitFor('moead/stuck/cam/score', { timeoutMs: 20_000 });
+      daemon.signal('SIGTERM');
+      assert.equal((await daemon.waitForExit(15_000)).code, 0, daemon.output());
+    } finally {
+      await daemon.stop();
+      await sub.close();
+    }
+  } finally {
+    await scratch.remove();
+  }
+});
