@@ -182,6 +182,7 @@ export class MqttFleetLink implements FleetLinkHandle {
         url: this.#url, clientOptions: { ...options, clientId: `${clientId}-spb`, will: undefined },
         backoff: cfg.backoff, groupId: cfg.sparkplug.groupId, nodeId: this.topics.device,
         stateDir: this.#deps.stateDir, log: this.#log, cameras: () => [...this.#cameras], model: () => this.#deps.model?.(),
+        command: (name, request) => this.#commands.dispatch(name, Buffer.from(JSON.stringify(request))),
       });
     }
     await Promise.all([conn.start(), this.#sparkplug?.start()]);

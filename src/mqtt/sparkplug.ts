@@ -7,13 +7,18 @@
  * bdSeq counts sessions (0-255, persisted, so a host can tie an NDEATH to its NBIRTH across
  * restarts); seq counts messages of one session (0 in NBIRTH, then 1..255, 0, ...).
  * Scores go out as DDATA at QoS 0 as the spec asks; the JSON score topic is the lossless path.
+ *
+ * Commands: NCMD `Node Control/Rebirth` and `Node Control/Reload Config`; DCMD `threshold`
+ * (a Double), `Device Control/Snapshot` and `Device Control/Restart` (Booleans, true).
+ * Except for rebirth they go through the same dispatcher as the JSON command topics (size,
+ * allow-list, schema, handler); Sparkplug has no replies, so outcomes are logged.
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IClientOptions } from 'mqtt';
 import { Connection, errorText, type Log } from './connection.js';
 import { decodePayload, encodePayload, type Metric } from './sparkplug-payload.js';
-import type { ScorePayload } from './topics.js';
+import type { CommandReply, ScorePayload } from './topics.js';
 
 export interface SparkplugOptions {
   url: string;
@@ -25,9 +30,15 @@ export interface SparkplugOptions {
   log: Log;
   cameras: () => string[];
   model: () => { name: string; version: string } | undefined;
+  /** Runs a daemon command as the JSON command topics would. */
+  command: (name: string, request: { id: string } & Record<string, unknown>) => Promise<CommandReply>;
 }
 
 export const REBIRTH = 'Node Control/Rebirth';
+const RELOAD_CONFIG = 'Node Control/Reload Config';
+const SNAPSHOT = 'Device Control/Snapshot';
+const RESTART = 'Device Control/Restart';
+const THRESHOLD = 'threshold';
 
 export class SparkplugNode {
   readonly #o: SparkplugOptions;
@@ -35,6 +46,7 @@ export class SparkplugNode {
   readonly #last = new Map<string, ScorePayload>();
   readonly #bdSeqFile: string;
   #bdSeq: number;
+  #commandsRun = 0;
   #seq = 0;
 
   constructor(o: SparkplugOptions) {
@@ -110,6 +122,7 @@ export class SparkplugNode {
     await this.#publish(this.topic('NBIRTH'), [
       { name: 'bdSeq', type: 'UInt64', value: this.#bdSeq },
       { name: REBIRTH, type: 'Boolean', value: false },
+      { name: RELOAD_CONFIG, type: 'Boolean', value: false },
       { name: 'Properties/model name', type: 'String', value: model?.name ?? null },
       { name: 'Properties/model version', type: 'String', value: model?.version ?? null },
     ], true);
@@ -128,6 +141,8 @@ export class SparkplugNode {
       { name: 'seq', type: 'UInt64', value: s?.seq ?? null },
       { name: 'model/name', type: 'String', value: s?.model.name ?? model?.name ?? null },
       { name: 'model/version', type: 'String', value: s?.model.version ?? model?.version ?? null },
+      { name: SNAPSHOT, type: 'Boolean', value: false },
+      { name: RESTART, type: 'Boolean', value: false },
     ];
   }
 
@@ -142,19 +157,49 @@ export class SparkplugNode {
   }
 
   #onCommand(topic: string, payload: Buffer): void {
-    if (topic !== this.topic('NCMD')) {
-      this.#o.log('warn', `sparkplug: ${topic}: device commands are not supported; use the JSON command topics`);
-      return;
-    }
+    const devicePrefix = `${this.topic('DCMD')}/`;
+    const camera = topic.startsWith(devicePrefix) ? topic.slice(devicePrefix.length) : undefined;
     let metrics: Metric[];
     try {
       metrics = decodePayload(payload).metrics;
     } catch (err) {
-      this.#o.log('warn', `sparkplug: ignoring malformed NCMD on ${topic}: ${errorText(err)}`);
+      this.#o.log('warn', `sparkplug: ignoring malformed command on ${topic}: ${errorText(err)}`);
       return;
     }
-    if (metrics.some((m) => m.name === REBIRTH && m.value === true)) void this.#birth();
-    else this.#o.log('warn', `sparkplug: NCMD with no known metric (${metrics.map((m) => m.name).join(', ') || 'none'}) ignored`);
+    for (const m of metrics) {
+      const request = camera === undefined ? this.#nodeCommand(m) : this.#deviceCommand(camera, m);
+      if (request === undefined) {
+        this.#o.log('warn', `sparkplug: ${topic}: metric ${JSON.stringify(m.name)} (${m.type} ${String(m.value)}) is not a command here; ignored`);
+      } else if (request !== 'rebirth') {
+        void this.#run(topic, request.name, request.body);
+      }
+    }
+  }
+
+  #nodeCommand(m: Metric): 'rebirth' | { name: string; body: Record<string, unknown> } | undefined {
+    if (m.name === REBIRTH && m.value === true) {
+      void this.#birth();
+      return 'rebirth';
+    }
+    if (m.name === RELOAD_CONFIG && m.value === true) return { name: 'reload-config', body: {} };
+    return undefined;
+  }
+
+  #deviceCommand(camera: string, m: Metric): { name: string; body: Record<string, unknown> } | undefined {
+    // The value goes to the command's own schema unconverted, so a wrong type is refused there.
+    if (m.name === THRESHOLD) {
+      return { name: 'set-threshold', body: { camera, threshold: typeof m.value === 'bigint' ? Number(m.value) : m.value } };
+    }
+    if (m.name === SNAPSHOT && m.value === true) return { name: 'snapshot', body: { camera } };
+    if (m.name === RESTART && m.value === true) return { name: 'restart-camera', body: { camera } };
+    return undefined;
+  }
+
+  async #run(topic: string, name: string, body: Record<string, unknown>): Promise<void> {
+    this.#commandsRun += 1;
+    const reply = await this.#o.command(name, { id: `sparkplug-${this.#commandsRun}`, ...body });
+    if (reply.ok) this.#o.log('info', `sparkplug: ${topic}: ${name} done`);
+    else this.#o.log('warn', `sparkplug: ${topic}: ${name} refused: ${reply.error}`);
   }
 }
 

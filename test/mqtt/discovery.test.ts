@@ -43,13 +43,20 @@ test('our Sparkplug encoder and decoder agree with Tahu\'s in both directions', 
   assert.throws(() => decodePayload(Buffer.from([0x12, 0x50, 0x01])), /Sparkplug payload: truncated/);
 });
 
-test('Sparkplug B: NBIRTH with bdSeq, DBIRTH per camera, DDATA per score, rebirth on NCMD, NDEATH', async () => {
+test('Sparkplug B: NBIRTH with bdSeq, DBIRTH per camera, DDATA per score, rebirth and commands on NCMD/DCMD, NDEATH', async () => {
   const broker = await Mosquitto.start();
   const state = await tempDir('moead-spb-');
   const w = await MqttCollector.connect(broker.url, 'spBv1.0/plant1/#');
   const config = testConfig(broker.url, { sparkplug: { enabled: true, groupId: 'plant1' } });
   const deps = { stateDir: state.path, cameras: ['cam1'], model: () => ({ name: 'moead-mnv2-synth', version: '1.0.0' }) };
   const link = createFleetLink(config, deps);
+  const handled: Array<[string, Record<string, unknown>]> = [];
+  for (const name of ['set-threshold', 'snapshot', 'reload-config']) {
+    link.onCommand(name, async (request) => {
+      handled.push([name, request]);
+      return {};
+    });
+  }
   try {
     await link.start();
     const nbirth = decode((await w.waitFor('spBv1.0/plant1/NBIRTH/dev1')).payload);
@@ -78,6 +85,24 @@ test('Sparkplug B: NBIRTH with bdSeq, DBIRTH per camera, DDATA per score, rebirt
     assert.equal(asNumber(reborn.seq), 0);
     const redbirth = decode((await w.waitFor('spBv1.0/plant1/DBIRTH/dev1/cam1', { from })).payload);
     assert.equal(metric(redbirth, 'score')?.value, 1.25);
+
+    // Commands: DCMD threshold and snapshot for the camera, NCMD reload; each reaches the
+    // daemon's handler through the same schemas as the JSON topics. A wrong type is refused.
+    const cmd = (topic: string, metrics: Array<{ name: string; type: 'String' | 'Double' | 'Boolean'; value: string | number | boolean }>) =>
+      w.publish(topic, Buffer.from(tahu.encodePayload({ timestamp: Date.now(), metrics })), { qos: 0 });
+    await cmd('spBv1.0/plant1/DCMD/dev1/cam1', [{ name: 'threshold', type: 'String', value: 'high' }]);
+    await cmd('spBv1.0/plant1/DCMD/dev1/cam1', [{ name: 'threshold', type: 'Double', value: 0.7 }]);
+    await cmd('spBv1.0/plant1/DCMD/dev1/cam1', [{ name: 'Device Control/Snapshot', type: 'Boolean', value: true }]);
+    await cmd('spBv1.0/plant1/NCMD/dev1', [{ name: 'Node Control/Reload Config', type: 'Boolean', value: true }]);
+    const deadline = Date.now() + 5000;
+    while (handled.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(handled.map(([name, request]) => [name, { ...request, id: typeof request.id }]), [
+      ['set-threshold', { id: 'string', camera: 'cam1', threshold: 0.7 }],
+      ['snapshot', { id: 'string', camera: 'cam1' }],
+      ['reload-config', { id: 'string' }],
+    ]);
+    assert.equal(metric(redbirth, 'Device Control/Snapshot')?.value, false, 'DBIRTH declares the device commands');
+    assert.equal(metric(reborn, 'Node Control/Reload Config')?.value, false, 'NBIRTH declares the node commands');
 
     // A malformed NCMD changes nothing and the node goes on.
     await w.publish('spBv1.0/plant1/NCMD/dev1', Buffer.from([0xff, 0xff, 0xff]), { qos: 0 });
