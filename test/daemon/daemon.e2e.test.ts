@@ -206,18 +206,23 @@ test('publishes the contract, survives a corrupt frame, answers commands, stops 
   }
 });
 
-test('out of the box: no config, an embedded broker, the sample frames; prints how to watch within 15 s', async () => {
+/**
+ * Runs the CLI with no config file (built-in defaults, embedded broker on a free port) plus
+ * `env`, checks `before(daemon)` first, then that a score arrives and SIGTERM exits 0.
+ */
+async function runDefaultsUntilScore(device: string, env: Record<string, string>, before?: (daemon: ChildHandle) => Promise<unknown>): Promise<void> {
   const state = await tempDir();
   const bundle = await testBundle(dir.path);
   // The real default is the shipped bundle; only a checkout without it points elsewhere.
-  const env: Record<string, string> = { MOEAD_STATE_DIR: state.path, MOEAD_MQTT__EMBEDDED_PORT: '0', MOEAD_MQTT__DEVICE: 'oob' };
-  if (!bundle.shipped) env.MOEAD_INFERENCE__MODEL = bundle.dir;
-  const daemon = spawnCli(['run'], { env });
+  const fullEnv: Record<string, string> = { MOEAD_STATE_DIR: state.path, MOEAD_MQTT__EMBEDDED_PORT: '0', MOEAD_MQTT__DEVICE: device, ...env };
+  if (!bundle.shipped) fullEnv.MOEAD_INFERENCE__MODEL = bundle.dir;
+  const daemon = spawnCli(['run'], { env: fullEnv });
   try {
+    await before?.(daemon);
     const line = await daemon.waitForLine(/mosquitto_sub -h 127\.0\.0\.1 -p (\d+) -t 'moead\/#' -v/, { stream: 'stdout', timeoutMs: 15_000 });
     const port = Number(/-p (\d+)/.exec(line.text)?.[1]);
-    const sub = await MqttCollector.connect(`mqtt://127.0.0.1:${port}`, 'moead/oob/#');
-    const first = await sub.waitFor('moead/oob/samples/score', { timeoutMs: 20_000 });
+    const sub = await MqttCollector.connect(`mqtt://127.0.0.1:${port}`, `moead/${device}/#`);
+    const first = await sub.waitFor(`moead/${device}/samples/score`, { timeoutMs: 20_000 });
     ScorePayloadSchema.parse(first.json());
     await sub.close();
     daemon.signal('SIGTERM');
@@ -226,6 +231,10 @@ test('out of the box: no config, an embedded broker, the sample frames; prints h
     await daemon.stop();
     await state.remove();
   }
+}
+
+test('out of the box: no config, an embedded broker, the sample frames; prints how to watch within 15 s', async () => {
+  await runDefaultsUntilScore('oob', {});
 });
 
 test('inference slower than capture: the newest frame wins, drops are counted, seq has no gaps', async () => {
@@ -274,28 +283,9 @@ test('inference slower than capture: the newest frame wins, drops are counted, s
 });
 
 test('a Jetson board asks for the native backend; without TensorRT the daemon says why and runs onnxruntime', async () => {
-  const state = await tempDir();
-  const bundle = await testBundle(dir.path);
-  const env: Record<string, string> = {
-    MOEAD_STATE_DIR: state.path,
-    MOEAD_BOARD: 'jetson-orin-nano',
-    MOEAD_MQTT__EMBEDDED_PORT: '0',
-    MOEAD_MQTT__DEVICE: 'jetson',
-  };
-  if (!bundle.shipped) env.MOEAD_INFERENCE__MODEL = bundle.dir;
-  const daemon = spawnCli(['run'], { env });
-  try {
-    await daemon.waitForLine(/asks for the native backend, which is unavailable here: .*Running onnxruntime instead\./, { timeoutMs: 15_000 });
-    const line = await daemon.waitForLine(/mosquitto_sub -h 127\.0\.0\.1 -p (\d+) -t 'moead\/#' -v/, { stream: 'stdout', timeoutMs: 15_000 });
-    const sub = await MqttCollector.connect(`mqtt://127.0.0.1:${Number(/-p (\d+)/.exec(line.text)?.[1])}`, 'moead/jetson/#');
-    ScorePayloadSchema.parse((await sub.waitFor('moead/jetson/samples/score', { timeoutMs: 20_000 })).json());
-    await sub.close();
-    daemon.signal('SIGTERM');
-    assert.equal((await daemon.waitForExit(15_000)).code, 0, daemon.output());
-  } finally {
-    await daemon.stop();
-    await state.remove();
-  }
+  await runDefaultsUntilScore('jetson', { MOEAD_BOARD: 'jetson-orin-nano' }, (daemon) =>
+    daemon.waitForLine(/asks for the native backend, which is unavailable here: .*Running onnxruntime instead\./, { timeoutMs: 15_000 }),
+  );
 });
 
 test('a frame held in inference past inference.stuckTimeoutS marks the camera inference_stuck until results return', async () => {
