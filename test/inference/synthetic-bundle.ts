@@ -8,8 +8,24 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { BUNDLE_FORMAT, type Manifest } from '../../src/bundle/manifest.js';
+import { BUNDLE_FORMAT, type InputSpec, type Manifest } from '../../src/bundle/manifest.js';
 import { REPO_ROOT, VENV_PYTHON } from '../../src/toolchain/python-env.js';
+
+/** An RGB input spec with ImageNet mean/std, as the `paper` config uses, for test bundles. */
+export function imagenetInputSpec(width: number, height: number): InputSpec {
+  return {
+    name: 'image',
+    width,
+    height,
+    color: 'RGB',
+    layout: 'NCHW',
+    dtype: 'float32',
+    resize: 'bilinear',
+    scale: 1 / 255,
+    mean: [0.485, 0.456, 0.406],
+    std: [0.229, 0.224, 0.225],
+  };
+}
 
 export const MAKE_MODEL = join(REPO_ROOT, 'test', 'inference', 'fixtures', 'make_model.py');
 /** Python reference implementations (torch, scipy, Pillow, onnxruntime) for parity tests. */
@@ -58,18 +74,7 @@ export function syntheticManifest(model: Buffer, size: number, grid: number): Ma
       top_k: 1,
       parameters: { backbone: 1, reconstruction: 1 },
     },
-    input: {
-      name: 'image',
-      width: size,
-      height: size,
-      color: 'RGB',
-      layout: 'NCHW',
-      dtype: 'float32',
-      resize: 'bilinear',
-      scale: 1 / 255,
-      mean: [0.485, 0.456, 0.406],
-      std: [0.229, 0.224, 0.225],
-    },
+    input: imagenetInputSpec(size, size),
     output: { name: 'anomaly_map', kind: 'l2_distance', width: grid, height: grid },
     postprocess: {
       upsample: { mode: 'bilinear', align_corners: false, width: size, height: size },

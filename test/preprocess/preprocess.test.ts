@@ -7,22 +7,11 @@ import type { InputSpec } from '../../src/bundle/manifest.js';
 import type { Frame, PixelFormat } from '../../src/capture/frame.js';
 import { PreprocessError, SUPPORTED_FRAME_FORMATS, pixelsAtSize, preprocessBatch, preprocessFrame } from '../../src/preprocess/index.js';
 import { withTempDir } from '../harness/index.js';
-import { REFERENCE_PY, pythonMissing, runPython } from '../inference/synthetic-bundle.js';
+import { REFERENCE_PY, imagenetInputSpec, pythonMissing, runPython } from '../inference/synthetic-bundle.js';
 
 const W = 32;
 const H = 24;
-const spec: InputSpec = {
-  name: 'image',
-  width: W,
-  height: H,
-  color: 'RGB',
-  layout: 'NCHW',
-  dtype: 'float32',
-  resize: 'bilinear',
-  scale: 1 / 255,
-  mean: [0.485, 0.456, 0.406],
-  std: [0.229, 0.224, 0.225],
-};
+const spec: InputSpec = imagenetInputSpec(W, H);
 
 /** Interleaved RGB test pattern with distinct values per channel and position. */
 function pattern(width: number, height: number): Buffer {
