@@ -5,7 +5,9 @@
 #include <napi.h>
 
 #include <chrono>
+#include <exception>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -34,10 +36,10 @@ Napi::Array Shape(Napi::Env env, const std::vector<int64_t>& dims) {
 
 // The JS face of one engine: methods close over a shared owner, so a run in flight keeps the
 // engine alive even if dispose() is called meanwhile.
-Napi::Object WrapEngine(Napi::Env env, std::shared_ptr<EngineRunner> runner) {
+Napi::Object WrapEngine(Napi::Env env, std::shared_ptr<EngineRunner> runner, const std::string& model) {
   auto holder = std::make_shared<std::shared_ptr<EngineRunner>>(std::move(runner));
   Napi::Object engine = Napi::Object::New(env);
-  engine.Set("run", Napi::Function::New(env, [holder](const Napi::CallbackInfo& info) -> Napi::Value {
+  engine.Set("run", Napi::Function::New(env, [holder, model](const Napi::CallbackInfo& info) -> Napi::Value {
     std::shared_ptr<EngineRunner> r = *holder;
     if (!r) throw Napi::Error::New(info.Env(), "the engine was disposed");
     const int max_batch = static_cast<int>(r->info().input_shape[0]);
@@ -47,9 +49,13 @@ Napi::Object WrapEngine(Napi::Env env, std::shared_ptr<EngineRunner> runner) {
     auto ms = std::make_shared<double>(0);
     return TaskWorker::Start(
         info.Env(), {input.array, out.array},
-        [r, src = input.data, dst = out.data, batch, ms] {
+        [r, src = input.data, dst = out.data, batch, ms, model] {
           const auto t0 = std::chrono::steady_clock::now();
-          r->Run(src, batch, dst);
+          try {
+            r->Run(src, batch, dst);
+          } catch (const std::exception& error) {
+            throw std::runtime_error(model + ": " + error.what());
+          }
           *ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         },
         [ms](Napi::Env e, const std::vector<Napi::ObjectReference>& kept) {
@@ -109,18 +115,29 @@ Napi::Value CreateEngineJs(const Napi::CallbackInfo& info) {
         try {
           *runner = EngineRunner::Open(options, [progress](const std::string& line) {
             if (!progress) return;
-            progress->BlockingCall(new std::string(line), [](Napi::Env e, Napi::Function cb, std::string* s) {
-              cb.Call({Napi::String::New(e, *s)});
-              delete s;
-            });
+            // The line is owned by the call once it is queued; the callback frees it even if
+            // onProgress throws. A call that is not queued (the function is closing) frees it here.
+            std::unique_ptr<std::string> text(new std::string(line));
+            const napi_status status =
+                progress->BlockingCall(text.get(), [](Napi::Env e, Napi::Function cb, std::string* s) {
+                  std::unique_ptr<std::string> owned(s);
+                  cb.Call({Napi::String::New(e, *owned)});
+                });
+            if (status == napi_ok) text.release();
           });
+        } catch (const std::exception& error) {
+          release();
+          // TaskWorker rejects with the message alone: name the model it was about.
+          throw std::runtime_error(options.onnx_path + ": " + error.what());
         } catch (...) {
           release();
           throw;
         }
         release();
       },
-      [runner](Napi::Env e, const std::vector<Napi::ObjectReference>&) -> Napi::Value { return WrapEngine(e, *runner); });
+      [runner, model = options.onnx_path](Napi::Env e, const std::vector<Napi::ObjectReference>&) -> Napi::Value {
+        return WrapEngine(e, *runner, model);
+      });
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
@@ -51,13 +52,20 @@ void WriteFileAtomic(const std::string& path, const void* data, size_t size) {
 }
 
 void MakeDirs(const std::string& dir) {
-  for (size_t pos = 1; pos != std::string::npos;) {
+  if (dir.empty()) throw std::runtime_error("the engine cache directory is an empty path");
+  // Each prefix ending before a '/', then the whole path. The search starts at index 1 so a
+  // leading '/' is not taken for an empty first component, yet "a/b" still creates "a" first.
+  size_t pos = 0;
+  do {
     pos = dir.find('/', pos + 1);
     const std::string part = dir.substr(0, pos);
     if (mkdir(part.c_str(), 0755) != 0 && errno != EEXIST) {
       throw std::runtime_error("could not create " + part + ": " + std::strerror(errno));
     }
-  }
+  } while (pos != std::string::npos);
+  struct stat st {};
+  if (stat(dir.c_str(), &st) != 0) throw std::runtime_error("could not create " + dir + ": " + std::strerror(errno));
+  if (!S_ISDIR(st.st_mode)) throw std::runtime_error("could not create " + dir + ": a file of that name is in the way");
 }
 
 }  // namespace moead

@@ -3,6 +3,8 @@
 // pinned host staging buffers.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
