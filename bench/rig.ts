@@ -96,11 +96,6 @@ export interface Rig {
   detector: Detector;
   /** Where each detected frame's time went (all cameras), in detection order. */
   timings: DetectionTimings[];
-  /**
-   * Milliseconds the inference thread sat idle between one frame's inference and the next
-   * on the same camera while frames wait (the rest of the path overlaps inference).
-   */
-  afterDetection: number[];
   /** A camera fed as fast as the pipeline takes frames. */
   saturating(name: string): Promise<{ source: SaturatingSource; arrivals: Arrival[] }>;
   /** A camera on the real folder source at a fixed rate. */
@@ -151,7 +146,6 @@ function wire({ state, broker, detector, link, subscriber, log, images }: RigPar
   const captured = new Map<string, number>();
   const cameras = new Map<string, Camera>();
   const timings: DetectionTimings[] = [];
-  const afterDetection: number[] = [];
   subscriber.on('message', (topic, payload) => {
     const at = performance.now();
     for (const [name, camera] of cameras) {
@@ -165,7 +159,6 @@ function wire({ state, broker, detector, link, subscriber, log, images }: RigPar
   });
 
   const addCamera = async (config: CameraConfig, source: FrameSource, onTaken?: () => void): Promise<Camera> => {
-    let lastDetected: number | undefined;
     const traced: FrameDetector = {
       manifest: detector.manifest,
       prepare: (frame) => {
@@ -173,15 +166,11 @@ function wire({ state, broker, detector, link, subscriber, log, images }: RigPar
         onTaken?.();
         return detector.prepare(frame);
       },
-      infer: (prepared) => {
-        // How long the inference thread sat idle since the previous frame's inference ended.
-        if (onTaken && lastDetected !== undefined) afterDetection.push(performance.now() - lastDetected);
-        return detector.infer(prepared).then((detection) => {
+      infer: (prepared) =>
+        detector.infer(prepared).then((detection) => {
           timings.push(detection.timings);
-          lastDetected = performance.now();
           return detection;
-        });
-      },
+        }),
       snapshot: (frame, detection, opts) => detector.snapshot(frame, detection, opts),
     };
     await subscriber.subscribeAsync(link.topics.score(config.name), { qos: 1 });
@@ -204,7 +193,6 @@ function wire({ state, broker, detector, link, subscriber, log, images }: RigPar
   return {
     detector,
     timings,
-    afterDetection,
     async saturating(name) {
       const source = new SaturatingSource(name, images);
       // The pipeline reads only the camera's name from its config; the frames come from `source`.

@@ -4,8 +4,9 @@
  * counted and skipped; it never gets a seq and never stops the camera.
  *
  * The path is a short pipeline: while the inference thread runs frame N, the main thread
- * preprocesses frame N+1 and publishes frame N-1, so inference does not wait for a decode
- * or an outbox fsync. At most three frames are in flight; publishing stays in frame order.
+ * preprocesses frame N+1 and queues it on the inference thread, then post-processes and
+ * publishes frame N-1, so inference never waits for a decode, a map upsample or an outbox
+ * fsync. At most three frames are in flight; publishing stays in frame order.
  */
 import { performance } from 'node:perf_hooks';
 import type { Manifest } from '../bundle/manifest.js';
@@ -43,6 +44,12 @@ export interface CameraPipelineDeps {
   /** Seconds a frame may stay in inference before the camera reports `inference_stuck`. */
   stuckTimeoutS: number;
   log: Logger;
+}
+
+/** A frame handed to the inference thread, with the outcome it will have. */
+interface InFlight {
+  frame: Frame;
+  inference: Promise<{ detection: Detection } | { error: unknown }>;
 }
 
 /** A camera's published state: its source's, or `inference_stuck` while the model hangs. */
@@ -228,19 +235,31 @@ export class CameraPipeline {
     }
   }
 
+  /**
+   * The next decodable frame, preprocessed and handed to the inference thread. Called while
+   * the previous frame is still running there, so the thread's queue holds this one and it
+   * starts the moment the previous run ends, not after a round trip to this thread.
+   */
+  async #nextSubmitted(): Promise<InFlight | undefined> {
+    const item = await this.#nextPrepared();
+    if (!item) return undefined;
+    const inference = this.#deps.detector.infer(item.prepared).then(
+      (detection) => ({ detection }),
+      (error: unknown) => ({ error }),
+    );
+    return { frame: item.frame, inference };
+  }
+
   async #run(): Promise<void> {
-    const { detector, log } = this.#deps;
+    const { log } = this.#deps;
     let publishing: Promise<void> = Promise.resolve();
-    let next = this.#nextPrepared();
-    for (let item = await next; item !== undefined; item = await next) {
-      const { frame } = item;
-      this.#inferenceSince = performance.now();
-      const inference = detector.infer(item.prepared).then(
-        (detection) => ({ detection }),
-        (error: unknown) => ({ error }),
-      );
-      next = this.#nextPrepared();
-      const outcome = await inference;
+    let next = this.#nextSubmitted();
+    for (let current = await next; current !== undefined; current = await next) {
+      const { frame } = current;
+      // The frame queued behind this one starts running when this one ends (stuck watch).
+      this.#inferenceSince ??= performance.now();
+      next = this.#nextSubmitted();
+      const outcome = await current.inference;
       this.#inferenceDone();
       // One publish at a time, in frame order; it overlaps the next frame's inference.
       await publishing;
