@@ -57,8 +57,13 @@ export const InputSpecSchema = z.strictObject({
 
 export const OutputSpecSchema = z.strictObject({
   name: z.string().min(1),
-  /** Per-position L2 distance between backbone features and their reconstruction. */
-  kind: z.literal('l2_distance'),
+  /**
+   * What each map value is: the per-position L2 distance between backbone features and
+   * their reconstruction (`l2_distance`, the paper's), or that distance divided by the
+   * feature vector's norm (`relative_l2_distance`). The daemon treats both alike; the kind
+   * says how to read the threshold's units.
+   */
+  kind: z.enum(['l2_distance', 'relative_l2_distance']),
   width: positiveInt,
   height: positiveInt,
 });

@@ -41,6 +41,19 @@ test('a consistent bundle loads with an absolute model path', async () => {
   assert.equal(loaded.dir, bundle);
 });
 
+test('both map kinds load; any other kind is refused naming output.kind', async () => {
+  const relative = await freshBundle('relative');
+  await editManifest(relative, (m) => {
+    (m['output'] as Record<string, unknown>)['kind'] = 'relative_l2_distance';
+  });
+  assert.equal((await loadBundle(relative)).manifest.output.kind, 'relative_l2_distance');
+  const cosine = await freshBundle('cosine');
+  await editManifest(cosine, (m) => {
+    (m['output'] as Record<string, unknown>)['kind'] = 'cosine_distance';
+  });
+  await assert.rejects(loadBundle(cosine), /output\.kind: /);
+});
+
 test('EXPECTED FAILURE - truncated model file', async () => {
   const b = await freshBundle('truncated');
   await truncate(join(b, 'model.onnx'), 1000);

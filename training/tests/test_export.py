@@ -2,6 +2,7 @@
 dynamic batch, and onnxruntime == PyTorch within 1e-4."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from moead_edge.export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, run_onnx
-from moead_edge.model import MoEAD, load_config
+from moead_edge.model import MoEAD, distance_map, load_config
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +48,23 @@ def test_onnxruntime_matches_pytorch(exported) -> None:
     got = run_onnx(path, x)
     assert got.shape == (3, 1, 8, 8)
     assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+
+
+def test_relative_distance_exports_with_parity(tmp_path) -> None:
+    torch.manual_seed(1)
+    cfg = dataclasses.replace(load_config("tiny"), distance="relative_l2")
+    model = MoEAD(cfg).eval()
+    path = export_onnx(model, tmp_path / "relative.onnx")
+    x = np.random.default_rng(1).uniform(0, 1, (2, 3, 128, 128)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+        plain = distance_map(*_features_and_reconstruction(model, x)).numpy()
+    got = run_onnx(path, x)
+    assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+    assert not np.allclose(got, plain)  # the graph really divides by the feature norm
+
+
+def _features_and_reconstruction(model: MoEAD, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    feats = model.features(torch.from_numpy(x))
+    rec, _ = model.reconstruction(feats)
+    return feats, rec

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from moead_edge.model import load_config
+import pytest
+
+from moead_edge.model import ConfigError, distance_map, load_config
+from moead_edge.model.config import CONFIG_DIR
 from moead_edge.model.moe import MoEFFN, balance_loss
 from moead_edge.model.reconstruction import MASK_VALUE, Reconstruction, neighbour_mask
 
@@ -119,3 +122,24 @@ def test_paper_backbone_taps_through_timm() -> None:
         taps = net(torch.zeros(1, 3, 224, 224))
     assert [t.shape[-1] for t in taps] == [112, 56, 28, 14]
     assert sum(p.numel() for p in net.parameters()) < 4_000_000  # truncated after the last tap (~3.6 M)
+
+
+def test_distance_maps_plain_and_relative() -> None:
+    feats = torch.tensor([[3.0, 0.0], [4.0, 0.0]]).reshape(1, 2, 1, 2)  # positions (3,4) and (0,0)
+    rec = torch.tensor([[0.0, 0.0], [0.0, 1.0]]).reshape(1, 2, 1, 2)
+    assert distance_map(feats, rec).flatten().tolist() == [5.0, 1.0]
+    relative = distance_map(feats, rec, "relative_l2").flatten()
+    assert relative[0].item() == pytest.approx(1.0)  # |f - r| / |f| = 5 / 5
+    assert torch.isfinite(relative).all()  # an all-zero feature vector does not divide by zero
+    with pytest.raises(ValueError, match="unknown distance"):
+        distance_map(feats, rec, "cosine")
+
+
+def test_config_rejects_an_unknown_distance(tmp_path) -> None:
+    edge = (CONFIG_DIR / "edge.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(edge.replace("distance: relative_l2", "distance: cosine"))
+    with pytest.raises(ConfigError, match="distance must be one of l2, relative_l2"):
+        load_config(str(bad))
+    assert load_config("edge").distance == "relative_l2"
+    assert load_config("paper").distance == "l2"  # the published map

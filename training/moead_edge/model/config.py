@@ -16,6 +16,9 @@ class ConfigError(ValueError):
     pass
 
 
+DISTANCES = ("l2", "relative_l2")
+
+
 @dataclass(frozen=True)
 class InputScaling:
     """pixel' = (pixel * scale - mean[c]) / std[c] with pixel in 0..255 (the manifest's input spec)."""
@@ -56,6 +59,9 @@ class ModelConfig:
     score_kernel: int
     blur_sigma: float
     train: TrainSettings
+    # How the anomaly map compares features and reconstruction (DISTANCES): "l2" is the
+    # paper's per-position L2 distance; "relative_l2" divides it by the feature vector's norm.
+    distance: str = "l2"
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -104,6 +110,8 @@ def load_config(name_or_path: str, overrides: dict | None = None) -> ModelConfig
         train=TrainSettings(**tr), **raw)
     if cfg.input_size % 16:
         raise ConfigError(f"{path}: input_size must be a multiple of 16, got {cfg.input_size}")
+    if cfg.distance not in DISTANCES:
+        raise ConfigError(f"{path}: distance must be one of {', '.join(DISTANCES)}, got {cfg.distance!r}")
     return cfg
 
 

@@ -23,8 +23,25 @@ class Neck(nn.Module):
                           F.interpolate(t, size=self.grid, mode="bilinear", align_corners=True) for t in taps], dim=1)
 
 
-def distance_map(features: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-    return ((reconstruction - features) ** 2).sum(1, keepdim=True).sqrt()
+# Keeps the relative distance finite where every feature is zero (a black, clipped region).
+RELATIVE_FLOOR = 1e-6
+
+
+def distance_map(features: torch.Tensor, reconstruction: torch.Tensor, kind: str = "l2") -> torch.Tensor:
+    """(B, C, h, w) features and reconstruction -> (B, 1, h, w) anomaly map.
+
+    "l2": the paper's per-position L2 distance. "relative_l2": the same divided by the
+    feature vector's norm at that position. The plain distance scales with feature
+    magnitude, and a darkening defect (a stain) shrinks MobileNetV2's features, so its
+    error can come out below that of bright, intact texture elsewhere in the image; the
+    relative error does not depend on how bright the surface is.
+    """
+    dist = ((reconstruction - features) ** 2).sum(1, keepdim=True).sqrt()
+    if kind == "l2":
+        return dist
+    if kind == "relative_l2":
+        return dist / (features ** 2).sum(1, keepdim=True).sqrt().clamp_min(RELATIVE_FLOOR)
+    raise ValueError(f"unknown distance {kind!r}")
 
 
 class MoEAD(nn.Module):
@@ -56,7 +73,7 @@ class MoEAD(nn.Module):
         """Normalized images (B, 3, S, S) -> anomaly map (B, 1, S/16, S/16)."""
         feats = self.neck(self.backbone(images))
         rec, _ = self.reconstruction(feats)
-        return distance_map(feats, rec)
+        return distance_map(feats, rec, self.cfg.distance)
 
 
 def count_parameters(module: nn.Module) -> int:

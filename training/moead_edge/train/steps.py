@@ -35,6 +35,8 @@ RUN = "run.json"
 EVALUATION = "evaluation.json"
 PARITY_TOLERANCE = 1e-4  # max |onnxruntime - PyTorch| over the map, relative to the map's max (>= 1)
 CALIBRATION_IMAGES = 64
+# The manifest's output.kind for each config `distance`.
+OUTPUT_KINDS = {"l2": "l2_distance", "relative_l2": "relative_l2_distance"}
 
 Log = Callable[[str], None]
 
@@ -283,7 +285,7 @@ def package(work: Path, out: Path, name: str, version: str, log: Log = print) ->
                       "rounds": cfg.rounds, "experts": cfg.experts, "top_k": cfg.top_k,
                       "parameters": {"backbone": count_parameters(model.backbone),
                                      "reconstruction": count_parameters(model.reconstruction)}},
-        input_spec=spec, output_spec={"name": OUTPUT_NAME, "kind": "l2_distance", "width": cfg.grid[1],
+        input_spec=spec, output_spec={"name": OUTPUT_NAME, "kind": OUTPUT_KINDS[cfg.distance], "width": cfg.grid[1],
                                       "height": cfg.grid[0]},
         postprocess_spec=pp, threshold=ev["threshold"], reference_frames=frames,
         provenance={"data": {"name": run["name"], "source": run["source"], "categories": run["categories"],

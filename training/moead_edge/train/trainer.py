@@ -83,8 +83,10 @@ def _atomic_save(obj: dict, path: Path) -> None:
 
 def _resumable(config: dict) -> dict:
     """What must match for a checkpoint to continue: everything but the epoch count, so a
-    finished run can be extended with more epochs."""
-    return {**config, "train": {k: v for k, v in config["train"].items() if k != "epochs"}}
+    finished run can be extended with more epochs, and the map's distance, which the loss
+    does not use (checkpoints from before that setting existed carry none)."""
+    kept = {k: v for k, v in config.items() if k != "distance"}
+    return {**kept, "train": {k: v for k, v in config["train"].items() if k != "epochs"}}
 
 
 def train_reconstruction(model: MoEAD, feats: torch.Tensor, work_dir: Path, resume: bool = True,
