@@ -1,4 +1,5 @@
 /** Helpers shared by the mqtt tests: a link config for a test broker and score messages. */
+import assert from 'node:assert/strict';
 import { chmodSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { MqttConfigSchema, type MqttConfig } from '../../src/mqtt/config.js';
@@ -46,6 +47,18 @@ export function gapOrDisorder(seqs: number[], last: number): string | undefined 
   if (missing.length) return `missing seqs ${missing.slice(0, 20).join(',')}${missing.length > 20 ? '…' : ''} (${missing.length})`;
   for (let i = 1; i < firsts.length; i++) if (firsts[i]! < firsts[i - 1]!) return `seq ${firsts[i]} first arrived after ${firsts[i - 1]}`;
   return undefined;
+}
+
+/** Highest seq received on `topic` so far (-1 before the first). */
+export function maxSeq(w: { on(topic: string): Array<{ json(): unknown }> }, topic: string): number {
+  return Math.max(-1, ...seqsOf(w.on(topic)));
+}
+
+/** Waits until seq `last` has arrived on `topic`, then asserts every seq 0..last came, in order. */
+export async function expectEverySeq(w: { on(topic: string): Array<{ json(): unknown }> }, topic: string, last: number, timeoutMs: number): Promise<void> {
+  await until(() => maxSeq(w, topic) >= last, timeoutMs, `seq ${last} at the subscriber`);
+  const problem = gapOrDisorder(seqsOf(w.on(topic)), last);
+  assert.equal(problem, undefined, problem);
 }
 
 export function until(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {

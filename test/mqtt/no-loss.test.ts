@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { createFleetLink } from '../../src/mqtt/index.js';
 import { Mosquitto, MqttCollector, spawnProcess, tempDir, type ChildHandle } from '../harness/index.js';
-import { gapOrDisorder, score, seqsOf, testConfig, until } from './helpers.js';
+import { expectEverySeq, maxSeq, score, seqsOf, testConfig, until } from './helpers.js';
 
 const DRIVER = fileURLToPath(new URL('./fixtures/score-driver.js', import.meta.url));
 
@@ -20,7 +20,6 @@ function watcher(broker: Mosquitto, topic: string, clientId: string): Promise<Mq
 /** The broker keeps the subscriber's session (and the messages queued for it) on disk across its restart. */
 const PERSISTENT = ['persistence true'];
 
-const maxSeq = (w: MqttCollector, topic: string): number => Math.max(-1, ...seqsOf(w.on(topic)));
 
 test('broker stopped mid-stream and restarted: every seq arrives, in order, none missing', async () => {
   const broker = await Mosquitto.start({ extraConfig: PERSISTENT });
@@ -44,9 +43,7 @@ test('broker stopped mid-stream and restarted: every seq arrives, in order, none
     await until(() => seq >= queuedFrom + 160, 10_000, 'scores after the restart');
     clearInterval(timer);
     const last = seq - 1;
-    await until(() => maxSeq(w, topic) >= last, 15_000, `seq ${last} at the subscriber`);
-    const problem = gapOrDisorder(seqsOf(w.on(topic)), last);
-    assert.equal(problem, undefined, problem);
+    await expectEverySeq(w, topic, last, 15_000);
     assert.ok(link.stats().reconnects >= 1);
   } finally {
     clearInterval(timer);
@@ -93,9 +90,7 @@ test('publisher SIGKILLed while the broker is down, then restarted: nothing lost
     await until(() => lastQueued(b) >= killedAt + 60, 10_000, 'scores from the second run');
     await b.stop();
     const last = lastQueued(b);
-    await until(() => maxSeq(w, topic) >= last, 15_000, `seq ${last} at the subscriber`);
-    const problem = gapOrDisorder(seqsOf(w.on(topic)), last);
-    assert.equal(problem, undefined, problem);
+    await expectEverySeq(w, topic, last, 15_000);
 
     // The last will: a process that dies without a word is reported offline by the broker.
     const fromC = w.mark;
