@@ -11,6 +11,7 @@ import sharp from 'sharp';
 import type { InputSpec } from '../bundle/manifest.js';
 import type { Frame, PixelFormat } from '../capture/frame.js';
 import { PreprocessError } from './errors.js';
+import { encodedSize } from './header.js';
 import { resizeBilinear } from './resize.js';
 
 /** Interleaved 8-bit pixels; `order` says where R, G and B sit for 3/4-channel data. */
@@ -85,9 +86,11 @@ export async function decodeFrame(frame: Frame): Promise<Pixels> {
   return throughSharp(frame);
 }
 
-/** Pixel size of a frame without decoding it (header only for encoded images). */
+/** Pixel size of a frame without decoding it (header only for encoded images; sharp for formats header.ts does not read). */
 async function frameSize(frame: Frame): Promise<{ width: number; height: number }> {
   if (frame.format !== 'encoded') return { width: frame.width, height: frame.height };
+  const fromHeader = encodedSize(frame.data);
+  if (fromHeader) return fromHeader;
   try {
     const meta = await sharp(frame.data).metadata();
     return { width: meta.width ?? 0, height: meta.height ?? 0 };

@@ -35,6 +35,19 @@ def test_graph_contract(exported) -> None:
     assert inp.name == INPUT_NAME and out.name == OUTPUT_NAME
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
     assert dims == ["batch", 3, 128, 128]
+    # graph_passes: Keras' explicit zero pads live in the stride-2 convs; token projections
+    # are Gemm with their bias, not MatMul + Add.
+    assert "Pad" not in ops
+    strided = [n for n in g.graph.node if n.op_type == "Conv"
+               and list(next(a.ints for a in n.attribute if a.name == "strides")) == [2, 2]]
+    assert strided and all(list(next(a.ints for a in n.attribute if a.name == "pads")) == [0, 0, 1, 1] for n in strided)
+    weights = {i.name: len(i.dims) for i in g.graph.initializer}
+    consumers = {i: n for n in g.graph.node for i in n.input}
+    matmul_plus_bias = [n.name for n in g.graph.node if n.op_type == "MatMul" and weights.get(n.input[1]) == 2
+                        and consumers[n.output[0]].op_type == "Add"
+                        and any(weights.get(i) == 1 for i in consumers[n.output[0]].input)]
+    assert not matmul_plus_bias
+    assert ops.count("Gemm") >= 6 * model.cfg.rounds
     # The recursion shares weights: each expert matrix is stored once, not once per round.
     shapes = [tuple(i.dims) for i in g.graph.initializer]
     assert shapes.count((64, 4 * 128)) == 2  # expert_in of the two MoE layers (transposed for MatMul)

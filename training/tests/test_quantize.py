@@ -29,13 +29,23 @@ def test_quantized_conv_and_matmul_fuse_to_integer_kernels(models) -> None:
     r = models[3]
     ops = r["ops"]
     assert r["quantized_nodes"] >= 30  # 18 backbone convs + projections + experts
-    assert ops.get("QLinearConv", 0) + ops.get("QLinearMatMul", 0) >= r["quantized_nodes"]
+    assert ops.get("QLinearConv", 0) + ops.get("QLinearMatMul", 0) + ops.get("QGemm", 0) >= r["quantized_nodes"]
+    assert ops.get("QGemm", 0) > 0  # projections and expert_in run with their bias fused
     # What is left as float Conv/MatMul is what was meant to stay float: the leading convs,
     # and only attention score/value products, routers and gate x bias products.
     assert ops.get("Conv", 0) + ops.get("FusedConv", 0) == FLOAT_LEADING_CONVS
     rounds = load_config("tiny").rounds
     attentions = 1 + rounds  # MHA_a once (same in every round), MHA_b per round
     assert r["float_conv_matmul"] == FLOAT_LEADING_CONVS + 2 * attentions + 2 * 2 * rounds
+
+
+def test_activations_fold_into_quantized_producers(models) -> None:
+    """A ReLU/ReLU6 after a quantized node is folded into its output range: the only ones left
+    follow the float leading convs. A float activation between DequantizeLinear and
+    QuantizeLinear cost time and (for ReLU6) quantized the raw, unclipped range."""
+    g = onnx.load(str(models[1]))
+    activations = [n for n in g.graph.node if n.op_type in ("Relu", "Clip")]
+    assert len(activations) == FLOAT_LEADING_CONVS, [n.name for n in activations]
 
 
 def test_sensitive_ops_stay_float(models) -> None:
@@ -47,7 +57,7 @@ def test_sensitive_ops_stay_float(models) -> None:
         if n.op_type in ("LayerNormalization", "Softmax", "TopK"):
             src = producers.get(n.input[0])
             assert src is None or src.op_type != "DequantizeLinear", f"{n.name} reads a quantized tensor"
-        if n.op_type == "MatMul" and "/router" in n.name:
+        if n.op_type in ("MatMul", "Gemm") and "/router" in n.name:
             assert n.input[1] in weights, f"{n.name}: router weights were quantized"
     per_channel = [n for n in g.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights
                    and len(g.graph.initializer[[i.name for i in g.graph.initializer].index(n.input[1])].dims) == 1]

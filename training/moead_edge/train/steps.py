@@ -137,7 +137,7 @@ def quantize(work: Path, activations: str = "u8", log: Log = print) -> dict:
     path = quantize_int8(fp32, work / INT8, (load_image_for_model(p, spec)[None] for p in calib), activations)
     report = fusion_report(path, work / "model-int8.optimized.onnx")
     log(f"[quantize] {path} ({path.stat().st_size / 1e6:.1f} MB): {report['integer_kernels']} integer kernels "
-        f"for {report['quantized_nodes']} quantized Conv/MatMul in onnxruntime's optimized graph")
+        f"for {report['quantized_nodes']} quantized Conv/MatMul/Gemm in onnxruntime's optimized graph")
     if report["integer_kernels"] < report["quantized_nodes"]:
         log(f"[quantize] WARNING: {report['quantized_nodes'] - report['integer_kernels']} quantized nodes did not "
             f"fuse to integer kernels here; INT8 will run partly through float fallbacks")

@@ -1,0 +1,151 @@
+"""Rewrites of the exported ONNX graph that make it cheaper to run and to quantize.
+
+Both passes keep the arithmetic: the maps are equal to the unrewritten graph's (checked by
+the export's parity test against PyTorch).
+
+- `fold_pads`: Keras' stride-2 convolutions pad (0, 1, 0, 1) with an explicit zero Pad. The
+  exporter computes those pads with a chain of shape ops, so onnxruntime cannot fuse them,
+  and in the INT8 graph every Pad sat between a DequantizeLinear and a QuantizeLinear. The
+  pass evaluates the pads once and moves them into the Conv's own (asymmetric) `pads`.
+- `linear_to_gemm`: `nn.Linear` on (B, L, d) tokens exports as MatMul + Add. onnxruntime
+  fuses quantized Gemm with its bias (QGemm) but leaves a quantized MatMul's bias Add in
+  float, dequantized and requantized around it. The pass flattens the tokens to 2-D around a
+  Gemm, and moves a ReLU that follows the bias onto the Gemm output, where the quantizer can
+  fold it into the output range.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import onnx
+import onnx.numpy_helper
+from onnx import helper
+
+
+def _consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    uses: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in model.graph.node:
+        for name in node.input:
+            uses[name].append(node)
+    return uses
+
+
+def _run(model: onnx.ModelProto, names: list[str], dtype: int, batch: int) -> dict[str, np.ndarray]:
+    """Values of intermediate tensors on an all-zero input whose dynamic axes are `batch`."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    probe.graph.output.extend(helper.make_tensor_value_info(n, dtype, None) for n in names)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.zeros([d.dim_value or batch for d in i.type.tensor_type.shape.dim], np.float32)
+             for i in model.graph.input}
+    return dict(zip(names, sess.run(names, feeds)))
+
+
+def _static_shapes(model: onnx.ModelProto, names: list[str]) -> dict[str, list[int]]:
+    """Shapes of intermediate tensors, -1 where they follow the batch size (probed at 1 and 2)."""
+    one = _run(model, names, onnx.TensorProto.FLOAT, 1)
+    two = _run(model, names, onnx.TensorProto.FLOAT, 2)
+    return {n: [a if a == b else -1 for a, b in zip(one[n].shape, two[n].shape)] for n in names}
+
+
+def prune(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Drop nodes and initializers that no graph output depends on."""
+    needed = {o.name for o in model.graph.output}
+    kept = []
+    for node in reversed(model.graph.node):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(node.input)
+    del model.graph.node[:]
+    model.graph.node.extend(reversed(kept))
+    inits = [i for i in model.graph.initializer if i.name in needed]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(inits)
+    return model
+
+
+def fold_pads(model: onnx.ModelProto) -> onnx.ModelProto:
+    uses = _consumers(model)
+    # Only zero-filling Pads (mode "constant", no fill value) that feed nothing but Convs.
+    pads = [n for n in model.graph.node
+            if n.op_type == "Pad" and _pad_mode(n) == b"constant" and (len(n.input) < 3 or not n.input[2])
+            and uses[n.output[0]] and all(c.op_type == "Conv" for c in uses[n.output[0]])]
+    if not pads:
+        return model
+    names = [n.input[1] for n in pads]
+    values, again = _run(model, names, onnx.TensorProto.INT64, 1), _run(model, names, onnx.TensorProto.INT64, 2)
+    for pad in pads:
+        n0, c0, top, left, n1, c1, bottom, right = values[pad.input[1]].tolist()
+        convs = uses[pad.output[0]]
+        batch_dependent = not np.array_equal(values[pad.input[1]], again[pad.input[1]])
+        if batch_dependent or n0 or c0 or n1 or c1 or any(_auto_pad(c) != b"NOTSET" for c in convs):
+            continue
+        for conv in convs:
+            attrs = {a.name: a for a in conv.attribute}
+            old = list(attrs["pads"].ints) if "pads" in attrs else [0, 0, 0, 0]
+            if "pads" in attrs:
+                conv.attribute.remove(attrs["pads"])
+            conv.attribute.append(helper.make_attribute("pads", [old[0] + top, old[1] + left, old[2] + bottom, old[3] + right]))
+            conv.input[0] = pad.input[0]
+    return prune(model)
+
+
+def _auto_pad(node: onnx.NodeProto) -> bytes:
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == "auto_pad"), b"NOTSET")
+
+
+def _pad_mode(node: onnx.NodeProto) -> bytes:
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == "mode"), b"constant")
+
+
+def linear_to_gemm(model: onnx.ModelProto) -> onnx.ModelProto:
+    weights = {i.name: i for i in model.graph.initializer}
+    uses = _consumers(model)
+    candidates = [n for n in model.graph.node
+                  if n.op_type == "MatMul" and n.input[1] in weights and len(weights[n.input[1]].dims) == 2
+                  and len(uses[n.output[0]]) == 1 and uses[n.output[0]][0].op_type == "Add"]
+    if not candidates:
+        return model
+    shapes = _static_shapes(model, [n.input[0] for n in candidates])
+    rewritten: dict[str, list[onnx.NodeProto]] = {}
+    absorbed: set[str] = set()
+    for mm in candidates:
+        add = uses[mm.output[0]][0]
+        bias = [i for i in add.input if i != mm.output[0]]
+        shape = shapes[mm.input[0]]
+        if len(bias) != 1 or bias[0] not in weights or len(weights[bias[0]].dims) != 1 \
+                or len(shape) < 3 or shape.count(-1) > 1:
+            continue
+        k, m = weights[mm.input[1]].dims
+        flat_shape, out_shape = f"{mm.name}/flat_shape", f"{mm.name}/unflat_shape"
+        model.graph.initializer.extend([onnx.numpy_helper.from_array(np.array([-1, k], np.int64), flat_shape),
+                                        onnx.numpy_helper.from_array(np.array(shape[:-1] + [m], np.int64), out_shape)])
+        flat, y = f"{mm.name}/flat", f"{mm.name}/gemm"
+        nodes = [helper.make_node("Reshape", [mm.input[0], flat_shape], [flat], name=f"{mm.name}/flatten"),
+                 helper.make_node("Gemm", [flat, mm.input[1], bias[0]], [y], name=mm.name.replace("MatMul", "Gemm"))]
+        last = add
+        after = uses[add.output[0]]
+        if len(after) == 1 and after[0].op_type == "Relu":
+            last = after[0]
+            nodes.append(helper.make_node("Relu", [y], [f"{y}/relu"], name=last.name))
+            y = f"{y}/relu"
+            absorbed.add(last.name)
+        nodes.append(helper.make_node("Reshape", [y, out_shape], [last.output[0]], name=f"{mm.name}/unflatten"))
+        rewritten[mm.name] = nodes
+        absorbed.add(add.name)
+    order = []
+    for node in model.graph.node:
+        if node.name in rewritten:
+            order.extend(rewritten[node.name])
+        elif node.name not in absorbed:
+            order.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(order)
+    return model
