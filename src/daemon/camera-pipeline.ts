@@ -167,6 +167,7 @@ export class CameraPipeline {
     await this.#loop;
     const end = this.#tracker.close(new Date().toISOString());
     if (end) await this.#publish('event', () => this.#deps.link.publishEvent(this.name, end));
+    await this.#deps.seq.close().catch((err: unknown) => this.#deps.log.warn(`closing the seq file: ${errorMessage(err)}`));
   }
 
   threshold(): { value: number; good_median: number } {

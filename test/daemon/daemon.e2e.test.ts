@@ -8,6 +8,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import { ManifestSchema, type Manifest } from '../../src/bundle/manifest.js';
 import { openDetector } from '../../src/inference/index.js';
+import { CameraSeq } from '../../src/scoring/seq.js';
 import { scoreImages } from '../../src/inference/files.js';
 import { CommandReplySchema, EventPayloadSchema, ScorePayloadSchema, TelemetryPayloadSchema } from '../../src/mqtt/topics.js';
 import { Mosquitto, MqttCollector, spawnCli, tempDir, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
@@ -186,7 +187,7 @@ test('publishes the contract, survives a corrupt frame, answers commands, stops 
     const exit = await daemon.waitForExit(15_000);
     assert.deepEqual(exit, { code: 0, signal: null }, daemon.output());
     await sub.waitFor((m) => m.topic === `${ROOT}/availability` && m.text() === 'offline');
-    const state = JSON.parse(await readFile(dir.file('state', 'seq', 'cam1.json'), 'utf8')) as { next: number };
+    const state = await CameraSeq.open(dir.file('state'), 'cam1');
     const delivered = scores(sub).map((s) => s.seq);
     assert.deepEqual(delivered, [...Array(state.next).keys()], 'what was in flight at SIGTERM arrived, nothing more, nothing less');
   } finally {

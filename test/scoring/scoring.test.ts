@@ -1,6 +1,6 @@
 /** Decisions, hysteresis events and persisted sequence numbers. */
 import assert from 'node:assert/strict';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { describe, test } from 'node:test';
 import { CameraSeq, decide, EventTracker, thresholdFor } from '../../src/scoring/index.js';
 import { withTempDir } from '../harness/index.js';
@@ -60,13 +60,53 @@ describe('seq persistence', () => {
       const again = await CameraSeq.open(dir.path, 'cam1');
       assert.equal(again.next, 3);
       assert.equal((await CameraSeq.open(dir.path, 'cam2')).next, 0, 'each camera has its own');
+      await seq.close();
       assert.deepEqual(await readdir(dir.file('seq')), ['cam1.json']);
-      assert.deepEqual(JSON.parse(await readFile(dir.file('seq', 'cam1.json'), 'utf8')), { camera: 'cam1', next: 3 });
+      // Two checksummed slots: the newest commit and the one before it.
+      const slots = (await readFile(dir.file('seq', 'cam1.json'), 'utf8')).split('\n').filter((l) => l.trim());
+      assert.deepEqual(slots.map((l) => (JSON.parse(l) as { next: number }).next).sort(), [2, 3]);
     });
   });
-  test('a corrupt file is refused, not silently reset to 0', async () => {
+  test('a slot torn by a power cut falls back to the other one: a number repeats, none is skipped', async () => {
     await withTempDir(async (dir) => {
-      await (await CameraSeq.open(dir.path, 'cam1')).commit(0);
+      const seq = await CameraSeq.open(dir.path, 'cam1');
+      for (const n of [0, 1, 2, 3, 4]) await seq.commit(n);
+      await seq.close();
+      const file = dir.file('seq', 'cam1.json');
+      const text = await readFile(file, 'utf8');
+      const lines = text.split('\n');
+      const newest = lines.findIndex((l) => l.includes('"next":5'));
+      assert.ok(newest >= 0, text);
+      lines[newest] = lines[newest]!.slice(0, 20) + ' '.repeat(lines[newest]!.length - 20);
+      await writeFile(file, lines.join('\n'));
+      const reopened = await CameraSeq.open(dir.path, 'cam1');
+      assert.equal(reopened.next, 4);
+      // A slot whose number was changed without its checksum is not trusted either.
+      await writeFile(file, text.replace('"next":5', '"next":9'));
+      assert.equal((await CameraSeq.open(dir.path, 'cam1')).next, 4);
+      // Commits go on from there and rewrite both slots.
+      await reopened.commit(4);
+      await reopened.commit(5);
+      await reopened.close();
+      assert.equal((await CameraSeq.open(dir.path, 'cam1')).next, 6);
+    });
+  });
+  test('a file of the one-slot format (earlier versions) is read and upgraded', async () => {
+    await withTempDir(async (dir) => {
+      await mkdir(dir.file('seq'), { recursive: true });
+      await writeFile(dir.file('seq', 'cam1.json'), '{"camera":"cam1","next":41}\n');
+      const seq = await CameraSeq.open(dir.path, 'cam1');
+      assert.equal(seq.next, 41);
+      await seq.commit(41);
+      await seq.close();
+      assert.equal((await CameraSeq.open(dir.path, 'cam1')).next, 42);
+    });
+  });
+  test('EXPECTED FAILURE - a file with no valid slot is refused, not silently reset to 0', async () => {
+    await withTempDir(async (dir) => {
+      const seq = await CameraSeq.open(dir.path, 'cam1');
+      await seq.commit(0);
+      await seq.close();
       await writeFile(dir.file('seq', 'cam1.json'), '{"camera":"cam1","next":');
       await assert.rejects(CameraSeq.open(dir.path, 'cam1'), /cam1\.json: not a sequence file .*fix or delete it/);
       await writeFile(dir.file('seq', 'cam1.json'), '{"camera":"other","next":4}');
