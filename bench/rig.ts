@@ -19,6 +19,7 @@ import { CameraPipeline, type FrameDetector } from '../src/daemon/camera-pipelin
 import { openDetector, type DetectionTimings, type Detector } from '../src/inference/detector.js';
 import { MqttConfigSchema } from '../src/mqtt/config.js';
 import { MqttFleetLink } from '../src/mqtt/fleet-link.js';
+import { nativePostprocessor } from '../src/native/postprocessor.js';
 import { CameraSeq } from '../src/scoring/seq.js';
 import { createLogger, type Logger } from '../src/util/log.js';
 import { Mosquitto } from '../test/harness/mosquitto.js';
@@ -112,7 +113,9 @@ export async function openRig(options: { bundleDir: string; threads: number; ima
   let link: MqttFleetLink | undefined;
   let subscriber: mqtt.MqttClient;
   try {
-    detector = await openDetector({ bundleDir: options.bundleDir, backend: { providers: ['cpu'], threads: options.threads } });
+    // Post-processing as the daemon does it: the native kernels where the addon loads.
+    const { postprocessor } = nativePostprocessor();
+    detector = await openDetector({ bundleDir: options.bundleDir, backend: { providers: ['cpu'], threads: options.threads }, ...(postprocessor ? { postprocessor } : {}) });
     link = new MqttFleetLink(MqttConfigSchema.parse({ url: broker.url, device: 'bench' }), { stateDir: state });
     await link.start();
     subscriber = await mqtt.connectAsync(broker.url, { clientId: 'bench-subscriber' });

@@ -8,6 +8,7 @@ import { openDetector } from '../inference/index.js';
 import { createFleetLink } from '../mqtt/index.js';
 import { NativeLoadError } from '../native/binding.js';
 import { NativeBackend, NativeBackendUnavailable } from '../native/native-backend.js';
+import { nativePostprocessor } from '../native/postprocessor.js';
 import type { Logger } from '../util/log.js';
 import { packageVersion } from '../util/paths.js';
 import type { DaemonParts } from './daemon.js';
@@ -19,8 +20,15 @@ export function logCallback(log: Logger): (level: 'debug' | 'info' | 'warn' | 'e
 
 export const realParts: DaemonParts = {
   async openDetector(config, inference, log) {
+    const native = nativePostprocessor();
+    log.debug(native.postprocessor ? 'post-processing maps with the native kernels' : `post-processing maps in TypeScript (native addon: ${native.reason})`);
     const open = (createBackend?: () => InferenceBackend) =>
-      openDetector({ bundleDir: config.inference.model, backend: inference.options, ...(createBackend ? { createBackend } : {}) });
+      openDetector({
+        bundleDir: config.inference.model,
+        backend: inference.options,
+        ...(createBackend ? { createBackend } : {}),
+        ...(native.postprocessor ? { postprocessor: native.postprocessor } : {}),
+      });
     log.debug(`opening ${config.inference.model}`);
     if (inference.backend !== 'native') return open();
     try {

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { BundleError, MANIFEST_FILE, loadBundle } from '../bundle/load.js';
-import type { Manifest } from '../bundle/manifest.js';
+import type { Manifest, PostprocessSpec } from '../bundle/manifest.js';
 import type { Frame } from '../capture/frame.js';
 import { checkPostprocessSpec, postprocessMap, renderSnapshot, type FloatMap, type SnapshotOptions } from '../postprocess/index.js';
 import { preprocessFrame } from '../preprocess/index.js';
@@ -39,11 +39,19 @@ export interface PreparedFrame {
   preprocessMs: number;
 }
 
+/** Low-resolution model map → full-size map and image score, as the manifest's `postprocess` says. */
+export type Postprocessor = (lowRes: FloatMap, spec: PostprocessSpec) => Promise<{ map: FloatMap; score: number }>;
+
+/** The TypeScript post-processing (src/postprocess), on the calling thread. */
+export const jsPostprocessor: Postprocessor = async (lowRes, spec) => postprocessMap(lowRes, spec);
+
 export interface DetectorOptions {
   bundleDir: string;
   backend?: Partial<BackendOptions>;
   /** Backend to load the bundle on; defaults to onnxruntime-node. The native addon plugs in here. */
   createBackend?: () => InferenceBackend;
+  /** Post-processing of each map; defaults to the TypeScript one. The native kernels plug in here. */
+  postprocessor?: Postprocessor;
 }
 
 export const DEFAULT_BACKEND_OPTIONS: BackendOptions = { providers: ['cpu'], threads: 0, precision: 'int8' };
@@ -52,6 +60,7 @@ export class Detector {
   private constructor(
     readonly bundle: LoadedBundle,
     private readonly backend: InferenceBackend,
+    private readonly postprocessor: Postprocessor,
   ) {}
 
   get manifest(): Manifest {
@@ -68,7 +77,7 @@ export class Detector {
     }
     const backend = options.createBackend?.() ?? new OnnxruntimeBackend();
     await backend.load(bundle, { ...DEFAULT_BACKEND_OPTIONS, ...options.backend });
-    return new Detector(bundle, backend);
+    return new Detector(bundle, backend, options.postprocessor ?? jsPostprocessor);
   }
 
   /** Scores one frame. Throws PreprocessError for frames that cannot be decoded. */
@@ -92,7 +101,7 @@ export class Detector {
     const t1 = performance.now();
     const result = await this.backend.run(prepared.tensor, 1);
     const t2 = performance.now();
-    const { map, score } = postprocessMap({ data: result.maps, width: output.width, height: output.height }, postprocess);
+    const { map, score } = await this.postprocessor({ data: result.maps, width: output.width, height: output.height }, postprocess);
     const t3 = performance.now();
     return {
       score,

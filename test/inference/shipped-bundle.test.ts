@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { InferenceConfigSchema } from '../../src/inference/config.js';
 import { BundleError, frameFromFile, openDetector, type Detector } from '../../src/inference/index.js';
+import { nativePostprocessor } from '../../src/native/postprocessor.js';
 import { withTempDir } from '../harness/index.js';
 import { REPO_ROOT } from '../../src/toolchain/python-env.js';
 import { REFERENCE_PY, pythonMissing, runPython } from './synthetic-bundle.js';
@@ -32,6 +33,28 @@ describe('shipped bundle', () => {
       const rel = Math.abs(detection.score - ref.score) / Math.max(Math.abs(ref.score), 1e-12);
       t.diagnostic(`${ref.file} (${ref.label}): ${detection.score.toPrecision(7)} vs manifest ${ref.score.toPrecision(7)}, relative ${rel.toExponential(2)}, ${detection.timings.runMs.toFixed(1)} ms run`);
       assert.ok(rel < 1e-4, `${ref.file}: daemon ${detection.score} vs manifest ${ref.score} (relative ${rel})`);
+    }
+  });
+
+  test('the daemon\'s native post-processing gives the same scores and maps as the TypeScript one', async (t) => {
+    const native = nativePostprocessor();
+    if (!native.postprocessor) {
+      t.skip(`native addon not loadable here: ${native.reason}`);
+      return;
+    }
+    const withNative = await openDetector({ bundleDir: SHIPPED, backend: { threads: 1 }, postprocessor: native.postprocessor });
+    try {
+      for (const ref of detector.manifest.reference_frames) {
+        const frame = await frameFromFile(join(SHIPPED, ref.file));
+        const [js, ours] = [await detector.detect(frame), await withNative.detect(frame)];
+        assert.ok(Math.abs(ours.score - js.score) <= 1e-6 * Math.abs(js.score), `${ref.file}: native ${ours.score} vs TypeScript ${js.score}`);
+        assert.equal(ours.map.data.length, js.map.data.length);
+        let worst = 0;
+        for (let i = 0; i < js.map.data.length; i++) worst = Math.max(worst, Math.abs(ours.map.data[i]! - js.map.data[i]!));
+        assert.ok(worst <= 1e-5 * js.score, `${ref.file}: maps differ by ${worst}`);
+      }
+    } finally {
+      await withNative.close();
     }
   });
 
