@@ -4,9 +4,11 @@ gets one clear line and exit status 2."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +112,20 @@ def test_bad_input_is_one_line_naming_the_path(case: str, tiny_benchmark: Path, 
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr
     assert str(named) in lines[0]
+
+
+def test_threads_follow_what_is_busy_now() -> None:
+    """The thread count reads the CPU use of the last half second, not the lagging load average:
+    a process spinning on one core is seen at once, and taken out of the threads."""
+    from moead_edge.train.steps import _busy_cores, choose_threads
+
+    cores = os.cpu_count() or 1
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        busy = _busy_cores()
+        assert busy >= 0.7, f"a spinning process uses a core; measured {busy:.2f} busy cores"
+        assert 1 <= choose_threads() <= max(1, cores - 1)
+    finally:
+        spinner.kill()
+        spinner.wait()

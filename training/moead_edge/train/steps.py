@@ -41,15 +41,37 @@ OUTPUT_KINDS = {"l2": "l2_distance", "relative_l2": "relative_l2_distance"}
 Log = Callable[[str], None]
 
 
+def _busy_cores(window_s: float = 0.5) -> float:
+    """Cores' worth of CPU the rest of the machine uses now: sampled from /proc/stat over a
+    short window, else the 1-minute load average. The load average lags by a minute or more:
+    right after another job ended it still read ~1.2 on this 2-core machine, and training took
+    one thread (13.8 s per epoch) where two were free (8.9 s)."""
+    def sample() -> tuple[int, int] | None:
+        try:
+            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        except OSError:
+            return None
+        ticks = [int(f) for f in fields]
+        return sum(ticks), ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # total, idle + iowait
+
+    first = sample()
+    if first is not None:
+        time.sleep(window_s)
+        second = sample()
+        if second is not None and second[0] > first[0]:
+            cores = os.cpu_count() or 1
+            return cores * (1 - (second[1] - first[1]) / (second[0] - first[0]))
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0
+
+
 def choose_threads() -> int:
     """Threads for torch and onnxruntime: the idle cores, at least 1. Oversubscribed intra-op
     threads spin against each other; on a busy 2-core box 2 threads trained 10x slower than 1."""
     cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
-    return max(1, min(cores, int(cores - busy + 0.5)))
+    return max(1, min(cores, int(cores - _busy_cores() + 0.5)))
 
 
 def _read_json(path: Path) -> dict:
