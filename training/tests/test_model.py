@@ -37,12 +37,19 @@ def test_shapes_for_every_config() -> None:
         assert loss.shape == ()
 
 
-def test_dense_top2_equals_sparse_and_a_per_token_loop() -> None:
+def _moe_with_nonzero_biases() -> MoEFFN:
+    """A small MoE whose biases are not the zeros of a fresh init, so they take part in the checks."""
     torch.manual_seed(0)
-    moe = MoEFFN(dim=32, hidden=48, experts=4, top_k=2, dropout=0.0).eval()
+    moe = MoEFFN(dim=32, hidden=48, experts=4, top_k=2, dropout=0.0)
     with torch.no_grad():
         moe.expert_in.bias.normal_()
         moe.expert_out_bias.normal_()
+    return moe
+
+
+def test_dense_top2_equals_sparse_and_a_per_token_loop() -> None:
+    moe = _moe_with_nonzero_biases().eval()
+    with torch.no_grad():
         x = torch.randn(3, 17, 32)
         dense, _ = moe(x)
         assert torch.equal(dense, moe.dense_forward(x))  # eval runs the dense (exported) form
@@ -149,11 +156,7 @@ def test_config_rejects_an_unknown_distance(tmp_path) -> None:
 def test_sparse_training_step_has_the_dense_gradients() -> None:
     """Training runs the sparse form; its loss and every parameter's gradient equal the dense
     form's, so what is trained is what is exported."""
-    torch.manual_seed(0)
-    moe = MoEFFN(dim=32, hidden=48, experts=4, top_k=2, dropout=0.0).train()
-    with torch.no_grad():
-        moe.expert_in.bias.normal_()
-        moe.expert_out_bias.normal_()
+    moe = _moe_with_nonzero_biases().train()
     x = torch.randn(3, 17, 32)
     target = torch.randn(3, 17, 32)
 
