@@ -14,6 +14,7 @@
 // and JS pre/post-processing only, and src/native/binding.ts says why the addon is absent).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -108,7 +109,9 @@ function main() {
   // configure every time: `cmake-js build` alone skips it when the build folder exists, and
   // would then ignore changed options.
   const common = ['--directory', 'native', '--out', out, ...defines];
-  for (const step of [['configure', ...common], ['build', ...common, '--parallel', '2']]) {
+  // One compile job per core, at most 4: nvcc jobs take ~1 GiB each and a Jetson Nano has 4 GiB.
+  const jobs = String(Math.max(1, Math.min(availableParallelism(), 4)));
+  for (const step of [['configure', ...common], ['build', ...common, '--parallel', jobs]]) {
     const status = run(process.execPath, [cmakeJs, ...step]);
     if (status !== 0) fail(`cmake-js ${step[0]} failed (exit ${status}); the output above says why`);
   }
