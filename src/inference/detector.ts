@@ -43,7 +43,7 @@ export interface PreparedFrame {
 export type Postprocessor = (lowRes: FloatMap, spec: PostprocessSpec) => Promise<{ map: FloatMap; score: number }>;
 
 /** The TypeScript post-processing (src/postprocess), on the calling thread. */
-export const jsPostprocessor: Postprocessor = async (lowRes, spec) => postprocessMap(lowRes, spec);
+const jsPostprocessor: Postprocessor = async (lowRes, spec) => postprocessMap(lowRes, spec);
 
 export interface DetectorOptions {
   bundleDir: string;
