@@ -17,6 +17,8 @@ import { silentLog } from '../src/capture/reporter.js';
 import { ScoringConfigSchema } from '../src/config/schema.js';
 import { CameraPipeline, type FrameDetector } from '../src/daemon/camera-pipeline.js';
 import { openDetector, type DetectionTimings, type Detector } from '../src/inference/detector.js';
+import { HousekeepingPriority, housekeepingPriorityOff } from '../src/daemon/priority.js';
+import { InferenceConfigSchema } from '../src/inference/config.js';
 import { MqttConfigSchema } from '../src/mqtt/config.js';
 import { MqttFleetLink } from '../src/mqtt/fleet-link.js';
 import { nativePostprocessor } from '../src/native/postprocessor.js';
@@ -95,6 +97,8 @@ interface Camera {
 
 export interface Rig {
   detector: Detector;
+  /** Why the daemon's inference-first thread priorities are off in this rig, or undefined when they apply. */
+  priorityOff: string | undefined;
   /** Where each detected frame's time went (all cameras), in detection order. */
   timings: DetectionTimings[];
   /** A camera fed as fast as the pipeline takes frames. */
@@ -127,7 +131,12 @@ export async function openRig(options: { bundleDir: string; threads: number; ima
     await rm(state, { recursive: true, force: true });
     throw err;
   }
-  return wire({ state, broker, detector, link, subscriber, log, images });
+  // Thread priorities as the daemon sets them with its default config and these threads.
+  const { housekeepingNice } = InferenceConfigSchema.parse({});
+  const priorityOff = housekeepingPriorityOff({ nice: housekeepingNice, inferenceThreads: options.threads });
+  const priority = priorityOff ? undefined : new HousekeepingPriority(housekeepingNice, () => detector.inferenceThreadIds());
+  priority?.start();
+  return wire({ state, broker, detector, link, subscriber, log, images, priority, priorityOff });
 }
 
 interface RigParts {
@@ -138,9 +147,11 @@ interface RigParts {
   subscriber: mqtt.MqttClient;
   log: Logger;
   images: readonly Buffer[];
+  priority: HousekeepingPriority | undefined;
+  priorityOff: string | undefined;
 }
 
-function wire({ state, broker, detector, link, subscriber, log, images }: RigParts): Rig {
+function wire({ state, broker, detector, link, subscriber, log, images, priority, priorityOff }: RigParts): Rig {
   // The daemon's defaults (events and their snapshots included), as a user runs it.
   const scoring = ScoringConfigSchema.parse({});
 
@@ -195,6 +206,7 @@ function wire({ state, broker, detector, link, subscriber, log, images }: RigPar
 
   return {
     detector,
+    priorityOff,
     timings,
     async saturating(name) {
       const source = new SaturatingSource(name, images);
@@ -213,6 +225,7 @@ function wire({ state, broker, detector, link, subscriber, log, images }: RigPar
       return { arrivals: camera.arrivals, stop };
     },
     async close() {
+      priority?.stop();
       for (const camera of cameras.values()) await camera.pipeline.stop();
       await subscriber.endAsync();
       await link.stop();

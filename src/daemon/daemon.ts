@@ -13,6 +13,7 @@ import type { Config } from '../config/schema.js';
 import type { ConfigStore } from '../config/store.js';
 import type { BackendOptions } from '../inference/backend.js';
 import type { Detector } from '../inference/detector.js';
+import { HousekeepingPriority, housekeepingPriorityOff } from './priority.js';
 import type { FleetLink } from '../mqtt/link.js';
 import { thresholdProblems } from '../scoring/decide.js';
 import { MetricsExporter } from '../telemetry/index.js';
@@ -74,6 +75,7 @@ export class Daemon {
   #stopping: Promise<void> | undefined;
   #board: BoardProfile | undefined;
   #metrics: MetricsExporter | undefined;
+  #priority: HousekeepingPriority | undefined;
 
   constructor(store: ConfigStore, parts: DaemonParts, log: Logger) {
     this.#store = store;
@@ -99,6 +101,7 @@ export class Daemon {
       this.#detector = detector;
       const manifest = detector.manifest;
       log.info(`model ${manifest.name} ${manifest.version} from ${config.inference.model} (threshold ${manifest.threshold.value})`);
+      this.#favorInference(detector, config.inference.housekeepingNice, inference.options.threads);
 
       // Thresholds from the config can only be checked against the model now; later changes are checked the same way before use.
       const checkThresholds = (next: Config): string[] => thresholdProblems(next, manifest.threshold.good_median);
@@ -146,6 +149,18 @@ export class Daemon {
       await this.stop().catch((stopErr: unknown) => log.error(`while undoing a failed start: ${errorMessage(stopErr)}`));
       throw err;
     }
+  }
+
+  #favorInference(detector: Detector, nice: number, threads: number): void {
+    const off = housekeepingPriorityOff({ nice, inferenceThreads: threads });
+    if (off) {
+      this.#log.debug(`all threads at normal priority: ${off}`);
+      return;
+    }
+    this.#priority = new HousekeepingPriority(nice, () => detector.inferenceThreadIds());
+    const lowered = this.#priority.start();
+    if (lowered === undefined) this.#log.debug('all threads at normal priority: the backend does not name its inference threads');
+    else this.#log.debug(`inference first: ${lowered} other threads at nice ${nice}`);
   }
 
   status(): Record<string, unknown> {
@@ -199,6 +214,7 @@ export class Daemon {
   async #stop(): Promise<void> {
     const log = this.#log;
     clearInterval(this.#telemetryTimer);
+    this.#priority?.stop();
     this.#store.unwatch();
     await Promise.all(this.#cameras.map((c) => c.stop().catch((err: unknown) => log.error(`stopping camera ${c.name}: ${errorMessage(err)}`))));
     if (this.#link) await this.#link.link.stop().catch((err: unknown) => log.error(`stopping the MQTT link: ${errorMessage(err)}`));

@@ -54,5 +54,11 @@ export interface InferenceBackend {
    */
   run(input: Float32Array, batch: number): Promise<InferenceResult>;
   capabilities(): BackendCapabilities;
+  /**
+   * Linux TIDs of the threads that run inference, when the backend owns dedicated ones
+   * (the daemon runs every other thread at a lower priority). Undefined when unknown, or when
+   * inference shares threads with other work, as on libuv's pool.
+   */
+  inferenceThreadIds?(): readonly number[] | undefined;
   dispose(): Promise<void>;
 }

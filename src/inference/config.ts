@@ -12,5 +12,11 @@ export const InferenceConfigSchema = z.strictObject({
    * status topic (a hung GPU driver or a wedged worker), until a result arrives again.
    */
   stuckTimeoutS: z.number().positive().max(3600).default(30),
+  /**
+   * Nice value (0-19) for the daemon's threads other than the main thread and the model's, so
+   * that decoding and publishing never take a core from inference. Applies on Linux with the
+   * onnxruntime backend when inference.threads leaves at least one core free; 0 turns it off.
+   */
+  housekeepingNice: z.number().int().min(0).max(19).default(10),
 });
 export type InferenceConfig = z.infer<typeof InferenceConfigSchema>;

@@ -123,6 +123,11 @@ export class Detector {
     return this.backend.capabilities();
   }
 
+  /** Linux TIDs of the threads running the model, when the backend has dedicated ones. */
+  inferenceThreadIds(): readonly number[] | undefined {
+    return this.backend.inferenceThreadIds?.();
+  }
+
   /** Why requested GPU providers are not in use, for the daemon's startup log (empty if all are). */
   providerNotes(): readonly string[] {
     return this.backend instanceof OnnxruntimeBackend ? this.backend.providerNotes() : [];

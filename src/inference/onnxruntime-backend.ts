@@ -50,6 +50,7 @@ export class OnnxruntimeBackend implements InferenceBackend {
   #caps: BackendCapabilities | undefined;
   #shapes: Shapes | undefined;
   #notes: string[] = [];
+  #threadIds: number[] = [];
 
   async load(bundle: LoadedBundle, options: BackendOptions): Promise<void> {
     if (this.#worker) throw new Error('OnnxruntimeBackend.load called twice; create a new backend per model');
@@ -104,7 +105,12 @@ export class OnnxruntimeBackend implements InferenceBackend {
       versions: { onnxruntime: reply.version },
     };
     this.#notes = reply.notes;
+    this.#threadIds = reply.threadIds;
     this.#updateRef();
+  }
+
+  inferenceThreadIds(): readonly number[] | undefined {
+    return this.#threadIds.length > 0 ? this.#threadIds : undefined;
   }
 
   /** Why requested GPU providers are not in use (empty when all are, or none was asked). */

@@ -44,6 +44,11 @@ export const WorkerReplySchema = z.discriminatedUnion('type', [
     inputs: z.array(tensorInfo),
     outputs: z.array(tensorInfo),
     version: z.string(),
+    /**
+     * Linux TIDs of the threads that run the session: the worker itself and the intra-op
+     * pool onnxruntime started while loading (empty where they cannot be listed).
+     */
+    threadIds: z.array(z.number().int().positive()),
   }),
   z.strictObject({
     type: z.literal('result'),

@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parentPort } from 'node:worker_threads';
 import { InferenceSession, Tensor, env, listSupportedBackends } from 'onnxruntime-node';
+import { currentThreadId, processThreadIds } from '../util/threads.js';
 import type { ExecutionProvider } from './backend.js';
 import { WorkerRequestSchema, type TensorInfo, type WorkerReply, type WorkerRequest } from './onnxruntime-protocol.js';
 
@@ -66,6 +67,8 @@ async function load(request: Extract<WorkerRequest, { type: 'load' }>): Promise<
     ...(request.threads > 0 ? { intraOpNumThreads: request.threads } : {}),
   });
   let providers: ExecutionProvider[] = [...gpu, 'cpu'];
+  // Threads that appear while the session is created are its intra-op pool.
+  const threadsBefore = new Set(processThreadIds());
   try {
     session = await InferenceSession.create(request.modelPath, options(providers));
   } catch (err) {
@@ -82,6 +85,8 @@ async function load(request: Extract<WorkerRequest, { type: 'load' }>): Promise<
     throw new Error(`${request.modelPath}: no output "${request.outputName}" (the model has ${session.outputNames.join(', ')})`);
   }
   names = { input: request.inputName, output: request.outputName };
+  const self = currentThreadId();
+  const pool = processThreadIds().filter((tid) => !threadsBefore.has(tid));
   reply({
     type: 'loaded',
     providers,
@@ -89,6 +94,7 @@ async function load(request: Extract<WorkerRequest, { type: 'load' }>): Promise<
     inputs: describe(session.inputMetadata),
     outputs: describe(session.outputMetadata),
     version: env.versions.node ?? 'unknown',
+    threadIds: self === undefined ? [] : [self, ...pool],
   });
 }
 

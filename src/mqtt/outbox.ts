@@ -12,7 +12,9 @@
  * Durability (fsync policy): every record is written with a write(2) before put() returns, so
  * it is in the kernel's page cache and survives the process being killed (SIGKILL, OOM).
  * Surviving a power cut needs fdatasync, which costs milliseconds on SD cards and eMMC; a put
- * is therefore synced at most fsyncMs after it was written (0 = before put() returns).
+ * is therefore synced at most fsyncMs after it was written (0 = before put() returns). That
+ * timed sync runs on libuv's pool, off the event loop: a second's worth of appends took
+ * 17 ms to sync here, and on an SD card far longer, time the daemon spends decoding frames.
  * Acks and drops are never synced on their own: losing one only re-sends a message the
  * subscriber already has (it de-duplicates by seq), which is harmless, never a loss.
  * A torn last line (power cut mid-write) is cut off at replay.
@@ -22,7 +24,7 @@
  * before the put it resolves). When a long-pending message pins old segments, the pending
  * messages are rewritten into one fresh segment (compaction) and the old ones deleted.
  */
-import { closeSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 
@@ -47,6 +49,8 @@ export interface OutboxStats {
   segments: number;
   /** Lines that could not be read at replay (torn tail or damage), skipped. */
   corruptRecords: number;
+  /** Timed fdatasyncs the kernel refused (an I/O error: what was written may not survive a power cut). */
+  syncFailures: number;
 }
 
 const RecordSchema = z.discriminatedUnion('o', [
@@ -81,6 +85,7 @@ export class Outbox {
   #nextId = 0;
   #droppedScores = 0;
   #corrupt = 0;
+  #syncFailures = 0;
   #syncTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -102,7 +107,7 @@ export class Outbox {
   }
 
   stats(): OutboxStats {
-    return { depth: this.#pending.size, droppedScores: this.#droppedScores, segments: this.#segments.length, corruptRecords: this.#corrupt };
+    return { depth: this.#pending.size, droppedScores: this.#droppedScores, segments: this.#segments.length, corruptRecords: this.#corrupt, syncFailures: this.#syncFailures };
   }
 
   /**
@@ -338,7 +343,13 @@ export class Outbox {
     if (this.#syncTimer !== undefined) return;
     this.#syncTimer = setTimeout(() => {
       this.#syncTimer = undefined;
-      if (!this.#closed && this.#fd >= 0) fdatasyncSync(this.#fd);
+      if (this.#closed || this.#fd < 0) return;
+      const fd = this.#fd;
+      // A rotation or close meanwhile syncs that segment itself before closing it, so an error
+      // on a descriptor that is no longer the active one (closed, or reused) means nothing.
+      fdatasync(fd, (err) => {
+        if (err && fd === this.#fd && !this.#closed) this.#syncFailures += 1;
+      });
     }, this.#opts.fsyncMs);
     this.#syncTimer.unref();
   }

@@ -1,0 +1,45 @@
+/**
+ * This process's threads as the Linux kernel sees them (TIDs under /proc/self/task) and
+ * their CPU priority. Nice values are per thread on Linux, so one thread of a process can
+ * be favoured over the others; elsewhere these report nothing and change nothing.
+ */
+import { readdirSync, readlinkSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
+
+/** TIDs of every thread of this process now; empty where /proc is not Linux's. */
+export function processThreadIds(): number[] {
+  try {
+    return readdirSync('/proc/self/task').map(Number).filter((tid) => Number.isInteger(tid) && tid > 0);
+  } catch {
+    return [];
+  }
+}
+
+/** TID of the calling thread (the main thread's equals the process id). */
+export function currentThreadId(): number | undefined {
+  try {
+    // "/proc/thread-self" links to "<pid>/task/<tid>".
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    return Number.isInteger(tid) && tid > 0 ? tid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Raises the nice value of each thread to at least `nice` (never lowers it: that needs
+ * privileges, and a thread already set lower priority by someone else keeps it).
+ * Returns how many threads now run at `nice` or above. Threads that exit meanwhile are skipped.
+ */
+export function deprioritizeThreads(tids: Iterable<number>, nice: number): number {
+  let lowered = 0;
+  for (const tid of tids) {
+    try {
+      if (getPriority(tid) < nice) setPriority(tid, nice);
+      lowered += 1;
+    } catch {
+      // The thread ended between listing and setting.
+    }
+  }
+  return lowered;
+}
