@@ -10,6 +10,7 @@ import type { BenchContext } from './context.js';
 import type { BenchResult } from './report.js';
 import { arrivalRate, settle, sleep, type Rig } from './rig.js';
 import { formatRatio, median, round } from './stats.js';
+import { threadCpuTimes } from '../src/util/threads.js';
 
 export const PIPELINE_GOAL = 0.95;
 /** Length of each timed window, pipeline and bare alike. */
@@ -25,6 +26,11 @@ export type PipelineData = {
   breakdown: { preprocessMs: number; runMs: number; inferenceMs: number; postprocessMs: number };
   /** Share of the measured windows the inference thread spent inside session.run. */
   inferenceBusy: number;
+  /**
+   * Share of the pipeline windows the model's threads were runnable but waiting for a core
+   * (median over rounds, from the kernel's schedstat); null where it cannot be read.
+   */
+  inferenceWaitedForCpu: number | null;
 };
 
 export async function runPipeline(ctx: BenchContext, rig: Rig): Promise<BenchResult & { data: PipelineData }> {
@@ -40,13 +46,21 @@ export async function runPipeline(ctx: BenchContext, rig: Rig): Promise<BenchRes
   const firstTiming = rig.timings.length;
   const results: PipelineData['rounds'] = [];
   const timeBare = async (warmup: number) => bareFigure(await bare.time({ warmup, minIterations: 30, minMs: windowMs })).fps;
+  const waited: number[] = [];
+  const inferenceWaitNs = () => {
+    const times = (rig.detector.inferenceThreadIds() ?? []).map(threadCpuTimes);
+    return times.length > 0 && times.every((t) => t !== undefined) ? times.reduce((sum, t) => sum + t!.waitNs, 0) : undefined;
+  };
   const timePipeline = async (fillMs: number) => {
     camera.source.resume();
     await sleep(fillMs);
+    const waitFrom = inferenceWaitNs();
     const from = performance.now();
     await sleep(windowMs);
     const to = performance.now();
+    const waitTo = inferenceWaitNs();
     camera.source.pause();
+    if (waitFrom !== undefined && waitTo !== undefined) waited.push((waitTo - waitFrom) / 1e6 / (to - from));
     await settle(camera.arrivals);
     return arrivalRate(camera.arrivals, from, to);
   };
@@ -69,6 +83,7 @@ export async function runPipeline(ctx: BenchContext, rig: Rig): Promise<BenchRes
   }
   const timings = rig.timings.slice(firstTiming);
   const stage = (key: keyof DetectionTimings) => round(median(timings.map((t) => t[key])), 2);
+  const meanRunMs = timings.reduce((sum, t) => sum + t.runMs, 0) / Math.max(1, timings.length);
   const breakdown = {
     preprocessMs: stage('preprocessMs'),
     runMs: stage('runMs'),
@@ -82,7 +97,9 @@ export async function runPipeline(ctx: BenchContext, rig: Rig): Promise<BenchRes
     pipelineFps: median(results.map((r) => r.pipelineFps)),
     ratio: median(results.map((r) => r.ratio)),
     breakdown,
-    inferenceBusy: (breakdown.runMs * median(results.map((r) => r.pipelineFps))) / 1000,
+    // The mean, not the median: a run stretched by preemption is busy time too.
+    inferenceBusy: (meanRunMs * median(results.map((r) => r.pipelineFps))) / 1000,
+    inferenceWaitedForCpu: waited.length > 0 ? median(waited) : null,
   };
   return {
     name: 'pipeline',
@@ -99,12 +116,12 @@ export async function runPipeline(ctx: BenchContext, rig: Rig): Promise<BenchRes
     ],
     notes: [
       `${rounds} rounds of ${(windowMs / 1000).toFixed(0)} s each side, bare first in even rounds and pipeline first in odd ones; ratio = median of per-round ratios (${results.map((r) => r.ratio.toFixed(2)).join(', ')}).`,
-      `Median per frame in the pipeline: preprocess ${breakdown.preprocessMs} ms, session run ${breakdown.runMs} ms (${breakdown.inferenceMs} ms from hand-off to result, queueing behind the frame ahead included), postprocess ${breakdown.postprocessMs} ms; the inference thread was inside session.run ${(data.inferenceBusy * 100).toFixed(0)} % of the time. The next frame is preprocessed and queued on the inference thread while the current one runs; post-processing and publishing (decision, outbox hand-off, seq commit, events) of the previous one overlap it too.`,
+      `Median per frame in the pipeline: preprocess ${breakdown.preprocessMs} ms, session run ${breakdown.runMs} ms (${breakdown.inferenceMs} ms from hand-off to result, queueing behind the frame ahead included), postprocess ${breakdown.postprocessMs} ms; the inference thread was inside session.run ${(data.inferenceBusy * 100).toFixed(0)} % of the time${data.inferenceWaitedForCpu === null ? '' : ` and runnable but waiting for a core ${(data.inferenceWaitedForCpu * 100).toFixed(1)} % (schedstat)`}. The next frame is preprocessed and queued on the inference thread while the current one runs; post-processing and publishing (decision, outbox hand-off, seq commit, events) of the previous one overlap it too.`,
       rig.priorityOff
         ? `Thread priorities: all normal, as the daemon leaves them here (${rig.priorityOff}).`
         : 'Thread priorities as the daemon sets them: the main thread and the model\'s at normal priority, every other thread (decoding pools, GC) at inference.housekeepingNice.',
       'Pipeline = encoded PNG/JPEG decode + resize + normalize, onnxruntime in its worker thread, upsample/blur/score, decision, QoS 1 publish via the on-disk outbox to Mosquitto; counted at a subscriber. One frame always waits, so inference never idles for lack of input.',
     ],
-    data: { ...data, bareFps: round(data.bareFps), pipelineFps: round(data.pipelineFps), ratio: round(data.ratio, 3), inferenceBusy: round(data.inferenceBusy, 3) },
+    data: { ...data, bareFps: round(data.bareFps), pipelineFps: round(data.pipelineFps), ratio: round(data.ratio, 3), inferenceBusy: round(data.inferenceBusy, 3), inferenceWaitedForCpu: data.inferenceWaitedForCpu === null ? null : round(data.inferenceWaitedForCpu, 4) },
   };
 }

@@ -3,7 +3,7 @@
  * their CPU priority. Nice values are per thread on Linux, so one thread of a process can
  * be favoured over the others; elsewhere these report nothing and change nothing.
  */
-import { readdirSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 
 /** TIDs of every thread of this process now; empty where /proc is not Linux's. */
@@ -12,6 +12,19 @@ export function processThreadIds(): number[] {
     return readdirSync('/proc/self/task').map(Number).filter((tid) => Number.isInteger(tid) && tid > 0);
   } catch {
     return [];
+  }
+}
+
+/**
+ * Nanoseconds a thread of this process has spent on a CPU and runnable but waiting for one
+ * (the scheduler's own accounting, /proc/self/task/<tid>/schedstat); undefined when unreadable.
+ */
+export function threadCpuTimes(tid: number): { runNs: number; waitNs: number } | undefined {
+  try {
+    const [runNs, waitNs] = readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
+    return runNs !== undefined && waitNs !== undefined && Number.isFinite(runNs) && Number.isFinite(waitNs) ? { runNs, waitNs } : undefined;
+  } catch {
+    return undefined;
   }
 }
 

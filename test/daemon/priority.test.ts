@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { getPriority } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { loadBundle } from '../../src/bundle/load.js';
@@ -13,7 +14,7 @@ import { HousekeepingPriority, housekeepingPriorityOff } from '../../src/daemon/
 import { OnnxruntimeBackend } from '../../src/inference/onnxruntime-backend.js';
 import { InferenceConfigSchema } from '../../src/inference/config.js';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
-import { currentThreadId, processThreadIds } from '../../src/util/threads.js';
+import { currentThreadId, processThreadIds, threadCpuTimes } from '../../src/util/threads.js';
 
 const linux = process.platform === 'linux';
 const SHIPPED = join(PACKAGE_ROOT, 'models', 'quantized', 'moead-mnv2-synth');
@@ -42,6 +43,16 @@ describe('on the threads of this process', { skip: linux ? false : 'thread prior
   test('the main thread is the process id, and listed', () => {
     assert.equal(currentThreadId(), process.pid);
     assert.ok(processThreadIds().includes(process.pid));
+  });
+
+  test("a thread's CPU time grows while it computes; a thread that does not exist reads as undefined", () => {
+    const before = threadCpuTimes(process.pid);
+    assert.ok(before && before.runNs > 0 && before.waitNs >= 0);
+    const until = performance.now() + 30;
+    while (performance.now() < until) Math.sqrt(Math.random());
+    const after = threadCpuTimes(process.pid)!;
+    assert.ok(after.runNs - before.runNs >= 10e6, `ran ${(after.runNs - before.runNs) / 1e6} ms`);
+    assert.equal(threadCpuTimes(0x7ffffffe), undefined);
   });
 
   test('the onnxruntime worker and its pool stay at normal priority; the others move', async () => {

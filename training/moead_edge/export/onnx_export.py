@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..model import MoEAD
-from .graph_passes import fold_pads, linear_to_gemm
+from .graph_passes import fold_pads, fold_shapes, linear_to_gemm
 
 OPSET = 17
 INPUT_NAME = "image"
@@ -80,7 +80,7 @@ def export_onnx(model: MoEAD, path: Path, batch: int = 1) -> Path:
         torch.onnx.export(net, (dummy,), str(path), opset_version=OPSET, input_names=[INPUT_NAME],
                           output_names=[OUTPUT_NAME], dynamo=False, do_constant_folding=True,
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
-    graph = linear_to_gemm(fold_pads(share_initializers(onnx.load(str(path)))))
+    graph = fold_shapes(linear_to_gemm(fold_pads(share_initializers(onnx.load(str(path))))))
     onnx.save(graph, str(path))
     onnx.checker.check_model(graph)
     custom = {n.domain for n in graph.graph.node if n.domain not in ("", "ai.onnx")}
