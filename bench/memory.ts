@@ -27,6 +27,8 @@ export type MemoryData = {
   endRssMb: number;
   growthPercent: number;
   peakRssMb: number;
+  /** Least-squares slope of RSS over the second half of the run, MiB per hour (a leak shows here; warm-up does not). */
+  lateTrendMbPerHour: number;
   smallestBoard: { name: string; memoryBudgetMb: number } | null;
   samples: Array<[number, number]>;
 };
@@ -49,6 +51,17 @@ async function smallestBoard(): Promise<{ name: string; memoryBudgetMb: number }
     if (!best || board.memoryBudgetMb < best.memoryBudgetMb) best = { name: board.name, memoryBudgetMb: board.memoryBudgetMb };
   }
   return best;
+}
+
+/** Least-squares slope (value per second) of the samples whose time (s) is at least `from`. */
+export function trendPerSecond(samples: ReadonlyArray<[number, number]>, from: number): number {
+  const late = samples.filter(([t]) => t >= from);
+  if (late.length < 2) return 0;
+  const mt = late.reduce((s, [t]) => s + t, 0) / late.length;
+  const mv = late.reduce((s, [, v]) => s + v, 0) / late.length;
+  const cov = late.reduce((s, [t, v]) => s + (t - mt) * (v - mv), 0);
+  const varT = late.reduce((s, [t]) => s + (t - mt) ** 2, 0);
+  return varT > 0 ? cov / varT : 0;
 }
 
 /** Median of the samples whose time (s) lies in [from, to). */
@@ -117,6 +130,7 @@ export async function runMemory(ctx: BenchContext, fps: number, progress: (line:
   const steadyMb = windowMedian(samples, steady[0], steady[1]);
   const endMb = windowMedian(samples, durationS - endWindowS, Number.POSITIVE_INFINITY);
   const growth = ((endMb - steadyMb) / steadyMb) * 100;
+  const lateTrend = trendPerSecond(samples, durationS / 2) * 3600;
   const board = await smallestBoard();
   const data: MemoryData = {
     minutes: options.memoryMinutes,
@@ -126,6 +140,7 @@ export async function runMemory(ctx: BenchContext, fps: number, progress: (line:
     endRssMb: round(endMb, 1),
     growthPercent: round(growth, 2),
     peakRssMb: round(peakMb, 1),
+    lateTrendMbPerHour: round(lateTrend, 1),
     smallestBoard: board,
     samples,
   };
@@ -146,9 +161,15 @@ export async function runMemory(ctx: BenchContext, fps: number, progress: (line:
         goal: `< ${GROWTH_GOAL_PERCENT} %`,
         met: growth < GROWTH_GOAL_PERCENT,
       },
+      {
+        bench: 'memory',
+        figure: `RSS trend, second half of the run`,
+        value: `${lateTrend >= 0 ? '+' : ''}${lateTrend.toFixed(1)} MiB/h`,
+        baseline: `${((lateTrend / steadyMb) * 100).toFixed(2)} % of steady per hour`,
+      },
     ],
     notes: [
-      `\`moead-edge run\` child process, folder camera asked for ${fps} fps, ${scored} scores received (${(scored / durationS).toFixed(1)} fps); VmRSS sampled every ${options.quick ? 1 : 2} s. Steady state = median RSS over ${steady[0]}–${steady[1]} s after the first score, end = median over the last ${endWindowS} s; peak = VmHWM.`,
+      `\`moead-edge run\` child process, folder camera asked for ${fps} fps, ${scored} scores received (${(scored / durationS).toFixed(1)} fps); VmRSS sampled every ${options.quick ? 1 : 2} s. Steady state = median RSS over ${steady[0]}–${steady[1]} s after the first score, end = median over the last ${endWindowS} s; peak = VmHWM. Trend = least-squares slope over the second half (from ${(durationS / 2).toFixed(0)} s): growth that continues after start-up shows there, start-up growth does not.`,
       ...(options.memoryMinutes < 10 ? [`Run of ${options.memoryMinutes} min (the goal is stated for 10 min: run without --quick for it).`] : []),
       ...(board ? [] : [`no board profile in ${BOARDS_DIR}: RSS not compared with a budget`]),
     ],

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseOptions } from '../../bench/context.js';
-import { readRss } from '../../bench/memory.js';
+import { readRss, trendPerSecond } from '../../bench/memory.js';
 import { formatTable, unavailable } from '../../bench/report.js';
 import { formatRatio, percentile, spread } from '../../bench/stats.js';
 import { REPO_ROOT } from '../harness/paths.js';
@@ -23,6 +23,16 @@ test('percentiles interpolate between ranks like numpy', () => {
   assert.ok(Number.isNaN(percentile([], 50)));
   const s = spread(Array.from({ length: 101 }, (_, i) => i));
   assert.deepEqual([s.n, s.p50, s.p95, s.p99, s.max], [101, 50, 95, 99, 100]);
+});
+
+test('the late RSS trend ignores start-up growth and finds a steady climb', () => {
+  // Start-up: +20 MiB in the first 100 s, then flat with a ±3 MiB sawtooth.
+  const flat: Array<[number, number]> = Array.from({ length: 300 }, (_, i) => [i * 2, i < 50 ? 240 + i * 0.4 : 260 + ((i % 4) - 1.5) * 2]);
+  assert.ok(Math.abs(trendPerSecond(flat, 300) * 3600) < 10, `flat run: ${trendPerSecond(flat, 300) * 3600} MiB/h`);
+  // A leak of 1 MiB a minute after start-up.
+  const leak: Array<[number, number]> = flat.map(([t, v]) => [t, v + t / 60]);
+  assert.ok(Math.abs(trendPerSecond(leak, 300) * 3600 - 60) < 5);
+  assert.equal(trendPerSecond([[0, 1]], 0), 0);
 });
 
 test('ratios are formatted, missing ones shown as a dash', () => {
