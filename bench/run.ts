@@ -13,6 +13,7 @@ import { runQuantization } from './quantization.js';
 import { formatTable, type BenchResult } from './report.js';
 import { runResearch } from './research.js';
 import { openRig } from './rig.js';
+import { DAEMON_NODE_FLAGS } from '../src/cli/node-flags.js';
 
 async function main(argv: string[]): Promise<number> {
   const options = parseOptions(argv);
@@ -24,6 +25,9 @@ async function main(argv: string[]): Promise<number> {
   const wants = (name: BenchName) => options.only.includes(name);
   const progress = (line: string) => process.stderr.write(`bench: ${line}\n`);
   progress(`${machineLine(machine)}; ${options.threads} threads`);
+  // The in-process pipeline should run under the daemon's Node flags, as `npm run bench` starts it.
+  const missing = DAEMON_NODE_FLAGS.filter((flag) => ![...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].includes(flag));
+  if (missing.length > 0) progress(`warning: Node runs without ${missing.join(' ')}, unlike the daemon; use \`npm run bench\``);
   const ctx = await openContext(options);
   progress(`bundle ${ctx.bundle.manifest.name} ${ctx.bundle.manifest.version} (${ctx.bundle.dir}); ${ctx.imageFiles.length} images from ${ctx.imageDir}`);
   const results: BenchResult[] = [];

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile, readdir, mkdir } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { ManifestSchema } from '../../src/bundle/manifest.js';
-import { runCli, tempDir, type TempDir } from '../harness/index.js';
+import { DAEMON_NODE_FLAGS } from '../../src/cli/node-flags.js';
+import { repoPath, runCli, tempDir, type TempDir } from '../harness/index.js';
 import { CORRUPT_PNG, testBundle, testFrames } from '../daemon/fixtures.js';
 
 let dir: TempDir;
@@ -14,6 +15,15 @@ before(async () => {
 });
 after(async () => {
   await dir.remove();
+});
+
+test('npm start and npm run bench run Node with the daemon flags (src/cli/node-flags.ts)', async () => {
+  const pkg = JSON.parse(await readFile(repoPath('package.json'), 'utf8')) as { scripts: Record<string, string> };
+  for (const script of ['start', 'bench']) {
+    const words = (pkg.scripts[script] ?? '').split(/\s+/);
+    assert.equal(words[0], 'node', `scripts.${script}`);
+    for (const flag of DAEMON_NODE_FLAGS) assert.ok(words.slice(1, words.findIndex((w) => w.endsWith('.js'))).includes(flag), `scripts.${script} lacks ${flag}`);
+  }
 });
 
 describe('usage', () => {

@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { DAEMON_NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { CLI_MAIN, REPO_ROOT } from './paths.js';
 
 export interface ExitStatus {
@@ -166,9 +167,9 @@ export function spawnProcess(command: string, args: string[], options: SpawnOpti
   return new ChildHandle(proc, `${command.split('/').pop()}${proc.pid ? `[${proc.pid}]` : ''}`, options.echo ?? false);
 }
 
-/** Starts the compiled CLI (`moead-edge ARGS…`) as a child process. */
+/** Starts the compiled CLI (`moead-edge ARGS…`) as a child process, with the Node flags `npm start` uses. */
 export function spawnCli(args: string[], options: SpawnOptions = {}): ChildHandle {
-  return spawnProcess(process.execPath, [CLI_MAIN, ...args], options);
+  return spawnProcess(process.execPath, [...DAEMON_NODE_FLAGS, CLI_MAIN, ...args], options);
 }
 
 export interface CliResult extends ExitStatus {
