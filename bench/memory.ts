@@ -161,12 +161,10 @@ export async function runMemory(ctx: BenchContext, fps: number, progress: (line:
         goal: `< ${GROWTH_GOAL_PERCENT} %`,
         met: growth < GROWTH_GOAL_PERCENT,
       },
-      {
-        bench: 'memory',
-        figure: `RSS trend, second half of the run`,
-        value: `${lateTrend >= 0 ? '+' : ''}${lateTrend.toFixed(1)} MiB/h`,
-        baseline: `${((lateTrend / steadyMb) * 100).toFixed(2)} % of steady per hour`,
-      },
+      // A slope over a minute or two says nothing about hours.
+      ...(options.memoryMinutes >= 4
+        ? [{ bench: 'memory', figure: 'RSS trend, second half of the run', value: `${lateTrend >= 0 ? '+' : ''}${lateTrend.toFixed(1)} MiB/h`, baseline: `${((lateTrend / steadyMb) * 100).toFixed(2)} % of steady per hour` }]
+        : []),
     ],
     notes: [
       `\`moead-edge run\` child process, folder camera asked for ${fps} fps, ${scored} scores received (${(scored / durationS).toFixed(1)} fps); VmRSS sampled every ${options.quick ? 1 : 2} s. Steady state = median RSS over ${steady[0]}–${steady[1]} s after the first score, end = median over the last ${endWindowS} s; peak = VmHWM. Trend = least-squares slope over the second half (from ${(durationS / 2).toFixed(0)} s): growth that continues after start-up shows there, start-up growth does not.`,
