@@ -37,14 +37,14 @@ def _consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
     return uses
 
 
-def _run(model: onnx.ModelProto, names: list[str], dtype: int, batch: int) -> dict[str, np.ndarray]:
-    """Values of intermediate tensors on an all-zero input whose dynamic axes are `batch`."""
+def _run(model: onnx.ModelProto, names: list[str], types: dict[str, int], batch: int) -> dict[str, np.ndarray]:
+    """Values of intermediate tensors (element types given) on an all-zero input whose dynamic axes are `batch`."""
     import onnxruntime as ort
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     del probe.graph.output[:]
-    probe.graph.output.extend(helper.make_tensor_value_info(n, dtype, None) for n in names)
+    probe.graph.output.extend(helper.make_tensor_value_info(n, types[n], None) for n in names)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.log_severity_level = 3
@@ -56,8 +56,8 @@ def _run(model: onnx.ModelProto, names: list[str], dtype: int, batch: int) -> di
 
 def _static_shapes(model: onnx.ModelProto, names: list[str]) -> dict[str, list[int]]:
     """Shapes of intermediate tensors, -1 where they follow the batch size (probed at 1 and 2)."""
-    one = _run(model, names, onnx.TensorProto.FLOAT, 1)
-    two = _run(model, names, onnx.TensorProto.FLOAT, 2)
+    floats = dict.fromkeys(names, onnx.TensorProto.FLOAT)
+    one, two = _run(model, names, floats, 1), _run(model, names, floats, 2)
     return {n: [a if a == b else -1 for a, b in zip(one[n].shape, two[n].shape)] for n in names}
 
 
@@ -86,7 +86,8 @@ def fold_pads(model: onnx.ModelProto) -> onnx.ModelProto:
     if not pads:
         return model
     names = [n.input[1] for n in pads]
-    values, again = _run(model, names, onnx.TensorProto.INT64, 1), _run(model, names, onnx.TensorProto.INT64, 2)
+    ints = dict.fromkeys(names, onnx.TensorProto.INT64)
+    values, again = _run(model, names, ints, 1), _run(model, names, ints, 2)
     for pad in pads:
         n0, c0, top, left, n1, c1, bottom, right = values[pad.input[1]].tolist()
         convs = uses[pad.output[0]]
@@ -174,23 +175,10 @@ def _shape_derived(model: onnx.ModelProto) -> list[str]:
 
 
 def _probe_values(model: onnx.ModelProto, names: list[str], batch: int) -> dict[str, np.ndarray]:
-    """Values of `names` on an all-zero input with the dynamic axes at `batch` (types as inferred)."""
-    import onnxruntime as ort
-
+    """Values of `names` whose element type shape inference knows, at batch size `batch`."""
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
-    names = [n for n in names if types.get(n)]
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    del probe.graph.output[:]
-    probe.graph.output.extend(helper.make_tensor_value_info(n, types[n], None) for n in names)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    feeds = {i.name: np.zeros([d.dim_value or batch for d in i.type.tensor_type.shape.dim], np.float32)
-             for i in model.graph.input}
-    return dict(zip(names, sess.run(names, feeds)))
+    return _run(model, [n for n in names if types.get(n)], types, batch)
 
 
 def _batch_axis(shapes: list[tuple[int, ...]]) -> int | None:
