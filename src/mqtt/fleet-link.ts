@@ -144,6 +144,7 @@ export class MqttFleetLink implements FleetLinkHandle {
       reconnects: this.#conn?.reconnects ?? 0,
       queue_depth: box?.depth ?? 0,
       queue_dropped_scores: box?.droppedScores ?? 0,
+      queue_sync_failures: box?.syncFailures ?? 0,
       published: this.#published,
       commands: this.#commands.handled,
       command_errors: this.#commands.errors,

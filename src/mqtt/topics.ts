@@ -115,6 +115,8 @@ export const LinkStatsSchema = z.strictObject({
   reconnects: z.number().int().min(0),
   queue_depth: z.number().int().min(0),
   queue_dropped_scores: z.number().int().min(0),
+  /** Timed fdatasyncs of the outbox that failed (I/O errors): queued messages may not survive a power cut. */
+  queue_sync_failures: z.number().int().min(0),
   published: z.number().int().min(0),
   commands: z.number().int().min(0),
   command_errors: z.number().int().min(0),

@@ -33,6 +33,22 @@ test('a reopen without close (the process was killed) keeps every put', () =>
     a.close();
   }));
 
+test('the timed sync runs off the event loop and keeps up with rotations, with no failure counted', () =>
+  withTempDir(async (dir) => {
+    // Small segments: rotations close descriptors while timed syncs of them may be in flight.
+    const box = Outbox.open(dir.path, opts({ fsyncMs: 5, segmentBytes: 2048 }));
+    for (let round = 0; round < 20; round++) {
+      for (let seq = 0; seq < 10; seq++) box.put('score', 't/score', JSON.stringify({ seq: round * 10 + seq }));
+      await new Promise((r) => setTimeout(r, 8));
+    }
+    assert.ok(box.stats().segments > 1, `segments: ${box.stats().segments}`);
+    assert.equal(box.stats().syncFailures, 0);
+    box.close();
+    const again = Outbox.open(dir.path, opts());
+    assert.deepEqual(seqs(again), [...Array(200).keys()]);
+    again.close();
+  }));
+
 test('released in-flight messages are taken again first, in order', () =>
   withTempDir(async (dir) => {
     const box = Outbox.open(dir.path, opts());

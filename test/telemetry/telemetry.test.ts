@@ -44,7 +44,7 @@ const payload = {
   ts: new Date().toISOString(),
   uptime_s: 42.5,
   cameras: { cam1: { fps: 2.5, frames: 100, latency_ms: { p50: 30, p95: 45.5, p99: null }, drops: { backpressure: 3, source: 0 } } },
-  link: { connected: true, reconnects: 2, queue_depth: 7, queue_dropped_scores: 1, published: 99, commands: 4, command_errors: 1 },
+  link: { connected: true, reconnects: 2, queue_depth: 7, queue_dropped_scores: 1, queue_sync_failures: 0, published: 99, commands: 4, command_errors: 1 },
   process: { rss_mb: 120, heap_mb: 30, cpu_percent: 55.5 },
   model: { name: 'moead-mnv2-synth', version: '1.0.0', backend: 'onnxruntime' },
   board: { name: 'generic-x86', temperature_c: { soc: 50 }, power_mw: { vdd_in: 4200 } },
