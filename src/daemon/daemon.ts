@@ -160,7 +160,7 @@ export class Daemon {
     this.#priority = new HousekeepingPriority(nice, () => detector.inferenceThreadIds());
     const lowered = this.#priority.start();
     if (lowered === undefined) this.#log.debug('all threads at normal priority: the backend does not name its inference threads');
-    else this.#log.debug(`inference first: ${lowered} other threads at nice ${nice}`);
+    else this.#log.info(`inference first: ${lowered} other threads at nice ${nice} (inference.housekeepingNice)`);
   }
 
   status(): Record<string, unknown> {
