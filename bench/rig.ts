@@ -17,7 +17,7 @@ import { silentLog } from '../src/capture/reporter.js';
 import { ScoringConfigSchema } from '../src/config/schema.js';
 import { CameraPipeline, type FrameDetector } from '../src/daemon/camera-pipeline.js';
 import { openDetector, type DetectionTimings, type Detector } from '../src/inference/detector.js';
-import { HousekeepingPriority, housekeepingPriorityOff } from '../src/daemon/priority.js';
+import { favorInference, type InferencePriority } from '../src/daemon/priority.js';
 import { InferenceConfigSchema } from '../src/inference/config.js';
 import { MqttConfigSchema } from '../src/mqtt/config.js';
 import { MqttFleetLink } from '../src/mqtt/fleet-link.js';
@@ -133,10 +133,8 @@ export async function openRig(options: { bundleDir: string; threads: number; ima
   }
   // Thread priorities as the daemon sets them with its default config and these threads.
   const { housekeepingNice } = InferenceConfigSchema.parse({});
-  const priorityOff = housekeepingPriorityOff({ nice: housekeepingNice, inferenceThreads: options.threads });
-  const priority = priorityOff ? undefined : new HousekeepingPriority(housekeepingNice, () => detector.inferenceThreadIds());
-  priority?.start();
-  return wire({ state, broker, detector, link, subscriber, log, images, priority, priorityOff });
+  const priority = favorInference({ nice: housekeepingNice, threads: options.threads, inferenceThreadIds: () => detector.inferenceThreadIds() });
+  return wire({ state, broker, detector, link, subscriber, log, images, priority });
 }
 
 interface RigParts {
@@ -147,11 +145,10 @@ interface RigParts {
   subscriber: mqtt.MqttClient;
   log: Logger;
   images: readonly Buffer[];
-  priority: HousekeepingPriority | undefined;
-  priorityOff: string | undefined;
+  priority: InferencePriority;
 }
 
-function wire({ state, broker, detector, link, subscriber, log, images, priority, priorityOff }: RigParts): Rig {
+function wire({ state, broker, detector, link, subscriber, log, images, priority }: RigParts): Rig {
   // The daemon's defaults (events and their snapshots included), as a user runs it.
   const scoring = ScoringConfigSchema.parse({});
 
@@ -206,7 +203,7 @@ function wire({ state, broker, detector, link, subscriber, log, images, priority
 
   return {
     detector,
-    priorityOff,
+    priorityOff: priority.off,
     timings,
     async saturating(name) {
       const source = new SaturatingSource(name, images);
@@ -225,7 +222,7 @@ function wire({ state, broker, detector, link, subscriber, log, images, priority
       return { arrivals: camera.arrivals, stop };
     },
     async close() {
-      priority?.stop();
+      priority.stop();
       for (const camera of cameras.values()) await camera.pipeline.stop();
       await subscriber.endAsync();
       await link.stop();

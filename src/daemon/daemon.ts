@@ -13,7 +13,7 @@ import type { Config } from '../config/schema.js';
 import type { ConfigStore } from '../config/store.js';
 import type { BackendOptions } from '../inference/backend.js';
 import type { Detector } from '../inference/detector.js';
-import { HousekeepingPriority, housekeepingPriorityOff } from './priority.js';
+import { favorInference, type InferencePriority } from './priority.js';
 import type { FleetLink } from '../mqtt/link.js';
 import { thresholdProblems } from '../scoring/decide.js';
 import { MetricsExporter } from '../telemetry/index.js';
@@ -75,7 +75,7 @@ export class Daemon {
   #stopping: Promise<void> | undefined;
   #board: BoardProfile | undefined;
   #metrics: MetricsExporter | undefined;
-  #priority: HousekeepingPriority | undefined;
+  #priority: InferencePriority | undefined;
 
   constructor(store: ConfigStore, parts: DaemonParts, log: Logger) {
     this.#store = store;
@@ -152,14 +152,9 @@ export class Daemon {
   }
 
   #favorInference(detector: Detector, nice: number, threads: number): void {
-    const off = housekeepingPriorityOff({ nice, inferenceThreads: threads });
-    if (off) {
-      this.#log.debug(`all threads at normal priority: ${off}`);
-      return;
-    }
-    this.#priority = new HousekeepingPriority(nice, () => detector.inferenceThreadIds());
-    const lowered = this.#priority.start();
-    if (lowered === undefined) this.#log.debug('all threads at normal priority: the backend does not name its inference threads');
+    this.#priority = favorInference({ nice, threads, inferenceThreadIds: () => detector.inferenceThreadIds() });
+    const { off, lowered } = this.#priority;
+    if (off) this.#log.debug(`all threads at normal priority: ${off}`);
     else this.#log.info(`inference first: ${lowered} other threads at nice ${nice} (inference.housekeepingNice)`);
   }
 

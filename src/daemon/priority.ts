@@ -59,3 +59,26 @@ export class HousekeepingPriority {
     this.#timer = undefined;
   }
 }
+
+/** What `favorInference` did: `stop` ends the sweeps; `off` says why nothing was changed. */
+export interface InferencePriority {
+  stop(): void;
+  off?: string;
+  lowered?: number;
+}
+
+/**
+ * The daemon's policy in one place (the daemon and the benchmark rig both use it): decide
+ * whether it applies, sweep, and keep sweeping only while the backend names its threads.
+ */
+export function favorInference(options: { nice: number; threads: number; inferenceThreadIds: () => readonly number[] | undefined }): InferencePriority {
+  const off = housekeepingPriorityOff({ nice: options.nice, inferenceThreads: options.threads });
+  if (off) return { stop: () => undefined, off };
+  const priority = new HousekeepingPriority(options.nice, options.inferenceThreadIds);
+  const lowered = priority.start();
+  if (lowered === undefined) {
+    priority.stop();
+    return { stop: () => undefined, off: 'the backend does not name its inference threads' };
+  }
+  return { stop: () => priority.stop(), lowered };
+}

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { loadBundle } from '../../src/bundle/load.js';
-import { HousekeepingPriority, housekeepingPriorityOff } from '../../src/daemon/priority.js';
+import { favorInference, HousekeepingPriority, housekeepingPriorityOff } from '../../src/daemon/priority.js';
 import { OnnxruntimeBackend } from '../../src/inference/onnxruntime-backend.js';
 import { InferenceConfigSchema } from '../../src/inference/config.js';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
@@ -98,6 +98,11 @@ describe('on the threads of this process', { skip: linux ? false : 'thread prior
   test('a backend that does not name its threads changes nothing', () => {
     const before = processThreadIds().map((tid) => [tid, getPriority(tid)]);
     assert.equal(new HousekeepingPriority(12, () => undefined).apply(), undefined);
+    const policy = favorInference({ nice: 12, threads: 1, inferenceThreadIds: () => undefined });
+    policy.stop();
+    assert.equal(policy.lowered, undefined);
+    assert.match(policy.off ?? '', /does not name its inference threads|every core/);
+    assert.match(favorInference({ nice: 0, threads: 1, inferenceThreadIds: () => [process.pid] }).off ?? '', /housekeepingNice is 0/);
     assert.deepEqual(processThreadIds().map((tid) => [tid, getPriority(tid)]), before);
   });
 });

@@ -1,6 +1,6 @@
 """Rewrites of the exported ONNX graph that make it cheaper to run and to quantize.
 
-Both passes keep the arithmetic: the maps are equal to the unrewritten graph's (checked by
+The passes keep the arithmetic: the maps are equal to the unrewritten graph's (checked by
 the export's parity test against PyTorch).
 
 - `fold_pads`: Keras' stride-2 convolutions pad (0, 1, 0, 1) with an explicit zero Pad. The
@@ -174,11 +174,10 @@ def _shape_derived(model: onnx.ModelProto) -> list[str]:
     return derived
 
 
-def _probe_values(model: onnx.ModelProto, names: list[str], batch: int) -> dict[str, np.ndarray]:
-    """Values of `names` whose element type shape inference knows, at batch size `batch`."""
+def _element_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every intermediate tensor that shape inference knows."""
     inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
-    return _run(model, [n for n in names if types.get(n)], types, batch)
+    return {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info if v.type.tensor_type.elem_type}
 
 
 def _batch_axis(shapes: list[tuple[int, ...]]) -> int | None:
@@ -204,7 +203,9 @@ def fold_shapes(model: onnx.ModelProto, max_elements: int = 4096) -> onnx.ModelP
     targets = [n.output[0] for n in model.graph.node
                if n.op_type in ("Reshape", "ConstantOfShape", "Expand") and n.input[1 if n.op_type != "ConstantOfShape" else 0] in derived]
     siblings = [i for t in targets for u in uses[t] if u.op_type in _BROADCASTING for i in u.input if i and i != t]
-    runs = [_probe_values(model, derived + targets + siblings, batch) for batch in (1, 2, 3)]
+    types = _element_types(model)
+    probed = [n for n in dict.fromkeys(derived + targets + siblings) if n in types]
+    runs = [_run(model, probed, types, batch) for batch in (1, 2, 3)]
     shape = {name: [tuple(r[name].shape) for r in runs] for name in runs[0]}
     replacement: dict[str, str] = {}
 
