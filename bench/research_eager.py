@@ -20,19 +20,17 @@ import torch
 from moead_edge.data.images import load_image_for_model
 from moead_edge.eval.postprocess import postprocess
 from moead_edge.model import MoEAD
-from moead_edge.model.config import config_from_dict
+from moead_edge.train.trainer import load_model
 
 
 def load_checkpoint(path: Path) -> MoEAD:
-    """A toolchain model file ({config, reconstruction, ...}: model.pt or a training checkpoint);
-    the frozen backbone is rebuilt from the config, as the toolchain's load_model does."""
+    """A toolchain model file ({config, reconstruction, ...}: model.pt or a training checkpoint),
+    loaded by the toolchain's load_model (the frozen backbone is rebuilt from the config)."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     missing = [k for k in ("config", "reconstruction") if k not in state]
     if missing:
         raise SystemExit(f"{path}: not a moead_edge model file (no {', '.join(missing)})")
-    model = MoEAD(config_from_dict(state["config"]))
-    model.reconstruction.load_state_dict(state["reconstruction"])
-    return model.eval()
+    return load_model(path)[0]
 
 
 def peak_rss_mb() -> float:

@@ -59,11 +59,13 @@ export const OutputSpecSchema = z.strictObject({
   name: z.string().min(1),
   /**
    * What each map value is: the per-position L2 distance between backbone features and
-   * their reconstruction (`l2_distance`, the paper's), or that distance divided by the
-   * feature vector's norm (`relative_l2_distance`). The daemon treats both alike; the kind
-   * says how to read the threshold's units.
+   * their reconstruction (`l2_distance`, the paper's), that distance divided by the feature
+   * vector's norm (`relative_l2_distance`), or the relative distance with each channel's
+   * residual weighted by its inverse mean on good training images
+   * (`whitened_relative_l2_distance`). The daemon treats them alike; the kind says how to
+   * read the threshold's units.
    */
-  kind: z.enum(['l2_distance', 'relative_l2_distance']),
+  kind: z.enum(['l2_distance', 'relative_l2_distance', 'whitened_relative_l2_distance']),
   width: positiveInt,
   height: positiveInt,
 });

@@ -18,6 +18,7 @@ from moead_edge.model import MoEAD, distance_map, load_config
 def exported(tmp_path_factory) -> tuple[MoEAD, Path]:
     torch.manual_seed(0)
     model = MoEAD(load_config("tiny")).eval()
+    model.channel_weights = torch.rand(model.feature_channels) + 0.1  # what training computes for tiny's distance
     return model, export_onnx(model, tmp_path_factory.mktemp("export") / "tiny.onnx")
 
 
@@ -70,11 +71,14 @@ def test_onnxruntime_matches_pytorch(exported) -> None:
     assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
 
 
-def test_relative_distance_exports_with_parity(tmp_path) -> None:
+@pytest.mark.parametrize("distance", ["relative_l2", "whitened_relative_l2"])
+def test_relative_distances_export_with_parity(distance: str, tmp_path) -> None:
     torch.manual_seed(1)
-    cfg = dataclasses.replace(load_config("tiny"), distance="relative_l2")
+    cfg = dataclasses.replace(load_config("tiny"), distance=distance)
     model = MoEAD(cfg).eval()
-    path = export_onnx(model, tmp_path / "relative.onnx")
+    if distance == "whitened_relative_l2":
+        model.channel_weights = torch.rand(model.feature_channels) + 0.1
+    path = export_onnx(model, tmp_path / f"{distance}.onnx")
     x = np.random.default_rng(1).uniform(0, 1, (2, 3, 128, 128)).astype(np.float32)
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()

@@ -5,7 +5,8 @@ import torch
 
 import pytest
 
-from moead_edge.model import ConfigError, distance_map, load_config
+from moead_edge.model import ConfigError, distance_map, load_config, residual_weights
+from moead_edge.model.moead import RELATIVE_FLOOR, RESIDUAL_FLOOR
 from moead_edge.model.config import CONFIG_DIR
 from moead_edge.model.moe import MoEFFN, balance_loss
 from moead_edge.model.reconstruction import MASK_VALUE, Reconstruction, neighbour_mask
@@ -143,13 +144,49 @@ def test_distance_maps_plain_and_relative() -> None:
         distance_map(feats, rec, "cosine")
 
 
+def test_whitened_distance_weights_each_channel_residual() -> None:
+    feats = torch.tensor([[3.0, 0.0], [4.0, 0.0]]).reshape(1, 2, 1, 2)
+    rec = torch.tensor([[0.0, 0.0], [0.0, 1.0]]).reshape(1, 2, 1, 2)
+    weights = torch.tensor([4.0, 0.25])
+    got = distance_map(feats, rec, "whitened_relative_l2", weights).flatten()
+    # position 0: sqrt(4 * 3^2 + 0.25 * 4^2) / 5; position 1: sqrt(0.25 * 1^2) over the norm floor
+    assert got[0].item() == pytest.approx((4 * 9 + 0.25 * 16) ** 0.5 / 5)
+    assert got[1].item() == pytest.approx(0.5 / RELATIVE_FLOOR)
+    unweighted = distance_map(feats, rec, "whitened_relative_l2", torch.ones(2))
+    assert torch.allclose(unweighted, distance_map(feats, rec, "relative_l2"))
+    with pytest.raises(ValueError, match="run `fit` on its work dir again"):
+        distance_map(feats, rec, "whitened_relative_l2")
+
+
+class _OffsetReconstruction(torch.nn.Module):
+    """Reconstructs channel c as x + offset[c], and adds jitter in training mode as MoEAD's does."""
+
+    def __init__(self, offsets: list[float]):
+        super().__init__()
+        self.offsets = torch.tensor(offsets).view(1, -1, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        noise = torch.randn_like(x) if self.training else 0.0
+        return x + self.offsets + noise, x.new_zeros(())
+
+
+def test_residual_weights_are_inverse_mean_squared_residuals() -> None:
+    net = _OffsetReconstruction([2.0, 0.5, 1.0, 0.0, 3.0]).train()
+    feats = torch.randn(37, 5, 3, 5)  # not a multiple of the batch, to cover the last partial batch
+    weights = residual_weights(net, feats, batch=8)
+    # A channel reconstructed exactly is floored at 1e-3 of the median channel's residual (1.0 here).
+    expected = [1 / 4.0, 1 / 0.25, 1 / 1.0, 1 / RESIDUAL_FLOOR, 1 / 9.0]
+    assert weights.tolist() == pytest.approx(expected, rel=1e-5)
+    assert net.training  # measured without jitter, and the module's mode is given back
+
+
 def test_config_rejects_an_unknown_distance(tmp_path) -> None:
     edge = (CONFIG_DIR / "edge.yaml").read_text()
     bad = tmp_path / "bad.yaml"
-    bad.write_text(edge.replace("distance: relative_l2", "distance: cosine"))
-    with pytest.raises(ConfigError, match="distance must be one of l2, relative_l2"):
+    bad.write_text(edge.replace("distance: whitened_relative_l2", "distance: cosine"))
+    with pytest.raises(ConfigError, match="distance must be one of l2, relative_l2, whitened_relative_l2"):
         load_config(str(bad))
-    assert load_config("edge").distance == "relative_l2"
+    assert load_config("edge").distance == "whitened_relative_l2"
     assert load_config("paper").distance == "l2"  # the published map
 
 

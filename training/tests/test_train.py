@@ -48,6 +48,15 @@ def test_train_writes_a_valid_bundle_and_says_what_it_does(trained) -> None:
     assert manifest["metrics"]["split"] == "test" and "int8" in manifest["metrics"]
     assert manifest["provenance"]["weights"]["license"] == "MIT"
     assert manifest["input"]["mean"] == [0.0, 0.0, 0.0] and manifest["input"]["std"] == [1.0, 1.0, 1.0]
+    assert manifest["output"]["kind"] == "whitened_relative_l2_distance"
+
+
+def test_fit_stores_the_distance_weights(trained) -> None:
+    _, work, _ = trained
+    model, _ = load_model(work / "model.pt")
+    weights = model.channel_weights
+    assert weights is not None and weights.shape == (model.feature_channels,)
+    assert bool((weights > 0).all()) and bool(torch.isfinite(weights).all())
 
 
 def test_bundle_fp32_model_matches_pytorch(trained, tiny_benchmark: Path) -> None:

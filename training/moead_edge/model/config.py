@@ -16,7 +16,7 @@ class ConfigError(ValueError):
     pass
 
 
-DISTANCES = ("l2", "relative_l2")
+DISTANCES = ("l2", "relative_l2", "whitened_relative_l2")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,8 @@ class ModelConfig:
     blur_sigma: float
     train: TrainSettings
     # How the anomaly map compares features and reconstruction (DISTANCES): "l2" is the
-    # paper's per-position L2 distance; "relative_l2" divides it by the feature vector's norm.
+    # paper's per-position L2 distance; "relative_l2" divides it by the feature vector's norm;
+    # "whitened_relative_l2" also weights each channel by its inverse training residual.
     distance: str = "l2"
 
     @property

@@ -36,7 +36,8 @@ EVALUATION = "evaluation.json"
 PARITY_TOLERANCE = 1e-4  # max |onnxruntime - PyTorch| over the map, relative to the map's max (>= 1)
 CALIBRATION_IMAGES = 64
 # The manifest's output.kind for each config `distance`.
-OUTPUT_KINDS = {"l2": "l2_distance", "relative_l2": "relative_l2_distance"}
+OUTPUT_KINDS = {"l2": "l2_distance", "relative_l2": "relative_l2_distance",
+                "whitened_relative_l2": "whitened_relative_l2_distance"}
 
 Log = Callable[[str], None]
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..model import MoEAD, ModelConfig
+from ..model import MoEAD, ModelConfig, residual_weights
 from ..model.config import config_from_dict, config_to_dict
 
 CHECKPOINT = "checkpoint.pt"
@@ -142,13 +142,16 @@ def train_reconstruction(model: MoEAD, feats: torch.Tensor, work_dir: Path, resu
         # The latest weights stay usable (export, evaluate) even if a long run is stopped.
         save_model(model, work_dir / MODEL_FILE, {"epochs": epoch + 1, "seconds": seconds, "losses": losses})
     model.eval()
+    # Cheap (one pass over the cached features), so every model gets them, whatever its distance.
+    model.channel_weights = residual_weights(net, feats)
     save_model(model, work_dir / MODEL_FILE, {"epochs": tr.epochs, "seconds": seconds, "losses": losses})
     return TrainResult(epochs=tr.epochs, seconds=seconds, losses=losses)
 
 
 def save_model(model: MoEAD, path: Path, info: dict) -> None:
+    weights = model.channel_weights
     _atomic_save({"config": config_to_dict(model.cfg), "reconstruction": model.reconstruction.state_dict(),
-                  "info": info}, path)
+                  "channel_weights": None if weights is None else weights.clone(), "info": info}, path)
 
 
 def load_model(path: Path) -> tuple[MoEAD, dict]:
@@ -156,4 +159,6 @@ def load_model(path: Path) -> tuple[MoEAD, dict]:
     state = torch.load(path, map_location="cpu", weights_only=False)
     model = MoEAD(config_from_dict(state["config"]))
     model.reconstruction.load_state_dict(state["reconstruction"])
+    # Absent in model files from before the whitened distance; distance_map says so if needed.
+    model.channel_weights = state.get("channel_weights")
     return model.eval(), state["info"]
