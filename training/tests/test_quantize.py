@@ -46,8 +46,10 @@ def test_activations_fold_into_quantized_producers(models) -> None:
     follow the float leading convs. A float activation between DequantizeLinear and
     QuantizeLinear cost time and (for ReLU6) quantized the raw, unclipped range."""
     g = onnx.load(str(models[1]))
-    # The distance head's norm floor is a Clip too, on float values that were never quantized.
-    activations = [n for n in g.graph.node if n.op_type in ("Relu", "Clip") and not n.name.startswith("/Clip")]
+    producers = {o: n.op_type for n in g.graph.node for o in n.output}
+    # Activations of a conv or projection (the distance head's norm floor is a Clip too, after a Sqrt).
+    activations = [n for n in g.graph.node if n.op_type in ("Relu", "Clip")
+                   and producers.get(n.input[0]) in ("Conv", "Gemm", "MatMul", "DequantizeLinear")]
     assert len(activations) == FLOAT_LEADING_CONVS, [n.name for n in activations]
 
 

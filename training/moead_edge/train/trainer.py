@@ -155,10 +155,11 @@ def save_model(model: MoEAD, path: Path, info: dict) -> None:
 
 
 def load_model(path: Path) -> tuple[MoEAD, dict]:
-    """A trained model file (model.pt) -> the eval-mode MoEAD (backbone rebuilt from its config)."""
+    """A trained model file (model.pt, or a training checkpoint.pt) -> the eval-mode MoEAD
+    (backbone rebuilt from its config) and the file's training info ({} for a checkpoint)."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     model = MoEAD(config_from_dict(state["config"]))
     model.reconstruction.load_state_dict(state["reconstruction"])
     # Absent in model files from before the whitened distance; distance_map says so if needed.
     model.channel_weights = state.get("channel_weights")
-    return model.eval(), state["info"]
+    return model.eval(), state.get("info", {})
