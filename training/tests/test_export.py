@@ -10,6 +10,7 @@ import onnx
 import pytest
 import torch
 
+from moead_edge.export.graph_passes import split_experts
 from moead_edge.export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, run_onnx
 from moead_edge.model import MoEAD, distance_map, load_config
 
@@ -92,3 +93,21 @@ def _features_and_reconstruction(model: MoEAD, x: np.ndarray) -> tuple[torch.Ten
     feats = model.features(torch.from_numpy(x))
     rec, _ = model.reconstruction(feats)
     return feats, rec
+
+
+def test_split_experts_keeps_the_map_and_shares_weights(exported, tmp_path) -> None:
+    """The INT8-only rewrite: one MatMul per expert, gates on the outputs, same numbers, and the
+    rounds still share each weight (per-expert blocks stored once per MoE layer)."""
+    model, path = exported
+    g, hidden_splits = split_experts(onnx.load(str(path)))
+    cfg = model.cfg
+    assert len(hidden_splits) == 2 * cfg.rounds
+    ops = [n.op_type for n in g.graph.node]
+    assert ops.count("MatMul") - [n.op_type for n in onnx.load(str(path)).graph.node].count("MatMul") \
+        == (cfg.experts - 1) * 2 * cfg.rounds
+    blocks = [i for i in g.graph.initializer if "/expert" in i.name and len(i.dims) == 2]
+    assert len(blocks) == cfg.experts * 2
+    onnx.save(g, str(tmp_path / "split.onnx"))
+    x = np.random.default_rng(2).uniform(-1, 1, (2, 3, 128, 128)).astype(np.float32)
+    before, after = run_onnx(path, x), run_onnx(tmp_path / "split.onnx", x)
+    assert np.abs(after - before).max() <= 1e-5 * max(1.0, float(np.abs(before).max()))

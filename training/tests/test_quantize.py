@@ -31,14 +31,30 @@ def test_quantized_conv_and_matmul_fuse_to_integer_kernels(models) -> None:
     r = models[3]
     ops = r["ops"]
     assert r["quantized_nodes"] >= 30  # 18 backbone convs + projections + experts
-    assert ops.get("QLinearConv", 0) + ops.get("QLinearMatMul", 0) + ops.get("QGemm", 0) >= r["quantized_nodes"]
+    integer = ("QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat")
+    assert sum(ops.get(k, 0) for k in integer) >= r["quantized_nodes"]
     assert ops.get("QGemm", 0) > 0  # projections and expert_in run with their bias fused
+    # split_experts: each expert's second product is its own integer MatMul with a float output.
+    cfg = load_config("tiny")
+    assert ops.get("MatMulIntegerToFloat", 0) == cfg.experts * 2 * cfg.rounds
     # What is left as float Conv/MatMul is what was meant to stay float: the leading convs,
     # and only attention score/value products, routers and gate x bias products.
     assert ops.get("Conv", 0) + ops.get("FusedConv", 0) == FLOAT_LEADING_CONVS
-    rounds = load_config("tiny").rounds
+    rounds = cfg.rounds
     attentions = 1 + rounds  # MHA_a once (same in every round), MHA_b per round
     assert r["float_conv_matmul"] == FLOAT_LEADING_CONVS + 2 * attentions + 2 * 2 * rounds
+
+
+def test_gates_never_requantize_the_hidden_layer(models) -> None:
+    """The gates scale the experts' float outputs. In the graph onnxruntime runs, no
+    QuantizeLinear reads a gate product or a piece of the hidden layer, and the per-expert
+    Split takes the 8-bit output of the expert_in QGemm directly."""
+    g = onnx.load(str(models[2] / "int8.optimized.onnx"))
+    producers = {o: n for n in g.graph.node for o in n.output}
+    requantized = [producers[n.input[0]] for n in g.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in producers]
+    assert not [p.name for p in requantized if p.op_type in ("Mul", "Split")]
+    splits = [n for n in g.graph.node if n.op_type == "Split" and n.name.endswith("/split/hidden")]
+    assert splits and all(producers[n.input[0]].op_type == "QGemm" for n in splits)
 
 
 def test_activations_fold_into_quantized_producers(models) -> None:
