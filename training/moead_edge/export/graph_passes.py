@@ -119,6 +119,18 @@ def _pad_mode(node: onnx.NodeProto) -> bytes:
     return next((helper.get_attribute_value(a) for a in node.attribute if a.name == "mode"), b"constant")
 
 
+
+def _splice(model: onnx.ModelProto, rewritten: dict[str, list[onnx.NodeProto]], absorbed: set[str]) -> None:
+    """Puts each rewritten node's replacement where it stood, and drops the absorbed nodes."""
+    order = []
+    for node in model.graph.node:
+        if node.name in rewritten:
+            order.extend(rewritten[node.name])
+        elif node.name not in absorbed:
+            order.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(order)
+
 def linear_to_gemm(model: onnx.ModelProto) -> onnx.ModelProto:
     weights = {i.name: i for i in model.graph.initializer}
     uses = _consumers(model)
@@ -154,14 +166,7 @@ def linear_to_gemm(model: onnx.ModelProto) -> onnx.ModelProto:
         nodes.append(helper.make_node("Reshape", [y, out_shape], [last.output[0]], name=f"{mm.name}/unflatten"))
         rewritten[mm.name] = nodes
         absorbed.add(add.name)
-    order = []
-    for node in model.graph.node:
-        if node.name in rewritten:
-            order.extend(rewritten[node.name])
-        elif node.name not in absorbed:
-            order.append(node)
-    del model.graph.node[:]
-    model.graph.node.extend(order)
+    _splice(model, rewritten, absorbed)
     return model
 
 
@@ -318,12 +323,5 @@ def split_experts(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
         rewritten[mm.name] = nodes
         absorbed |= {merge.name, gate_mul.name, blocks.name}
         splits.append(f"{p}/hidden")
-    order = []
-    for node in model.graph.node:
-        if node.name in rewritten:
-            order.extend(rewritten[node.name])
-        elif node.name not in absorbed:
-            order.append(node)
-    del model.graph.node[:]
-    model.graph.node.extend(order)
+    _splice(model, rewritten, absorbed)
     return prune(model), splits
