@@ -291,11 +291,14 @@ def split_experts(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
         matches.append((mm, merge, gate_mul, blocks, unsqueeze, unflatten, [int(v) for v in block_shape], w))
     if not matches:
         return model, []
-    shapes = _static_shapes(model, [m[0].output[0] for m in matches])
+    shapes = _static_shapes(model, [t for m in matches for t in (m[0].output[0], m[5].input[0])])
+    # The Split cuts the hidden layer on axis 1, so it must be the 2-D (tokens, experts x hidden)
+    # Gemm output that linear_to_gemm leaves.
+    matches = [m for m in matches if shapes[m[5].input[0]] == [-1, m[7].shape[0]]]
     rewritten: dict[str, list[onnx.NodeProto]] = {}
     absorbed: set[str] = set()
     splits = []
-    for mm, merge, gate_mul, blocks, unsqueeze, unflatten, (_, tokens, experts, hidden), w in matches:
+    for mm, merge, gate_mul, blocks, unsqueeze, unflatten, (_, _, experts, hidden), w in matches:
         p = f"{mm.name}/split"
         out_shape = shapes[mm.output[0]]
         model.graph.initializer.extend([
