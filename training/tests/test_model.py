@@ -9,7 +9,7 @@ from moead_edge.model import ConfigError, distance_map, load_config, residual_we
 from moead_edge.model.moead import RELATIVE_FLOOR, RESIDUAL_FLOOR
 from moead_edge.model.config import CONFIG_DIR
 from moead_edge.model.moe import MoEFFN, balance_loss
-from moead_edge.model.reconstruction import MASK_VALUE, Reconstruction, neighbour_mask
+from moead_edge.model.reconstruction import MASK_VALUE, Attention, Reconstruction, neighbour_mask
 
 
 def _reconstruction(name: str) -> Reconstruction:
@@ -85,6 +85,24 @@ def test_neighbour_mask_hides_the_7x7_neighbourhood_only() -> None:
     corner = (m[0] == MASK_VALUE).reshape(14, 14)
     assert corner[:4, :4].all() and corner.sum() == 16
     assert torch.isfinite(m).all()
+
+
+def test_attention_equals_torch_multihead_attention() -> None:
+    """Written out for the export, with the score scale folded into the query projection,
+    the attention is still nn.MultiheadAttention with the same weights and additive mask."""
+    torch.manual_seed(0)
+    ours = Attention(32, 4, 0.0).eval()
+    ref = torch.nn.MultiheadAttention(32, 4, batch_first=True).eval()
+    with torch.no_grad():
+        ours.in_proj.bias.uniform_(-0.5, 0.5)
+        ours.out_proj.bias.uniform_(-0.5, 0.5)
+        ref.in_proj_weight.copy_(ours.in_proj.weight)
+        ref.in_proj_bias.copy_(ours.in_proj.bias)
+        ref.out_proj.load_state_dict(ours.out_proj.state_dict())
+    q, k, v = (torch.randn(2, 9, 32) for _ in range(3))
+    mask = neighbour_mask(3, 3, 1)
+    expected, _ = ref(q, k, v, attn_mask=mask, need_weights=False)
+    torch.testing.assert_close(ours(q, k, v, mask), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_every_round_uses_its_own_four_layernorms() -> None:

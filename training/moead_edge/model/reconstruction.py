@@ -20,6 +20,7 @@ class Attention(nn.Module):
         if dim % heads:
             raise ValueError(f"hidden_dim {dim} is not divisible by nhead {heads}")
         self.heads = heads
+        self.head_dim = dim // heads
         self.in_proj = nn.Linear(dim, 3 * dim)
         self.out_proj = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
@@ -32,12 +33,16 @@ class Attention(nn.Module):
         wq, wk, wv = self.in_proj.weight.chunk(3)
         bq, bk, bv = self.in_proj.bias.chunk(3)
         b, lq, d = q.shape
-        hd = d // self.heads
+        hd = self.head_dim
 
         def heads(x: torch.Tensor) -> torch.Tensor:  # (B, L, d) -> (B, heads, L, hd)
             return x.reshape(x.shape[0], x.shape[1], self.heads, hd).transpose(1, 2)
 
-        qh = heads(F.linear(q, wq, bq)) * hd**-0.5
+        # The 1/sqrt(hd) score scale rides on the query projection's weights: the same product,
+        # without a Mul node that in INT8 would sit between the projection and the quantized
+        # score product (a DequantizeLinear, the Mul, and a QuantizeLinear per attention).
+        scale = hd**-0.5
+        qh = heads(F.linear(q, wq * scale, bq * scale))
         kh, vh = heads(F.linear(k, wk, bk)), heads(F.linear(v, wv, bv))
         att = self.dropout(torch.softmax(qh @ kh.transpose(-1, -2) + mask, dim=-1))
         return self.out_proj((att @ vh).transpose(1, 2).reshape(b, lq, d))
