@@ -34,15 +34,18 @@ def test_quantized_conv_and_matmul_fuse_to_integer_kernels(models) -> None:
     integer = ("QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat")
     assert sum(ops.get(k, 0) for k in integer) >= r["quantized_nodes"]
     assert ops.get("QGemm", 0) > 0  # projections and expert_in run with their bias fused
-    # split_experts: each expert's second product is its own integer MatMul with a float output.
     cfg = load_config("tiny")
-    assert ops.get("MatMulIntegerToFloat", 0) == cfg.experts * 2 * cfg.rounds
-    # What is left as float Conv/MatMul is what was meant to stay float: the leading convs,
-    # and only attention score/value products, routers and gate x bias products.
-    assert ops.get("Conv", 0) + ops.get("FusedConv", 0) == FLOAT_LEADING_CONVS
     rounds = cfg.rounds
     attentions = 1 + rounds  # MHA_a once (same in every round), MHA_b per round
-    assert r["float_conv_matmul"] == FLOAT_LEADING_CONVS + 2 * attentions + 2 * 2 * rounds
+    # Integer products with a float output: each expert's second product (split_experts), which
+    # the gates scale, and each attention's scores, which the mask and the softmax read. The
+    # probabilities x V product ends quantized, for the output projection.
+    assert ops.get("MatMulIntegerToFloat", 0) == cfg.experts * 2 * rounds + attentions
+    assert ops.get("QLinearMatMul", 0) == attentions
+    # What is left as float Conv/MatMul is what was meant to stay float: the leading convs,
+    # the routers and the gate x bias products.
+    assert ops.get("Conv", 0) + ops.get("FusedConv", 0) == FLOAT_LEADING_CONVS
+    assert r["float_conv_matmul"] == FLOAT_LEADING_CONVS + 2 * 2 * rounds
 
 
 def test_gates_never_requantize_the_hidden_layer(models) -> None:
@@ -88,6 +91,14 @@ def test_sensitive_ops_stay_float(models) -> None:
     optimized = onnx.load(str(d / "int8.optimized.onnx"))
     fused_adds = [n.name for n in optimized.graph.node if n.op_type == "QLinearAdd"]
     assert all(name.startswith("/backbone/") for name in fused_adds), fused_adds
+    # The attention scores leave their integer product as float: the mask is added and the
+    # softmax taken in float, never on a requantized score.
+    made = {o: n for n in optimized.graph.node for o in n.output}
+    softmaxes = [n for n in optimized.graph.node if n.op_type == "Softmax" and "/attn_" in n.name]
+    assert softmaxes
+    for sm in softmaxes:
+        add = made[sm.input[0]]
+        assert add.op_type == "Add" and "MatMulIntegerToFloat" in {made[i].op_type for i in add.input if i in made}, sm.name
 
 
 def test_int8_close_to_fp32(models) -> None:

@@ -1,12 +1,13 @@
 """Static INT8 quantization to Q/DQ (what TensorRT consumes and onnxruntime fuses).
 
 Quantized: every Conv but the first two, every Gemm/MatMul whose second input is a weight
-(projections and the expert matrix products), and the ReLU/ReLU6 right after one of them,
-which the quantizer folds into that node's output range. Before quantizing, `split_experts`
-gives each expert its own second matrix product (see graph_passes); those keep a float
-output, which the gates weight and sum. Kept float: the router and the gate-weighted bias
-MatMul, TopK/Softmax, attention score/value products, LayerNormalization, residual Adds, the
-neck's Resize and the distance head. Weights: per-channel symmetric int8.
+(projections and the expert matrix products), the attention score and value products, and
+the ReLU/ReLU6 right after a quantized node, which the quantizer folds into that node's
+output range. Before quantizing, `split_experts` gives each expert its own second matrix
+product (see graph_passes); those keep a float output, which the gates weight and sum, and so
+do the attention scores, which the mask and the softmax read. Kept float: the router and the
+gate-weighted bias MatMul, TopK/Softmax, LayerNormalization, residual Adds, the neck's Resize
+and the distance head. Weights: per-channel symmetric int8.
 Activations: the format is chosen by `activations`:
   - "u8": asymmetric uint8 (U8S8). onnxruntime on x86 fuses these into QLinearConv /
     QLinearMatMul (perf.md §4a saw signed activations with two consumers stay unfused).
@@ -57,6 +58,10 @@ def quantizable_nodes(model: onnx.ModelProto) -> list[str]:
             if "/router" in n.name or n.input[1].endswith("expert_out_bias"):
                 continue
             names.append(n.name)
+        elif n.op_type == "MatMul" and n.input[0] not in weights:
+            # An attention product (scores Q·Kᵀ, or probabilities × V): both sides are
+            # activations. Scores keep a float output for the mask and the softmax.
+            names.append(n.name)
         elif n.op_type in ("Relu", "Clip") and produced_by.get(n.input[0]) in names:
             names.append(n.name)
         for out in n.output:
@@ -87,9 +92,11 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration: Iterable[np.nda
     logging.getLogger().setLevel(logging.ERROR)
     # 0.3-0.4 ms of a 9 ms INT8 run on the shipped model; 2 % slower in FP32, hence here only.
     model, hidden_splits = split_experts(onnx.load(str(fp32_path)))
-    # The only quantized MatMuls are the per-expert ones, whose outputs the gates scale in float
-    # (onnxruntime runs them as MatMulIntegerToFloat); projections are Gemm (linear_to_gemm).
-    extra = {"WeightSymmetric": True, "MatMulConstBOnly": True, "OpTypesToExcludeOutputQuantization": ["MatMul"]}
+    # Quantized MatMuls keep a float output: the per-expert products, which the gates scale, and
+    # the attention scores, which the mask and softmax read (onnxruntime runs both as
+    # MatMulIntegerToFloat). The probabilities × V product still ends quantized (QLinearMatMul),
+    # since the output projection reads it. Projections are Gemm (linear_to_gemm).
+    extra = {"WeightSymmetric": True, "MatMulConstBOnly": False, "OpTypesToExcludeOutputQuantization": ["MatMul"]}
     if activations == "s8":
         extra |= {"ActivationSymmetric": True, "DedicatedQDQPair": True}
     quantize_static(
