@@ -13,7 +13,8 @@ MASK_VALUE = -1e4
 
 class Attention(nn.Module):
     """nn.MultiheadAttention's parameters (in_proj 3d x d, out_proj), written out so the export
-    is plain MatMul/Softmax and the score/value products can stay float when quantizing."""
+    is plain Gemm/MatMul/Softmax that the quantizer can split: projections and the score/value
+    products in 8 bits, the mask and the softmax in float."""
 
     def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
