@@ -42,9 +42,10 @@ FLOAT_LEADING_CONVS = 2
 
 def quantizable_nodes(model: onnx.ModelProto) -> list[str]:
     """Conv and weight MatMul/Gemm nodes, except the leading convs and the router path (which
-    decides the top-2 routing), plus the ReLU/ReLU6 right after one of them: listing those lets
-    the quantizer fold them into the producer's output range instead of leaving a float
-    activation between a DequantizeLinear and a QuantizeLinear."""
+    decides the top-2 routing); the MatMuls of two activations (the attention products); plus
+    the ReLU/ReLU6 right after one of them: listing those lets the quantizer fold them into the
+    producer's output range instead of leaving a float activation between a DequantizeLinear
+    and a QuantizeLinear."""
     weights = {i.name for i in model.graph.initializer}
     names = []
     produced_by = {}
