@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { BoardProfileSchema, BOARDS_DIR, listBoards } from '../src/config/board.js';
 import { deviceTopics } from '../src/mqtt/topics.js';
+import { allocatorFromMaps } from '../src/util/allocator.js';
 import { Mosquitto } from '../test/harness/mosquitto.js';
 import { spawnCli } from '../test/harness/process.js';
 import { tempDir } from '../test/harness/tmp.js';
@@ -30,6 +31,8 @@ export type MemoryData = {
   /** Least-squares slope of RSS over the second half of the run, MiB per hour (a leak shows here; warm-up does not). */
   lateTrendMbPerHour: number;
   smallestBoard: { name: string; memoryBudgetMb: number } | null;
+  /** The daemon's malloc, read from its /proc/PID/maps. */
+  allocator: string;
   samples: Array<[number, number]>;
 };
 
@@ -99,6 +102,7 @@ export async function runMemory(ctx: BenchContext, fps: number, progress: (line:
   const child = spawnCli(['run', '--config', configFile]);
   const samples: Array<[number, number]> = [];
   let peakMb = 0;
+  let allocator = 'unknown';
   try {
     const pid = child.proc.pid;
     if (pid === undefined) throw new Error('could not start the daemon (no pid)');
@@ -108,6 +112,7 @@ export async function runMemory(ctx: BenchContext, fps: number, progress: (line:
     // Marked handled now: the stop in `finally` makes it reject after the run, on purpose.
     exited.catch(() => undefined);
     await Promise.race([started, exited, sleep(60_000).then(() => Promise.reject(new Error(`no score from the daemon within 60 s:\n${child.output()}`)))]);
+    allocator = allocatorFromMaps(await readFile(`/proc/${pid}/maps`, 'utf8'));
     const t0 = performance.now();
     const every = options.quick ? 1000 : 2000;
     let lastProgress = 0;
@@ -142,6 +147,7 @@ export async function runMemory(ctx: BenchContext, fps: number, progress: (line:
     peakRssMb: round(peakMb, 1),
     lateTrendMbPerHour: round(lateTrend, 1),
     smallestBoard: board,
+    allocator,
     samples,
   };
   return {
@@ -167,7 +173,7 @@ export async function runMemory(ctx: BenchContext, fps: number, progress: (line:
         : []),
     ],
     notes: [
-      `\`moead-edge run\` child process, folder camera asked for ${fps} fps, ${scored} scores received (${(scored / durationS).toFixed(1)} fps); VmRSS sampled every ${options.quick ? 1 : 2} s. Steady state = median RSS over ${steady[0]}–${steady[1]} s after the first score, end = median over the last ${endWindowS} s; peak = VmHWM. Trend = least-squares slope over the second half (from ${(durationS / 2).toFixed(0)} s): growth that continues after start-up shows there, start-up growth does not.`,
+      `\`moead-edge run\` child process (malloc: ${allocator}; MOEAD_MALLOC=jemalloc to compare), folder camera asked for ${fps} fps, ${scored} scores received (${(scored / durationS).toFixed(1)} fps); VmRSS sampled every ${options.quick ? 1 : 2} s. Steady state = median RSS over ${steady[0]}–${steady[1]} s after the first score, end = median over the last ${endWindowS} s; peak = VmHWM. Trend = least-squares slope over the second half (from ${(durationS / 2).toFixed(0)} s): growth that continues after start-up shows there, start-up growth does not.`,
       ...(options.memoryMinutes < 10 ? [`Run of ${options.memoryMinutes} min (the goal is stated for 10 min: run without --quick for it).`] : []),
       ...(board ? [] : [`no board profile in ${BOARDS_DIR}: RSS not compared with a budget`]),
     ],

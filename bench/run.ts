@@ -14,6 +14,7 @@ import { formatTable, type BenchResult } from './report.js';
 import { runResearch } from './research.js';
 import { openRig } from './rig.js';
 import { DAEMON_NODE_FLAGS } from '../src/cli/node-flags.js';
+import { memoryAllocator } from '../src/util/allocator.js';
 
 async function main(argv: string[]): Promise<number> {
   const options = parseOptions(argv);
@@ -76,7 +77,7 @@ async function main(argv: string[]): Promise<number> {
 
   console.log(`moead-edge bench — ${new Date().toISOString()}`);
   console.log(`machine: ${machineLine(machine)}`);
-  console.log(`bundle: ${ctx.bundle.manifest.name} ${ctx.bundle.manifest.version} (${ctx.bundle.manifest.model.precision} ${ctx.bundle.manifest.model.file} sha256 ${ctx.bundle.manifest.model.sha256.slice(0, 12)}…); images: ${ctx.imageFiles.length} from ${ctx.imageDir}; threads: ${options.threads}${options.quick ? '; --quick' : ''}`);
+  console.log(`bundle: ${ctx.bundle.manifest.name} ${ctx.bundle.manifest.version} (${ctx.bundle.manifest.model.precision} ${ctx.bundle.manifest.model.file} sha256 ${ctx.bundle.manifest.model.sha256.slice(0, 12)}…); images: ${ctx.imageFiles.length} from ${ctx.imageDir}; threads: ${options.threads}; malloc: ${memoryAllocator()}${options.quick ? '; --quick' : ''}`);
   console.log('');
   console.log(formatTable(results));
   if (options.json) {
@@ -84,6 +85,7 @@ async function main(argv: string[]): Promise<number> {
     const json = {
       date: new Date().toISOString(),
       machine,
+      malloc: memoryAllocator(),
       options,
       bundle: { dir: ctx.bundle.dir, name: ctx.bundle.manifest.name, version: ctx.bundle.manifest.version },
       results: Object.fromEntries(results.sort((a, b) => (order[a.name] ?? 99) - (order[b.name] ?? 99)).map((r) => [r.name, { ...r.data, rows: r.rows, notes: r.notes }])),

@@ -1,7 +1,7 @@
 /**
- * Node/V8 flags the daemon runs with (`npm start`, `npm run bench` and the test harness pass
- * them; package.json's scripts must name each one, which a test checks). V8 reads them only
- * at start-up, so they cannot be set from inside the process.
+ * Node/V8 flags the daemon runs with. `npm start`, `npm run bench` and the test harness start
+ * Node through scripts/daemon-node.sh, which passes them (a test runs the script and checks
+ * each one). V8 reads them only at start-up, so they cannot be set from inside the process.
  *
  * --max-semi-space-size=4: V8 grows its young generation towards 16 MiB per semi-space
  * while a program allocates; the daemon allocates small objects for every frame, so its

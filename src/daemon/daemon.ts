@@ -18,6 +18,7 @@ import type { FleetLink } from '../mqtt/link.js';
 import { thresholdProblems } from '../scoring/decide.js';
 import { MetricsExporter } from '../telemetry/index.js';
 import { CameraSeq } from '../scoring/seq.js';
+import { memoryAllocator } from '../util/allocator.js';
 import { errorMessage, type Logger } from '../util/log.js';
 import { CameraPipeline } from './camera-pipeline.js';
 import { registerCommands } from './commands.js';
@@ -96,6 +97,7 @@ export class Daemon {
       this.#board = board;
       const inference = chooseInference(config, board, this.#store);
       log.info(`board ${board.name}; backend ${inference.backend} (${inference.options.providers.join(' > ')}, ${inference.options.threads || 'default'} threads)`);
+      log.info(memoryAllocator() === 'jemalloc' ? 'memory allocator: jemalloc' : "memory allocator: the C library's malloc (MOEAD_MALLOC=jemalloc with `npm start`: flatter RSS, docs/bench.md)");
 
       const detector = await this.#parts.openDetector(config, inference, log.child('inference'));
       this.#detector = detector;

@@ -8,6 +8,7 @@ import type { BackendCapabilities } from '../inference/backend.js';
 import type { CameraPipeline } from './camera-pipeline.js';
 import { collectSystem } from '../telemetry/index.js';
 import { readSensors } from './sensors.js';
+import { memoryAllocator } from '../util/allocator.js';
 
 export interface TelemetrySources {
   startedMono: number;
@@ -49,6 +50,7 @@ export async function buildTelemetry(sources: TelemetrySources, cpu: CpuMeter): 
     process: {
       rss_mb: rssMb,
       heap_mb: Math.round(memory.heapUsed / 1048576),
+      allocator: memoryAllocator(),
       cpu_percent: cpu.read(),
       memory_budget_mb: sources.board.memoryBudgetMb,
       over_budget: rssMb > sources.board.memoryBudgetMb,

@@ -14,6 +14,11 @@ import { PreprocessError } from './errors.js';
 import { encodedSize } from './header.js';
 import { resizeBilinear } from './resize.js';
 
+// One libvips thread per image. sharp picks 1 itself on glibc's malloc but one per core under
+// jemalloc (MOEAD_MALLOC=jemalloc): camera frames are small, frames already decode in parallel
+// on libuv's pool, and a second thread per frame only competes with the model for the cores.
+sharp.concurrency(1);
+
 /** Interleaved 8-bit pixels; `order` says where R, G and B sit for 3/4-channel data. */
 export interface Pixels {
   data: Buffer;

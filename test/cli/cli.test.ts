@@ -1,10 +1,12 @@
 /** The `moead-edge` command line as a user runs it: exit codes, messages, output format. */
 import assert from 'node:assert/strict';
-import { readFile, writeFile, readdir, mkdir } from 'node:fs/promises';
+import { access, readFile, writeFile, readdir, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ManifestSchema } from '../../src/bundle/manifest.js';
 import { DAEMON_NODE_FLAGS } from '../../src/cli/node-flags.js';
-import { repoPath, runCli, tempDir, type TempDir } from '../harness/index.js';
+import { allocatorFromMaps } from '../../src/util/allocator.js';
+import { DAEMON_NODE_SCRIPT, repoPath, runCli, runProcess, tempDir, type CliResult, type TempDir } from '../harness/index.js';
 import { CORRUPT_PNG, testBundle, testFrames } from '../daemon/fixtures.js';
 
 let dir: TempDir;
@@ -17,14 +19,58 @@ after(async () => {
   await dir.remove();
 });
 
-test('npm start and npm run bench run Node with the daemon flags (src/cli/node-flags.ts)', async () => {
-  const pkg = JSON.parse(await readFile(repoPath('package.json'), 'utf8')) as { scripts: Record<string, string> };
-  for (const script of ['start', 'bench']) {
-    const words = (pkg.scripts[script] ?? '').split(/\s+/);
-    assert.equal(words[0], 'node', `scripts.${script}`);
-    for (const flag of DAEMON_NODE_FLAGS) assert.ok(words.slice(1, words.findIndex((w) => w.endsWith('.js'))).includes(flag), `scripts.${script} lacks ${flag}`);
+describe('scripts/daemon-node.sh (what npm start and npm run bench run)', () => {
+  /** Runs a one-line script through the launcher; it prints Node's flags and its allocator. */
+  async function launch(env: Record<string, string> = {}): Promise<CliResult> {
+    const probe = join(dir.path, 'probe.mjs');
+    await writeFile(probe, "import { readFileSync } from 'node:fs';\n" +
+      "console.log(JSON.stringify({ argv: process.execArgv, maps: readFileSync('/proc/self/maps', 'utf8') }));\n");
+    return runProcess('sh', [DAEMON_NODE_SCRIPT, probe], { env: { MOEAD_NODE: process.execPath, ...env }, timeoutMs: 30_000 });
   }
+
+  test('package.json starts the daemon and the benchmarks through it', async () => {
+    const pkg = JSON.parse(await readFile(repoPath('package.json'), 'utf8')) as { scripts: Record<string, string> };
+    assert.equal(pkg.scripts.start, 'sh scripts/daemon-node.sh dist/src/cli/main.js run');
+    assert.equal(pkg.scripts.bench, 'sh scripts/daemon-node.sh dist/bench/run.js');
+  });
+
+  test('passes the daemon flags (src/cli/node-flags.ts) and keeps the C library\'s malloc by default', async () => {
+    const run = await launch();
+    assert.equal(run.code, 0, run.stderr);
+    const { argv, maps } = JSON.parse(run.stdout) as { argv: string[]; maps: string };
+    for (const flag of DAEMON_NODE_FLAGS) assert.ok(argv.includes(flag), `node ran without ${flag}: ${argv.join(' ')}`);
+    assert.equal(allocatorFromMaps(maps), 'system');
+  });
+
+  test('MOEAD_MALLOC=jemalloc preloads jemalloc, or says it is not installed', async () => {
+    const jemalloc = await installedJemalloc();
+    const run = await launch({ MOEAD_MALLOC: 'jemalloc' });
+    if (jemalloc) {
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(allocatorFromMaps((JSON.parse(run.stdout) as { maps: string }).maps), 'jemalloc', jemalloc);
+    } else {
+      assert.equal(run.code, 2);
+      assert.match(run.stderr, /MOEAD_MALLOC=jemalloc, but no libjemalloc\.so\.2 was found/);
+    }
+  });
+
+  test('a wrong MOEAD_MALLOC is an error that names it', async () => {
+    const run = await launch({ MOEAD_MALLOC: 'tcmalloc' });
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /MOEAD_MALLOC must be 'system' or 'jemalloc', not 'tcmalloc'/);
+  });
 });
+
+/** The jemalloc library the launcher looks for, if this machine has one. */
+async function installedJemalloc(): Promise<string | undefined> {
+  const dirs = ['/usr/lib64', '/usr/lib', '/usr/local/lib'];
+  for (const entry of await readdir('/usr/lib').catch(() => [] as string[])) if (entry.endsWith('-linux-gnu')) dirs.unshift(join('/usr/lib', entry));
+  for (const d of dirs) {
+    const lib = join(d, 'libjemalloc.so.2');
+    if (await access(lib).then(() => true, () => false)) return lib;
+  }
+  return undefined;
+}
 
 describe('usage', () => {
   test('no command or an unknown one: usage and exit 2', async () => {

@@ -113,7 +113,9 @@ test('publishes the contract, survives a corrupt frame, answers commands, stops 
     const health = TelemetryPayloadSchema.parse(telemetry.json()) as Record<string, unknown> & { cameras: Record<string, { frames: number; latency_ms: { p50: number | null } }> };
     assert.ok((health.cameras.cam1?.frames ?? 0) > 0);
     assert.equal(typeof health.cameras.cam1?.latency_ms.p50, 'number');
-    assert.deepEqual(Object.keys(health.process as object).sort(), ['cpu_percent', 'heap_mb', 'memory_budget_mb', 'over_budget', 'rss_mb']);
+    assert.deepEqual(Object.keys(health.process as object).sort(), ['allocator', 'cpu_percent', 'heap_mb', 'memory_budget_mb', 'over_budget', 'rss_mb']);
+    // spawnCli starts it as `npm start` does: the C library's malloc unless MOEAD_MALLOC asks for jemalloc.
+    assert.equal((health.process as { allocator: string }).allocator, process.env.MOEAD_MALLOC === 'jemalloc' ? 'jemalloc' : 'system');
     assert.deepEqual((health.model as { name: string }).name, manifest.name);
     assert.equal((health.model as { sha256: string }).sha256, manifest.model.sha256, 'telemetry names the exact model file in use');
 

@@ -11,6 +11,8 @@ export {
   spawnProcess,
   spawnCli,
   runCli,
+  runProcess,
+  DAEMON_NODE_SCRIPT,
   type CliResult,
   type ExitStatus,
   type OutputLine,

@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { DAEMON_NODE_FLAGS } from '../../src/cli/node-flags.js';
+import { join } from 'node:path';
 import { CLI_MAIN, REPO_ROOT } from './paths.js';
 
 export interface ExitStatus {
@@ -167,9 +167,12 @@ export function spawnProcess(command: string, args: string[], options: SpawnOpti
   return new ChildHandle(proc, `${command.split('/').pop()}${proc.pid ? `[${proc.pid}]` : ''}`, options.echo ?? false);
 }
 
-/** Starts the compiled CLI (`moead-edge ARGS…`) as a child process, with the Node flags `npm start` uses. */
+/** Where `npm start` and `npm run bench` go through: Node flags and the allocator (jemalloc where installed). */
+export const DAEMON_NODE_SCRIPT = join(REPO_ROOT, 'scripts', 'daemon-node.sh');
+
+/** Starts the compiled CLI (`moead-edge ARGS…`) as a child process, the way `npm start` does. */
 export function spawnCli(args: string[], options: SpawnOptions = {}): ChildHandle {
-  return spawnProcess(process.execPath, [...DAEMON_NODE_FLAGS, CLI_MAIN, ...args], options);
+  return spawnProcess('sh', [DAEMON_NODE_SCRIPT, CLI_MAIN, ...args], { ...options, env: { MOEAD_NODE: process.execPath, ...options.env } });
 }
 
 export interface CliResult extends ExitStatus {
@@ -179,8 +182,16 @@ export interface CliResult extends ExitStatus {
 
 /** Runs the CLI to completion and returns its exit status and output. */
 export async function runCli(args: string[], options: SpawnOptions & { timeoutMs?: number } = {}): Promise<CliResult> {
-  const child = spawnCli(args, options);
-  const status = await child.waitForExit(options.timeoutMs ?? 60_000);
+  return runToEnd(spawnCli(args, options), options.timeoutMs);
+}
+
+/** Runs a command to completion and returns its exit status and output. */
+export async function runProcess(command: string, args: string[], options: SpawnOptions & { timeoutMs?: number } = {}): Promise<CliResult> {
+  return runToEnd(spawnProcess(command, args, options), options.timeoutMs);
+}
+
+async function runToEnd(child: ChildHandle, timeoutMs = 60_000): Promise<CliResult> {
+  const status = await child.waitForExit(timeoutMs);
   // 'exit' can fire before the pipes drain; 'close' means both streams ended.
   if (child.proc.stdout && !child.proc.stdout.readableEnded) await once(child.proc.stdout, 'end').catch(() => undefined);
   if (child.proc.stderr && !child.proc.stderr.readableEnded) await once(child.proc.stderr, 'end').catch(() => undefined);
