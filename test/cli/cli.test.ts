@@ -1,6 +1,6 @@
 /** The `moead-edge` command line as a user runs it: exit codes, messages, output format. */
 import assert from 'node:assert/strict';
-import { access, readFile, writeFile, readdir, mkdir } from 'node:fs/promises';
+import { access, readFile, writeFile, readdir, mkdir, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ManifestSchema } from '../../src/bundle/manifest.js';
@@ -28,10 +28,18 @@ describe('scripts/daemon-node.sh (what npm start and npm run bench run)', () => 
     return runProcess('sh', [DAEMON_NODE_SCRIPT, probe], { env: { MOEAD_NODE: process.execPath, ...env }, timeoutMs: 30_000 });
   }
 
-  test('package.json starts the daemon and the benchmarks through it', async () => {
-    const pkg = JSON.parse(await readFile(repoPath('package.json'), 'utf8')) as { scripts: Record<string, string> };
+  test('package.json starts the daemon, the benchmarks and the moead-edge bin through it', async () => {
+    const pkg = JSON.parse(await readFile(repoPath('package.json'), 'utf8')) as { scripts: Record<string, string>; bin: Record<string, string>; version: string };
     assert.equal(pkg.scripts.start, 'sh scripts/daemon-node.sh dist/src/cli/main.js run');
     assert.equal(pkg.scripts.bench, 'sh scripts/daemon-node.sh dist/bench/run.js');
+    assert.equal(pkg.bin['moead-edge'], 'bin/moead-edge');
+    assert.match(await readFile(repoPath('bin/moead-edge'), 'utf8'), /exec sh "\$root\/scripts\/daemon-node\.sh" "\$root\/dist\/src\/cli\/main\.js"/);
+    // npm links the bin from node_modules/.bin (or npx's cache): it must find the package through the link.
+    const link = join(dir.path, 'moead-edge');
+    await symlink(repoPath('bin/moead-edge'), link);
+    const run = await runProcess(link, ['--version'], { env: { MOEAD_NODE: process.execPath } });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout.trim(), pkg.version);
   });
 
   test('passes the daemon flags (src/cli/node-flags.ts) and keeps the C library\'s malloc by default', async () => {
