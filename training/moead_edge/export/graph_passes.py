@@ -119,7 +119,6 @@ def _pad_mode(node: onnx.NodeProto) -> bytes:
     return next((helper.get_attribute_value(a) for a in node.attribute if a.name == "mode"), b"constant")
 
 
-
 def _splice(model: onnx.ModelProto, rewritten: dict[str, list[onnx.NodeProto]], absorbed: set[str]) -> None:
     """Puts each rewritten node's replacement where it stood, and drops the absorbed nodes."""
     order = []
@@ -130,6 +129,7 @@ def _splice(model: onnx.ModelProto, rewritten: dict[str, list[onnx.NodeProto]], 
             order.append(node)
     del model.graph.node[:]
     model.graph.node.extend(order)
+
 
 def linear_to_gemm(model: onnx.ModelProto) -> onnx.ModelProto:
     weights = {i.name: i for i in model.graph.initializer}
