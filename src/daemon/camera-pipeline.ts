@@ -4,9 +4,9 @@
  * counted and skipped; it never gets a seq and never stops the camera.
  *
  * The path is a short pipeline: while the inference thread runs frame N, the main thread
- * preprocesses frame N+1 and queues it on the inference thread, then post-processes and
- * publishes frame N-1, so inference never waits for a decode, a map upsample or an outbox
- * fsync. At most three frames are in flight; publishing stays in frame order.
+ * preprocesses the frames behind it (FRAMES_AHEAD) and queues them on the inference thread,
+ * then post-processes and publishes frame N-1, so inference never waits for a decode, a map
+ * upsample or an outbox fsync. Publishing stays in frame order.
  */
 import { performance } from 'node:perf_hooks';
 import type { Manifest } from '../bundle/manifest.js';
@@ -22,6 +22,16 @@ import type { CameraSeq } from '../scoring/seq.js';
 import { errorMessage, type Logger } from '../util/log.js';
 import { LatestFrameSlot } from './slot.js';
 import { LatencyWindow, RateMeter } from './stats.js';
+
+/**
+ * Frames decoded and queued on the inference thread behind the one it runs. With one, a frame's
+ * decode had one model run to finish in, and on a saturated 2-core board 11 % of decodes took
+ * longer (the decoding pool runs at the housekeeping nice value, behind the main thread and the
+ * broker): the model then sat idle 4.5 ms on average each time, 5 % of the pipeline's wall time
+ * (docs/bench.md). With two, a decode has two runs' time. Below saturation the queue is empty and
+ * nothing changes; saturated, a score leaves one model run later.
+ */
+export const FRAMES_AHEAD = 2;
 
 /** The part of the inference Detector a camera needs (the daemon shares one across cameras). */
 export interface FrameDetector {
@@ -238,7 +248,7 @@ export class CameraPipeline {
 
   /**
    * The next decodable frame, preprocessed and handed to the inference thread. Called while
-   * the previous frame is still running there, so the thread's queue holds this one and it
+   * earlier frames are still running there, so the thread's queue holds this one and it
    * starts the moment the previous run ends, not after a round trip to this thread.
    */
   async #nextSubmitted(): Promise<InFlight | undefined> {
@@ -254,12 +264,17 @@ export class CameraPipeline {
   async #run(): Promise<void> {
     const { log } = this.#deps;
     let publishing: Promise<void> = Promise.resolve();
-    let next = this.#nextSubmitted();
-    for (let current = await next; current !== undefined; current = await next) {
+    // Submissions in frame order; each takes its frame from the slot once the one before it is
+    // queued (the slot has one taker), and none follows a closed slot.
+    const ahead: Array<Promise<InFlight | undefined>> = [this.#nextSubmitted()];
+    const submitAfter = (previous: Promise<InFlight | undefined>) =>
+      previous.then((item) => (item === undefined ? undefined : this.#nextSubmitted()));
+    while (ahead.length < FRAMES_AHEAD) ahead.push(submitAfter(ahead[ahead.length - 1]!));
+    for (let current = await ahead.shift()!; current !== undefined; current = await ahead.shift()!) {
       const { frame } = current;
       // The frame queued behind this one starts running when this one ends (stuck watch).
       this.#inferenceSince ??= performance.now();
-      next = this.#nextSubmitted();
+      ahead.push(submitAfter(ahead.length > 0 ? ahead[ahead.length - 1]! : Promise.resolve(current)));
       const outcome = await current.inference;
       this.#inferenceDone();
       // One publish at a time, in frame order; it overlaps the next frame's inference.
