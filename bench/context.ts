@@ -26,6 +26,8 @@ const OptionsSchema = z.strictObject({
   only: z.array(z.enum(BENCHES)).min(1),
   memoryMinutes: z.coerce.number().positive().max(240),
   seconds: z.coerce.number().positive().max(600),
+  /** inference.framesAhead for the daemon paths (pipeline, latency, memory); the daemon's default when absent. */
+  framesAhead: z.coerce.number().int().min(1).max(4).optional(),
 });
 export type BenchOptions = z.infer<typeof OptionsSchema>;
 
@@ -37,7 +39,8 @@ export const USAGE = `npm run bench -- [options]
   --threads N          onnxruntime intra-op threads (and torch threads) on every side (default: all ${availableParallelism()} cores)
   --only a,b           run some of: ${BENCHES.join(', ')}
   --memory-minutes M   length of the memory run (default 10, --quick 1)
-  --seconds S          timed seconds per throughput figure (default 20, --quick 8)`;
+  --seconds S          timed seconds per throughput figure (default 20, --quick 8)
+  --frames-ahead N     inference.framesAhead of the daemon paths (default: the daemon's, 2)`;
 
 export function parseOptions(argv: string[]): BenchOptions | 'help' {
   const flags = {
@@ -49,6 +52,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     only: { type: 'string' },
     'memory-minutes': { type: 'string' },
     seconds: { type: 'string' },
+    'frames-ahead': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   } as const;
   let parsedArgs: ReturnType<typeof parseArgs<{ args: string[]; options: typeof flags; strict: true }>>;
@@ -69,9 +73,10 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     only: values.only ? values.only.split(',').map((s) => s.trim()) : [...BENCHES],
     memoryMinutes: values['memory-minutes'] ?? (quick ? 1 : 10),
     seconds: values.seconds ?? (quick ? 8 : 20),
+    ...(values['frames-ahead'] ? { framesAhead: values['frames-ahead'] } : {}),
   });
   if (!parsed.success) {
-    const given: Record<string, unknown> = { threads: values.threads, only: values.only, memoryMinutes: values['memory-minutes'], seconds: values.seconds };
+    const given: Record<string, unknown> = { threads: values.threads, only: values.only, memoryMinutes: values['memory-minutes'], seconds: values.seconds, framesAhead: values['frames-ahead'] };
     const issues = parsed.error.issues.map((i) => {
       const key = String(i.path[0] ?? '?');
       const received = given[key] === undefined ? '' : ` (received ${JSON.stringify(given[key])})`;

@@ -85,7 +85,7 @@ export async function runMemory(ctx: BenchContext, fps: number, progress: (line:
     logLevel: 'warn',
     stateDir: dir.file('state'),
     cameras: [{ type: 'folder', name: camera, path: imageDir, fps }],
-    inference: { model: bundle.dir, threads: options.threads },
+    inference: { model: bundle.dir, threads: options.threads, ...(options.framesAhead ? { framesAhead: options.framesAhead } : {}) },
     mqtt: { url: broker.url, device: 'bench-memory' },
   };
   const configFile = dir.file('config.json');

@@ -11,7 +11,6 @@ import type { BenchResult } from './report.js';
 import { arrivalRate, settle, sleep, type Rig } from './rig.js';
 import { formatRatio, median, round } from './stats.js';
 import { threadCpuTimes } from '../src/util/threads.js';
-import { FRAMES_AHEAD } from '../src/daemon/camera-pipeline.js';
 
 export const PIPELINE_GOAL = 0.95;
 /** Length of each timed window, pipeline and bare alike. */
@@ -117,7 +116,7 @@ export async function runPipeline(ctx: BenchContext, rig: Rig): Promise<BenchRes
     ],
     notes: [
       `${rounds} rounds of ${(windowMs / 1000).toFixed(0)} s each side, bare first in even rounds and pipeline first in odd ones; ratio = median of per-round ratios (${results.map((r) => r.ratio.toFixed(2)).join(', ')}).`,
-      `Median per frame in the pipeline: preprocess ${breakdown.preprocessMs} ms, session run ${breakdown.runMs} ms (${breakdown.inferenceMs} ms from hand-off to result, queueing behind the frames ahead included), postprocess ${breakdown.postprocessMs} ms; the inference thread was inside session.run ${(data.inferenceBusy * 100).toFixed(0)} % of the time${data.inferenceWaitedForCpu === null ? '' : ` and runnable but waiting for a core ${(data.inferenceWaitedForCpu * 100).toFixed(1)} % (schedstat)`}. The next ${FRAMES_AHEAD} frames are preprocessed and queued on the inference thread while the current one runs (FRAMES_AHEAD); post-processing and publishing (decision, outbox hand-off, seq commit, events) of the previous one overlap it too.`,
+      `Median per frame in the pipeline: preprocess ${breakdown.preprocessMs} ms, session run ${breakdown.runMs} ms (${breakdown.inferenceMs} ms from hand-off to result, queueing behind the frames ahead included), postprocess ${breakdown.postprocessMs} ms; the inference thread was inside session.run ${(data.inferenceBusy * 100).toFixed(0)} % of the time${data.inferenceWaitedForCpu === null ? '' : ` and runnable but waiting for a core ${(data.inferenceWaitedForCpu * 100).toFixed(1)} % (schedstat)`}. The next ${rig.framesAhead} frames are preprocessed and queued on the inference thread while the current one runs (inference.framesAhead, the daemon's default); post-processing and publishing (decision, outbox hand-off, seq commit, events) of the previous one overlap it too.`,
       rig.priorityOff
         ? `Thread priorities: all normal, as the daemon leaves them here (${rig.priorityOff}).`
         : 'Thread priorities as the daemon sets them: the main thread and the model\'s at normal priority, every other thread (decoding pools, GC) at inference.housekeepingNice.',

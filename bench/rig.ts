@@ -97,6 +97,8 @@ interface Camera {
 
 export interface Rig {
   detector: Detector;
+  /** Frames each camera keeps queued behind the one in inference (inference.framesAhead). */
+  framesAhead: number;
   /** Why the daemon's inference-first thread priorities are off in this rig, or undefined when they apply. */
   priorityOff: string | undefined;
   /** Where each detected frame's time went (all cameras), in detection order. */
@@ -108,7 +110,7 @@ export interface Rig {
   close(): Promise<void>;
 }
 
-export async function openRig(options: { bundleDir: string; threads: number; imageFiles: readonly string[] }): Promise<Rig> {
+export async function openRig(options: { bundleDir: string; threads: number; imageFiles: readonly string[]; framesAhead?: number }): Promise<Rig> {
   const images = await Promise.all(options.imageFiles.map((f) => readFile(f)));
   const state = await mkdtemp(join(tmpdir(), 'moead-bench-'));
   const broker = await Mosquitto.start();
@@ -132,9 +134,10 @@ export async function openRig(options: { bundleDir: string; threads: number; ima
     throw err;
   }
   // Thread priorities as the daemon sets them with its default config and these threads.
-  const { housekeepingNice } = InferenceConfigSchema.parse({});
-  const priority = favorInference({ nice: housekeepingNice, threads: options.threads, inferenceThreadIds: () => detector.inferenceThreadIds() });
-  return wire({ state, broker, detector, link, subscriber, log, images, priority });
+  const defaults = InferenceConfigSchema.parse({});
+  const priority = favorInference({ nice: defaults.housekeepingNice, threads: options.threads, inferenceThreadIds: () => detector.inferenceThreadIds() });
+  const framesAhead = options.framesAhead ?? defaults.framesAhead;
+  return wire({ state, broker, detector, link, subscriber, log, images, priority, framesAhead });
 }
 
 interface RigParts {
@@ -146,9 +149,10 @@ interface RigParts {
   log: Logger;
   images: readonly Buffer[];
   priority: InferencePriority;
+  framesAhead: number;
 }
 
-function wire({ state, broker, detector, link, subscriber, log, images, priority }: RigParts): Rig {
+function wire({ state, broker, detector, link, subscriber, log, images, priority, framesAhead }: RigParts): Rig {
   // The daemon's defaults (events and their snapshots included), as a user runs it.
   const scoring = ScoringConfigSchema.parse({});
 
@@ -193,6 +197,7 @@ function wire({ state, broker, detector, link, subscriber, log, images, priority
       seq: await CameraSeq.open(state, config.name),
       scoring: () => scoring,
       stuckTimeoutS: 30,
+      framesAhead,
       log: log.child(config.name),
     });
     const camera = { pipeline, arrivals: [] };
@@ -203,6 +208,7 @@ function wire({ state, broker, detector, link, subscriber, log, images, priority
 
   return {
     detector,
+    framesAhead,
     priorityOff: priority.off,
     timings,
     async saturating(name) {

@@ -39,7 +39,7 @@ async function main(argv: string[]): Promise<number> {
 
   let pipeline: PipelineData | undefined;
   if (wants('pipeline') || wants('latency') || wants('research')) {
-    const rig = await openRig({ bundleDir: ctx.bundle.dir, threads: options.threads, imageFiles: ctx.imageFiles });
+    const rig = await openRig({ bundleDir: ctx.bundle.dir, threads: options.threads, imageFiles: ctx.imageFiles, ...(options.framesAhead ? { framesAhead: options.framesAhead } : {}) });
     try {
       progress('pipeline overhead ...');
       const result = await runPipeline(ctx, rig);

@@ -4,7 +4,7 @@
  * counted and skipped; it never gets a seq and never stops the camera.
  *
  * The path is a short pipeline: while the inference thread runs frame N, the main thread
- * preprocesses the frames behind it (FRAMES_AHEAD) and queues them on the inference thread,
+ * preprocesses the frames behind it (inference.framesAhead) and queues them on the inference thread,
  * then post-processes and publishes frame N-1, so inference never waits for a decode, a map
  * upsample or an outbox fsync. Publishing stays in frame order.
  */
@@ -22,16 +22,6 @@ import type { CameraSeq } from '../scoring/seq.js';
 import { errorMessage, type Logger } from '../util/log.js';
 import { LatestFrameSlot } from './slot.js';
 import { LatencyWindow, RateMeter } from './stats.js';
-
-/**
- * Frames decoded and queued on the inference thread behind the one it runs. With one, a frame's
- * decode had one model run to finish in, and on a saturated 2-core board 11 % of decodes took
- * longer (the decoding pool runs at the housekeeping nice value, behind the main thread and the
- * broker): the model then sat idle 4.5 ms on average each time, 5 % of the pipeline's wall time
- * (docs/bench.md). With two, a decode has two runs' time. Below saturation the queue is empty and
- * nothing changes; saturated, a score leaves one model run later.
- */
-export const FRAMES_AHEAD = 2;
 
 /** The part of the inference Detector a camera needs (the daemon shares one across cameras). */
 export interface FrameDetector {
@@ -53,6 +43,8 @@ export interface CameraPipelineDeps {
   scoring: () => ScoringConfig;
   /** Seconds a frame may stay in inference before the camera reports `inference_stuck`. */
   stuckTimeoutS: number;
+  /** Frames kept decoded and queued behind the one in inference (inference.framesAhead, at least 1). */
+  framesAhead: number;
   log: Logger;
 }
 
@@ -269,7 +261,7 @@ export class CameraPipeline {
     const ahead: Array<Promise<InFlight | undefined>> = [this.#nextSubmitted()];
     const submitAfter = (previous: Promise<InFlight | undefined>) =>
       previous.then((item) => (item === undefined ? undefined : this.#nextSubmitted()));
-    while (ahead.length < FRAMES_AHEAD) ahead.push(submitAfter(ahead[ahead.length - 1]!));
+    while (ahead.length < this.#deps.framesAhead) ahead.push(submitAfter(ahead[ahead.length - 1]!));
     for (let current = await ahead.shift()!; current !== undefined; current = await ahead.shift()!) {
       const { frame } = current;
       // The frame queued behind this one starts running when this one ends (stuck watch).

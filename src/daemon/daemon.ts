@@ -125,6 +125,7 @@ export class Daemon {
             seq: seqs[i] as CameraSeq,
             scoring: () => this.#store.current.scoring,
             stuckTimeoutS: config.inference.stuckTimeoutS,
+            framesAhead: config.inference.framesAhead,
             log: log.child(camera.name),
           }),
       );

@@ -13,6 +13,16 @@ export const InferenceConfigSchema = z.strictObject({
    */
   stuckTimeoutS: z.number().positive().max(3600).default(30),
   /**
+   * Frames each camera keeps decoded and queued on the inference thread behind the one it
+   * runs. With 1, a decode has one model run to finish in, and on a saturated 2-core machine
+   * 11 % of them took longer (the decoding pool runs at housekeepingNice, behind the main
+   * thread and the broker), idling the model 4.5 ms each time, 5 % of wall time. With 2,
+   * saturated throughput rose 2-4 %; below saturation p50 and p95 latency stay the same, but
+   * after a stall an older frame is scored instead of being replaced by a newer one, so p99
+   * rose by about 5 ms at half load (docs/bench.md). 1 favours the freshest frame.
+   */
+  framesAhead: z.number().int().min(1).max(4).default(2),
+  /**
    * Nice value (0-19) for the daemon's threads other than the main thread and the model's, so
    * that decoding and publishing never take a core from inference. Applies on Linux with the
    * onnxruntime backend when inference.threads leaves at least one core free; 0 turns it off.

@@ -91,6 +91,10 @@ describe('bad input names the file, the key path, the value and what was expecte
     const [p] = problems(() => validateConfigText('cameras: [{type: folder, name: a, path: x, fps: 500}]', file, {}));
     assert.equal(p, 'cameras[0].fps: Too big: expected number to be <=120; received 500');
   });
+  test('inference.framesAhead must leave at least one frame queued', () => {
+    const [p] = problems(() => validateConfigText('inference: {framesAhead: 0}', file, {}));
+    assert.equal(p, 'inference.framesAhead: Too small: expected number to be >=1; received 0');
+  });
   test('a wrong type', () => {
     assert.deepEqual(problems(() => validateConfigText('scoring: {startFrames: "three"}', file, {})), [
       'scoring.startFrames: Invalid input: expected number, received string; received "three"',
