@@ -4,9 +4,9 @@
  * counted and skipped; it never gets a seq and never stops the camera.
  *
  * The path is a short pipeline: while the inference thread runs frame N, the main thread
- * preprocesses the frames behind it (inference.framesAhead) and queues them on the inference thread,
- * then post-processes and publishes frame N-1, so inference never waits for a decode, a map
- * upsample or an outbox fsync. Publishing stays in frame order.
+ * preprocesses the frames behind it (inference.framesAhead of them) and queues them on the
+ * inference thread, then post-processes and publishes frame N-1, so inference does not wait
+ * for a decode, a map upsample or an outbox fsync. Publishing stays in frame order.
  */
 import { performance } from 'node:perf_hooks';
 import type { Manifest } from '../bundle/manifest.js';
