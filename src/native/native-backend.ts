@@ -22,6 +22,15 @@ export interface NativeBackendOptions {
   addon?: NativeAddon;
 }
 
+/**
+ * Engine runs handed to the addon at once: one running and one waiting on the engine's lock, so
+ * the next starts the moment the first ends. Each call holds a libuv pool thread (4 by default)
+ * until it returns, and decoding, file I/O and post-processing need that pool too: each camera
+ * keeps inference.framesAhead frames queued behind the one running, so without this bound one
+ * camera would hold three pool threads and two cameras all four.
+ */
+export const ENGINE_CALLS_IN_FLIGHT = 2;
+
 export class NativeBackendUnavailable extends Error {
   override readonly name = 'NativeBackendUnavailable';
 }
@@ -38,6 +47,9 @@ export class NativeBackend implements InferenceBackend {
   #caps: BackendCapabilities | undefined;
   #inputSize = 0;
   #outputSize = 0;
+  #callsInFlight = 0;
+  /** Runs waiting for a free call, in arrival order. */
+  #waiting: Array<() => void> = [];
 
   constructor(options: NativeBackendOptions = {}) {
     this.#options = options;
@@ -106,9 +118,31 @@ export class NativeBackend implements InferenceBackend {
       throw new RangeError(`input holds ${input.length} values, a batch of ${batch} needs ${batch * this.#inputSize}`);
     }
     const started = performance.now();
-    const { output, runMs } = await engine.run(input, batch);
+    await this.#acquireCall();
+    let result: { output: Float32Array; runMs: number };
+    try {
+      result = await engine.run(input, batch);
+    } finally {
+      this.#releaseCall();
+    }
+    const { output, runMs } = result;
     if (output.length !== batch * this.#outputSize) throw new Error(`engine returned ${output.length} values, expected ${batch * this.#outputSize}`);
     return { maps: output, batch, timings: { runMs, totalMs: performance.now() - started } };
+  }
+
+  async #acquireCall(): Promise<void> {
+    if (this.#callsInFlight < ENGINE_CALLS_IN_FLIGHT) {
+      this.#callsInFlight += 1;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#waiting.push(resolve));
+  }
+
+  /** Hands the call to the oldest waiting run, or frees it. */
+  #releaseCall(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#callsInFlight -= 1;
   }
 
   capabilities(): BackendCapabilities {
