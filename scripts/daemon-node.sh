@@ -8,7 +8,8 @@
 #   libjemalloc2`). Measured here (docs/bench.md, memory): with glibc's malloc the daemon's RSS
 #   climbs 10-20 MiB over its first minutes, as the per-thread arenas of the decoding, libuv
 #   and onnxruntime threads fill, and then stays flat; with jemalloc it was flat from the first
-#   minute and 20 MiB lower, but the saturated pipeline ran about 5 % slower. The default,
+#   minute and 20 MiB lower. One A/B read the saturated pipeline about 5 % slower under it,
+#   a later one (two frames queued ahead) no difference above the noise. The default,
 #   MOEAD_MALLOC=system, keeps the C library's malloc.
 # - MOEAD_NODE names the node binary (default: the one on PATH).
 set -eu

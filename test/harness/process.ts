@@ -167,7 +167,7 @@ export function spawnProcess(command: string, args: string[], options: SpawnOpti
   return new ChildHandle(proc, `${command.split('/').pop()}${proc.pid ? `[${proc.pid}]` : ''}`, options.echo ?? false);
 }
 
-/** Where `npm start` and `npm run bench` go through: Node flags and the allocator (jemalloc where installed). */
+/** Where `npm start` and `npm run bench` go through: Node flags, and jemalloc when MOEAD_MALLOC=jemalloc. */
 export const DAEMON_NODE_SCRIPT = join(REPO_ROOT, 'scripts', 'daemon-node.sh');
 
 /** Starts the compiled CLI (`moead-edge ARGS…`) as a child process, the way `npm start` does. */
