@@ -22,6 +22,7 @@ import { InferenceConfigSchema } from '../src/inference/config.js';
 import { MqttConfigSchema } from '../src/mqtt/config.js';
 import { MqttFleetLink } from '../src/mqtt/fleet-link.js';
 import { nativePostprocessor } from '../src/native/postprocessor.js';
+import { nativePreprocessor } from '../src/native/preprocessor.js';
 import { CameraSeq } from '../src/scoring/seq.js';
 import { createLogger, type Logger } from '../src/util/log.js';
 import { Mosquitto } from '../test/harness/mosquitto.js';
@@ -119,9 +120,15 @@ export async function openRig(options: { bundleDir: string; threads: number; ima
   let link: MqttFleetLink | undefined;
   let subscriber: mqtt.MqttClient;
   try {
-    // Post-processing as the daemon does it: the native kernels where the addon loads.
+    // Pre- and post-processing as the daemon does it: the native kernels where the addon loads.
+    const { preprocessor } = nativePreprocessor();
     const { postprocessor } = nativePostprocessor();
-    detector = await openDetector({ bundleDir: options.bundleDir, backend: { providers: ['cpu'], threads: options.threads }, ...(postprocessor ? { postprocessor } : {}) });
+    detector = await openDetector({
+      bundleDir: options.bundleDir,
+      backend: { providers: ['cpu'], threads: options.threads },
+      ...(preprocessor ? { preprocessor } : {}),
+      ...(postprocessor ? { postprocessor } : {}),
+    });
     link = new MqttFleetLink(MqttConfigSchema.parse({ url: broker.url, device: 'bench' }), { stateDir: state });
     await link.start();
     subscriber = await mqtt.connectAsync(broker.url, { clientId: 'bench-subscriber' });

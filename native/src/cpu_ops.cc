@@ -2,11 +2,13 @@
 #include <napi.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "args.h"
 #include "image_ops.h"
 #include "ops.h"
+#include "png_rows.h"
 #include "task_worker.h"
 
 namespace moead {
@@ -22,6 +24,30 @@ Napi::Value PreprocessJs(const Napi::CallbackInfo& info) {
       info.Env(), {frame.bytes.array, out.array},
       [frame_data = frame.bytes.data, format = frame.format, w = frame.width, h = frame.height, spec, dst = out.data] {
         Preprocess(frame_data, format, w, h, spec, dst);
+      },
+      [](Napi::Env, const std::vector<Napi::ObjectReference>& kept) { return kept[1].Value(); });
+}
+
+// (scanlines, channels, width, height, spec, out?) → Promise<Float32Array>: an 8-bit,
+// non-interlaced PNG's inflated IDAT (gray: 1 channel, RGB: 3, RGBA: 4) unfiltered in place,
+// then preprocessed as a gray, rgb24 or rgba frame. The scanlines Buffer is scratch afterwards.
+Napi::Value PreprocessPngJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const uint32_t channels = UintArg(info[1], "channels", 1, 4);
+  if (channels == 2) throw Napi::RangeError::New(env, "channels must be 1 (gray), 3 (RGB) or 4 (RGBA), not 2");
+  const uint32_t width = UintArg(info[2], "width", 1, kMaxSide);
+  const uint32_t height = UintArg(info[3], "height", 1, kMaxSide);
+  const std::string label = "scanlines (" + std::to_string(width) + "x" + std::to_string(height) + ", " +
+                            std::to_string(channels) + " channels)";
+  const View<uint8_t> rows = Uint8Arg(info[0], label.c_str(), PngScanlineBytes(width, height, channels));
+  const NormalizeSpec spec = ParseNormalizeSpec(info[4]);
+  const View<float> out = OutputFloat32(env, info[5], "out", 3ull * spec.width * spec.height);
+  const PixelFormat format = channels == 1 ? PixelFormat::kGray : channels == 3 ? PixelFormat::kRGB : PixelFormat::kRGBA;
+  return TaskWorker::Start(
+      env, {rows.array, out.array},
+      [data = rows.data, format, channels, width, height, spec, dst = out.data] {
+        UnfilterPngRows(data, width, height, channels);
+        Preprocess(data, format, width, height, spec, dst);
       },
       [](Napi::Env, const std::vector<Napi::ObjectReference>& kept) { return kept[1].Value(); });
 }
@@ -57,6 +83,7 @@ Napi::Value HeatmapJs(const Napi::CallbackInfo& info) {
 
 void RegisterCpuOps(Napi::Env env, Napi::Object exports) {
   exports.Set("preprocess", Napi::Function::New(env, PreprocessJs, "preprocess"));
+  exports.Set("preprocessPng", Napi::Function::New(env, PreprocessPngJs, "preprocessPng"));
   exports.Set("postprocess", Napi::Function::New(env, PostprocessJs, "postprocess"));
   exports.Set("heatmap", Napi::Function::New(env, HeatmapJs, "heatmap"));
 }

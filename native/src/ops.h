@@ -5,7 +5,7 @@
 
 namespace moead {
 
-// preprocess, postprocess, heatmap on the CPU (always built).
+// preprocess, preprocessPng, postprocess, heatmap on the CPU (always built).
 void RegisterCpuOps(Napi::Env env, Napi::Object exports);
 #ifdef MOEAD_WITH_CUDA
 // cudaPreprocess, cudaPostprocess, cudaHeatmap, cudaDeviceCount.

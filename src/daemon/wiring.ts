@@ -9,6 +9,7 @@ import { createFleetLink } from '../mqtt/index.js';
 import { NativeLoadError } from '../native/binding.js';
 import { NativeBackend, NativeBackendUnavailable } from '../native/native-backend.js';
 import { nativePostprocessor } from '../native/postprocessor.js';
+import { nativePreprocessor } from '../native/preprocessor.js';
 import type { Logger } from '../util/log.js';
 import { packageVersion } from '../util/paths.js';
 import type { DaemonParts } from './daemon.js';
@@ -20,13 +21,14 @@ export function logCallback(log: Logger): (level: 'debug' | 'info' | 'warn' | 'e
 
 export const realParts: DaemonParts = {
   async openDetector(config, inference, log) {
-    const native = nativePostprocessor();
-    log.debug(native.postprocessor ? 'post-processing maps with the native kernels' : `post-processing maps in TypeScript (native addon: ${native.reason})`);
+    const native = { ...nativePreprocessor(), ...nativePostprocessor() };
+    log.debug(native.postprocessor ? 'pre- and post-processing with the native kernels' : `pre- and post-processing in sharp and TypeScript (native addon: ${native.reason})`);
     const open = (createBackend?: () => InferenceBackend) =>
       openDetector({
         bundleDir: config.inference.model,
         backend: inference.options,
         ...(createBackend ? { createBackend } : {}),
+        ...(native.preprocessor ? { preprocessor: native.preprocessor } : {}),
         ...(native.postprocessor ? { postprocessor: native.postprocessor } : {}),
       });
     log.debug(`opening ${config.inference.model}`);

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { BundleError, MANIFEST_FILE, loadBundle } from '../bundle/load.js';
-import type { Manifest, PostprocessSpec } from '../bundle/manifest.js';
+import type { InputSpec, Manifest, PostprocessSpec } from '../bundle/manifest.js';
 import type { Frame } from '../capture/frame.js';
 import { checkPostprocessSpec, postprocessMap, renderSnapshot, type FloatMap, type SnapshotOptions } from '../postprocess/index.js';
 import { preprocessFrame } from '../preprocess/index.js';
@@ -39,6 +39,9 @@ export interface PreparedFrame {
   preprocessMs: number;
 }
 
+/** A frame → the model's input tensor, as the manifest's `input` says; throws PreprocessError for a bad frame. */
+export type Preprocessor = (frame: Frame, input: InputSpec) => Promise<Float32Array>;
+
 /** Low-resolution model map → full-size map and image score, as the manifest's `postprocess` says. */
 export type Postprocessor = (lowRes: FloatMap, spec: PostprocessSpec) => Promise<{ map: FloatMap; score: number }>;
 
@@ -50,6 +53,8 @@ export interface DetectorOptions {
   backend?: Partial<BackendOptions>;
   /** Backend to load the bundle on; defaults to onnxruntime-node. The native addon plugs in here. */
   createBackend?: () => InferenceBackend;
+  /** Frame → input tensor; defaults to sharp and TypeScript. The native kernels plug in here. */
+  preprocessor?: Preprocessor;
   /** Post-processing of each map; defaults to the TypeScript one. The native kernels plug in here. */
   postprocessor?: Postprocessor;
 }
@@ -60,6 +65,7 @@ export class Detector {
   private constructor(
     readonly bundle: LoadedBundle,
     private readonly backend: InferenceBackend,
+    private readonly preprocessor: Preprocessor,
     private readonly postprocessor: Postprocessor,
   ) {}
 
@@ -77,7 +83,7 @@ export class Detector {
     }
     const backend = options.createBackend?.() ?? new OnnxruntimeBackend();
     await backend.load(bundle, { ...DEFAULT_BACKEND_OPTIONS, ...options.backend });
-    return new Detector(bundle, backend, options.postprocessor ?? jsPostprocessor);
+    return new Detector(bundle, backend, options.preprocessor ?? preprocessFrame, options.postprocessor ?? jsPostprocessor);
   }
 
   /** Scores one frame. Throws PreprocessError for frames that cannot be decoded. */
@@ -91,7 +97,7 @@ export class Detector {
    */
   async prepare(frame: Frame): Promise<PreparedFrame> {
     const startedMono = performance.now();
-    const tensor = await preprocessFrame(frame, this.manifest.input);
+    const tensor = await this.preprocessor(frame, this.manifest.input);
     return { tensor, startedMono, preprocessMs: performance.now() - startedMono };
   }
 

@@ -9,7 +9,7 @@ export type {
   LoadedBundle,
 } from './backend.js';
 export { InferenceConfigSchema, type InferenceConfig } from './config.js';
-export { DEFAULT_BACKEND_OPTIONS, Detector, openDetector, type Detection, type DetectionTimings, type DetectorOptions, type Postprocessor, type PreparedFrame } from './detector.js';
+export { DEFAULT_BACKEND_OPTIONS, Detector, openDetector, type Detection, type DetectionTimings, type DetectorOptions, type Postprocessor, type PreparedFrame, type Preprocessor } from './detector.js';
 export { DYNAMIC_BATCH_LIMIT, OnnxruntimeBackend } from './onnxruntime-backend.js';
 export {
   DEFAULT_THRESHOLD_RULE,

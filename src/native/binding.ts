@@ -60,6 +60,9 @@ export interface PostprocessResult {
 type PreprocessFn = (
   frame: Uint8Array, format: RawPixelFormat, width: number, height: number, spec: NormalizeSpec, out?: Float32Array,
 ) => Promise<Float32Array>;
+type PreprocessPngFn = (
+  scanlines: Uint8Array, channels: 1 | 3 | 4, width: number, height: number, spec: NormalizeSpec, out?: Float32Array,
+) => Promise<Float32Array>;
 type PostprocessFn = (map: Float32Array, width: number, height: number, plan: PostprocessPlan) => Promise<PostprocessResult>;
 type HeatmapFn = (rgb: Uint8Array, map: Float32Array, width: number, height: number, spec: HeatmapSpec) => Promise<Buffer>;
 
@@ -97,6 +100,7 @@ export interface NativeAddon {
   capabilities(): NativeCapability[];
   build: { cuda: boolean; tensorrt: string | false; asan: boolean };
   preprocess: PreprocessFn;
+  preprocessPng: PreprocessPngFn;
   postprocess: PostprocessFn;
   heatmap: HeatmapFn;
   cudaPreprocess?: PreprocessFn;
@@ -144,7 +148,7 @@ export function loadNative(path = nativeAddonPath()): NativeAddon {
     throw new NativeLoadError(`could not load the native addon ${path}: ${reason}\n${hint}`);
   }
   const addon = mod as Partial<NativeAddon>;
-  for (const fn of ['capabilities', 'preprocess', 'postprocess', 'heatmap'] as const) {
+  for (const fn of ['capabilities', 'preprocess', 'preprocessPng', 'postprocess', 'heatmap'] as const) {
     if (typeof addon[fn] !== 'function') {
       throw new NativeLoadError(`${path} is not this project's addon (no ${fn} function): rebuild it`);
     }
@@ -214,4 +218,21 @@ export function nativeOps(device: 'cpu' | 'cuda' = 'cpu', addon: NativeAddon = l
     postprocess: (map, width, height, plan) => call(() => post(map, width, height, plan)),
     heatmap: (rgb, map, width, height, spec) => call(() => heat(rgb, map, width, height, spec)),
   };
+}
+
+/** An 8-bit, non-interlaced PNG's inflated IDAT: a filter byte per row, then the row's samples. */
+export interface PngScanlines {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  /** 1 gray, 3 RGB, 4 RGBA (alpha dropped, as for rgba frames). */
+  channels: 1 | 3 | 4;
+}
+
+/**
+ * PNG scanlines → unfiltered in place on the libuv pool, then the CPU preprocess of the
+ * matching raw format. `scanlines.data` is scratch once the promise settles.
+ */
+export function nativePngPreprocess(addon: NativeAddon = loadNative()): (scanlines: PngScanlines, input: NormalizeSpec, out?: Float32Array) => Promise<Float32Array> {
+  return (png, input, out) => call(() => addon.preprocessPng(png.data, png.channels, png.width, png.height, input, out));
 }

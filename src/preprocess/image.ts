@@ -5,7 +5,8 @@
  *
  * Supported frame formats: `encoded` (JPEG, PNG, WebP, TIFF: whatever sharp decodes) and the
  * raw layouts rgb24, bgr24, rgba (alpha dropped) and gray (replicated to three channels).
- * yuyv and nv12 are refused with a `format` PreprocessError until a converter exists.
+ * yuyv and nv12 are refused here with a `format` PreprocessError; where the native addon loads,
+ * src/native/preprocessor.ts converts them (and decodes most PNGs) instead of this path.
  */
 import sharp from 'sharp';
 import type { InputSpec } from '../bundle/manifest.js';
@@ -42,7 +43,8 @@ const RAW_LAYOUTS: Partial<Record<PixelFormat, RawLayout>> = {
 
 export const SUPPORTED_FRAME_FORMATS: readonly PixelFormat[] = ['encoded', ...(Object.keys(RAW_LAYOUTS) as PixelFormat[])];
 
-function originOf(frame: Frame): string {
+/** How a frame is named in errors: its file when it came from one, else camera#index. */
+export function frameOrigin(frame: Frame): string {
   return frame.origin ?? `${frame.camera}#${frame.index}`;
 }
 
@@ -50,13 +52,13 @@ function originOf(frame: Frame): string {
 function rawPixels(frame: Frame): Pixels {
   const layout = RAW_LAYOUTS[frame.format];
   if (!layout) {
-    throw new PreprocessError('format', originOf(frame), `pixel format "${frame.format}" is not supported (supported: ${SUPPORTED_FRAME_FORMATS.join(', ')})`);
+    throw new PreprocessError('format', frameOrigin(frame), `pixel format "${frame.format}" is not supported (supported: ${SUPPORTED_FRAME_FORMATS.join(', ')})`);
   }
   const expected = frame.width * frame.height * layout.channels;
   if (!(frame.width > 0 && frame.height > 0) || frame.data.length !== expected) {
     throw new PreprocessError(
       'size',
-      originOf(frame),
+      frameOrigin(frame),
       `${frame.format} frame of ${frame.width}x${frame.height} needs ${expected} bytes, got ${frame.data.length}`,
     );
   }
@@ -81,7 +83,7 @@ async function throughSharp(frame: Frame, size?: { width: number; height: number
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
     return { data, width: info.width, height: info.height, channels: 3, order: raw?.order ?? 'RGB' };
   } catch (err) {
-    throw new PreprocessError('decode', originOf(frame), `cannot decode image: ${err instanceof Error ? err.message : String(err)}`);
+    throw new PreprocessError('decode', frameOrigin(frame), `cannot decode image: ${err instanceof Error ? err.message : String(err)}`);
   }
 }
 
@@ -100,7 +102,7 @@ async function frameSize(frame: Frame): Promise<{ width: number; height: number 
     const meta = await sharp(frame.data).metadata();
     return { width: meta.width ?? 0, height: meta.height ?? 0 };
   } catch (err) {
-    throw new PreprocessError('decode', originOf(frame), `cannot decode image: ${err instanceof Error ? err.message : String(err)}`);
+    throw new PreprocessError('decode', frameOrigin(frame), `cannot decode image: ${err instanceof Error ? err.message : String(err)}`);
   }
 }
 

@@ -2,6 +2,7 @@ export { PreprocessError, type PreprocessFailure } from './errors.js';
 export {
   SUPPORTED_FRAME_FORMATS,
   decodeFrame,
+  frameOrigin,
   normalizeInto,
   pixelsAtSize,
   preprocessBatch,

@@ -20,3 +20,4 @@ export {
 } from './process.js';
 export { REPO_ROOT, CLI_MAIN, repoPath } from './paths.js';
 export { rng } from './random.js';
+export { PNG_SIGNATURE, encodePng, filterRows, ihdrChunk, pngChunk, pngFile, type PngHeader } from './png.js';

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { InferenceConfigSchema } from '../../src/inference/config.js';
 import { BundleError, frameFromFile, openDetector, type Detector } from '../../src/inference/index.js';
 import { nativePostprocessor } from '../../src/native/postprocessor.js';
+import { nativePreprocessor } from '../../src/native/preprocessor.js';
 import { withTempDir } from '../harness/index.js';
 import { REPO_ROOT } from '../../src/toolchain/python-env.js';
 import { REFERENCE_PY, pythonMissing, runPython } from './synthetic-bundle.js';
@@ -52,6 +53,25 @@ describe('shipped bundle', () => {
         let worst = 0;
         for (let i = 0; i < js.map.data.length; i++) worst = Math.max(worst, Math.abs(ours.map.data[i]! - js.map.data[i]!));
         assert.ok(worst <= 1e-5 * js.score, `${ref.file}: maps differ by ${worst}`);
+      }
+    } finally {
+      await withNative.close();
+    }
+  });
+
+  test('the daemon\'s native preprocessing (PNG decoded by the addon) gives the manifest\'s scores too', async (t) => {
+    const native = nativePreprocessor();
+    if (!native.preprocessor) {
+      t.skip(`native addon not loadable here: ${native.reason}`);
+      return;
+    }
+    const withNative = await openDetector({ bundleDir: SHIPPED, backend: { threads: 1 }, preprocessor: native.preprocessor });
+    try {
+      for (const ref of withNative.manifest.reference_frames) {
+        const score = (await withNative.detect(await frameFromFile(join(SHIPPED, ref.file)))).score;
+        const rel = Math.abs(score - ref.score) / Math.max(Math.abs(ref.score), 1e-12);
+        t.diagnostic(`${ref.file}: native preprocessing ${score.toPrecision(7)} vs manifest ${ref.score.toPrecision(7)}, relative ${rel.toExponential(2)}`);
+        assert.ok(rel < 1e-4, `${ref.file}: ${score} vs manifest ${ref.score} (relative ${rel})`);
       }
     } finally {
       await withNative.close();

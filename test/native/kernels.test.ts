@@ -9,6 +9,7 @@ import { loadNative, nativeOps, type NormalizeSpec, type PostprocessPlan } from 
 import {
   frameBytes, maxRelError, randomPostprocessCase, randomPreprocessCase, refHeatmap, refPostprocess, refPreprocess, rng, randInt,
 } from './reference.js';
+import { filterRows } from '../harness/png.js';
 
 // Lets the keep-alive test force garbage collections (gc() from a fresh context).
 setFlagsFromString('--expose-gc');
@@ -54,6 +55,38 @@ describe('native CPU kernels', () => {
         assert.ok(Math.abs((got[c * 64 + p] ?? NaN) - want) <= TOL, `channel ${c} pixel ${p}`);
       }
     }
+  });
+
+  it('preprocessPng unfilters every filter type and pixel size: the same tensor as the raw pixels give', async () => {
+    for (let seed = 1; seed <= CASES; seed++) {
+      const c = randomPreprocessCase(seed);
+      const r = rng(seed + 100_000);
+      const channels = ([1, 3, 4] as const)[randInt(r, 0, 2)]!;
+      const format = channels === 1 ? 'gray' : channels === 3 ? 'rgb24' : 'rgba';
+      const pixels = Uint8Array.from({ length: c.width * c.height * channels }, () => randInt(r, 0, 255));
+      // All five filters, starting at a random one, so each also lands on the first row (whose row above is zeros).
+      const start = randInt(r, 0, 4);
+      const filters = [0, 1, 2, 3, 4].map((f) => (f + start) % 5);
+      const scanlines = filterRows(pixels, c.width, c.height, channels, filters);
+      const got = await addon.preprocessPng(scanlines, channels, c.width, c.height, c.spec);
+      const want = await ops.preprocess({ data: pixels, format, width: c.width, height: c.height }, c.spec);
+      assert.deepEqual(got, want, `seed ${seed} (${channels} channels ${c.width}x${c.height}, filters ${filters.join('')})`);
+      // The rows are unfiltered in place: the buffer now starts with the pixels.
+      assert.deepEqual(scanlines.subarray(0, pixels.length), Buffer.from(pixels), `seed ${seed}: unfiltered pixels`);
+    }
+  });
+
+  it('BAD CALL - preprocessPng checks the scanline length and channels, and names a bad filter\'s row', async () => {
+    const rows = filterRows(new Uint8Array(4 * 3 * 3), 4, 3, 3, [4]);
+    await assert.rejects(async () => addon.preprocessPng(rows.subarray(1), 3, 4, 3, spec224), {
+      name: 'RangeError',
+      message: 'scanlines (4x3, 3 channels): expected 39 bytes but received 38',
+    });
+    await assert.rejects(async () => addon.preprocessPng(rows, 2 as never, 4, 3, spec224), /channels must be 1 \(gray\), 3 \(RGB\) or 4 \(RGBA\), not 2/);
+    await assert.rejects(async () => addon.preprocessPng(rows, 5 as never, 4, 3, spec224), /Expected an integer 1\.\.4 for channels but received number 5/);
+    const bad = Buffer.from(rows);
+    bad[2 * 13] = 5;
+    await assert.rejects(addon.preprocessPng(bad, 3, 4, 3, spec224), { message: 'PNG row 2 has filter type 5 (types 0..4 exist)' });
   });
 
   it('postprocess (upsample, blur, score) equals the reference on randomized sizes', async () => {
