@@ -7,13 +7,16 @@
  * timing), so both sides start from the raw pixels a camera delivers and shrink them to the
  * model input. Maps: one seeded low-resolution map of the model's output size.
  */
+import { extname } from 'node:path';
 import sharp from 'sharp';
-import type { PostprocessSpec } from '../src/bundle/manifest.js';
+import type { InputSpec, PostprocessSpec } from '../src/bundle/manifest.js';
 import type { InferenceBackend } from '../src/inference/backend.js';
 import { OnnxruntimeBackend } from '../src/inference/onnxruntime-backend.js';
 import { NativeBackend } from '../src/native/native-backend.js';
 import type { Frame } from '../src/capture/frame.js';
 import { loadNative, nativeOps, normalizeSpecOf, postprocessPlanOf, probeNative, type NativeOps } from '../src/native/binding.js';
+import { nativePreprocessor } from '../src/native/preprocessor.js';
+import { frameFromFile } from '../src/inference/index.js';
 import { postprocessMap } from '../src/postprocess/index.js';
 import { preprocessFrame } from '../src/preprocess/index.js';
 import type { BenchContext } from './context.js';
@@ -31,6 +34,12 @@ async function cameraFrames(files: readonly string[]): Promise<CameraFrame[]> {
       return { camera: 'bench', index, capturedAt: Date.now(), capturedMono: 0, format: 'rgb24' as const, ...CAMERA, data, origin: file };
     }),
   );
+}
+
+/** "PNG", or the extensions present ("PNG, JPEG"), for the row's name. */
+function describeImages(files: readonly string[]): string {
+  const kinds = new Set(files.slice(0, 8).map((f) => (extname(f).slice(1) || 'no extension').toUpperCase().replace('JPG', 'JPEG')));
+  return [...kinds].sort().join(', ');
 }
 
 function seededMap(width: number, height: number): Float32Array {
@@ -70,12 +79,25 @@ async function timePair(js: () => Promise<unknown>, native: () => Promise<unknow
   return { jsMs: a.ms, nativeMs: b.ms, jsCpuMs: a.cpuMs, nativeCpuMs: b.cpuMs };
 }
 
-function rowsOf(device: string, pre: Pair, post: Pair): Row[] {
-  const rows = (figure: string, p: Pair): Row[] => [
+/** A wall-time and a CPU-time row for one native-vs-JS pair. */
+function pairRows(figure: string, device: string, p: Pair): Row[] {
+  return [
     { bench: 'native', figure: `${figure} (${device})`, value: `${round(p.nativeMs, 3)} ms`, baseline: `JS ${round(p.jsMs, 3)} ms`, ratio: formatRatio(p.jsMs / p.nativeMs) },
     { bench: 'native', figure: `${figure} (${device}), CPU time`, value: `${round(p.nativeCpuMs, 3)} ms`, baseline: `JS ${round(p.jsCpuMs, 3)} ms`, ratio: formatRatio(p.jsCpuMs / p.nativeCpuMs) },
   ];
-  return [...rows(`preprocess ${CAMERA.width}x${CAMERA.height} rgb24`, pre), ...rows('postprocess map', post)];
+}
+
+/**
+ * The daemon's whole preprocessing of the bench images as they sit on disk (encoded files):
+ * sharp + TypeScript against the native preprocessor (PNGs decoded without sharp).
+ */
+async function encodedPair(ctx: BenchContext, input: InputSpec): Promise<Pair | undefined> {
+  const { preprocessor } = nativePreprocessor();
+  if (!preprocessor) return undefined;
+  const files = await Promise.all(ctx.imageFiles.slice(0, 8).map((file) => frameFromFile(file)));
+  let next = 0;
+  const file = (): Frame => files[next++ % files.length]!;
+  return timePair(() => preprocessFrame(file(), input), () => preprocessor(file(), input), ctx.options.seconds);
 }
 
 /** TensorRT INT8 and FP16 engines against onnxruntime (CPU) on the bench tensors, batch 1. */
@@ -137,7 +159,7 @@ export async function benchNative(ctx: BenchContext): Promise<BenchResult> {
       () => ops.postprocess(lowRes, manifest.output.width, manifest.output.height, plan),
       ctx.options.seconds,
     );
-    rows.push(...rowsOf(ops.device, pre, postPair));
+    rows.push(...pairRows(`preprocess ${CAMERA.width}x${CAMERA.height} rgb24`, ops.device, pre), ...pairRows('postprocess map', ops.device, postPair));
     // How far apart the two paths' outputs are on the first frame (sharp's shrink vs the addon's).
     const f0 = frames[0]!;
     const jsTensor = await preprocessFrame(f0, input);
@@ -155,6 +177,11 @@ export async function benchNative(ctx: BenchContext): Promise<BenchResult> {
       },
     };
   }
+  const encoded = await encodedPair(ctx, input);
+  if (encoded) {
+    rows.push(...pairRows(`decode + preprocess of the bench images (${describeImages(ctx.imageFiles)})`, 'cpu', encoded));
+    data.encoded = { ...encoded, speedup: encoded.jsMs / encoded.nativeMs, cpuRatio: encoded.jsCpuMs / encoded.nativeCpuMs };
+  }
   if (probe.capabilities.includes('tensorrt')) rows.push(...(await engineRows(ctx, data)));
   return {
     name: 'native',
@@ -163,6 +190,7 @@ export async function benchNative(ctx: BenchContext): Promise<BenchResult> {
       `Ratio = JS time / native time, medians of timed loops, on ${frames.length} ${CAMERA.width}x${CAMERA.height} rgb24 frames made from the bench images.`,
       'JS preprocess shrinks in sharp (libvips) and normalizes in JS; the addon does both in one pass with torch-style antialiased bilinear, so the tensors differ by up to maxAbsDiff (in --json).',
       'Native calls run on the libuv pool (4 threads by default); one call at a time is timed. sharp also spreads one resize over several threads, so wall time favours it where cores are free; the CPU-time rows count every thread.',
+      'Decode + preprocess: the bench images as files, through the daemon\'s two preprocessors (src/preprocess with sharp; src/native/preprocessor.ts, which decodes 8-bit PNGs itself and hands other formats to sharp).',
     ],
     data,
   };
