@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import { InferenceConfigSchema } from '../../src/inference/config.js';
-import { BundleError, frameFromFile, openDetector, type Detector } from '../../src/inference/index.js';
+import { BundleError, frameFromFile, openDetector, type Detector, type Postprocessor, type Preprocessor } from '../../src/inference/index.js';
 import { nativePostprocessor } from '../../src/native/postprocessor.js';
 import { nativePreprocessor } from '../../src/native/preprocessor.js';
 import { withTempDir } from '../harness/index.js';
@@ -37,14 +37,31 @@ describe('shipped bundle', () => {
     }
   });
 
-  test('the daemon\'s native post-processing gives the same scores and maps as the TypeScript one', async (t) => {
-    const native = nativePostprocessor();
-    if (!native.postprocessor) {
+  /** Runs `body` on a second detector of the shipped bundle with the daemon's native kernels plugged in; skips where the addon does not load. */
+  async function withNativeDetector(
+    t: TestContext,
+    native: { preprocessor?: Preprocessor; postprocessor?: Postprocessor; reason?: string },
+    body: (withNative: Detector) => Promise<void>,
+  ): Promise<void> {
+    if (!native.preprocessor && !native.postprocessor) {
       t.skip(`native addon not loadable here: ${native.reason}`);
       return;
     }
-    const withNative = await openDetector({ bundleDir: SHIPPED, backend: { threads: 1 }, postprocessor: native.postprocessor });
+    const withNative = await openDetector({
+      bundleDir: SHIPPED,
+      backend: { threads: 1 },
+      ...(native.preprocessor ? { preprocessor: native.preprocessor } : {}),
+      ...(native.postprocessor ? { postprocessor: native.postprocessor } : {}),
+    });
     try {
+      await body(withNative);
+    } finally {
+      await withNative.close();
+    }
+  }
+
+  test('the daemon\'s native post-processing gives the same scores and maps as the TypeScript one', (t) =>
+    withNativeDetector(t, nativePostprocessor(), async (withNative) => {
       for (const ref of detector.manifest.reference_frames) {
         const frame = await frameFromFile(join(SHIPPED, ref.file));
         const [js, ours] = [await detector.detect(frame), await withNative.detect(frame)];
@@ -54,29 +71,17 @@ describe('shipped bundle', () => {
         for (let i = 0; i < js.map.data.length; i++) worst = Math.max(worst, Math.abs(ours.map.data[i]! - js.map.data[i]!));
         assert.ok(worst <= 1e-5 * js.score, `${ref.file}: maps differ by ${worst}`);
       }
-    } finally {
-      await withNative.close();
-    }
-  });
+    }));
 
-  test('the daemon\'s native preprocessing (PNG decoded by the addon) gives the manifest\'s scores too', async (t) => {
-    const native = nativePreprocessor();
-    if (!native.preprocessor) {
-      t.skip(`native addon not loadable here: ${native.reason}`);
-      return;
-    }
-    const withNative = await openDetector({ bundleDir: SHIPPED, backend: { threads: 1 }, preprocessor: native.preprocessor });
-    try {
+  test('the daemon\'s native preprocessing (PNG decoded by the addon) gives the manifest\'s scores too', (t) =>
+    withNativeDetector(t, nativePreprocessor(), async (withNative) => {
       for (const ref of withNative.manifest.reference_frames) {
         const score = (await withNative.detect(await frameFromFile(join(SHIPPED, ref.file)))).score;
         const rel = Math.abs(score - ref.score) / Math.max(Math.abs(ref.score), 1e-12);
         t.diagnostic(`${ref.file}: native preprocessing ${score.toPrecision(7)} vs manifest ${ref.score.toPrecision(7)}, relative ${rel.toExponential(2)}`);
         assert.ok(rel < 1e-4, `${ref.file}: ${score} vs manifest ${ref.score} (relative ${rel})`);
       }
-    } finally {
-      await withNative.close();
-    }
-  });
+    }));
 
   test('EXPECTED FAILURE - a copy of it with one flipped byte in the model is refused', async () => {
     await withTempDir(async (dir) => {
