@@ -18,6 +18,14 @@ import { PreprocessError } from './errors.js';
 const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 /** The native kernels' largest side (kMaxSide in native/src/image_ops.h). */
 const MAX_SIDE = 16384;
+/**
+ * Largest image this path decodes: sharp's default input limit (0x3FFF²), so an image this
+ * path leaves to sharp meets the same limit there. A few hundred bytes of PNG can declare
+ * 16384×16384 RGBA, a gigabyte of scanlines.
+ */
+export const MAX_PIXELS = 0x3fff * 0x3fff;
+/** Output chunk of the pool-side inflate: memory grows with what the stream really holds, not with what IHDR claims. */
+const POOL_CHUNK_BYTES = 1024 * 1024;
 /** Largest chunk length the format allows (2^31 - 1). */
 const MAX_CHUNK = 0x7fffffff;
 /** Allowed bit depths per colour type (PNG spec, table 11.1). */
@@ -124,6 +132,7 @@ function plan(
   if (interlace === 1) return { kind: 'sharp', why: 'interlaced image' };
   if (iccProfile) return { kind: 'sharp', why: 'embedded ICC profile' };
   if (width > MAX_SIDE || height > MAX_SIDE) return { kind: 'sharp', why: `${width}x${height} is larger than ${MAX_SIDE} on a side` };
+  if (width * height > MAX_PIXELS) return { kind: 'sharp', why: `${width}x${height} is more than ${MAX_PIXELS} pixels` };
   return { kind: 'scanlines', width, height, channels, idat };
 }
 
@@ -141,10 +150,10 @@ export function scanlineBytes(p: Pick<PngScanlinePlan, 'width' | 'height' | 'cha
 export const INLINE_INFLATE_BYTES = 512 * 1024;
 
 /**
- * IDAT inflated and checked to be exactly the image's scanlines. The output buffer is sized
- * to the image plus one byte, so one zlib call both fills it and sees the stream end (the
- * default 16 KiB chunks cost a pool round trip each), and a stream that inflates to more is
- * cut off there instead of filling memory.
+ * IDAT inflated and checked to be exactly the image's scanlines. Inline, the output buffer is
+ * the image plus one byte, so one zlib call both fills it and sees the stream end; on the pool,
+ * 1 MiB chunks (the default 16 KiB cost a round trip each). Either way a stream that inflates
+ * past the image is cut off one byte after it instead of filling memory.
  */
 export async function inflateScanlines(p: PngScanlinePlan, origin: string): Promise<Buffer> {
   const expected = scanlineBytes(p);
@@ -153,8 +162,10 @@ export async function inflateScanlines(p: PngScanlinePlan, origin: string): Prom
   let rows: Buffer;
   try {
     const stream = p.idat.length === 1 ? p.idat[0]! : Buffer.concat(p.idat);
-    const options = { chunkSize: Math.max(64, limit), maxOutputLength: limit };
-    rows = expected <= INLINE_INFLATE_BYTES ? zlib.inflateSync(stream, options) : await inflate(stream, options);
+    rows =
+      expected <= INLINE_INFLATE_BYTES
+        ? zlib.inflateSync(stream, { chunkSize: Math.max(64, limit), maxOutputLength: limit })
+        : await inflate(stream, { chunkSize: Math.min(limit, POOL_CHUNK_BYTES), maxOutputLength: limit });
   } catch (err) {
     const tooLarge = err instanceof RangeError || (err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE';
     const message = tooLarge ? `IDAT inflates to more than ${expected} bytes: ${what}` : `IDAT is not a valid zlib stream (${err instanceof Error ? err.message : String(err)})`;

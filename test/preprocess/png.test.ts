@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import zlib from 'node:zlib';
 import sharp from 'sharp';
 import { PreprocessError } from '../../src/preprocess/index.js';
-import { INLINE_INFLATE_BYTES, inflateScanlines, readPng, scanlineBytes, type PngScanlinePlan } from '../../src/preprocess/png.js';
+import { INLINE_INFLATE_BYTES, MAX_PIXELS, inflateScanlines, readPng, scanlineBytes, type PngScanlinePlan } from '../../src/preprocess/png.js';
 import { encodePng, ihdrChunk, pngChunk, pngFile, rng } from '../harness/index.js';
 
 const W = 7;
@@ -59,6 +59,13 @@ describe('readPng', () => {
     assert.deepEqual(readPng(deep, 'frame.png'), { kind: 'sharp', why: '16-bit RGB image' });
     assert.deepEqual(readPng(grayAlpha, 'frame.png'), { kind: 'sharp', why: '8-bit gray+alpha image' });
     assert.deepEqual(readPng(icc, 'frame.png'), { kind: 'sharp', why: 'embedded ICC profile' });
+  });
+
+  test('an image over sharp\'s pixel limit goes to sharp, which refuses it', () => {
+    const idat = pngChunk('IDAT', zlib.deflateSync(Buffer.alloc(16)));
+    const huge = pngFile(ihdrChunk({ width: 16384, height: 16384, colour: 6 }), idat, pngChunk('IEND'));
+    assert.deepEqual(readPng(huge, 'frame.png'), { kind: 'sharp', why: '16384x16384 is more than 268402689 pixels' });
+    assert.equal(MAX_PIXELS, 0x3fff * 0x3fff);
   });
 
   test('unknown ancillary chunks are skipped; IDAT split over several chunks is joined', async () => {
@@ -121,6 +128,9 @@ describe('inflateScanlines', () => {
     assert.deepEqual(await inflateScanlines({ ...big, idat: [zlib.deflateSync(data)] }, 'frame.png'), data);
     await decodeRejects(inflateScanlines({ ...big, idat: [zlib.deflateSync(Buffer.alloc(bytes + 4096))] }, 'frame.png'), new RegExp(`IDAT inflates to more than ${bytes} bytes`));
     await decodeRejects(inflateScanlines({ ...big, idat: [zlib.deflateSync(data.subarray(1))] }, 'frame.png'), new RegExp(`IDAT inflates to ${bytes - 1} bytes`));
+    // A header that claims 8000x8000 RGBA (256 MB) over 100 bytes of data: refused for what the stream holds.
+    const claims: PngScanlinePlan = { kind: 'scanlines', width: 8000, height: 8000, channels: 4, idat: [zlib.deflateSync(Buffer.alloc(100))] };
+    await decodeRejects(inflateScanlines(claims, 'frame.png'), /IDAT inflates to 100 bytes, a 8000x8000 RGBA image has 256008000 bytes of scanlines/);
   });
 
   test('EXPECTED FAILURE - a stream of the wrong length or not zlib at all is refused', async () => {
