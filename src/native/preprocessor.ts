@@ -9,7 +9,7 @@
  *
  * The kernel resizes as Pillow does without its 8-bit rounding, as the toolchain evaluates
  * (test/native/shipped-bundle.test.ts holds the shipped bundle's scores to 1e-4 relative).
- * Why it matters: on two cores, sharp's per-frame CPU is taken from the model (docs/bench.md).
+ * Why it matters: on two cores, the CPU spent beside the model slows it (docs/bench.md).
  */
 import type { InputSpec } from '../bundle/manifest.js';
 import type { Preprocessor } from '../inference/detector.js';

@@ -2,10 +2,10 @@
  * The PNG container, read here so that the native addon can decode the frames cameras and
  * image folders mostly hold (8-bit gray, RGB or RGBA, not interlaced) without sharp.
  *
- * Why: sharp's decode-and-shrink of a 256×256 RGB PNG costs about 3.4 ms of CPU, most of it
- * libvips' per-image set-up. On a two-core board that CPU is taken from the model's core
- * (docs/bench.md). Walking the chunks here, inflating IDAT with Node's zlib in one
- * thread-pool job and unfiltering in C++ costs about a third of that.
+ * Why: sharp's decode-and-shrink of a 256×256 RGB PNG costs 3.4–4.1 ms of CPU, much of it
+ * libvips' per-image set-up, and on a two-core board the CPU spent beside the model slows it
+ * (docs/bench.md). Walking the chunks here, inflating IDAT with Node's zlib and unfiltering and
+ * resizing in C++ costs 1.6–1.9 ms.
  *
  * Every chunk's CRC is checked, so a corrupt or truncated file is refused with the chunk and
  * byte named. Images this path does not decode (palette, 16-bit, gray with alpha, interlaced,
