@@ -9,7 +9,8 @@ export interface PixelSize {
   height: number;
 }
 
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+/** The 8 bytes every PNG file starts with. */
+export const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 export function encodedSize(data: Buffer): PixelSize | undefined {
   const size = data.subarray(0, 8).equals(PNG_SIGNATURE) ? pngSize(data) : data[0] === 0xff && data[1] === 0xd8 ? jpegSize(data) : undefined;

@@ -14,8 +14,7 @@
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { PreprocessError } from './errors.js';
-
-const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+import { PNG_SIGNATURE } from './header.js';
 /** The native kernels' largest side (kMaxSide in native/src/image_ops.h). */
 const MAX_SIDE = 16384;
 /**
@@ -33,6 +32,16 @@ const DEPTHS: Record<number, readonly number[]> = { 0: [1, 2, 4, 8, 16], 2: [8, 
 /** Channels of the colour types the fast path decodes: gray, RGB, RGBA. */
 const FAST_CHANNELS: Record<number, 1 | 3 | 4> = { 0: 1, 2: 3, 6: 4 };
 const COLOUR_NAMES: Record<number, string> = { 0: 'gray', 2: 'RGB', 3: 'palette', 4: 'gray+alpha', 6: 'RGBA' };
+const CHANNEL_NAMES: Record<1 | 3 | 4, string> = { 1: 'gray', 3: 'RGB', 4: 'RGBA' };
+
+/** IHDR's fields this reader uses. */
+interface PngHeader {
+  width: number;
+  height: number;
+  depth: number;
+  colour: number;
+  interlace: number;
+}
 
 const inflate = promisify(zlib.inflate);
 
@@ -52,7 +61,7 @@ export interface PngSharpPlan {
 }
 
 export function isPng(data: Buffer): boolean {
-  return data.length >= SIGNATURE.length && data.subarray(0, SIGNATURE.length).equals(SIGNATURE);
+  return data.length >= PNG_SIGNATURE.length && data.subarray(0, PNG_SIGNATURE.length).equals(PNG_SIGNATURE);
 }
 
 /**
@@ -66,10 +75,10 @@ export function readPng(data: Buffer, origin: string): PngScanlinePlan | PngShar
   if (!isPng(data)) fail('no PNG signature');
   // zlib.crc32 arrived in Node 20.15; without it the CRCs cannot be checked here.
   if (typeof zlib.crc32 !== 'function') return { kind: 'sharp', why: `Node ${process.version} has no zlib.crc32` };
-  let header: { width: number; height: number; depth: number; colour: number; interlace: number } | undefined;
+  let header: PngHeader | undefined;
   let iccProfile = false;
   const idat: Buffer[] = [];
-  for (let at = SIGNATURE.length; ; ) {
+  for (let at = PNG_SIGNATURE.length; ; ) {
     if (at + 8 > data.length) fail(`the file ends at byte ${data.length}, inside a chunk header and before IEND`);
     const length = data.readUInt32BE(at);
     const type = data.toString('latin1', at + 4, at + 8);
@@ -104,7 +113,7 @@ export function readPng(data: Buffer, origin: string): PngScanlinePlan | PngShar
   }
 }
 
-function parseHeader(body: Buffer, fail: (message: string) => never) {
+function parseHeader(body: Buffer, fail: (message: string) => never): PngHeader {
   if (body.length !== 13) fail(`IHDR holds ${body.length} bytes, not 13`);
   const width = body.readUInt32BE(0);
   const height = body.readUInt32BE(4);
@@ -118,12 +127,7 @@ function parseHeader(body: Buffer, fail: (message: string) => never) {
   return { width, height, depth, colour, interlace };
 }
 
-function plan(
-  header: { width: number; height: number; depth: number; colour: number; interlace: number },
-  idat: Buffer[],
-  iccProfile: boolean,
-  fail: (message: string) => never,
-): PngScanlinePlan | PngSharpPlan {
+function plan(header: PngHeader, idat: Buffer[], iccProfile: boolean, fail: (message: string) => never): PngScanlinePlan | PngSharpPlan {
   if (idat.length === 0) fail('no IDAT chunk before IEND');
   const { width, height, depth, colour, interlace } = header;
   const channels = FAST_CHANNELS[colour];
@@ -158,7 +162,7 @@ export const INLINE_INFLATE_BYTES = 512 * 1024;
 export async function inflateScanlines(p: PngScanlinePlan, origin: string): Promise<Buffer> {
   const expected = scanlineBytes(p);
   const limit = expected + 1;
-  const what = `a ${p.width}x${p.height} ${COLOUR_NAMES[p.channels === 1 ? 0 : p.channels === 3 ? 2 : 6]} image has ${expected} bytes of scanlines`;
+  const what = `a ${p.width}x${p.height} ${CHANNEL_NAMES[p.channels]} image has ${expected} bytes of scanlines`;
   let rows: Buffer;
   try {
     const stream = p.idat.length === 1 ? p.idat[0]! : Buffer.concat(p.idat);
