@@ -21,9 +21,10 @@ function have(bin) {
 
 // Debian packages whose programs the tests start for real: the broker, capture child
 // processes (ffmpeg, GStreamer with an RTSP server for the camera tests), openssl for TLS,
-// and jemalloc, which the daemon can run on (MOEAD_MALLOC=jemalloc, scripts/daemon-node.sh).
+// jemalloc, which the daemon can run on (MOEAD_MALLOC=jemalloc, scripts/daemon-node.sh), and
+// systemd for systemd-analyze, which checks the unit `moead-edge systemd-unit` writes.
 const SYSTEM_PACKAGES = [
-  'mosquitto', 'mosquitto-clients', 'ffmpeg', 'openssl', 'libjemalloc2',
+  'mosquitto', 'mosquitto-clients', 'ffmpeg', 'openssl', 'libjemalloc2', 'systemd',
   'gstreamer1.0-tools', 'gstreamer1.0-plugins-base', 'gstreamer1.0-plugins-good',
   'gstreamer1.0-plugins-bad', 'gstreamer1.0-libav', 'python3-gi', 'gir1.2-gst-rtsp-server-1.0',
 ];

@@ -57,6 +57,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("capabilities", Napi::Function::New(env, Capabilities, "capabilities"));
   exports.Set("build", BuildInfo(env));
   RegisterCpuOps(env, exports);
+  RegisterServiceOps(env, exports);
 #ifdef MOEAD_WITH_CUDA
   RegisterCudaOps(env, exports);
 #endif

@@ -7,6 +7,8 @@ namespace moead {
 
 // preprocess, preprocessPng, postprocess, heatmap on the CPU (always built).
 void RegisterCpuOps(Napi::Env env, Napi::Object exports);
+// sdNotify: the service manager's notification socket (always built).
+void RegisterServiceOps(Napi::Env env, Napi::Object exports);
 #ifdef MOEAD_WITH_CUDA
 // cudaPreprocess, cudaPostprocess, cudaHeatmap, cudaDeviceCount.
 void RegisterCudaOps(Napi::Env env, Napi::Object exports);

@@ -15,6 +15,7 @@ commands:
   score --model BUNDLE [--json] IMAGE...       score image files
   calibrate --model BUNDLE --good DIR          threshold from good images
   train [ARGS...]                              train a model (Python toolchain)
+  systemd-unit [--config FILE] [--user NAME]   print a systemd service unit for this install
   --version                                    print the version
 
 \`moead-edge <command> --help\` shows a command's options. Docs: docs/cli.md, docs/config.md.`;
@@ -26,6 +27,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   score: async (argv) => (await import('./score.js')).scoreCommand(argv),
   calibrate: async (argv) => (await import('./score.js')).calibrateCommand(argv),
   train: async (argv) => (await import('./train.js')).trainCommand(argv),
+  'systemd-unit': async (argv) => (await import('./systemd-unit.js')).systemdUnitCommand(argv),
 };
 
 async function main(argv: string[]): Promise<number> {

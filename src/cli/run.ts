@@ -8,7 +8,9 @@ import { ConfigError } from '../config/errors.js';
 import { ConfigStore, type ConfigChange } from '../config/store.js';
 import { Daemon, type DaemonParts } from '../daemon/daemon.js';
 import { realParts } from '../daemon/wiring.js';
+import { loadNative } from '../native/binding.js';
 import { createLogger, errorMessage } from '../util/log.js';
+import { serviceNotifier } from '../util/sd-notify.js';
 import { EXIT, parse } from './args.js';
 
 export const RUN_USAGE = `usage: moead-edge run [--config FILE]
@@ -33,6 +35,8 @@ export async function runCommand(argv: string[], parts: DaemonParts = realParts)
   }
   const log = createLogger('moead', store.current.logLevel);
   const daemon = new Daemon(store, parts, log);
+  // Under systemd (Type=notify): readiness, keep-alives while healthy, stopping.
+  const service = serviceNotifier({ env: process.env, pid: process.pid, transport: () => loadNative().sdNotify, log: log.child('systemd') });
 
   let starting: Promise<void> = Promise.resolve();
   let signals = 0;
@@ -47,6 +51,7 @@ export async function runCommand(argv: string[], parts: DaemonParts = realParts)
       process.exit(EXIT.failed);
     }
     log.info(`${signal}: stopping (sources, in-flight frames, MQTT delivery)`);
+    service.stopping(`stopping on ${signal}`);
     // A signal during start-up stops what has started once start-up settles, not half of it.
     void starting
       .catch(() => undefined)
@@ -74,8 +79,15 @@ export async function runCommand(argv: string[], parts: DaemonParts = realParts)
     await starting;
   } catch (err) {
     log.error(`could not start: ${errorMessage(err)}`);
+    service.status(`could not start: ${errorMessage(err)}`);
     return EXIT.failed;
   }
   store.watchFile(report);
-  return done;
+  // A signal during start-up already began the stop: no READY after STOPPING.
+  if (signals === 0) service.ready(daemon.summary());
+  service.watch(() => daemon.health());
+  if (service.keepAliveMs !== undefined) log.info(`systemd watchdog: a keep-alive every ${service.keepAliveMs} ms while healthy`);
+  const code = await done;
+  service.close();
+  return code;
 }

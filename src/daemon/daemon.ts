@@ -173,6 +173,22 @@ export class Daemon {
     };
   }
 
+  /**
+   * Why the daemon cannot recover by itself, or undefined while it can: a model that stopped
+   * answering (a camera in inference_stuck past inference.stuckTimeoutS) needs a restart,
+   * which systemd's watchdog gives it (src/util/sd-notify.ts).
+   */
+  health(): string | undefined {
+    const stuck = this.#cameras.filter((c) => c.status().state === 'inference_stuck').map((c) => c.name);
+    return stuck.length > 0 ? `inference stuck for camera ${stuck.join(', ')} (inference.stuckTimeoutS)` : undefined;
+  }
+
+  /** One line on what the daemon serves, for service managers (systemd's STATUS). */
+  summary(): string {
+    const root = this.#link?.root;
+    return `${this.#cameras.length} camera(s) publishing${root === undefined ? '' : ` under ${root}/`}`;
+  }
+
   #scheduleTelemetry(): void {
     clearInterval(this.#telemetryTimer);
     const link = this.#link;

@@ -2,10 +2,10 @@
  * The one loader of the native addon (native/, built by scripts/build-native.mjs) and its
  * typed wrappers. Nothing else in the daemon requires the .node file.
  *
- * Every call validates its arguments in C++ (a wrong size or format is a thrown TypeError
- * or RangeError naming the argument), runs on the libuv thread pool, and reads and writes
- * the caller's Buffers and typed arrays in place: do not modify them until the promise
- * settles.
+ * Every kernel call validates its arguments in C++ (a wrong size or format is a thrown
+ * TypeError or RangeError naming the argument), runs on the libuv thread pool, and reads and
+ * writes the caller's Buffers and typed arrays in place: do not modify them until the
+ * promise settles. `sdNotify` (src/util/sd-notify.ts) is the one synchronous call.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -103,6 +103,8 @@ export interface NativeAddon {
   preprocessPng: PreprocessPngFn;
   postprocess: PostprocessFn;
   heatmap: HeatmapFn;
+  /** One datagram to a service manager's notification socket ("/path" or "@abstract"). */
+  sdNotify(socket: string, message: string): void;
   cudaPreprocess?: PreprocessFn;
   cudaPostprocess?: PostprocessFn;
   cudaHeatmap?: HeatmapFn;

@@ -1,6 +1,6 @@
 /**
- * Shared test helpers: a real Mosquitto broker, an MQTT collector, temporary folders and
- * child processes (the CLI included). Import from here: `../harness/index.js`.
+ * Shared test helpers: a real Mosquitto broker, an MQTT collector, temporary folders, child
+ * processes (the CLI included) and a service manager's notification socket. Import from here: `../harness/index.js`.
  */
 export { Mosquitto, withMosquitto, type MosquittoOptions } from './mosquitto.js';
 export { MqttCollector, topicMatches, type ReceivedMessage, type MessageMatch, type WaitOptions } from './subscriber.js';
@@ -20,4 +20,5 @@ export {
 } from './process.js';
 export { REPO_ROOT, CLI_MAIN, repoPath } from './paths.js';
 export { rng } from './random.js';
+export { NotifySocket, type Notification } from './notify-socket.js';
 export { PNG_SIGNATURE, encodePng, filterRows, ihdrChunk, pngChunk, pngFile, type PngHeader } from './png.js';
