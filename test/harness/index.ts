@@ -1,6 +1,7 @@
 /**
  * Shared test helpers: a real Mosquitto broker, an MQTT collector, temporary folders, child
- * processes (the CLI included) and a service manager's notification socket. Import from here: `../harness/index.js`.
+ * processes (the CLI included) and a service manager's notification socket. Import from
+ * here: `../harness/index.js`.
  */
 export { Mosquitto, withMosquitto, type MosquittoOptions } from './mosquitto.js';
 export { MqttCollector, topicMatches, type ReceivedMessage, type MessageMatch, type WaitOptions } from './subscriber.js';
