@@ -30,9 +30,16 @@ export async function runQuantization(ctx: BenchContext): Promise<BenchResult> {
   try {
     for (let r = 0; r < rounds; r++) {
       const warmup = r === 0 ? 10 : 3;
-      const int8Fps = bareFigure(await int8.time({ warmup, minIterations: 20, minMs: windowMs })).fps;
-      const fp32Fps = bareFigure(await fp32.time({ warmup, minIterations: 20, minMs: windowMs })).fps;
-      perRound.push({ int8Fps, fp32Fps });
+      const time = async (session: typeof int8) => bareFigure(await session.time({ warmup, minIterations: 20, minMs: windowMs })).fps;
+      // Order flipped every round (ABBA), as in the pipeline row: this host's speed drifts over
+      // seconds, and a fixed order would hand one model the same side of every drift.
+      if (r % 2 === 0) {
+        const int8Fps = await time(int8);
+        perRound.push({ int8Fps, fp32Fps: await time(fp32) });
+      } else {
+        const fp32Fps = await time(fp32);
+        perRound.push({ int8Fps: await time(int8), fp32Fps });
+      }
     }
   } finally {
     await int8.release();
@@ -52,7 +59,7 @@ export async function runQuantization(ctx: BenchContext): Promise<BenchResult> {
       met: speedup >= SPEEDUP_GOAL,
     },
   ];
-  const notes = [`${rounds} alternating rounds of ${(windowMs / 1000).toFixed(0)} s per model; speed-up = median of per-round ratios.`];
+  const notes = [`${rounds} rounds of ${(windowMs / 1000).toFixed(0)} s per model, INT8 first in even rounds and FP32 first in odd ones; speed-up = median of per-round ratios.`];
   const { fp32: fp32Metrics, int8: int8Metrics, split, test_images: testImages } = manifest.metrics;
   let accuracy: Record<string, number> | undefined;
   if (fp32Metrics && int8Metrics) {
