@@ -13,7 +13,7 @@ import { scoreImages } from '../../src/inference/files.js';
 import { CommandReplySchema, EventPayloadSchema, ScorePayloadSchema, TelemetryPayloadSchema } from '../../src/mqtt/topics.js';
 import { Mosquitto, MqttCollector, spawnCli, tempDir, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
 import { writeSyntheticBundle } from '../inference/synthetic-bundle.js';
-import { CORRUPT_PNG, testBundle, testFrames } from './fixtures.js';
+import { CORRUPT_PNG, testBundle, testFrames, writeOneCameraConfig, writeStuckCameraConfig } from './fixtures.js';
 
 const ROOT = 'moead/e2e';
 let broker: Mosquitto;
@@ -44,19 +44,14 @@ before(async () => {
   } finally {
     await detector.close();
   }
-  configFile = dir.file('moead.yaml');
-  await writeFile(
-    configFile,
-    [
-      `stateDir: ${dir.file('state')}`,
-      `cameras: [{type: folder, name: cam1, path: ${dir.file('frames')}, fps: 8}]`,
-      `inference: {model: ${bundle.dir}, threads: 1}`,
-      `mqtt: {url: "${broker.url}", device: e2e}`,
-      'telemetry: {intervalS: 1, prometheus: {enabled: true, port: 0}}',
-      `scoring: {threshold: ${threshold}, startFrames: 1, endFrames: 1}`,
-      '',
-    ].join('\n'),
-  );
+  configFile = await writeOneCameraConfig(dir.file('moead.yaml'), {
+    stateDir: dir.file('state'),
+    camera: { name: 'cam1', path: dir.file('frames'), fps: 8 },
+    model: bundle.dir,
+    broker: broker.url,
+    device: 'e2e',
+    extra: ['telemetry: {intervalS: 1, prometheus: {enabled: true, port: 0}}', `scoring: {threshold: ${threshold}, startFrames: 1, endFrames: 1}`],
+  });
 });
 
 after(async () => {
@@ -247,18 +242,14 @@ test('inference slower than capture: the newest frame wins, drops are counted, s
     const slowBundle = scratch.file('slow-bundle');
     await writeSyntheticBundle(slowBundle, { kind: 'heavy', size: 64, grid: 4, layers: 96 });
     await testFrames(scratch.file('frames'), {}, 3);
-    const file = scratch.file('slow.yaml');
-    await writeFile(
-      file,
-      [
-        `stateDir: ${scratch.file('state')}`,
-        `cameras: [{type: folder, name: fast, path: ${scratch.file('frames')}, fps: 120}]`,
-        `inference: {model: ${slowBundle}, threads: 1}`,
-        `mqtt: {url: "${broker.url}", device: slow}`,
-        'telemetry: {intervalS: 1}',
-        '',
-      ].join('\n'),
-    );
+    const file = await writeOneCameraConfig(scratch.file('slow.yaml'), {
+      stateDir: scratch.file('state'),
+      camera: { name: 'fast', path: scratch.file('frames'), fps: 120 },
+      model: slowBundle,
+      broker: broker.url,
+      device: 'slow',
+      extra: ['telemetry: {intervalS: 1}'],
+    });
     const sub = await MqttCollector.connect(broker.url, 'moead/slow/#');
     const daemon = spawnCli(['run', '--config', file]);
     try {
@@ -294,21 +285,9 @@ test('a Jetson board asks for the native backend; without TensorRT the daemon sa
 test('a frame held in inference past inference.stuckTimeoutS marks the camera inference_stuck until results return', async () => {
   const scratch = await tempDir();
   try {
-    // Every run of this model takes far longer than the 50 ms allowed below.
-    const slowBundle = scratch.file('slow-bundle');
-    await writeSyntheticBundle(slowBundle, { kind: 'heavy', size: 64, grid: 4, layers: 960 });
+    // Every run of this model takes far longer than the 50 ms allowed.
     await testFrames(scratch.file('frames'), {}, 2);
-    const file = scratch.file('stuck.yaml');
-    await writeFile(
-      file,
-      [
-        `stateDir: ${scratch.file('state')}`,
-        `cameras: [{type: folder, name: cam, path: ${scratch.file('frames')}, fps: 5}]`,
-        `inference: {model: ${slowBundle}, threads: 1, stuckTimeoutS: 0.05}`,
-        `mqtt: {url: "${broker.url}", device: stuck}`,
-        '',
-      ].join('\n'),
-    );
+    const file = await writeStuckCameraConfig(scratch.path, { layers: 960, stuckTimeoutS: 0.05, frames: scratch.file('frames'), broker: broker.url, device: 'stuck' });
     const sub = await MqttCollector.connect(broker.url, 'moead/stuck/#');
     const daemon = spawnCli(['run', '--config', file]);
     try {

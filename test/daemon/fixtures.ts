@@ -46,3 +46,45 @@ export async function testFrames(dir: string, extra: Record<string, Buffer> = {}
 
 /** Bytes that claim to be a PNG and are not one. */
 export const CORRUPT_PNG = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from('truncated garbage')]);
+
+export interface OneCameraConfig {
+  stateDir: string;
+  camera: { name: string; path: string; fps: number };
+  model: string;
+  /** More keys of the `inference` section, as YAML flow pairs: `stuckTimeoutS: 0.05`. */
+  inference?: string;
+  broker: string;
+  device: string;
+  /** More top-level YAML lines. */
+  extra?: string[];
+}
+
+/** Writes a daemon config with one folder camera, one intra-op thread and a given broker; returns `file`. */
+export async function writeOneCameraConfig(file: string, c: OneCameraConfig): Promise<string> {
+  const lines = [
+    `stateDir: ${c.stateDir}`,
+    `cameras: [{type: folder, name: ${c.camera.name}, path: ${c.camera.path}, fps: ${c.camera.fps}}]`,
+    `inference: {model: ${c.model}, threads: 1${c.inference ? `, ${c.inference}` : ''}}`,
+    `mqtt: {url: "${c.broker}", device: ${c.device}}`,
+    ...(c.extra ?? []),
+  ];
+  await writeFile(file, `${lines.join('\n')}\n`);
+  return file;
+}
+
+/**
+ * A config whose one camera runs a model made slow on purpose (`layers` MatMul rounds) with
+ * the given inference.stuckTimeoutS, written under `folder`; returns the config file.
+ */
+export async function writeStuckCameraConfig(folder: string, o: { layers: number; stuckTimeoutS: number; frames: string; broker: string; device: string }): Promise<string> {
+  const model = join(folder, 'slow-bundle');
+  await writeSyntheticBundle(model, { kind: 'heavy', size: 64, grid: 4, layers: o.layers });
+  return writeOneCameraConfig(join(folder, 'stuck.yaml'), {
+    stateDir: join(folder, 'stuck-state'),
+    camera: { name: 'cam', path: o.frames, fps: 5 },
+    model,
+    inference: `stuckTimeoutS: ${o.stuckTimeoutS}`,
+    broker: o.broker,
+    device: o.device,
+  });
+}

@@ -12,8 +12,7 @@ import { systemdUnit, unitArgument } from '../../src/cli/systemd-unit.js';
 import { createLogger } from '../../src/util/log.js';
 import { serviceNotifier, type ServiceNotifier } from '../../src/util/sd-notify.js';
 import { Mosquitto, MqttCollector, NotifySocket, repoPath, runCli, runProcess, spawnCli, spawnProcess, tempDir, type TempDir } from '../harness/index.js';
-import { writeSyntheticBundle } from '../inference/synthetic-bundle.js';
-import { testBundle, testFrames } from './fixtures.js';
+import { testBundle, testFrames, writeOneCameraConfig, writeStuckCameraConfig } from './fixtures.js';
 
 let dir: TempDir;
 before(async () => {
@@ -138,17 +137,13 @@ describe('moead-edge systemd-unit', () => {
   before(async () => {
     broker = await Mosquitto.start();
     await testFrames(dir.file('frames'), {}, 4);
-    config = dir.file('service.yaml');
-    await writeFile(
-      config,
-      [
-        `stateDir: ${dir.file('state')}`,
-        `cameras: [{type: folder, name: cam1, path: ${dir.file('frames')}, fps: 4}]`,
-        `inference: {model: ${(await testBundle(dir.path)).dir}, threads: 1}`,
-        `mqtt: {url: "${broker.url}", device: unit}`,
-        '',
-      ].join('\n'),
-    );
+    config = await writeOneCameraConfig(dir.file('service.yaml'), {
+      stateDir: dir.file('state'),
+      camera: { name: 'cam1', path: dir.file('frames'), fps: 4 },
+      model: (await testBundle(dir.path)).dir,
+      broker: broker.url,
+      device: 'unit',
+    });
   });
   after(async () => {
     await broker?.teardown();
@@ -226,20 +221,8 @@ describe('moead-edge systemd-unit', () => {
 
   test('a model that stops answering gets no keep-alives until it answers again', async () => {
     // Each run of this model takes about 0.28 s here: stuck past the 0.1 s of
-    // inference.stuckTimeoutS below for most of it, answering in between.
-    const slowBundle = dir.file('slow-bundle');
-    await writeSyntheticBundle(slowBundle, { kind: 'heavy', size: 64, grid: 4, layers: 2400 });
-    const file = dir.file('stuck.yaml');
-    await writeFile(
-      file,
-      [
-        `stateDir: ${dir.file('stuck-state')}`,
-        `cameras: [{type: folder, name: cam, path: ${dir.file('frames')}, fps: 5}]`,
-        `inference: {model: ${slowBundle}, threads: 1, stuckTimeoutS: 0.1}`,
-        `mqtt: {url: "${broker.url}", device: stuck-unit}`,
-        '',
-      ].join('\n'),
-    );
+    // inference.stuckTimeoutS for most of it, answering in between.
+    const file = await writeStuckCameraConfig(dir.path, { layers: 2400, stuckTimeoutS: 0.1, frames: dir.file('frames'), broker: broker.url, device: 'stuck-unit' });
     const socket = await NotifySocket.bind(dir.file('stuck.sock'));
     const daemon = spawnCli(['run', '--config', file], { env: { NOTIFY_SOCKET: socket.address, WATCHDOG_USEC: '40000' } });
     try {
