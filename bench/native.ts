@@ -17,7 +17,8 @@ import type { Frame } from '../src/capture/frame.js';
 import { loadNative, nativeOps, normalizeSpecOf, postprocessPlanOf, probeNative, type NativeOps } from '../src/native/binding.js';
 import { nativePreprocessor } from '../src/native/preprocessor.js';
 import { frameFromFile } from '../src/inference/index.js';
-import { postprocessMap } from '../src/postprocess/index.js';
+import { postprocessMap, renderSnapshot, type FloatMap } from '../src/postprocess/index.js';
+import { nativePostprocessor } from '../src/native/postprocessor.js';
 import { preprocessFrame } from '../src/preprocess/index.js';
 import type { BenchContext } from './context.js';
 import { unavailable, type BenchResult, type Row } from './report.js';
@@ -98,6 +99,21 @@ async function encodedPair(ctx: BenchContext, input: InputSpec): Promise<Pair | 
   let next = 0;
   const file = (): Frame => files[next++ % files.length]!;
   return timePair(() => preprocessFrame(file(), input), () => preprocessor(file(), input), ctx.options.seconds);
+}
+
+/**
+ * An event snapshot (JPEG of the frame with the heatmap over it) of the bench images with a
+ * map of the post-processing's size: sharp draws the overlay on one side, the native kernel on
+ * the other (src/postprocess/snapshot.ts); decode and JPEG are sharp's on both.
+ */
+async function snapshotPair(ctx: BenchContext, map: FloatMap): Promise<Pair | undefined> {
+  const { overlay } = nativePostprocessor();
+  if (!overlay) return undefined;
+  const files = await Promise.all(ctx.imageFiles.slice(0, 8).map((file) => frameFromFile(file)));
+  const threshold = ctx.bundle.manifest.threshold;
+  let next = 0;
+  const file = (): Frame => files[next++ % files.length]!;
+  return timePair(() => renderSnapshot(file(), map, threshold), () => renderSnapshot(file(), map, threshold, {}, overlay), ctx.options.seconds);
 }
 
 /** TensorRT INT8 and FP16 engines against onnxruntime (CPU) on the bench tensors, batch 1. */
@@ -182,6 +198,12 @@ export async function benchNative(ctx: BenchContext): Promise<BenchResult> {
     rows.push(...pairRows(`decode + preprocess of the bench images (${describeImages(ctx.imageFiles)})`, 'cpu', encoded));
     data.encoded = { ...encoded, speedup: encoded.jsMs / encoded.nativeMs, cpuRatio: encoded.jsCpuMs / encoded.nativeCpuMs };
   }
+  const fullMap = postprocessMap({ data: lowRes, width: manifest.output.width, height: manifest.output.height }, post).map;
+  const snapshot = await snapshotPair(ctx, fullMap);
+  if (snapshot) {
+    rows.push(...pairRows(`event snapshot of the bench images, ${fullMap.width}x${fullMap.height} map`, 'cpu', snapshot));
+    data.snapshot = { ...snapshot, speedup: snapshot.jsMs / snapshot.nativeMs, cpuRatio: snapshot.jsCpuMs / snapshot.nativeCpuMs };
+  }
   if (probe.capabilities.includes('tensorrt')) rows.push(...(await engineRows(ctx, data)));
   return {
     name: 'native',
@@ -191,6 +213,7 @@ export async function benchNative(ctx: BenchContext): Promise<BenchResult> {
       'JS preprocess shrinks in sharp (libvips) and normalizes in JS; the addon does both in one pass with torch-style antialiased bilinear, so the tensors differ by up to maxAbsDiff (in --json).',
       'Native calls run on the libuv pool (4 threads by default); one call at a time is timed. sharp also spreads one resize over several threads, so wall time favours it where cores are free; the CPU-time rows count every thread.',
       'Decode + preprocess: the bench images as files, through the daemon\'s two preprocessors (src/preprocess with sharp; src/native/preprocessor.ts, which decodes 8-bit PNGs itself and hands other formats to sharp).',
+      'Event snapshot: decode, heatmap overlay and JPEG of each bench image; the overlay drawn by sharp (colour in JS, resize, composite) or by the addon in one pass (src/native/postprocessor.ts).',
     ],
     data,
   };

@@ -122,12 +122,13 @@ export async function openRig(options: { bundleDir: string; threads: number; ima
   try {
     // Pre- and post-processing as the daemon does it: the native kernels where the addon loads.
     const { preprocessor } = nativePreprocessor();
-    const { postprocessor } = nativePostprocessor();
+    const { postprocessor, overlay } = nativePostprocessor();
     detector = await openDetector({
       bundleDir: options.bundleDir,
       backend: { providers: ['cpu'], threads: options.threads },
       ...(preprocessor ? { preprocessor } : {}),
       ...(postprocessor ? { postprocessor } : {}),
+      ...(overlay ? { overlay } : {}),
     });
     link = new MqttFleetLink(MqttConfigSchema.parse({ url: broker.url, device: 'bench' }), { stateDir: state });
     await link.start();

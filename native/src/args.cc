@@ -173,4 +173,20 @@ HeatmapCall ParseHeatmapCall(const Napi::CallbackInfo& info) {
   return {width, height, px, rgb, map, spec, Napi::Buffer<uint8_t>::New(info.Env(), px * 3)};
 }
 
+OverlayCall ParseOverlayCall(const Napi::CallbackInfo& info) {
+  const uint32_t width = UintArg(info[1], "width", 1, kMaxSide);
+  const uint32_t height = UintArg(info[2], "height", 1, kMaxSide);
+  const uint64_t px = static_cast<uint64_t>(width) * height;
+  const View<uint8_t> rgb = Uint8Arg(info[0], "rgb", px * 3);
+  // Enlargement only: shrinking needs an antialiasing filter, which the sharp path has.
+  const uint32_t map_width = UintArg(info[4], "mapWidth", 1, width);
+  const uint32_t map_height = UintArg(info[5], "mapHeight", 1, height);
+  const View<float> map = Float32Arg(info[3], "map", static_cast<uint64_t>(map_width) * map_height);
+  Napi::Object o = ObjectArg(info[6], "spec");
+  const float low = static_cast<float>(NumberArg(o.Get("low"), "spec.low"));
+  const float high = static_cast<float>(NumberArg(o.Get("high"), "spec.high"));
+  if (!(high > low)) ThrowRange(info.Env(), "spec.high must be greater than spec.low");
+  return {width, height, rgb, map_width, map_height, map, low, high, Napi::Buffer<uint8_t>::New(info.Env(), px * 3)};
+}
+
 }  // namespace moead

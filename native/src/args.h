@@ -61,4 +61,19 @@ struct HeatmapCall {
 };
 HeatmapCall ParseHeatmapCall(const Napi::CallbackInfo& info);
 
+// The arguments of a snapshot overlay call, (rgb, width, height, map, mapWidth, mapHeight,
+// { low, high }), checked (the map no larger than the frame), with a fresh output Buffer.
+struct OverlayCall {
+  uint32_t width;
+  uint32_t height;
+  View<uint8_t> rgb;
+  uint32_t map_width;
+  uint32_t map_height;
+  View<float> map;
+  float low;
+  float high;
+  Napi::Buffer<uint8_t> out;
+};
+OverlayCall ParseOverlayCall(const Napi::CallbackInfo& info);
+
 }  // namespace moead

@@ -79,6 +79,18 @@ Napi::Value HeatmapJs(const Napi::CallbackInfo& info) {
       [](Napi::Env, const std::vector<Napi::ObjectReference>& kept) { return kept[2].Value(); });
 }
 
+// (rgb, width, height, map, mapWidth, mapHeight, { low, high }) → Promise<Buffer> (RGB, width × height × 3)
+Napi::Value OverlayJs(const Napi::CallbackInfo& info) {
+  const OverlayCall call = ParseOverlayCall(info);
+  return TaskWorker::Start(
+      info.Env(), {call.rgb.array, call.map.array, call.out},
+      [src = call.rgb.data, width = call.width, height = call.height, m = call.map.data, mw = call.map_width,
+       mh = call.map_height, low = call.low, high = call.high, dst = call.out.Data()] {
+        SnapshotOverlay(src, width, height, m, mw, mh, low, high, dst);
+      },
+      [](Napi::Env, const std::vector<Napi::ObjectReference>& kept) { return kept[2].Value(); });
+}
+
 }  // namespace
 
 void RegisterCpuOps(Napi::Env env, Napi::Object exports) {
@@ -86,6 +98,7 @@ void RegisterCpuOps(Napi::Env env, Napi::Object exports) {
   exports.Set("preprocessPng", Napi::Function::New(env, PreprocessPngJs, "preprocessPng"));
   exports.Set("postprocess", Napi::Function::New(env, PostprocessJs, "postprocess"));
   exports.Set("heatmap", Napi::Function::New(env, HeatmapJs, "heatmap"));
+  exports.Set("overlay", Napi::Function::New(env, OverlayJs, "overlay"));
 }
 
 }  // namespace moead

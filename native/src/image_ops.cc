@@ -311,4 +311,73 @@ void Heatmap(const uint8_t* rgb, const float* map, uint32_t width, uint32_t heig
   }
 }
 
+namespace {
+
+// Source taps of half-pixel bilinear enlargement along one axis: for each output index, the
+// two input indices (clamped at the edges) and the weight of the second.
+struct LinearTaps {
+  std::vector<uint32_t> first;
+  std::vector<uint32_t> second;
+  std::vector<float> weight;
+};
+
+LinearTaps EnlargeTaps(uint32_t in, uint32_t out) {
+  LinearTaps taps;
+  taps.first.resize(out);
+  taps.second.resize(out);
+  taps.weight.resize(out);
+  const double scale = static_cast<double>(in) / out;
+  for (uint32_t o = 0; o < out; ++o) {
+    const double x = std::max(0.0, (o + 0.5) * scale - 0.5);
+    const uint32_t x0 = std::min(static_cast<uint32_t>(x), in - 1);
+    taps.first[o] = x0;
+    taps.second[o] = std::min(x0 + 1, in - 1);
+    taps.weight[o] = static_cast<float>(x - x0);
+  }
+  return taps;
+}
+
+}  // namespace
+
+void SnapshotOverlay(const uint8_t* rgb, uint32_t width, uint32_t height, const float* map, uint32_t map_width,
+                     uint32_t map_height, float low, float high, uint8_t* out) {
+  // The overlay at the map's size, premultiplied: r, g, b scaled by opacity, then opacity (0..1).
+  const size_t cells = static_cast<size_t>(map_width) * map_height;
+  std::vector<float> overlay(cells * 4);
+  const double span = static_cast<double>(high) - low;
+  for (size_t i = 0; i < cells; ++i) {
+    const double t = Clamp((map[i] - low) / span, 0.0, 1.0);
+    double colour[3];
+    ColourRamp<double>(t, colour);
+    // 8-bit colour and opacity, as the RGBA image sharp resizes holds them.
+    const double alpha = std::floor((0.15 + 0.55 * t) * 255 + 0.5) / 255;
+    for (int c = 0; c < 3; ++c) overlay[4 * i + c] = static_cast<float>(std::floor(colour[c] * 255 + 0.5) * alpha);
+    overlay[4 * i + 3] = static_cast<float>(alpha);
+  }
+  const LinearTaps xs = EnlargeTaps(map_width, width);
+  const LinearTaps ys = EnlargeTaps(map_height, height);
+  for (uint32_t y = 0; y < height; ++y) {
+    const float* top = &overlay[static_cast<size_t>(ys.first[y]) * map_width * 4];
+    const float* bottom = &overlay[static_cast<size_t>(ys.second[y]) * map_width * 4];
+    const float wy = ys.weight[y];
+    const uint8_t* src = rgb + static_cast<size_t>(y) * width * 3;
+    uint8_t* dst = out + static_cast<size_t>(y) * width * 3;
+    for (uint32_t x = 0; x < width; ++x) {
+      const uint32_t a = xs.first[x] * 4, b = xs.second[x] * 4;
+      const float wx = xs.weight[x];
+      float p[4];
+      for (int c = 0; c < 4; ++c) {
+        const float upper = top[a + c] + wx * (top[b + c] - top[a + c]);
+        const float lower = bottom[a + c] + wx * (bottom[b + c] - bottom[a + c]);
+        p[c] = upper + wy * (lower - upper);
+      }
+      // "over": premultiplied overlay plus the frame seen through it.
+      for (int c = 0; c < 3; ++c) {
+        const float v = p[c] + src[3 * x + c] * (1.0f - p[3]);
+        dst[3 * x + c] = static_cast<uint8_t>(Clamp(v, 0.0f, 255.0f) + 0.5f);
+      }
+    }
+  }
+}
+
 }  // namespace moead

@@ -74,4 +74,12 @@ struct HeatmapSpec {
 void Heatmap(const uint8_t* rgb, const float* map, uint32_t width, uint32_t height, const HeatmapSpec& spec,
              uint8_t* out);
 
+// An event snapshot's overlay, as the daemon's sharp path draws it (src/postprocess/snapshot.ts):
+// each map value coloured by the ramp of t = (v - low) / (high - low) with opacity 0.15 + 0.55 t,
+// both rounded to 8 bits, premultiplied, enlarged to the frame by half-pixel bilinear
+// interpolation (map_width <= width, map_height <= height), and composited over the frame
+// ("over"). rgb and out: width × height × 3.
+void SnapshotOverlay(const uint8_t* rgb, uint32_t width, uint32_t height, const float* map, uint32_t map_width,
+                     uint32_t map_height, float low, float high, uint8_t* out);
+
 }  // namespace moead

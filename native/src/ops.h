@@ -5,7 +5,7 @@
 
 namespace moead {
 
-// preprocess, preprocessPng, postprocess, heatmap on the CPU (always built).
+// preprocess, preprocessPng, postprocess, heatmap, overlay on the CPU (always built).
 void RegisterCpuOps(Napi::Env env, Napi::Object exports);
 // sdNotify: the service manager's notification socket (always built).
 void RegisterServiceOps(Napi::Env env, Napi::Object exports);

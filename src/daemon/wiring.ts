@@ -30,6 +30,7 @@ export const realParts: DaemonParts = {
         ...(createBackend ? { createBackend } : {}),
         ...(native.preprocessor ? { preprocessor: native.preprocessor } : {}),
         ...(native.postprocessor ? { postprocessor: native.postprocessor } : {}),
+        ...(native.overlay ? { overlay: native.overlay } : {}),
       });
     log.debug(`opening ${config.inference.model}`);
     if (inference.backend !== 'native') return open();

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { BundleError, MANIFEST_FILE, loadBundle } from '../bundle/load.js';
 import type { InputSpec, Manifest, PostprocessSpec } from '../bundle/manifest.js';
 import type { Frame } from '../capture/frame.js';
-import { checkPostprocessSpec, postprocessMap, renderSnapshot, type FloatMap, type SnapshotOptions } from '../postprocess/index.js';
+import { checkPostprocessSpec, postprocessMap, renderSnapshot, type FloatMap, type SnapshotOptions, type SnapshotOverlay } from '../postprocess/index.js';
 import { preprocessFrame } from '../preprocess/index.js';
 import type { BackendCapabilities, BackendOptions, InferenceBackend, LoadedBundle } from './backend.js';
 import { OnnxruntimeBackend } from './onnxruntime-backend.js';
@@ -57,6 +57,8 @@ export interface DetectorOptions {
   preprocessor?: Preprocessor;
   /** Post-processing of each map; defaults to the TypeScript one. The native kernels plug in here. */
   postprocessor?: Postprocessor;
+  /** Draws event snapshots' overlays; without it sharp does. The native kernel plugs in here. */
+  overlay?: SnapshotOverlay;
 }
 
 export const DEFAULT_BACKEND_OPTIONS: BackendOptions = { providers: ['cpu'], threads: 0, precision: 'int8' };
@@ -67,6 +69,7 @@ export class Detector {
     private readonly backend: InferenceBackend,
     private readonly preprocessor: Preprocessor,
     private readonly postprocessor: Postprocessor,
+    private readonly overlay: SnapshotOverlay | undefined,
   ) {}
 
   get manifest(): Manifest {
@@ -83,7 +86,7 @@ export class Detector {
     }
     const backend = options.createBackend?.() ?? new OnnxruntimeBackend();
     await backend.load(bundle, { ...DEFAULT_BACKEND_OPTIONS, ...options.backend });
-    return new Detector(bundle, backend, options.preprocessor ?? preprocessFrame, options.postprocessor ?? jsPostprocessor);
+    return new Detector(bundle, backend, options.preprocessor ?? preprocessFrame, options.postprocessor ?? jsPostprocessor, options.overlay);
   }
 
   /** Scores one frame. Throws PreprocessError for frames that cannot be decoded. */
@@ -122,7 +125,7 @@ export class Detector {
    * threshold unless the caller passes the one in force (a config or remote override).
    */
   snapshot(frame: Frame, detection: Detection, options: SnapshotOptions & { threshold?: { value: number; good_median: number } } = {}): Promise<Buffer> {
-    return renderSnapshot(frame, detection.map, options.threshold ?? this.manifest.threshold, options);
+    return renderSnapshot(frame, detection.map, options.threshold ?? this.manifest.threshold, options, this.overlay);
   }
 
   capabilities(): BackendCapabilities {

@@ -65,6 +65,9 @@ type PreprocessPngFn = (
 ) => Promise<Float32Array>;
 type PostprocessFn = (map: Float32Array, width: number, height: number, plan: PostprocessPlan) => Promise<PostprocessResult>;
 type HeatmapFn = (rgb: Uint8Array, map: Float32Array, width: number, height: number, spec: HeatmapSpec) => Promise<Buffer>;
+type OverlayFn = (
+  rgb: Uint8Array, width: number, height: number, map: Float32Array, mapWidth: number, mapHeight: number, spec: { low: number; high: number },
+) => Promise<Buffer>;
 
 export interface EngineOptions {
   onnxPath: string;
@@ -103,6 +106,8 @@ export interface NativeAddon {
   preprocessPng: PreprocessPngFn;
   postprocess: PostprocessFn;
   heatmap: HeatmapFn;
+  /** An event snapshot's overlay composited over the frame (image_ops.h, SnapshotOverlay); map no larger than the frame. */
+  overlay: OverlayFn;
   /** One datagram to a service manager's notification socket ("/path" or "@abstract"). */
   sdNotify(socket: string, message: string): void;
   cudaPreprocess?: PreprocessFn;
@@ -237,4 +242,23 @@ export interface PngScanlines {
  */
 export function nativePngPreprocess(addon: NativeAddon = loadNative()): (scanlines: PngScanlines, input: NormalizeSpec, out?: Float32Array) => Promise<Float32Array> {
   return (png, input, out) => call(() => addon.preprocessPng(png.data, png.channels, png.width, png.height, input, out));
+}
+
+/**
+ * An event snapshot's overlay on the libuv pool: the map coloured with its per-pixel opacity,
+ * enlarged to the frame and composited over `rgb` (width × height × 3). Colours use the
+ * published normalization: low = threshold.good_median, high = 2 * threshold.value - good_median.
+ */
+export function nativeSnapshotOverlay(addon: NativeAddon = loadNative()): (rgb: Uint8Array, width: number, height: number, map: FloatMapView, threshold: { value: number; good_median: number }) => Promise<Buffer> {
+  return (rgb, width, height, map, threshold) => {
+    const spec = { low: threshold.good_median, high: 2 * threshold.value - threshold.good_median };
+    return call(() => addon.overlay(rgb, width, height, map.data, map.width, map.height, spec));
+  };
+}
+
+/** A float map and its size (the post-processing's FloatMap, without importing it here). */
+export interface FloatMapView {
+  data: Float32Array;
+  width: number;
+  height: number;
 }

@@ -10,4 +10,4 @@ export {
   type FloatMap,
 } from './map.js';
 export { normalizeScore, type ThresholdPoint } from './normalize.js';
-export { heatmapRgba, jet, renderSnapshot, type SnapshotOptions } from './snapshot.js';
+export { heatmapRgba, jet, renderSnapshot, type SnapshotOptions, type SnapshotOverlay } from './snapshot.js';

@@ -3,7 +3,7 @@
  * it, as a JPEG. Colours use the same normalization as published scores, so the threshold
  * is always the middle of the colour scale (green-yellow) whatever the model's units.
  */
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import type { Frame } from '../capture/frame.js';
 import { decodeFrame, type Pixels } from '../preprocess/image.js';
 import type { FloatMap } from './map.js';
@@ -49,16 +49,23 @@ export interface SnapshotOptions {
   quality?: number;
 }
 
+/**
+ * The overlay drawn by other means (the native addon): the frame's RGB with the heatmap
+ * composited as below, or undefined for a frame it does not handle (then sharp draws it).
+ */
+export type SnapshotOverlay = (rgb: Buffer, width: number, height: number, map: FloatMap, threshold: ThresholdPoint) => Promise<Buffer | undefined>;
+
 /** JPEG of `frame` with `map` (stretched to the frame, as the frame was to the model) blended over. */
-export async function renderSnapshot(frame: Frame, map: FloatMap, threshold: ThresholdPoint, options: SnapshotOptions = {}): Promise<Buffer> {
+export async function renderSnapshot(frame: Frame, map: FloatMap, threshold: ThresholdPoint, options: SnapshotOptions = {}, overlay?: SnapshotOverlay): Promise<Buffer> {
   const pixels = await decodeFrame(frame);
   const { width, height } = pixels;
+  const rgb = toRgb(pixels);
+  const jpeg = (image: Sharp) => image.jpeg({ quality: options.quality ?? 85 }).toBuffer();
+  const blended = await overlay?.(rgb, width, height, map, threshold);
+  if (blended) return jpeg(sharp(blended, { raw: { width, height, channels: 3 } }));
   const heat = await sharp(heatmapRgba(map, threshold), { raw: { width: map.width, height: map.height, channels: 4 } })
     .resize(width, height, { fit: 'fill', kernel: 'linear' })
     .raw()
     .toBuffer();
-  return sharp(toRgb(pixels), { raw: { width, height, channels: 3 } })
-    .composite([{ input: heat, raw: { width, height, channels: 4 }, blend: 'over' }])
-    .jpeg({ quality: options.quality ?? 85 })
-    .toBuffer();
+  return jpeg(sharp(rgb, { raw: { width, height, channels: 3 } }).composite([{ input: heat, raw: { width, height, channels: 4 }, blend: 'over' }]));
 }

@@ -112,6 +112,8 @@ describe('serviceNotifier', () => {
       service.stopping('stopping on SIGTERM');
       assert.deepEqual((await socket.waitFor('STOPPING')).fields, { STOPPING: '1', STATUS: 'stopping on SIGTERM' });
       service.close();
+      // Datagrams sent before close() may still be on their way through the listener.
+      await sleep(100);
       const closedAt = socket.received.length;
       await sleep(150);
       assert.equal(socket.received.length, closedAt, 'no keep-alives after close');
@@ -195,14 +197,18 @@ describe('moead-edge systemd-unit', () => {
     assert.equal(r.code, 0, r.stderr);
     const { argv, env, cwd } = serviceCommand(r.stdout);
     const socket = await NotifySocket.bind(`@moead-unit-${process.pid}`);
-    const sub = await MqttCollector.connect(broker.url, 'moead/unit/#');
     // What systemd sets for a Type=notify service with WatchdogSec=1s.
     const daemon = spawnProcess(argv[0] ?? 'sh', argv.slice(1), { cwd, env: { ...env, NOTIFY_SOCKET: socket.address, WATCHDOG_USEC: '1000000' } });
     try {
       const ready = await socket.waitFor('READY', '1', 30_000);
       assert.equal(ready.fields.STATUS, '1 camera(s) publishing under moead/unit/');
-      // READY comes after the daemon is online.
-      assert.ok(sub.on('moead/unit/availability').some((m) => m.text() === 'online'), 'online published before READY');
+      // READY comes after `online` reached the broker: a subscriber arriving now gets it retained.
+      const late = await MqttCollector.connect(broker.url, 'moead/unit/availability');
+      try {
+        assert.equal((await late.waitFor('moead/unit/availability', { timeoutMs: 5000 })).text(), 'online');
+      } finally {
+        await late.close();
+      }
       await daemon.waitForLine('systemd watchdog: a keep-alive every 500 ms while healthy');
       const keepAlives = () => socket.received.filter((n) => n.fields.WATCHDOG === '1').length;
       const deadline = Date.now() + 10_000;
@@ -214,7 +220,6 @@ describe('moead-edge systemd-unit', () => {
       assert.equal(socket.received.filter((n) => n.fields.READY !== undefined).length, 1);
     } finally {
       await daemon.stop();
-      await sub.close();
       await socket.close();
     }
   });

@@ -7,7 +7,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { loadNative, nativeOps, type NormalizeSpec, type PostprocessPlan } from '../../src/native/binding.js';
 import {
-  frameBytes, maxRelError, randomPostprocessCase, randomPreprocessCase, refHeatmap, refPostprocess, refPreprocess, rng, randInt,
+  frameBytes, maxRelError, randomPostprocessCase, randomPreprocessCase, refHeatmap, refOverlay, refPostprocess, refPreprocess, rng, randInt,
 } from './reference.js';
 import { filterRows } from '../harness/png.js';
 
@@ -116,6 +116,23 @@ describe('native CPU kernels', () => {
     }
   });
 
+  it('overlay equals the reference (within one level of rounding) on randomized frame and map sizes', async () => {
+    for (let seed = 1; seed <= 40; seed++) {
+      const r = rng(100 + seed);
+      const mw = randInt(r, 1, 24);
+      const mh = randInt(r, 1, 24);
+      const w = randInt(r, mw, 60);
+      const h = randInt(r, mh, 60);
+      const rgb = Uint8Array.from({ length: w * h * 3 }, () => randInt(r, 0, 255));
+      const map = Float32Array.from({ length: mw * mh }, () => r() * 3 - 0.5);
+      const spec = { low: r(), high: 1.5 + r() };
+      const got = await addon.overlay(rgb, w, h, map, mw, mh, spec);
+      const want = refOverlay(rgb, w, h, map, mw, mh, spec);
+      assert.equal(got.length, want.length);
+      for (let i = 0; i < want.length; i++) assert.ok(Math.abs((got[i] ?? -9) - (want[i] ?? 0)) <= 1, `seed ${seed} (${mw}x${mh} → ${w}x${h}) byte ${i}: ${got[i]} vs ${want[i]}`);
+    }
+  });
+
   it('runs many calls concurrently on the thread pool, each with its own result', async () => {
     const cases = Array.from({ length: 24 }, (_, i) => randomPostprocessCase(1000 + i));
     const results = await Promise.all(cases.map((c) => ops.postprocess(c.map, c.width, c.height, c.plan)));
@@ -209,6 +226,15 @@ describe('native CPU kernels: bad input', () => {
     await assert.rejects(ops.postprocess(new Float32Array(16), 4, 4, { ...plan, sigma: -1 }), /plan\.sigma must be 0\.\.100/);
     await assert.rejects(ops.postprocess(new Float32Array(16), 4, 4, { ...plan, alignCorners: 1 as never }), /Expected a boolean for plan\.alignCorners/);
     await assert.rejects(ops.postprocess(new Float32Array(16), 4, 4, null as never), /Expected an object for plan but received null/);
+  });
+
+  it('BAD CALL - overlay only enlarges, and checks both buffers and the colour range', () => {
+    // Checked before any work is queued, so these throw at the call.
+    const map = new Float32Array(16);
+    assert.throws(() => addon.overlay(new Uint8Array(47), 4, 4, map, 4, 4, { low: 0, high: 1 }), /rgb: expected 48 bytes but received 47/);
+    assert.throws(() => addon.overlay(new Uint8Array(48), 4, 4, new Float32Array(15), 4, 4, { low: 0, high: 1 }), /map: expected 16 float32/);
+    assert.throws(() => addon.overlay(new Uint8Array(27), 3, 3, map, 4, 4, { low: 0, high: 1 }), /mapWidth/);
+    assert.throws(() => addon.overlay(new Uint8Array(48), 4, 4, map, 4, 4, { low: 1, high: 1 }), /spec\.high must be greater than spec\.low/);
   });
 
   it('BAD CALL - heatmap checks both buffers and the colour range', async () => {

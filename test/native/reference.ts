@@ -176,16 +176,45 @@ export function refPostprocess(map: Float32Array, w: number, h: number, plan: Po
   return { map: blurred, score: refScore(blurred, plan.width, plan.height, plan.kernel) };
 }
 
+/** The heatmaps' colour ramp at t = (v - low) / (high - low), clamped: r, g, b in 0..1. */
+function refRamp(v: number, low: number, high: number): { t: number; rgb: number[] } {
+  const f = Math.fround;
+  const t = clamp((v - f(low)) / (f(high) - f(low)), 0, 1);
+  return { t, rgb: [clamp(1.5 - Math.abs(4 * t - 3), 0, 1), clamp(1.5 - Math.abs(4 * t - 2), 0, 1), clamp(1.5 - Math.abs(4 * t - 1), 0, 1)] };
+}
+
 export function refHeatmap(rgb: Uint8Array, map: Float32Array, spec: HeatmapSpec): Uint8Array {
   const out = new Uint8Array(rgb.length);
   const f = Math.fround;
   for (let i = 0; i < map.length; i++) {
-    const t = clamp(((map[i] ?? 0) - f(spec.low)) / (f(spec.high) - f(spec.low)), 0, 1);
-    const ramp = [clamp(1.5 - Math.abs(4 * t - 3), 0, 1), clamp(1.5 - Math.abs(4 * t - 2), 0, 1), clamp(1.5 - Math.abs(4 * t - 1), 0, 1)];
+    const ramp = refRamp(map[i] ?? 0, spec.low, spec.high).rgb;
     for (let c = 0; c < 3; c++) {
       const v = (1 - f(spec.alpha)) * (rgb[3 * i + c] ?? 0) + f(spec.alpha) * (ramp[c] ?? 0) * 255;
       out[3 * i + c] = Math.floor(clamp(v, 0, 255) + 0.5);
     }
+  }
+  return out;
+}
+
+/**
+ * An event snapshot's overlay (image_ops.h, SnapshotOverlay): per map cell the ramp colour and
+ * the opacity 0.15 + 0.55 t, both rounded to 8 bits and premultiplied; each plane enlarged to
+ * the frame with refUpsample (half-pixel); composited "over" the frame.
+ */
+export function refOverlay(rgb: Uint8Array, width: number, height: number, map: Float32Array, mapWidth: number, mapHeight: number, spec: { low: number; high: number }): Uint8Array {
+  const planes = [0, 1, 2, 3].map(() => new Float64Array(map.length));
+  for (let i = 0; i < map.length; i++) {
+    const { t, rgb: colour } = refRamp(map[i] ?? 0, spec.low, spec.high);
+    const alpha = Math.floor((0.15 + 0.55 * t) * 255 + 0.5) / 255;
+    for (let c = 0; c < 3; c++) planes[c]![i] = Math.floor((colour[c] ?? 0) * 255 + 0.5) * alpha;
+    planes[3]![i] = alpha;
+  }
+  const [r, g, b, a] = planes.map((p) => refUpsample(p, mapWidth, mapHeight, width, height, false));
+  const out = new Uint8Array(width * height * 3);
+  for (let p = 0; p < width * height; p++) {
+    [r, g, b].forEach((plane, c) => {
+      out[3 * p + c] = Math.floor(clamp((plane?.[p] ?? 0) + (rgb[3 * p + c] ?? 0) * (1 - (a?.[p] ?? 0)), 0, 255) + 0.5);
+    });
   }
   return out;
 }
