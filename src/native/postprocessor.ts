@@ -10,9 +10,9 @@ import { nativeOps, nativeSnapshotOverlay, postprocessPlanOf, probeNative } from
 /**
  * The native post-processing when the addon loads here, else undefined (and why): the map's
  * upsample, blur and score, and event snapshots' overlays. A snapshot through sharp cost
- * 11 ms of CPU for a 256×256 frame, 3.9 ms of it resizing the overlay; the kernel draws and
- * composites the overlay in one pass and leaves sharp the decode and the JPEG
- * (docs/native.md).
+ * 10–11 ms of CPU for a 256×256 frame (3.8 ms of it resizing the overlay) and 51–62 ms for
+ * 1280×720; the kernel draws and composites the overlay in one pass and leaves sharp the
+ * decode and the JPEG: 5.3 and 15.5 ms (docs/inference.md).
  */
 export function nativePostprocessor(): { postprocessor: Postprocessor; overlay: SnapshotOverlay } | { postprocessor: undefined; overlay: undefined; reason: string } {
   const probe = probeNative();
