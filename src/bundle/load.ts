@@ -1,7 +1,8 @@
 /**
  * Opens a bundle folder: parses manifest.json against the manifest contract and checks
- * that the model file it names is the one the toolchain wrote (size and sha256), so a
- * truncated download or a tampered file is refused before any session touches it.
+ * that the model file it names (and each reference frame that lists them) is the one the
+ * toolchain wrote (size and sha256), so a truncated download or a tampered file is refused
+ * before any session touches it.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -109,6 +110,13 @@ export async function loadBundle(dir: string, options: { verifyFp32?: boolean } 
   const manifest = parseManifest(text, manifestFile);
   const modelPath = await verifyBundleFile(absDir, manifest.model, manifestFile);
   if (options.verifyFp32 && manifest.fp32_model) await verifyBundleFile(absDir, manifest.fp32_model, manifestFile);
-  for (const frame of manifest.reference_frames) await resolveInside(absDir, frame.file, manifestFile);
+  for (const frame of manifest.reference_frames) {
+    // Frames from older bundles carry no sha256/bytes: for them, only check they are inside.
+    if (frame.sha256 !== undefined && frame.bytes !== undefined) {
+      await verifyBundleFile(absDir, { file: frame.file, sha256: frame.sha256, bytes: frame.bytes }, manifestFile);
+    } else {
+      await resolveInside(absDir, frame.file, manifestFile);
+    }
+  }
   return { dir: absDir, manifest, modelPath };
 }

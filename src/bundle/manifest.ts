@@ -167,12 +167,31 @@ export const ProvenanceSchema = z.strictObject({
   toolchain: z.record(z.string(), z.string()),
 });
 
-export const ReferenceFrameSchema = z.strictObject({
-  file: bundlePath,
-  /** Image score the toolchain computed with the shipped (INT8) model. */
-  score: z.number().min(0),
-  label: z.enum(['good', 'anomalous']),
-});
+export const ReferenceFrameSchema = z
+  .strictObject({
+    file: bundlePath,
+    /** Image score the toolchain computed with the shipped (INT8) model. */
+    score: z.number().min(0),
+    label: z.enum(['good', 'anomalous']),
+    /**
+     * Size and hash of the PNG, as for the model: an OTA update downloads the frames too and
+     * must verify every file it fetched. Optional because bundles written before this lack them.
+     */
+    sha256: sha256.optional(),
+    bytes: positiveInt.optional(),
+  })
+  .superRefine((frame, ctx) => {
+    // One without the other is a half-written entry, not an older bundle: refuse it.
+    if ((frame.sha256 === undefined) !== (frame.bytes === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'sha256 and bytes go together: give both or neither',
+        path: [frame.sha256 === undefined ? 'sha256' : 'bytes'],
+      });
+    }
+  })
+  // The same rule in the generated JSON Schema, so the Python toolchain enforces it too.
+  .meta({ dependentRequired: { sha256: ['bytes'], bytes: ['sha256'] } });
 
 export const ManifestSchema = z.strictObject({
   format: z.literal(BUNDLE_FORMAT),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 
@@ -130,6 +131,35 @@ def test_reference_frame_problems(bundle: Path) -> None:
         verify_bundle(bundle)
     (bundle / "reference/good_00.png").unlink()
     with pytest.raises(BundleError, match="missing"):
+        verify_bundle(bundle)
+
+
+def test_reference_frames_carry_size_and_hash(bundle: Path) -> None:
+    m = verify_bundle(bundle)
+    for f in m["reference_frames"]:
+        data = (bundle / f["file"]).read_bytes()
+        assert f["bytes"] == len(data) and f["sha256"] == hashlib.sha256(data).hexdigest()
+        assert list(f) == ["file", "score", "label", "sha256", "bytes"]
+
+
+def test_tampered_reference_frame_is_refused(bundle: Path) -> None:
+    frame = bundle / "reference/scratch_0.png"
+    data = bytearray(frame.read_bytes())
+    data[-20] ^= 0x01  # inside the PNG's last chunk: same size, different bytes
+    frame.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"scratch_0\.png: sha256 .*manifest\.reference_frames\[1\]\.sha256"):
+        verify_bundle(bundle)
+    frame.write_bytes(bytes(data[:-1]))
+    with pytest.raises(BundleError, match=r"scratch_0\.png: .* bytes, manifest\.reference_frames\[1\]\.bytes"):
+        verify_bundle(bundle)
+
+
+def test_reference_frames_without_hashes_still_verify(bundle: Path) -> None:
+    """Bundles written before frames had sha256/bytes stay valid; one without the other is not."""
+    _tamper(bundle, lambda m: [(f.pop("sha256"), f.pop("bytes")) for f in m["reference_frames"]])
+    verify_bundle(bundle)
+    _tamper(bundle, lambda m: m["reference_frames"][0].update(sha256="0" * 64))
+    with pytest.raises(ManifestError, match=r"manifest\.reference_frames\[0\]: 'bytes' is a dependency"):
         verify_bundle(bundle)
 
 

@@ -4,6 +4,8 @@ The zod schema in src/bundle/manifest.ts is the single source of truth; `npm run
 writes it to models/manifest.schema.json, which is checked here with jsonschema. Two rules
 are zod refinements that JSON Schema cannot express, so they are repeated here:
 bundle paths stay inside the bundle, and threshold.good_median < threshold.value.
+(A reference frame's sha256 and bytes come together: that one the generated schema
+carries itself, as dependentRequired.)
 
 API::
 

@@ -176,7 +176,9 @@ def _write_frames(out: Path, frames: Sequence[ReferenceFrame], width: int, heigh
         if any(e["file"] == rel for e in entries):
             raise ValueError(f"reference_frames[{i}]: duplicate file name {rel}")
         Image.fromarray(img, "RGB").save(out / rel, format="PNG")
-        entries.append({"file": rel, "score": float(f.score), "label": f.label})
+        # Size and hash let an OTA download verify the frames like the model file.
+        entries.append({"file": rel, "score": float(f.score), "label": f.label,
+                        "sha256": _sha256(out / rel), "bytes": (out / rel).stat().st_size})
     return entries
 
 
@@ -243,9 +245,19 @@ def _inside(root: Path, rel: str, field: str) -> Path:
     return p
 
 
+def _check_size_and_hash(p: Path, entry: Mapping[str, Any], field: str) -> None:
+    size = p.stat().st_size
+    if size != entry["bytes"]:
+        raise BundleError(f"{p}: {size} bytes, {field}.bytes says {entry['bytes']}")
+    digest = _sha256(p)
+    if digest != entry["sha256"]:
+        raise BundleError(f"{p}: sha256 {digest} does not match {field}.sha256 {entry['sha256']}")
+
+
 def verify_bundle(bundle_dir: str | Path, schema: Mapping[str, Any] | None = None) -> dict:
-    """Re-check a bundle folder: schema, model sizes and sha256, reference frames readable
-    at the input size. Returns the manifest; raises BundleError or ManifestError."""
+    """Re-check a bundle folder: schema, sizes and sha256 of the models and of the reference
+    frames that list them (older bundles' frames do not), reference frames readable at the
+    input size. Returns the manifest; raises BundleError or ManifestError."""
     root = Path(bundle_dir)
     mpath = root / MANIFEST
     if not mpath.is_file():
@@ -262,17 +274,14 @@ def verify_bundle(bundle_dir: str | Path, schema: Mapping[str, Any] | None = Non
         p = _inside(root, entry["file"], f"manifest.{key}.file")
         if not p.is_file():
             raise BundleError(f"{p}: model file named in manifest.{key}.file is missing")
-        size = p.stat().st_size
-        if size != entry["bytes"]:
-            raise BundleError(f"{p}: {size} bytes, manifest.{key}.bytes says {entry['bytes']}")
-        digest = _sha256(p)
-        if digest != entry["sha256"]:
-            raise BundleError(f"{p}: sha256 {digest} does not match manifest.{key}.sha256 {entry['sha256']}")
+        _check_size_and_hash(p, entry, f"manifest.{key}")
     w, h = manifest["input"]["width"], manifest["input"]["height"]
     for i, frame in enumerate(manifest["reference_frames"]):
         p = _inside(root, frame["file"], f"manifest.reference_frames[{i}].file")
         if not p.is_file():
             raise BundleError(f"{p}: reference frame named in manifest.reference_frames[{i}] is missing")
+        if "sha256" in frame:  # the schema makes sha256 and bytes come together
+            _check_size_and_hash(p, frame, f"manifest.reference_frames[{i}]")
         try:
             rgb = load_rgb(p)
         except DataError as e:
