@@ -16,6 +16,8 @@ commands:
   calibrate --model BUNDLE --good DIR          threshold from good images
   train [ARGS...]                              train a model (Python toolchain)
   systemd-unit [--config FILE] [--user NAME]   print a systemd service unit for this install
+  keygen --out FILE                            make a signing key for model updates
+  sign --key FILE BUNDLE_DIR                   sign a bundle for over-the-air updates
   --version                                    print the version
 
 \`moead-edge <command> --help\` shows a command's options. Docs: docs/cli.md, docs/config.md.`;
@@ -28,6 +30,8 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   calibrate: async (argv) => (await import('./score.js')).calibrateCommand(argv),
   train: async (argv) => (await import('./train.js')).trainCommand(argv),
   'systemd-unit': async (argv) => (await import('./systemd-unit.js')).systemdUnitCommand(argv),
+  keygen: async (argv) => (await import('./sign.js')).keygenCommand(argv),
+  sign: async (argv) => (await import('./sign.js')).signCommand(argv),
 };
 
 async function main(argv: string[]): Promise<number> {

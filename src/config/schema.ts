@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { CameraConfigSchema } from '../capture/config.js';
 import { InferenceConfigSchema } from '../inference/config.js';
 import { MqttConfigSchema } from '../mqtt/config.js';
+import { OtaConfigSchema } from '../ota/config.js';
 import { PrometheusConfigSchema } from '../telemetry/config.js';
 import { LOG_LEVELS } from '../util/log.js';
 import { BoardNameSchema, DEFAULT_BOARD } from './board.js';
@@ -57,6 +58,7 @@ export const ConfigSchema = z
     mqtt: MqttConfigSchema.prefault({}),
     scoring: ScoringConfigSchema.prefault({}),
     telemetry: TelemetryConfigSchema.prefault({}),
+    ota: OtaConfigSchema.prefault({}),
   })
   .superRefine((config, ctx) => {
     const seen = new Map<string, number>();

@@ -24,6 +24,8 @@ export const LIVE_KEYS: { readonly [K in keyof Config]?: true | readonly (keyof 
   logLevel: true,
   scoring: true,
   telemetry: ['intervalS'],
+  // The updater reads its section at each step; keys rotated by a reload apply to the next update.
+  ota: true,
 };
 
 export type ConfigChange =

@@ -156,7 +156,8 @@ export class CameraPipeline {
   async publishSnapshotNow(): Promise<{ seq: number; ts: string; bytes: number }> {
     const last = this.#lastScored;
     if (!last) throw new Error(`camera: "${this.name}" has not scored a frame yet`);
-    const jpeg = await this.#deps.detector.snapshot(last.frame, last.detection, { threshold: this.threshold() });
+    const threshold = thresholdFor(this.name, last.detection.manifest.threshold, this.#deps.scoring());
+    const jpeg = await this.#deps.detector.snapshot(last.frame, last.detection, { threshold });
     await this.#deps.link.publishSnapshot(this.name, jpeg);
     return { seq: last.seq, ts: new Date(last.frame.capturedAt).toISOString(), bytes: jpeg.length };
   }
@@ -287,7 +288,10 @@ export class CameraPipeline {
   async #finish(frame: Frame, detection: Detection): Promise<void> {
     const { detector, link, seq, log } = this.#deps;
     const scoring = this.#deps.scoring();
-    const threshold = thresholdFor(this.name, detector.manifest.threshold, scoring);
+    // The model that scored this frame, which is not the one in force for a frame that was in
+    // flight when an update switched models: its score is in that model's units.
+    const { manifest } = detection;
+    const threshold = thresholdFor(this.name, manifest.threshold, scoring);
     const decision = decide(detection.score, threshold);
     const ts = new Date(frame.capturedAt).toISOString();
     const latency = performance.now() - frame.capturedMono;
@@ -300,7 +304,7 @@ export class CameraPipeline {
         threshold: decision.threshold,
         normalized: decision.normalized,
         anomalous: decision.anomalous,
-        model: { name: detector.manifest.name, version: detector.manifest.version },
+        model: { name: manifest.name, version: manifest.version },
         latency_ms: Math.round(latency * 10) / 10,
       }),
     );

@@ -7,6 +7,7 @@ import { COMMAND_SCHEMAS } from '../mqtt/topics.js';
 import type { CommandHandler, FleetLink } from '../mqtt/link.js';
 import type { ConfigChange, ConfigStore } from '../config/store.js';
 import { formatKeyPath } from '../config/errors.js';
+import type { ModelUpdater } from '../ota/index.js';
 import type { CameraPipeline } from './camera-pipeline.js';
 
 export interface CommandContext {
@@ -14,6 +15,8 @@ export interface CommandContext {
   cameras: readonly CameraPipeline[];
   /** The `status` reply's body. */
   status: () => Record<string, unknown>;
+  /** Over-the-air model updates and rollbacks. */
+  models: ModelUpdater;
 }
 
 function parse<S extends z.ZodType>(schema: S, request: unknown): z.infer<S> {
@@ -64,6 +67,12 @@ export function registerCommands(link: FleetLink, context: CommandContext): void
     'reload-config': async (request) => {
       parse(COMMAND_SCHEMAS['reload-config'], request);
       return changeResult(await context.store.reload());
+    },
+    // Replies once the update is accepted; its steps and outcome go to <root>/ota.
+    'update-model': async (request) => context.models.update(parse(COMMAND_SCHEMAS['update-model'], request)),
+    'rollback-model': async (request) => {
+      const { id } = parse(COMMAND_SCHEMAS['rollback-model'], request);
+      return context.models.rollBack(id);
     },
   };
   for (const [name, handler] of Object.entries(handlers)) link.onCommand(name, handler);

@@ -13,6 +13,8 @@ import type { Config } from '../config/schema.js';
 import type { ConfigStore } from '../config/store.js';
 import type { BackendOptions } from '../inference/backend.js';
 import type { Detector } from '../inference/detector.js';
+import { LiveDetector } from '../inference/live-detector.js';
+import { ModelStore, ModelUpdater, type StartupRecovery } from '../ota/index.js';
 import { favorInference, type InferencePriority } from './priority.js';
 import type { FleetLink } from '../mqtt/link.js';
 import { thresholdProblems } from '../scoring/decide.js';
@@ -38,6 +40,8 @@ export interface LinkHandle {
 
 export interface InferenceChoice {
   backend: 'onnxruntime' | 'native';
+  /** The board profile's name, for messages about where a choice came from. */
+  board: string;
   /** Whether the backend was the user's choice (config) or the board profile's default. */
   backendFrom: 'config' | 'board';
   options: BackendOptions;
@@ -45,8 +49,10 @@ export interface InferenceChoice {
 
 /** How the daemon gets its parts; tests and other boards can swap them. */
 export interface DaemonParts {
-  openDetector(config: Config, inference: InferenceChoice, log: Logger): Promise<Detector>;
-  createLink(config: Config, model: { name: string; version: string }, log: Logger): Promise<LinkHandle>;
+  /** Opens a bundle folder (the configured model, an installed update, an update's candidate). */
+  openDetector(bundleDir: string, inference: InferenceChoice, log: Logger): Promise<Detector>;
+  /** `model` says which model is in force when the link asks (discovery, Sparkplug births). */
+  createLink(config: Config, model: () => { name: string; version: string }, log: Logger): Promise<LinkHandle>;
   createSource(camera: CameraConfig, board: BoardProfile, log: Logger): FrameSource;
 }
 
@@ -59,6 +65,7 @@ export function chooseInference(config: Config, board: BoardProfile, store: Conf
     store.given(['inference', key]) ? config.inference[key] : board.inference[key];
   return {
     backend: pick('backend'),
+    board: board.name,
     backendFrom: store.given(['inference', 'backend']) ? 'config' : 'board',
     options: { providers: pick('providers'), threads: pick('threads'), precision: board.inference.precision, cacheDir: `${config.stateDir}/engines` },
   };
@@ -68,7 +75,8 @@ export class Daemon {
   #store: ConfigStore;
   #parts: DaemonParts;
   #log: Logger;
-  #detector: Detector | undefined;
+  #detector: LiveDetector | undefined;
+  #updater: ModelUpdater | undefined;
   #link: LinkHandle | undefined;
   #cameras: CameraPipeline[] = [];
   #telemetryTimer: NodeJS.Timeout | undefined;
@@ -99,22 +107,37 @@ export class Daemon {
       log.info(`board ${board.name}; backend ${inference.backend} (${inference.options.providers.join(' > ')}, ${inference.options.threads || 'default'} threads)`);
       log.info(memoryAllocator() === 'jemalloc' ? 'memory allocator: jemalloc' : "memory allocator: the C library's malloc (MOEAD_MALLOC=jemalloc with `npm start`: flatter RSS, docs/bench.md)");
 
-      const detector = await this.#parts.openDetector(config, inference, log.child('inference'));
+      const { store: models, recovery } = await ModelStore.open(config.stateDir, config.inference.model);
+      const opened = await this.#openModel(models, inference, recovery);
+      const detector = new LiveDetector(opened.detector);
       this.#detector = detector;
       const manifest = detector.manifest;
-      log.info(`model ${manifest.name} ${manifest.version} from ${config.inference.model} (threshold ${manifest.threshold.value})`);
+      log.info(`model ${manifest.name} ${manifest.version} from ${detector.current.bundle.dir} (threshold ${manifest.threshold.value})`);
       this.#favorInference(detector, config.inference.housekeepingNice, inference.options.threads);
 
-      // Thresholds from the config can only be checked against the model now; later changes are checked the same way before use.
-      const checkThresholds = (next: Config): string[] => thresholdProblems(next, manifest.threshold.good_median);
+      // Thresholds from the config can only be checked against the model now; later changes
+      // (and models an update brings) are checked the same way before use.
+      const checkThresholds = (next: Config): string[] => thresholdProblems(next, detector.manifest.threshold.good_median);
       const problems = checkThresholds(config);
       if (problems.length) throw new Error(`invalid config ${this.#store.file ?? '(defaults)'}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
       this.#store.addCheck(checkThresholds);
 
       const seqs = await Promise.all(config.cameras.map((camera) => CameraSeq.open(config.stateDir, camera.name)));
 
-      const link = await this.#parts.createLink(config, { name: manifest.name, version: manifest.version }, log.child('mqtt'));
+      const link = await this.#parts.createLink(config, () => ({ name: detector.manifest.name, version: detector.manifest.version }), log.child('mqtt'));
       this.#link = link;
+      const otaLog = log.child('ota');
+      this.#updater = new ModelUpdater({
+        store: models,
+        config: () => this.#store.current.ota,
+        live: detector,
+        openDetector: (dir) => this.#parts.openDetector(dir, inference, log.child('inference')),
+        thresholdProblems: (candidate) => thresholdProblems(this.#store.current, candidate.threshold.good_median),
+        health: () => this.health(),
+        inferenceErrors: () => this.#cameras.reduce((sum, c) => sum + (c.telemetry().drops.inference_error ?? 0), 0),
+        report: (status) => void link.link.publishOtaStatus(status).catch((err: unknown) => otaLog.warn(`status not published: ${errorMessage(err)}`)),
+        log: otaLog,
+      });
       this.#cameras = config.cameras.map(
         (camera, i) =>
           new CameraPipeline({
@@ -129,8 +152,9 @@ export class Daemon {
             log: log.child(camera.name),
           }),
       );
-      registerCommands(link.link, { store: this.#store, cameras: this.#cameras, status: () => this.status() });
+      registerCommands(link.link, { store: this.#store, cameras: this.#cameras, status: () => this.status(), models: this.#updater });
       await link.link.start();
+      this.#updater.start(opened.recovery);
       for (const line of watchLines({ url: link.url(), embedded: link.embedded, root: link.root }, config.mqtt.base)) print(line);
 
       const prometheus = config.telemetry.prometheus;
@@ -154,7 +178,28 @@ export class Daemon {
     }
   }
 
-  #favorInference(detector: Detector, nice: number, threads: number): void {
+  /**
+   * The model the store says is in force. An installed update that no longer opens (its
+   * files damaged on disk) gives way to the configured model, so the device keeps scoring.
+   */
+  async #openModel(models: ModelStore, inference: InferenceChoice, recovery: StartupRecovery | undefined): Promise<{ detector: Detector; recovery: StartupRecovery | undefined }> {
+    const log = this.#log;
+    if (recovery?.kind === 'rolled_back') log.warn(`the last run stopped while ${recovery.from} was on probation: back to ${recovery.to}`);
+    else if (recovery?.kind === 'config_changed') log.info(`inference.model changed in the config: it replaces the installed update ${recovery.installed}`);
+    else if (recovery?.kind === 'unreadable') log.error(`model state unreadable, starting from inference.model: ${recovery.error}`);
+    else if (recovery?.kind === 'probation_resumed') log.info(`probation of ${recovery.bundle} starts over (the daemon was stopped during it)`);
+    try {
+      return { detector: await this.#parts.openDetector(models.active, inference, log.child('inference')), recovery };
+    } catch (err) {
+      if (models.active === models.configured) throw err;
+      const broken: StartupRecovery = { kind: 'install_broken', bundle: models.active, error: errorMessage(err) };
+      log.error(`the installed model ${broken.bundle} does not open (${broken.error}): starting from inference.model`);
+      await models.reset();
+      return { detector: await this.#parts.openDetector(models.configured, inference, log.child('inference')), recovery: broken };
+    }
+  }
+
+  #favorInference(detector: LiveDetector, nice: number, threads: number): void {
     this.#priority = favorInference({ nice, threads, inferenceThreadIds: () => detector.inferenceThreadIds() });
     const { off, lowered } = this.#priority;
     if (off) this.#log.debug(`all threads at normal priority: ${off}`);
@@ -168,6 +213,7 @@ export class Daemon {
       board: this.#board?.name ?? null,
       config_file: this.#store.file ?? null,
       model: detector ? { name: detector.manifest.name, version: detector.manifest.version, ...detector.capabilities() } : null,
+      ota: this.#updater?.status() ?? null,
       cameras: Object.fromEntries(this.#cameras.map((c) => [c.name, c.status()])),
       scoring: this.#store.current.scoring,
     };
@@ -200,7 +246,7 @@ export class Daemon {
       startedMono: this.#startedMono,
       stateDir: this.#store.current.stateDir,
       board,
-      model: { name: detector.manifest.name, version: detector.manifest.version, sha256: detector.manifest.model.sha256 },
+      model: () => ({ name: detector.manifest.name, version: detector.manifest.version, sha256: detector.manifest.model.sha256 }),
       capabilities: () => detector.capabilities(),
       cameras: this.#cameras,
       ...(link.stats ? { linkStats: link.stats } : {}),
@@ -230,6 +276,7 @@ export class Daemon {
     clearInterval(this.#telemetryTimer);
     this.#priority?.stop();
     this.#store.unwatch();
+    await this.#updater?.stop().catch((err: unknown) => log.error(`stopping the model updater: ${errorMessage(err)}`));
     await Promise.all(this.#cameras.map((c) => c.stop().catch((err: unknown) => log.error(`stopping camera ${c.name}: ${errorMessage(err)}`))));
     if (this.#link) await this.#link.link.stop().catch((err: unknown) => log.error(`stopping the MQTT link: ${errorMessage(err)}`));
     await this.#metrics?.close();

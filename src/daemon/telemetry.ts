@@ -15,7 +15,8 @@ export interface TelemetrySources {
   /** The state folder: its file system's free space is reported. */
   stateDir: string;
   board: BoardProfile;
-  model: { name: string; version: string; sha256: string };
+  /** The model in force at the time of each message (an update may switch it). */
+  model: () => { name: string; version: string; sha256: string };
   capabilities: () => BackendCapabilities;
   cameras: readonly CameraPipeline[];
   /** The link's counters, when the implementation offers them. */
@@ -55,7 +56,7 @@ export async function buildTelemetry(sources: TelemetrySources, cpu: CpuMeter): 
       memory_budget_mb: sources.board.memoryBudgetMb,
       over_budget: rssMb > sources.board.memoryBudgetMb,
     },
-    model: { ...sources.model, backend: capabilities.backend, providers: capabilities.providers },
+    model: { ...sources.model(), backend: capabilities.backend, providers: capabilities.providers },
     board: { name: sources.board.name, ...(await readSensors(sources.board)) },
     system: await collectSystem(sources.stateDir),
   };

@@ -20,26 +20,26 @@ export function logCallback(log: Logger): (level: 'debug' | 'info' | 'warn' | 'e
 }
 
 export const realParts: DaemonParts = {
-  async openDetector(config, inference, log) {
+  async openDetector(bundleDir, inference, log) {
     const native = { ...nativePreprocessor(), ...nativePostprocessor() };
     log.debug(native.postprocessor ? 'pre- and post-processing with the native kernels' : `pre- and post-processing in sharp and TypeScript (native addon: ${native.reason})`);
     const open = (createBackend?: () => InferenceBackend) =>
       openDetector({
-        bundleDir: config.inference.model,
+        bundleDir,
         backend: inference.options,
         ...(createBackend ? { createBackend } : {}),
         ...(native.preprocessor ? { preprocessor: native.preprocessor } : {}),
         ...(native.postprocessor ? { postprocessor: native.postprocessor } : {}),
         ...(native.overlay ? { overlay: native.overlay } : {}),
       });
-    log.debug(`opening ${config.inference.model}`);
+    log.debug(`opening ${bundleDir}`);
     if (inference.backend !== 'native') return open();
     try {
       return await open(() => new NativeBackend({ onProgress: (message) => log.info(message) }));
     } catch (err) {
       // The onnxruntime backend is the fallback wherever the addon has no TensorRT (or no GPU).
       if (!(err instanceof NativeBackendUnavailable || err instanceof NativeLoadError)) throw err;
-      const from = inference.backendFrom === 'config' ? 'inference.backend' : `board ${config.board}`;
+      const from = inference.backendFrom === 'config' ? 'inference.backend' : `board ${inference.board}`;
       log.warn(`${from} asks for the native backend, which is unavailable here: ${err.message} Running onnxruntime instead.`);
       return open();
     }
@@ -49,7 +49,7 @@ export const realParts: DaemonParts = {
       stateDir: config.stateDir,
       log: logCallback(log),
       cameras: config.cameras.map((c) => c.name),
-      model: () => model,
+      model,
       softwareVersion: packageVersion(),
     });
     return {

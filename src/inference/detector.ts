@@ -23,6 +23,8 @@ export interface DetectionTimings {
 }
 
 export interface Detection {
+  /** The bundle whose model scored this frame (the one in force may have changed since: OTA). */
+  manifest: Manifest;
   /** Image score, in the model's raw units (compare with the manifest's threshold). */
   score: number;
   /** Smoothed anomaly map at the post-processing size (the model input size). */
@@ -113,6 +115,7 @@ export class Detector {
     const { map, score } = await this.postprocessor({ data: result.maps, width: output.width, height: output.height }, postprocess);
     const t3 = performance.now();
     return {
+      manifest: this.manifest,
       score,
       map,
       latencyMs: prepared.preprocessMs + (t3 - t1),

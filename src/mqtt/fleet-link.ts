@@ -17,8 +17,8 @@ import type { CommandHandler, EventMessage, FleetLink, ScoreMessage } from './li
 import { Outbox } from './outbox.js';
 import { SparkplugNode } from './sparkplug.js';
 import {
-  CameraStatusPayloadSchema, DELIVERY, EventPayloadSchema, ScorePayloadSchema, TelemetryPayloadSchema,
-  TopicLevelSchema, deviceTopics, type CommandReply, type DeviceTopics, type LinkStats,
+  CameraStatusPayloadSchema, DELIVERY, EventPayloadSchema, OtaStatusPayloadSchema, ScorePayloadSchema, TelemetryPayloadSchema,
+  TopicLevelSchema, deviceTopics, type CommandReply, type DeviceTopics, type LinkStats, type OtaStatusPayload,
 } from './topics.js';
 
 export interface FleetLinkDeps {
@@ -105,6 +105,7 @@ export class MqttFleetLink implements FleetLinkHandle {
   readonly #commands: CommandDispatcher;
   readonly #cameras = new Set<string>();
   readonly #cameraStatus = new Map<string, string>();
+  #otaStatus: string | undefined;
   readonly #snapshots = new Map<string, Buffer>();
   readonly #drainWaiters = new Set<() => void>();
   #url = '';
@@ -221,6 +222,13 @@ export class MqttFleetLink implements FleetLinkHandle {
     await this.#publishIfConnected(this.topics.cameraStatus(camera), body, DELIVERY.cameraStatus);
   }
 
+  async publishOtaStatus(status: Omit<OtaStatusPayload, 'ts'>): Promise<void> {
+    const body = JSON.stringify(OtaStatusPayloadSchema.parse({ ...status, ts: new Date().toISOString() }));
+    // Kept like camera states: the newest one is re-published on every connect.
+    this.#otaStatus = body;
+    await this.#publishIfConnected(this.topics.ota, body, DELIVERY.ota);
+  }
+
   async publishTelemetry(payload: Record<string, unknown>): Promise<void> {
     const body = TelemetryPayloadSchema.parse({ ts: new Date().toISOString(), ...payload, link: this.stats() });
     // Telemetry is a snapshot of now: sent when connected, never queued (the next one supersedes it).
@@ -314,6 +322,7 @@ export class MqttFleetLink implements FleetLinkHandle {
   async #republishRetained(): Promise<void> {
     const jobs: Array<Promise<void>> = [];
     for (const [camera, body] of this.#cameraStatus) jobs.push(this.#publishIfConnected(this.topics.cameraStatus(camera), body, DELIVERY.cameraStatus));
+    if (this.#otaStatus !== undefined) jobs.push(this.#publishIfConnected(this.topics.ota, this.#otaStatus, DELIVERY.ota));
     for (const [camera, jpeg] of this.#snapshots) jobs.push(this.#publishIfConnected(this.topics.snapshot(camera), jpeg, DELIVERY.snapshot));
     if (this.#config.homeassistant.enabled) jobs.push(this.#publishDiscovery());
     await Promise.all(jobs);

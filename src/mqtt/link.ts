@@ -2,6 +2,7 @@
  * What the daemon needs from its MQTT link. The topic layout and payload schemas live in
  * topics.ts; this interface is how the rest of the daemon publishes and takes commands.
  */
+import type { OtaStatusPayload } from './topics.js';
 
 export interface ScoreMessage {
   ts: string;
@@ -34,6 +35,8 @@ export interface FleetLink {
   publishSnapshot(camera: string, jpeg: Buffer): Promise<void>;
   publishCameraStatus(camera: string, status: { state: string; message?: string }): Promise<void>;
   publishTelemetry(payload: Record<string, unknown>): Promise<void>;
+  /** The model updater's state, retained on `<root>/ota`. */
+  publishOtaStatus(status: Omit<OtaStatusPayload, 'ts'>): Promise<void>;
   onCommand(name: string, handler: CommandHandler): void;
   /** Delivers what is in flight, publishes `offline`, disconnects. */
   stop(): Promise<void>;

@@ -16,6 +16,8 @@ export interface DeviceTopics {
   readonly root: string;
   availability: string;
   telemetry: string;
+  /** The model updater's state (retained): the last update's progress or outcome and the model in force. */
+  ota: string;
   score(camera: string): string;
   event(camera: string): string;
   snapshot(camera: string): string;
@@ -44,6 +46,7 @@ export function deviceTopics(base: string, device: string): DeviceTopics {
     root,
     availability: `${root}/availability`,
     telemetry: `${root}/telemetry`,
+    ota: `${root}/ota`,
     score: (camera) => `${root}/${level('camera', camera)}/score`,
     event: (camera) => `${root}/${level('camera', camera)}/event`,
     snapshot: (camera) => `${root}/${level('camera', camera)}/snapshot`,
@@ -67,6 +70,7 @@ export const DELIVERY = {
   snapshot: { qos: 1, retain: true },
   cameraStatus: { qos: 1, retain: true },
   telemetry: { qos: 0, retain: false },
+  ota: { qos: 1, retain: true },
   reply: { qos: 1, retain: false },
 } as const satisfies Record<string, { qos: 0 | 1; retain: boolean }>;
 
@@ -130,10 +134,32 @@ export const TelemetryPayloadSchema = z.looseObject({
   link: LinkStatsSchema.optional(),
 });
 
-// ---- commands -------------------------------------------------------------------------
-
 /** Ids are echoed back so a requester can match replies; bounded so a reply cannot be inflated. */
 export const CommandIdSchema = z.string().min(1).max(128);
+
+const modelId = z.strictObject({ name: z.string().min(1), version: z.string().min(1) });
+
+/** Steps of an update, in order, then how it ended; `active` is also the state after start-up. */
+export const OTA_STATES = ['downloading', 'verifying', 'validating', 'switching', 'probation', 'active', 'failed', 'rolled_back'] as const;
+
+export const OtaStatusPayloadSchema = z.strictObject({
+  state: z.enum(OTA_STATES),
+  /** The `update-model`/`rollback-model` command's id this status belongs to; null for start-up and automatic steps. */
+  request: CommandIdSchema.nullable(),
+  /** The model in force now. */
+  running: modelId,
+  /** The model the update brings, once its manifest is read. */
+  target: modelId.nullable(),
+  /** Bytes downloaded of the update's total, while downloading. */
+  progress: z.strictObject({ bytes: z.number().int().min(0), total: z.number().int().min(0) }).optional(),
+  /** Why it failed or rolled back, or what this step is doing. */
+  message: z.string().max(2000).optional(),
+  ts: isoTime,
+});
+export type OtaStatusPayload = z.infer<typeof OtaStatusPayloadSchema>;
+
+// ---- commands -------------------------------------------------------------------------
+
 export const CommandRequestSchema = z.looseObject({ id: CommandIdSchema });
 
 const cameraField = TopicLevelSchema;
@@ -155,6 +181,14 @@ export const COMMAND_SCHEMAS = {
   snapshot: z.strictObject({ id: CommandIdSchema, camera: cameraField }),
   'restart-camera': z.strictObject({ id: CommandIdSchema, camera: cameraField }),
   'reload-config': z.strictObject({ id: CommandIdSchema }),
+  'update-model': z.strictObject({
+    id: CommandIdSchema,
+    /** http(s) URL of the bundle folder: manifest.json, manifest.sig and the files they name are fetched from under it. */
+    url: z.string().min(1).max(2048),
+    /** When given, the manifest's version must be this one (guards against a stale server or cache). */
+    version: z.string().min(1).max(64).optional(),
+  }),
+  'rollback-model': z.strictObject({ id: CommandIdSchema }),
 } as const;
 export type KnownCommand = keyof typeof COMMAND_SCHEMAS;
 

@@ -104,7 +104,7 @@ describe('bad input names the file, the key path, the value and what was expecte
     const list = problems(() => validateConfigText('mqtt: {urll: "mqtt://x"}\nfoo: 1', file, {}));
     assert.equal(list.length, 2);
     assert.match(list.find((l) => l.startsWith('mqtt.urll')) ?? '', /^mqtt\.urll: unknown key \(expected one of: url, base, device, /);
-    assert.match(list.find((l) => l.startsWith('foo')) ?? '', /^foo: unknown key \(expected one of: version, board, logLevel, stateDir, cameras, inference, mqtt, scoring, telemetry\)$/);
+    assert.match(list.find((l) => l.startsWith('foo')) ?? '', /^foo: unknown key \(expected one of: version, board, logLevel, stateDir, cameras, inference, mqtt, scoring, telemetry, ota\)$/);
   });
   test('an unknown camera type', () => {
     const [p] = problems(() => validateConfigText('cameras: [{type: webcam, name: a}]', file, {}));

@@ -9,6 +9,7 @@ test('board defaults unless the config sets the key; precision always from the b
   const fromBoard = new ConfigStore(validateConfigText('board: jetson-orin-nano\n', '/etc/moead/c.yaml', {}), {});
   assert.deepEqual(chooseInference(fromBoard.current, orin, fromBoard), {
     backend: 'native',
+    board: 'jetson-orin-nano',
     backendFrom: 'board',
     options: { providers: ['tensorrt', 'cuda', 'cpu'], threads: 6, precision: 'int8', cacheDir: `${fromBoard.current.stateDir}/engines` },
   });

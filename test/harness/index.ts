@@ -1,7 +1,7 @@
 /**
  * Shared test helpers: a real Mosquitto broker, an MQTT collector, temporary folders, child
- * processes (the CLI included) and a service manager's notification socket. Import from
- * here: `../harness/index.js`.
+ * processes (the CLI included), a service manager's notification socket and an HTTP file
+ * server. Import from here: `../harness/index.js`.
  */
 export { Mosquitto, withMosquitto, type MosquittoOptions } from './mosquitto.js';
 export { MqttCollector, topicMatches, type ReceivedMessage, type MessageMatch, type WaitOptions } from './subscriber.js';
@@ -22,4 +22,5 @@ export {
 export { REPO_ROOT, CLI_MAIN, repoPath } from './paths.js';
 export { rng } from './random.js';
 export { NotifySocket, type Notification } from './notify-socket.js';
+export { FileServer, type Fault } from './file-server.js';
 export { PNG_SIGNATURE, encodePng, filterRows, ihdrChunk, pngChunk, pngFile, type PngHeader } from './png.js';

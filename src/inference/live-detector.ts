@@ -1,0 +1,111 @@
+/**
+ * The model in force, replaceable while frames flow (over-the-air updates, rollbacks).
+ * Every frame is prepared and inferred by one and the same detector: a frame prepared just
+ * before a switch runs on the model that prepared it (the new one may want another input
+ * size), and a replaced detector is closed once its last such frame is done.
+ */
+import type { Manifest } from '../bundle/manifest.js';
+import type { Frame } from '../capture/frame.js';
+import type { BackendCapabilities } from './backend.js';
+import type { Detection, Detector, PreparedFrame } from './detector.js';
+
+export class LiveDetector {
+  #current: Detector;
+  /** Frames between `prepare` and the end of `infer`, per detector. */
+  readonly #inFlight = new Map<Detector, number>();
+  readonly #preparedBy = new WeakMap<PreparedFrame, Detector>();
+  /** Replaced detectors waiting for their frames, with what closes them. */
+  readonly #retiring = new Map<Detector, () => void>();
+  readonly #closing: Promise<void>[] = [];
+
+  constructor(initial: Detector) {
+    this.#current = initial;
+  }
+
+  get current(): Detector {
+    return this.#current;
+  }
+
+  get manifest(): Manifest {
+    return this.#current.manifest;
+  }
+
+  async prepare(frame: Frame): Promise<PreparedFrame> {
+    const detector = this.#current;
+    this.#enter(detector);
+    try {
+      const prepared = await detector.prepare(frame);
+      this.#preparedBy.set(prepared, detector);
+      return prepared;
+    } catch (err) {
+      this.#leave(detector);
+      throw err;
+    }
+  }
+
+  async infer(prepared: PreparedFrame): Promise<Detection> {
+    const detector = this.#preparedBy.get(prepared);
+    if (!detector) throw new Error('LiveDetector.infer: this frame was not prepared here');
+    this.#preparedBy.delete(prepared);
+    try {
+      return await detector.infer(prepared);
+    } finally {
+      this.#leave(detector);
+    }
+  }
+
+  snapshot(frame: Frame, detection: Detection, options: { threshold: { value: number; good_median: number } }): Promise<Buffer> {
+    return this.#current.snapshot(frame, detection, options);
+  }
+
+  capabilities(): BackendCapabilities {
+    return this.#current.capabilities();
+  }
+
+  inferenceThreadIds(): readonly number[] | undefined {
+    return this.#current.inferenceThreadIds();
+  }
+
+  /**
+   * Puts `next` in force for every frame prepared from now on. The replaced detector closes
+   * when its frames in flight are done; the returned promise settles then.
+   */
+  swap(next: Detector): Promise<void> {
+    const previous = this.#current;
+    if (previous === next) return Promise.resolve();
+    this.#current = next;
+    const closed = new Promise<void>((resolve, reject) => {
+      this.#retiring.set(previous, () => void previous.close().then(resolve, reject));
+    });
+    this.#closing.push(closed.catch(() => undefined));
+    if ((this.#inFlight.get(previous) ?? 0) === 0) this.#retire(previous);
+    return closed;
+  }
+
+  /** Closes the detector in force and waits for replaced ones (call after the cameras stopped). */
+  async close(): Promise<void> {
+    for (const detector of [...this.#retiring.keys()]) this.#retire(detector);
+    await Promise.all(this.#closing);
+    await this.#current.close();
+  }
+
+  #enter(detector: Detector): void {
+    this.#inFlight.set(detector, (this.#inFlight.get(detector) ?? 0) + 1);
+  }
+
+  #leave(detector: Detector): void {
+    const left = (this.#inFlight.get(detector) ?? 1) - 1;
+    if (left > 0) {
+      this.#inFlight.set(detector, left);
+      return;
+    }
+    this.#inFlight.delete(detector);
+    if (this.#retiring.has(detector)) this.#retire(detector);
+  }
+
+  #retire(detector: Detector): void {
+    const close = this.#retiring.get(detector);
+    this.#retiring.delete(detector);
+    close?.();
+  }
+}

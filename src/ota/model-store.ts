@@ -1,0 +1,198 @@
+/**
+ * The models on the device's disk and which one is in force. Updates live under
+ * `<stateDir>/models/`: each installed bundle in its own folder, downloads in `.staging-*`
+ * folders, and `state.json` saying which bundle is active, which one came before it, and
+ * whether the active one is still on probation. Every change of state.json is one atomic
+ * replace, so a power cut at any point leaves the old state or the new one.
+ *
+ * The configured `inference.model` is where the device starts from (the "factory" model);
+ * an installed update wins over it until the config names another model.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import type { Manifest } from '../bundle/manifest.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
+
+const STATE_FORMAT = 'moead-edge.models/v1';
+const STAGING_PREFIX = '.staging-';
+
+const ModelStateSchema = z.strictObject({
+  format: z.literal(STATE_FORMAT),
+  /** inference.model (absolute) when this state was written; a different one in the config resets it. */
+  configured: z.string().min(1),
+  /** Bundle folder in force. */
+  active: z.string().min(1),
+  /** The bundle in force before the last switch, kept for a rollback. */
+  previous: z.string().min(1).nullable(),
+  /** Set from a switch until the new model has run its probation without trouble. */
+  probation: z
+    .strictObject({
+      since: z.iso.datetime({ offset: true }),
+      /** The bundle to return to when probation fails. */
+      from: z.string().min(1),
+      /** The update command's id, for status reports. */
+      request: z.string().nullable(),
+      /** The daemon was stopped on purpose (SIGTERM) during probation: the next start resumes it. */
+      stoppedCleanly: z.boolean(),
+    })
+    .nullable(),
+});
+export type ModelState = z.infer<typeof ModelStateSchema>;
+
+/** What happened to the state at start-up, for the log and the first OTA status message. */
+export type StartupRecovery =
+  | { kind: 'rolled_back'; from: string; to: string; request: string | null }
+  | { kind: 'probation_resumed'; bundle: string; request: string | null }
+  | { kind: 'config_changed'; installed: string }
+  | { kind: 'unreadable'; error: string }
+  | { kind: 'install_broken'; bundle: string; error: string };
+
+export class ModelStore {
+  readonly dir: string;
+  #state: ModelState;
+
+  private constructor(dir: string, state: ModelState) {
+    this.dir = dir;
+    this.#state = state;
+  }
+
+  get active(): string {
+    return this.#state.active;
+  }
+
+  get previous(): string | null {
+    return this.#state.previous;
+  }
+
+  get probation(): ModelState['probation'] {
+    return this.#state.probation;
+  }
+
+  get configured(): string {
+    return this.#state.configured;
+  }
+
+  /**
+   * Reads state.json under `<stateDir>/models`. A probation still open means the last run
+   * ended before the new model proved itself: after a crash, a power cut or a watchdog kill
+   * the bundle before it becomes active again; after a clean stop the probation starts over.
+   * Leftover downloads and bundles nothing refers to are deleted.
+   */
+  static async open(stateDir: string, configuredModel: string): Promise<{ store: ModelStore; recovery?: StartupRecovery }> {
+    const dir = join(resolve(stateDir), 'models');
+    const configured = resolve(configuredModel);
+    const fresh: ModelState = { format: STATE_FORMAT, configured, active: configured, previous: null, probation: null };
+    let state = fresh;
+    let recovery: StartupRecovery | undefined;
+    const read = await readState(join(dir, 'state.json'));
+    if ('error' in read) recovery = { kind: 'unreadable', error: read.error };
+    else if (read.state !== undefined) {
+      const saved = read.state;
+      if (saved.configured !== configured) recovery = { kind: 'config_changed', installed: saved.active };
+      else if (saved.probation?.stoppedCleanly) {
+        state = { ...saved, probation: { ...saved.probation, since: new Date().toISOString(), stoppedCleanly: false } };
+        recovery = { kind: 'probation_resumed', bundle: saved.active, request: saved.probation.request };
+      } else if (saved.probation) {
+        state = { ...saved, active: saved.probation.from, previous: null, probation: null };
+        recovery = { kind: 'rolled_back', from: saved.active, to: saved.probation.from, request: saved.probation.request };
+      } else state = saved;
+    }
+    const store = new ModelStore(dir, state);
+    if (recovery !== undefined) await store.#save(state);
+    await store.prune();
+    return { store, ...(recovery ? { recovery } : {}) };
+  }
+
+  /** A new empty folder for one download. */
+  async stagingFolder(): Promise<string> {
+    await mkdir(this.dir, { recursive: true });
+    const folder = join(this.dir, `${STAGING_PREFIX}${randomBytes(6).toString('hex')}`);
+    await mkdir(folder);
+    return folder;
+  }
+
+  /** Moves a verified staging folder to its installed name, `<name>-<version>-<sha256[:12]>`. */
+  async install(staging: string, manifest: Manifest): Promise<string> {
+    const target = join(this.dir, `${manifest.name}-${manifest.version}-${manifest.model.sha256.slice(0, 12)}`);
+    if (target === this.#state.active) throw new Error(`${manifest.name} ${manifest.version} is the model in force already`);
+    // The same bundle installed before (the previous one, or a rolled-back update retried) is replaced whole.
+    await rm(target, { recursive: true, force: true });
+    await rename(staging, target);
+    return target;
+  }
+
+  /** Makes `bundle` active, on probation until `confirm`; the active one becomes the previous. */
+  async switchTo(bundle: string, request: string | null): Promise<void> {
+    const from = this.#state.active;
+    await this.#save({ ...this.#state, active: bundle, previous: from, probation: { since: new Date().toISOString(), from, request, stoppedCleanly: false } });
+  }
+
+  /** The daemon stops on purpose during probation: the next start resumes it instead of rolling back. */
+  async pauseProbation(): Promise<void> {
+    if (this.#state.probation === null) return;
+    await this.#save({ ...this.#state, probation: { ...this.#state.probation, stoppedCleanly: true } });
+  }
+
+  /** The active bundle passed its probation. */
+  async confirm(): Promise<void> {
+    if (this.#state.probation === null) return;
+    await this.#save({ ...this.#state, probation: null });
+  }
+
+  /**
+   * Makes the previous bundle active again. After a failed probation the failed bundle is
+   * dropped; a rollback the operator asked for keeps it as the previous one (to go forward again).
+   */
+  async rollBack(keepFailed: boolean): Promise<{ from: string; to: string }> {
+    const { active, previous } = this.#state;
+    if (previous === null) throw new Error('no previous model to return to');
+    await this.#save({ ...this.#state, active: previous, previous: keepFailed ? active : null, probation: null });
+    return { from: active, to: previous };
+  }
+
+  /** Back to the configured model with no history (the installed one is unusable). */
+  async reset(): Promise<void> {
+    await this.#save({ format: STATE_FORMAT, configured: this.#state.configured, active: this.#state.configured, previous: null, probation: null });
+    await this.prune();
+  }
+
+  /** Deletes staging folders and installed bundles that are neither active nor previous. */
+  async prune(): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch {
+      return;
+    }
+    const keep = new Set([this.#state.active, this.#state.previous, this.#state.probation?.from].filter((p): p is string => p !== null && p !== undefined));
+    for (const name of names) {
+      const path = join(this.dir, name);
+      if (name === 'state.json' || keep.has(path)) continue;
+      await rm(path, { recursive: true, force: true });
+    }
+  }
+
+  async #save(state: ModelState): Promise<void> {
+    await writeFileAtomic(join(this.dir, 'state.json'), `${JSON.stringify(ModelStateSchema.parse(state), null, 2)}\n`);
+    this.#state = state;
+  }
+}
+
+async function readState(file: string): Promise<{ state: ModelState | undefined } | { error: string }> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { state: undefined };
+    return { error: `${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
+  }
+  try {
+    const parsed = ModelStateSchema.safeParse(JSON.parse(text));
+    if (parsed.success) return { state: parsed.data };
+    return { error: `${file}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}` };
+  } catch (err) {
+    return { error: `${file}: not valid JSON (${err instanceof Error ? err.message : String(err)})` };
+  }
+}

@@ -1,0 +1,276 @@
+/**
+ * Over-the-air model updates, one at a time: download the bundle into staging, verify its
+ * signature, sizes and sha256, validate it on its reference frames with the daemon's own
+ * backend, switch the running cameras over, and watch the new model through a probation
+ * period; bad health during probation switches back. Every step is reported (`report`), and
+ * at every step a failure leaves the model in force running.
+ */
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { MANIFEST_FILE, loadBundle, parseManifest } from '../bundle/load.js';
+import type { Manifest } from '../bundle/manifest.js';
+import type { Detector } from '../inference/detector.js';
+import type { LiveDetector } from '../inference/live-detector.js';
+import type { OtaStatusPayload } from '../mqtt/topics.js';
+import { errorMessage, type Logger } from '../util/log.js';
+import type { OtaConfig } from './config.js';
+import { checkUpdateUrl, downloadFile } from './download.js';
+import type { ModelStore, StartupRecovery } from './model-store.js';
+import { SIGNATURE_FILE, parseSignatureFile, verifyManifest } from './signature.js';
+import { checkReferenceFrames } from './validate.js';
+
+export type OtaStatus = Omit<OtaStatusPayload, 'ts'>;
+
+/** Small files of a bundle (manifest, signature) are bounded before anything else is known. */
+const MANIFEST_MAX_BYTES = 1 << 20;
+const SIGNATURE_MAX_BYTES = 4096;
+const PROGRESS_EVERY_MS = 1000;
+
+export interface UpdateRequest {
+  id: string;
+  url: string;
+  version?: string | undefined;
+}
+
+export interface ModelUpdaterDeps {
+  store: ModelStore;
+  /** The `ota` config section in force (read at each step: a reload applies to the next update). */
+  config: () => OtaConfig;
+  /** The cameras' model; the updater swaps it. */
+  live: LiveDetector;
+  /** Opens a bundle on the same backend, threads and pre/post-processing as the model in force. */
+  openDetector: (bundleDir: string) => Promise<Detector>;
+  /** What the configured thresholds would get wrong with this model (empty: they fit). */
+  thresholdProblems: (manifest: Manifest) => string[];
+  /** Why the daemon is unhealthy now (a camera's inference stuck), else undefined. */
+  health: () => string | undefined;
+  /** Frames that failed in inference so far, all cameras together. */
+  inferenceErrors: () => number;
+  report: (status: OtaStatus) => void;
+  log: Logger;
+}
+
+const modelOf = (m: Manifest) => ({ name: m.name, version: m.version });
+
+export class ModelUpdater {
+  readonly #deps: ModelUpdaterDeps;
+  #busy: { request: string; step: string } | undefined;
+  #status: OtaStatus;
+  #probation: { timer: NodeJS.Timeout; errorsBefore: number; deadline: number; request: string | null } | undefined;
+  #abort = new AbortController();
+  #work: Promise<void> = Promise.resolve();
+
+  constructor(deps: ModelUpdaterDeps) {
+    this.#deps = deps;
+    this.#status = { state: 'active', request: null, running: modelOf(deps.live.manifest), target: null };
+  }
+
+  /** The latest status (what `<root>/ota` holds). */
+  status(): OtaStatus {
+    return this.#status;
+  }
+
+  /** Reports the state after start-up, and resumes a probation the last run left open. */
+  start(recovery: StartupRecovery | undefined): void {
+    const running = modelOf(this.#deps.live.manifest);
+    if (recovery?.kind === 'rolled_back') {
+      this.#report({ state: 'rolled_back', request: recovery.request, running, target: null, message: `the daemon stopped unexpectedly while ${recovery.from} was on probation; ${recovery.to} is back in force` });
+    } else if (recovery?.kind === 'config_changed') {
+      this.#report({ state: 'active', request: null, running, target: null, message: `inference.model changed in the config: it replaces the installed update ${recovery.installed}` });
+    } else if (recovery?.kind === 'install_broken') {
+      this.#report({ state: 'failed', request: null, running, target: null, message: `the installed model ${recovery.bundle} does not open, running inference.model: ${recovery.error}` });
+    } else if (recovery?.kind === 'unreadable') {
+      this.#report({ state: 'failed', request: null, running, target: null, message: `model state unreadable, running inference.model: ${recovery.error}` });
+    } else this.#report({ state: 'active', request: null, running, target: null });
+    if (this.#deps.store.probation) this.#beginProbation(this.#deps.store.probation.request, this.#deps.live.manifest);
+  }
+
+  /**
+   * Accepts an update and runs it in the background (its steps go to `report`). Throws,
+   * changing nothing, when another update or a probation is under way, when no key is
+   * trusted, or when the URL is not http(s).
+   */
+  update(request: UpdateRequest): { accepted: true; url: string } {
+    this.#refuseWhileBusy();
+    const base = checkUpdateUrl(request.url.endsWith('/') ? request.url : `${request.url}/`);
+    if (this.#deps.config().trustedKeys.length === 0) throw new Error('ota.trustedKeys is empty: this device accepts no update until the fleet signing key is configured');
+    this.#busy = { request: request.id, step: 'downloading' };
+    this.#work = this.#update(request, base).finally(() => {
+      this.#busy = undefined;
+    });
+    return { accepted: true, url: base.href };
+  }
+
+  /** Returns to the previous model now (the operator's command); the rolled-back one stays installed. */
+  async rollBack(request: string): Promise<{ from: OtaStatus['running']; to: OtaStatus['running'] }> {
+    if (this.#busy) throw new Error(`update ${this.#busy.request} is under way (${this.#busy.step}); wait for it to end`);
+    this.#endProbation();
+    const from = modelOf(this.#deps.live.manifest);
+    await this.#returnToPrevious(request, true, 'rollback-model command');
+    return { from, to: modelOf(this.#deps.live.manifest) };
+  }
+
+  /** Cancels a download, leaves a probation to resume at the next start, and waits for the updater to settle. */
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    const probation = this.#probation;
+    this.#endProbation();
+    await this.#work.catch(() => undefined);
+    if (probation) await this.#deps.store.pauseProbation().catch((err: unknown) => this.#deps.log.error(`probation state not saved: ${errorMessage(err)}`));
+  }
+
+  #refuseWhileBusy(): void {
+    if (this.#busy) throw new Error(`update ${this.#busy.request} is under way (${this.#busy.step}); wait for it to end`);
+    // A second switch during probation would make the model under watch the rollback target.
+    if (this.#probation) throw new Error(`the model switched by update ${this.#probation.request ?? '(before the last restart)'} is on probation for ${Math.ceil((this.#probation.deadline - Date.now()) / 1000)} s more; wait for it to end or roll it back`);
+  }
+
+  #report(status: OtaStatus): void {
+    this.#status = status;
+    if (this.#busy) this.#busy.step = status.state;
+    this.#deps.report(status);
+  }
+
+  async #update(request: UpdateRequest, base: URL): Promise<void> {
+    const { store, log } = this.#deps;
+    const running = () => modelOf(this.#deps.live.manifest);
+    let target: OtaStatus['target'] = null;
+    const step = (state: OtaStatus['state'], extra: Partial<OtaStatus> = {}) => this.#report({ state, request: request.id, running: running(), target, ...extra });
+    let staging: string | undefined;
+    let candidate: Detector | undefined;
+    try {
+      step('downloading', { message: `fetching ${base.href}` });
+      staging = await store.stagingFolder();
+      const { manifest, bytes } = await this.#fetchSigned(base, staging);
+      target = modelOf(manifest);
+      if (request.version !== undefined && manifest.version !== request.version) {
+        throw new Error(`version: the bundle at ${base.href} is ${manifest.version}, the request asked for ${request.version}`);
+      }
+      const current = this.#deps.live.manifest;
+      if (manifest.model.sha256 === current.model.sha256 && manifest.version === current.version) throw new Error(`${manifest.name} ${manifest.version} is the model in force already`);
+      await this.#fetchFiles(base, staging, manifest, bytes, (progress) => step('downloading', { progress }));
+
+      step('verifying');
+      // Everything on disk again, as the daemon will open it: sizes, sha256, paths inside the bundle.
+      await loadBundle(staging);
+
+      step('validating', { message: 'scoring the reference frames on this device' });
+      const problems = this.#deps.thresholdProblems(manifest);
+      if (problems.length > 0) throw new Error(`the configured thresholds do not fit ${manifest.name} ${manifest.version}: ${problems.join('; ')}`);
+      const installed = await store.install(staging, manifest);
+      staging = undefined;
+      candidate = await this.#deps.openDetector(installed);
+      const references = await checkReferenceFrames(candidate, this.#deps.config().referenceTolerance);
+
+      step('switching');
+      await store.switchTo(installed, request.id);
+      void this.#deps.live.swap(candidate).catch((err: unknown) => log.warn(`closing the replaced model: ${errorMessage(err)}`));
+      candidate = undefined;
+      log.info(`model ${manifest.name} ${manifest.version} in force (update ${request.id}; ${references.length} reference frames within tolerance)`);
+      this.#beginProbation(request.id, manifest);
+    } catch (err) {
+      await candidate?.close().catch(() => undefined);
+      const message = this.#abort.signal.aborted ? 'cancelled: the daemon is stopping' : errorMessage(err);
+      log.error(`update ${request.id} failed, ${running().name} ${running().version} stays: ${message}`);
+      step('failed', { message });
+      await store.prune().catch(() => undefined);
+    } finally {
+      if (staging !== undefined) await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  /** manifest.json and manifest.sig: the signature is checked before the manifest is believed. */
+  async #fetchSigned(base: URL, staging: string): Promise<{ manifest: Manifest; bytes: number }> {
+    const config = this.#deps.config();
+    const limits = { timeoutMs: config.downloadTimeoutS * 1000, signal: this.#abort.signal };
+    const manifestFile = join(staging, MANIFEST_FILE);
+    const sigFile = join(staging, SIGNATURE_FILE);
+    const fetched = await downloadFile(new URL(MANIFEST_FILE, base).href, manifestFile, { ...limits, maxBytes: MANIFEST_MAX_BYTES });
+    await downloadFile(new URL(SIGNATURE_FILE, base).href, sigFile, { ...limits, maxBytes: SIGNATURE_MAX_BYTES });
+    const manifestBytes = await readFile(manifestFile);
+    try {
+      verifyManifest(manifestBytes, parseSignatureFile(await readFile(sigFile, 'utf8')), config.trustedKeys);
+    } catch (err) {
+      throw new Error(`${new URL(SIGNATURE_FILE, base).href}: ${errorMessage(err)}`);
+    }
+    const manifest = parseManifest(manifestBytes.toString('utf8'), new URL(MANIFEST_FILE, base).href);
+    return { manifest, bytes: fetched.bytes };
+  }
+
+  /** The model and the reference frames, each checked against the (signed) manifest's size and sha256. */
+  async #fetchFiles(base: URL, staging: string, manifest: Manifest, manifestBytes: number, progress: (p: { bytes: number; total: number }) => void): Promise<void> {
+    const config = this.#deps.config();
+    const files = [
+      { file: manifest.model.file, bytes: manifest.model.bytes, sha256: manifest.model.sha256 },
+      ...manifest.reference_frames.map((r) => ({ file: r.file, bytes: r.bytes, sha256: r.sha256 })),
+    ];
+    const known = files.reduce((sum, f) => sum + (f.bytes ?? 0), manifestBytes);
+    if (known > config.maxBytes) throw new Error(`the update is ${known} bytes, over ota.maxBytes (${config.maxBytes})`);
+    let done = manifestBytes;
+    let lastReport = 0;
+    for (const entry of files) {
+      const target = join(staging, entry.file);
+      await mkdir(dirname(target), { recursive: true });
+      const before = done;
+      const result = await downloadFile(new URL(entry.file, base).href, target, {
+        ...(entry.bytes !== undefined ? { bytes: entry.bytes } : {}),
+        ...(entry.sha256 !== undefined ? { sha256: entry.sha256 } : {}),
+        maxBytes: config.maxBytes - before,
+        timeoutMs: config.downloadTimeoutS * 1000,
+        signal: this.#abort.signal,
+        onProgress: (received) => {
+          const now = Date.now();
+          if (now - lastReport < PROGRESS_EVERY_MS) return;
+          lastReport = now;
+          progress({ bytes: before + received, total: known });
+        },
+      });
+      done = before + result.bytes;
+    }
+    progress({ bytes: done, total: Math.max(known, done) });
+  }
+
+  #beginProbation(request: string | null, manifest: Manifest): void {
+    const seconds = this.#deps.config().probationS;
+    const deadline = Date.now() + seconds * 1000;
+    const errorsBefore = this.#deps.inferenceErrors();
+    const running = modelOf(manifest);
+    this.#report({ state: 'probation', request, running, target: running, message: `watching inference for ${seconds} s (ota.probationS)` });
+    const check = () => {
+      const why = this.#deps.health() ?? (this.#deps.inferenceErrors() > errorsBefore ? `${this.#deps.inferenceErrors() - errorsBefore} frame(s) failed in inference` : undefined);
+      if (why !== undefined) {
+        this.#endProbation();
+        this.#work = this.#returnToPrevious(request, false, `bad health on probation: ${why}`).catch((err: unknown) => this.#deps.log.error(`rollback failed: ${errorMessage(err)}`));
+      } else if (Date.now() >= deadline) {
+        this.#endProbation();
+        this.#work = this.#deps.store.confirm().then(
+          () => this.#report({ state: 'active', request, running, target: null, message: `passed ${seconds} s of probation` }),
+          (err: unknown) => this.#deps.log.error(`probation end not saved: ${errorMessage(err)}`),
+        );
+      }
+    };
+    const timer = setInterval(check, Math.min(1000, Math.max(50, seconds * 100)));
+    timer.unref();
+    this.#probation = { timer, errorsBefore, deadline, request };
+    if (seconds === 0) check();
+  }
+
+  #endProbation(): void {
+    if (this.#probation) clearInterval(this.#probation.timer);
+    this.#probation = undefined;
+  }
+
+  async #returnToPrevious(request: string | null, keepFailed: boolean, why: string): Promise<void> {
+    const { store, log } = this.#deps;
+    const failed = modelOf(this.#deps.live.manifest);
+    const previous = store.previous;
+    if (previous === null) throw new Error('no previous model to return to');
+    const detector = await this.#deps.openDetector(previous);
+    await store.rollBack(keepFailed);
+    void this.#deps.live.swap(detector).catch((err: unknown) => log.warn(`closing the replaced model: ${errorMessage(err)}`));
+    const running = modelOf(detector.manifest);
+    log.warn(`model ${failed.name} ${failed.version} rolled back to ${running.name} ${running.version}: ${why}`);
+    this.#report({ state: 'rolled_back', request, running, target: failed, message: why });
+    await store.prune();
+  }
+}

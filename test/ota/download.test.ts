@@ -1,0 +1,83 @@
+/** One file of an update over real HTTP on loopback: sizes, hashes, deadlines and URLs. */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { after, before, describe, test } from 'node:test';
+import { DownloadError, checkUpdateUrl, downloadFile } from '../../src/ota/download.js';
+import { FileServer, freePort, tempDir, type TempDir } from '../harness/index.js';
+
+let dir: TempDir;
+let server: FileServer;
+const body = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 31) & 255));
+const sha = createHash('sha256').update(body).digest('hex');
+let n = 0;
+const out = () => dir.file(`out-${n++}`);
+
+before(async () => {
+  dir = await tempDir();
+  await writeFile(dir.file('file.bin'), body);
+  server = await FileServer.start(dir.path);
+});
+after(async () => {
+  await server.close();
+  await dir.remove();
+});
+
+describe('downloadFile', () => {
+  test('writes the file and returns its size and sha256, with progress along the way', async () => {
+    const seen: number[] = [];
+    const target = out();
+    const result = await downloadFile(server.url('file.bin'), target, { bytes: body.length, sha256: sha, maxBytes: 1 << 20, timeoutMs: 10_000, onProgress: (b) => seen.push(b) });
+    assert.deepEqual(result, { bytes: body.length, sha256: sha });
+    assert.ok((await readFile(target)).equals(body));
+    assert.equal(seen.at(-1), body.length);
+  });
+
+  test('a short transfer, a longer one, another hash and an HTTP error are refused by URL', async () => {
+    const url = server.url('file.bin');
+    const limits = { bytes: body.length, sha256: sha, maxBytes: 1 << 20, timeoutMs: 10_000 };
+    server.faults.set('file.bin', { kind: 'truncate', afterBytes: 1000 });
+    await assert.rejects(downloadFile(url, out(), limits), (err: unknown) => err instanceof DownloadError && err.url === url && /broke off after 1000 bytes|1000 bytes received/.test(err.message));
+    server.faults.set('file.bin', { kind: 'pad', extraBytes: 10 });
+    await assert.rejects(downloadFile(url, out(), limits), new RegExp(`more than the ${body.length} bytes expected; transfer stopped`));
+    server.faults.delete('file.bin');
+    await assert.rejects(downloadFile(url, out(), { ...limits, sha256: '0'.repeat(64) }), /sha256 [0-9a-f]{64} does not match the manifest's 0{64} \(corrupted or tampered\)/);
+    await assert.rejects(downloadFile(url, out(), { ...limits, bytes: 10 }), /the server sends 300000 bytes, at most 10 expected/);
+    await assert.rejects(downloadFile(server.url('absent.bin'), out(), limits), /absent\.bin: HTTP 404/);
+    server.faults.set('file.bin', { kind: 'status', code: 503 });
+    await assert.rejects(downloadFile(url, out(), limits), /file\.bin: HTTP 503/);
+    server.faults.delete('file.bin');
+  });
+
+  test('a stalled server is cut off at the deadline, and a cancel stops the transfer', async () => {
+    server.faults.set('file.bin', { kind: 'stall' });
+    await assert.rejects(downloadFile(server.url('file.bin'), out(), { maxBytes: 1 << 20, timeoutMs: 300 }), /took longer than 0\.3 s/);
+    const cancel = new AbortController();
+    setTimeout(() => cancel.abort(), 100);
+    await assert.rejects(downloadFile(server.url('file.bin'), out(), { maxBytes: 1 << 20, timeoutMs: 10_000, signal: cancel.signal }), /transfer broke off after 0 bytes \(cancelled\)/);
+    await assert.rejects(downloadFile(server.url('file.bin'), out(), { maxBytes: 1 << 20, timeoutMs: 10_000, signal: AbortSignal.abort() }), /file\.bin: cancelled$/);
+    server.faults.delete('file.bin');
+  });
+
+  test('an existing file is never overwritten; nothing listens is a clear error', async () => {
+    const target = out();
+    await writeFile(target, 'keep');
+    await assert.rejects(downloadFile(server.url('file.bin'), target, { maxBytes: 1 << 20, timeoutMs: 10_000 }), /EEXIST/);
+    assert.equal(await readFile(target, 'utf8'), 'keep');
+    const closed = new URL(server.url('file.bin'));
+    closed.port = String(await freePort());
+    const target2 = out();
+    await assert.rejects(downloadFile(closed.href, target2, { maxBytes: 1 << 20, timeoutMs: 10_000 }), /file\.bin: fetch failed: connect ECONNREFUSED/);
+    assert.ok(existsSync(target2), 'the staging file stays for the caller to remove with its folder');
+  });
+});
+
+describe('checkUpdateUrl', () => {
+  test('takes http and https; refuses other schemes, credentials and non-URLs by field', () => {
+    assert.equal(checkUpdateUrl('https://fleet.example/b/').href, 'https://fleet.example/b/');
+    assert.throws(() => checkUpdateUrl('file:///etc/passwd'), /url: expected http: or https:, got file:/);
+    assert.throws(() => checkUpdateUrl('https://user:pw@fleet.example/'), /url: credentials in the URL/);
+    assert.throws(() => checkUpdateUrl('not a url'), /url: not a URL/);
+  });
+});

@@ -1,0 +1,103 @@
+/**
+ * The models on disk and which one is in force, across restarts: switch, confirm, roll
+ * back; a crash during probation returns to the model before; a clean stop resumes it.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import type { Manifest } from '../../src/bundle/manifest.js';
+import { ModelStore } from '../../src/ota/model-store.js';
+import { tempDir, type TempDir } from '../harness/index.js';
+
+let dir: TempDir;
+beforeEach(async () => {
+  dir = await tempDir();
+});
+afterEach(async () => {
+  await dir.remove();
+});
+
+const manifestOf = (version: string, sha: string) => ({ name: 'm', version, model: { sha256: sha.repeat(64).slice(0, 64) } }) as unknown as Manifest;
+
+async function installed(store: ModelStore, version: string, sha: string): Promise<string> {
+  const staging = await store.stagingFolder();
+  await writeFile(join(staging, 'manifest.json'), '{}');
+  return store.install(staging, manifestOf(version, sha));
+}
+
+describe('ModelStore', () => {
+  test('a fresh device runs inference.model; a switch keeps the model before it for a rollback', async () => {
+    const { store, recovery } = await ModelStore.open(dir.path, 'models/factory');
+    assert.equal(recovery, undefined);
+    assert.equal(store.active, join(process.cwd(), 'models/factory'));
+    const v2 = await installed(store, '2.0.0', 'a');
+    assert.equal(v2, join(dir.path, 'models', `m-2.0.0-${'a'.repeat(12)}`));
+    await store.switchTo(v2, 'u1');
+    assert.equal(store.active, v2);
+    assert.equal(store.previous, store.configured);
+    assert.equal(store.probation?.request, 'u1');
+    await store.confirm();
+    assert.equal(store.probation, null);
+
+    const again = await ModelStore.open(dir.path, 'models/factory');
+    assert.equal(again.recovery, undefined);
+    assert.equal(again.store.active, v2);
+    await assert.rejects(installed(again.store, '2.0.0', 'a'), /m 2\.0\.0 is the model in force already/);
+    assert.deepEqual(await again.store.rollBack(true), { from: v2, to: again.store.configured });
+    assert.equal(again.store.previous, v2, 'an operator rollback keeps the bundle to go forward again');
+  });
+
+  test('a crash during probation rolls back at the next start and deletes the failed bundle', async () => {
+    const { store } = await ModelStore.open(dir.path, 'models/factory');
+    const v2 = await installed(store, '2.0.0', 'b');
+    await store.switchTo(v2, 'u7');
+    // No confirm, no pauseProbation: the process died.
+    const { store: after, recovery } = await ModelStore.open(dir.path, 'models/factory');
+    assert.deepEqual(recovery, { kind: 'rolled_back', from: v2, to: after.configured, request: 'u7' });
+    assert.equal(after.active, after.configured);
+    assert.equal(after.previous, null);
+    assert.equal(existsSync(v2), false);
+  });
+
+  test('a clean stop during probation resumes it at the next start', async () => {
+    const { store } = await ModelStore.open(dir.path, 'models/factory');
+    const v2 = await installed(store, '2.0.0', 'c');
+    await store.switchTo(v2, 'u8');
+    await store.pauseProbation();
+    const { store: after, recovery } = await ModelStore.open(dir.path, 'models/factory');
+    assert.deepEqual(recovery, { kind: 'probation_resumed', bundle: v2, request: 'u8' });
+    assert.equal(after.active, v2);
+    assert.equal(after.probation?.stoppedCleanly, false, 'a crash during the resumed probation still rolls back');
+  });
+
+  test('another inference.model in the config wins over an installed update', async () => {
+    const { store } = await ModelStore.open(dir.path, 'models/factory');
+    const v2 = await installed(store, '2.0.0', 'd');
+    await store.switchTo(v2, null);
+    await store.confirm();
+    const { store: after, recovery } = await ModelStore.open(dir.path, 'models/other');
+    assert.deepEqual(recovery, { kind: 'config_changed', installed: v2 });
+    assert.equal(after.active, join(process.cwd(), 'models/other'));
+    assert.equal(existsSync(v2), false);
+  });
+
+  test('an unreadable state file is reported and the device starts from inference.model; leftovers are pruned', async () => {
+    await mkdir(dir.file('models', '.staging-old'), { recursive: true });
+    await mkdir(dir.file('models', 'm-0.1.0-orphan'), { recursive: true });
+    await writeFile(dir.file('models', 'state.json'), '{"format":"moead-edge.models/v1","active":3}');
+    const { store, recovery } = await ModelStore.open(dir.path, 'models/factory');
+    assert.equal(recovery?.kind, 'unreadable');
+    assert.match(recovery?.kind === 'unreadable' ? recovery.error : '', /state\.json: .*configured.*; active/);
+    assert.equal(store.active, store.configured);
+    assert.deepEqual(await readdir(dir.file('models')), ['state.json']);
+    await writeFile(dir.file('models', 'state.json'), 'not json');
+    assert.match(JSON.stringify((await ModelStore.open(dir.path, 'models/factory')).recovery), /not valid JSON/);
+  });
+
+  test('rolling back with nothing before is an error', async () => {
+    const { store } = await ModelStore.open(dir.path, 'models/factory');
+    await assert.rejects(store.rollBack(true), /no previous model to return to/);
+  });
+});

@@ -1,0 +1,316 @@
+/**
+ * Over-the-air model updates end to end: `moead-edge run` as a child process, a real
+ * Mosquitto, and bundles served by a real HTTP server on loopback. A signed update switches
+ * the scores to the new model without a gap in seq; tampered, unsigned, truncated and
+ * misbehaving updates are refused and the running model stays; bad health on probation,
+ * or a crash during it, returns to the model before.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ManifestSchema, type Manifest } from '../../src/bundle/manifest.js';
+import { frameFromFile, openDetector } from '../../src/inference/index.js';
+import { OtaStatusPayloadSchema, ScorePayloadSchema, type OtaStatusPayload } from '../../src/mqtt/topics.js';
+import { generateSigningKey, signManifest } from '../../src/ota/signature.js';
+import { FileServer, Mosquitto, MqttCollector, spawnCli, tempDir, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
+import { writeSyntheticBundle } from '../inference/synthetic-bundle.js';
+import { SHIPPED_BUNDLE, testFrames, writeOneCameraConfig } from '../daemon/fixtures.js';
+
+const fleetKey = generateSigningKey();
+const strangerKey = generateSigningKey();
+let broker: Mosquitto;
+let dir: TempDir;
+let server: FileServer;
+let shipped: Manifest;
+const shippedPresent = existsSync(join(SHIPPED_BUNDLE, 'manifest.json'));
+
+before(async () => {
+  dir = await tempDir();
+  broker = await Mosquitto.start();
+  server = await FileServer.start(dir.file('srv'));
+  await testFrames(dir.file('frames'), {}, 4);
+  if (shippedPresent) shipped = ManifestSchema.parse(JSON.parse(await readFile(join(SHIPPED_BUNDLE, 'manifest.json'), 'utf8')));
+});
+after(async () => {
+  await server?.close();
+  await broker?.teardown();
+  await dir?.remove();
+});
+
+/**
+ * Puts a bundle on the server under `name`: the files of `from`'s manifest, the manifest
+ * changed by `edit`, signed by `key` (or not signed). Returns its URL.
+ */
+async function serveBundle(name: string, o: { from?: string; edit?: (m: Manifest) => void; key?: string | null; afterSigning?: (folder: string) => Promise<void> } = {}): Promise<string> {
+  const from = o.from ?? SHIPPED_BUNDLE;
+  const manifest = ManifestSchema.parse(JSON.parse(await readFile(join(from, 'manifest.json'), 'utf8')));
+  const folder = dir.file('srv', name);
+  for (const file of [manifest.model.file, ...manifest.reference_frames.map((r) => r.file)]) {
+    await mkdir(dirname(join(folder, file)), { recursive: true });
+    await copyFile(join(from, file), join(folder, file));
+  }
+  o.edit?.(manifest);
+  const bytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
+  await writeFile(join(folder, 'manifest.json'), bytes);
+  if (o.key !== null) await writeFile(join(folder, 'manifest.sig'), JSON.stringify(signManifest(bytes, o.key ?? fleetKey.privatePem)));
+  await o.afterSigning?.(folder);
+  return server.url(`${name}/`);
+}
+
+const bump = (version: string) => (m: Manifest) => {
+  m.version = version;
+};
+
+interface Running {
+  daemon: ChildHandle;
+  mqtt: MqttCollector;
+  root: string;
+  config: string;
+}
+
+async function startDaemon(device: string, o: { probationS: number; inference?: string; keep?: Running } = { probationS: 1 }): Promise<Running> {
+  const config = await writeOneCameraConfig(dir.file(`${device}.yaml`), {
+    stateDir: dir.file(`${device}-state`),
+    camera: { name: 'cam', path: dir.file('frames'), fps: 10 },
+    model: SHIPPED_BUNDLE,
+    ...(o.inference ? { inference: o.inference } : {}),
+    broker: broker.url,
+    device,
+    extra: [`ota: {trustedKeys: ["${fleetKey.publicKey}"], probationS: ${o.probationS}}`],
+  });
+  const root = `moead/${device}`;
+  const mqtt = o.keep?.mqtt ?? (await MqttCollector.connect(broker.url, [`${root}/ota`, `${root}/cam/score`, `${root}/cmd/+/reply`]));
+  const from = mqtt.mark;
+  const daemon = spawnCli(['run', '--config', config]);
+  await mqtt.waitFor((m) => m.topic === `${root}/ota` && !m.retain, { from, timeoutMs: 30_000 }).catch((err: unknown) => {
+    throw new Error(`${String(err)}\n${daemon.output()}`);
+  });
+  return { daemon, mqtt, root, config };
+}
+
+async function stopDaemon(r: Running, closeMqtt = true): Promise<void> {
+  r.daemon.signal('SIGTERM');
+  assert.equal((await r.daemon.waitForExit(30_000)).code, 0, r.daemon.output());
+  if (closeMqtt) await r.mqtt.close();
+}
+
+const ota = (m: ReceivedMessage): OtaStatusPayload => OtaStatusPayloadSchema.parse(m.json());
+
+/** Sends a command; resolves with its reply. */
+async function command(r: Running, name: string, body: Record<string, unknown>): Promise<{ ok: boolean; result?: unknown; error?: string }> {
+  const from = r.mqtt.mark;
+  await r.mqtt.publish(`${r.root}/cmd/${name}`, body);
+  const reply = await r.mqtt.waitFor((m) => m.topic === `${r.root}/cmd/${name}/reply` && (m.json() as { id: unknown }).id === body.id, { from, timeoutMs: 30_000 });
+  return reply.json() as { ok: boolean; result?: unknown; error?: string };
+}
+
+/** The OTA states from `from` on until one of `until` (returned in order). */
+async function otaUntil(r: Running, from: number, until: OtaStatusPayload['state'][], timeoutMs = 60_000): Promise<OtaStatusPayload[]> {
+  await r.mqtt.waitFor((m) => m.topic === `${r.root}/ota` && until.includes(ota(m).state), { from, timeoutMs }).catch((err: unknown) => {
+    throw new Error(`${String(err)}\nota: ${r.mqtt.on(`${r.root}/ota`).map((m) => m.text()).join('\n')}\n${r.daemon.output()}`);
+  });
+  return r.mqtt.on(`${r.root}/ota`).filter((m) => m.index >= from).map(ota);
+}
+
+async function nextScoreVersion(r: Running): Promise<string> {
+  const from = r.mqtt.mark;
+  const score = await r.mqtt.waitFor(`${r.root}/cam/score`, { from, timeoutMs: 20_000 });
+  return ScorePayloadSchema.parse(score.json()).model.version;
+}
+
+describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shipped bundle is not in this checkout' }, () => {
+  test('a signed update is fetched, validated and switched with no gap in seq; it stays after a restart and rolls back on command', async () => {
+    const url = await serveBundle('v250', { edit: bump('2.5.0') });
+    let r = await startDaemon('ota-good', { probationS: 1 });
+    try {
+      assert.equal(await nextScoreVersion(r), shipped.version);
+      const from = r.mqtt.mark;
+      const reply = await command(r, 'update-model', { id: 'u1', url, version: '2.5.0' });
+      assert.deepEqual(reply, { id: 'u1', ok: true, result: { accepted: true, url } });
+      const states = await otaUntil(r, from, ['active', 'failed', 'rolled_back']);
+      assert.deepEqual([...new Set(states.map((s) => s.state))], ['downloading', 'verifying', 'validating', 'switching', 'probation', 'active'], JSON.stringify(states));
+      assert.ok(states.every((s) => s.request === 'u1'));
+      const progress = states.flatMap((s) => (s.progress ? [s.progress] : [])).at(-1);
+      assert.ok(progress && progress.bytes === progress.total && progress.total > shipped.model.bytes, JSON.stringify(progress));
+      assert.deepEqual(states.at(-1)?.running, { name: shipped.name, version: '2.5.0' });
+
+      while ((await nextScoreVersion(r)) !== '2.5.0');
+      const scores = r.mqtt.on(`${r.root}/cam/score`).map((m) => ScorePayloadSchema.parse(m.json()));
+      const seqs = scores.map((s) => s.seq);
+      assert.deepEqual(seqs, seqs.map((_, i) => (seqs[0] ?? 0) + i), 'seq has no gap across the switch');
+      assert.deepEqual([...new Set(scores.map((s) => s.model.version))], [shipped.version, '2.5.0']);
+
+      await stopDaemon(r, false);
+      r = await startDaemon('ota-good', { probationS: 1, keep: r });
+      await r.daemon.waitForLine(/model moead-mnv2-synth 2\.5\.0 from .*ota-good-state\/models\/moead-mnv2-synth-2\.5\.0-/);
+      assert.equal(await nextScoreVersion(r), '2.5.0');
+
+      const back = await command(r, 'rollback-model', { id: 'r1' });
+      assert.deepEqual(back, { id: 'r1', ok: true, result: { from: { name: shipped.name, version: '2.5.0' }, to: { name: shipped.name, version: shipped.version } } });
+      while ((await nextScoreVersion(r)) !== shipped.version);
+      const again = await command(r, 'rollback-model', { id: 'r2' });
+      assert.equal(again.ok, true, 'the rolled-back update stays installed: a second rollback goes forward again');
+    } finally {
+      await r.daemon.stop();
+      await r.mqtt.close();
+    }
+  });
+
+  describe('refused updates leave the running model in force', () => {
+    let r: Running;
+    before(async () => {
+      r = await startDaemon('ota-bad', { probationS: 1 });
+    });
+    after(async () => {
+      await stopDaemon(r);
+    });
+
+    async function refused(id: string, url: string, message: RegExp, extra: Record<string, unknown> = {}): Promise<void> {
+      const from = r.mqtt.mark;
+      const reply = await command(r, 'update-model', { id, url, ...extra });
+      assert.equal(reply.ok, true, JSON.stringify(reply));
+      const states = await otaUntil(r, from, ['failed', 'active', 'rolled_back']);
+      const last = states.at(-1);
+      assert.equal(last?.state, 'failed', JSON.stringify(states));
+      assert.match(last?.message ?? '', message);
+      assert.deepEqual(last?.running, { name: shipped.name, version: shipped.version });
+      assert.equal(await nextScoreVersion(r), shipped.version);
+      const models = await readdir(dir.file('ota-bad-state', 'models')).catch(() => []);
+      assert.deepEqual(models.filter((n) => n !== 'state.json'), [], 'nothing of the refused update stays on disk');
+    }
+
+    test('signed by a key the device does not trust, not signed, or changed after signing', async () => {
+      await refused('k1', await serveBundle('stranger', { edit: bump('2.6.0'), key: strangerKey.privatePem }), new RegExp(`manifest\\.sig: signed by key ${strangerKey.publicKey.replace(/[+/]/g, '\\$&')}, which is not in ota\\.trustedKeys`));
+      await refused('k2', await serveBundle('unsigned', { edit: bump('2.6.0'), key: null }), /unsigned\/manifest\.sig: HTTP 404/);
+      const altered = await serveBundle('altered', {
+        edit: bump('2.6.0'),
+        afterSigning: async (folder) => {
+          const text = await readFile(join(folder, 'manifest.json'), 'utf8');
+          await writeFile(join(folder, 'manifest.json'), text.replace('"2.6.0"', '"2.6.1"'));
+        },
+      });
+      await refused('k3', altered, /does not match manifest\.json \(altered after signing/);
+    });
+
+    test('a model file that differs from the signed manifest, or arrives cut short', async () => {
+      const tampered = await serveBundle('tampered', {
+        edit: bump('2.6.0'),
+        afterSigning: async (folder) => {
+          const model = await readFile(join(folder, 'model.onnx'));
+          model[model.length >> 1] = (model[model.length >> 1] ?? 0) ^ 0xff;
+          await writeFile(join(folder, 'model.onnx'), model);
+        },
+      });
+      await refused('t1', tampered, /tampered\/model\.onnx: sha256 [0-9a-f]{64} does not match the manifest's [0-9a-f]{64} \(corrupted or tampered\)/);
+      const cut = await serveBundle('cut', { edit: bump('2.6.0') });
+      server.faults.set('cut/model.onnx', { kind: 'truncate', afterBytes: 100_000 });
+      await refused('t2', cut, /cut\/model\.onnx: (transfer broke off after 100000 bytes|100000 bytes received, the manifest says \d+ \(truncated\?\))/);
+      server.faults.set('cut/model.onnx', { kind: 'status', code: 500 });
+      await refused('t3', cut, /cut\/model\.onnx: HTTP 500/);
+      server.faults.delete('cut/model.onnx');
+    });
+
+    test('a model that does not score its reference frames as its manifest says', async () => {
+      const url = await serveBundle('misscored', {
+        edit: (m) => {
+          m.version = '2.6.0';
+          const first = m.reference_frames[0];
+          if (first) first.score *= 1.5;
+        },
+      });
+      await refused('v1', url, /reference frames do not score as the manifest says: reference\/\S+ scored [\d.]+, the manifest says [\d.]+ \(±[\d.]+ allowed, ota\.referenceTolerance\)/);
+    });
+
+    test('another version than asked for, and the model already in force', async () => {
+      await refused('n1', await serveBundle('v270', { edit: bump('2.7.0') }), /version: the bundle at \S+v270\/ is 2\.7\.0, the request asked for 3\.0\.0/, { version: '3.0.0' });
+      await refused('n2', await serveBundle('same', {}), new RegExp(`${shipped.name} ${shipped.version.replace(/\./g, '\\.')} is the model in force already`));
+    });
+
+    test('malformed requests get an error reply that names the field, and change nothing', async () => {
+      const cases: Array<[Record<string, unknown>, RegExp]> = [
+        [{ id: 'm1' }, /url: /],
+        [{ id: 'm2', url: 'file:///etc/passwd' }, /url: expected http: or https:, got file:/],
+        [{ id: 'm3', url: 'http://127.0.0.1:9/', extra: 1 }, /extra/],
+        [{ id: 'm4', url: 42 }, /url: /],
+      ];
+      const from = r.mqtt.mark;
+      for (const [body, message] of cases) {
+        const reply = await command(r, 'update-model', body);
+        assert.equal(reply.ok, false, JSON.stringify(reply));
+        assert.match(reply.error ?? '', message);
+      }
+      assert.deepEqual(r.mqtt.on(`${r.root}/ota`).filter((m) => m.index >= from), [], 'no update started');
+      const rollback = await command(r, 'rollback-model', { id: 'm5' });
+      assert.deepEqual(rollback, { id: 'm5', ok: false, error: 'no previous model to return to' });
+    });
+  });
+
+  test('bad health on probation returns to the model before', async () => {
+    // A model that passes validation but answers in about 0.28 s, past inference.stuckTimeoutS.
+    const slow = dir.file('slow');
+    await writeSyntheticBundle(slow, { kind: 'heavy', size: 64, grid: 4, layers: 2400 });
+    const manifest = ManifestSchema.parse(JSON.parse(await readFile(join(slow, 'manifest.json'), 'utf8')));
+    const detector = await openDetector({ bundleDir: slow, backend: { threads: 1 } });
+    const score = await detector
+      .detect(await frameFromFile(join(slow, manifest.reference_frames[0]?.file ?? '')))
+      .then((d) => d.score)
+      .finally(() => detector.close());
+    const url = await serveBundle('slow', {
+      from: slow,
+      edit: (m) => {
+        m.reference_frames = [{ file: 'reference/frame-0.png', score, label: 'good' }];
+        m.threshold = { ...m.threshold, value: score * 4 + 1, good_median: score };
+      },
+    });
+    const r = await startDaemon('ota-sick', { probationS: 30, inference: 'stuckTimeoutS: 0.1' });
+    try {
+      const from = r.mqtt.mark;
+      assert.equal((await command(r, 'update-model', { id: 's1', url })).ok, true);
+      const states = await otaUntil(r, from, ['rolled_back', 'active', 'failed']);
+      const last = states.at(-1);
+      assert.equal(last?.state, 'rolled_back', JSON.stringify(states));
+      assert.match(last?.message ?? '', /bad health on probation: inference stuck for camera cam/);
+      assert.deepEqual(last?.target, { name: manifest.name, version: manifest.version });
+      while ((await nextScoreVersion(r)) !== shipped.version);
+    } finally {
+      await stopDaemon(r);
+    }
+  });
+
+  test('a daemon killed during probation returns to the model before; one stopped cleanly resumes it', async () => {
+    const url = await serveBundle('v280', { edit: bump('2.8.0') });
+    let r = await startDaemon('ota-crash', { probationS: 120 });
+    try {
+      let from = r.mqtt.mark;
+      assert.equal((await command(r, 'update-model', { id: 'c1', url })).ok, true);
+      await otaUntil(r, from, ['probation', 'failed']);
+      r.daemon.signal('SIGKILL');
+      await r.daemon.waitForExit(10_000);
+      from = r.mqtt.mark;
+      r = await startDaemon('ota-crash', { probationS: 120, keep: r });
+      const restarted = (await otaUntil(r, from, ['rolled_back', 'active', 'probation'])).at(-1);
+      assert.equal(restarted?.state, 'rolled_back', JSON.stringify(restarted));
+      assert.equal(restarted?.request, 'c1');
+      assert.match(restarted?.message ?? '', /the daemon stopped unexpectedly while .*moead-mnv2-synth-2\.8\.0-\w+ was on probation/);
+      assert.equal(await nextScoreVersion(r), shipped.version);
+
+      from = r.mqtt.mark;
+      assert.equal((await command(r, 'update-model', { id: 'c2', url })).ok, true);
+      await otaUntil(r, from, ['probation', 'failed']);
+      const busy = await command(r, 'update-model', { id: 'c3', url });
+      assert.match(busy.error ?? '', /the model switched by update c2 is on probation for \d+ s more/);
+      await stopDaemon(r, false);
+      from = r.mqtt.mark;
+      r = await startDaemon('ota-crash', { probationS: 120, keep: r });
+      const resumed = (await otaUntil(r, from, ['probation', 'rolled_back', 'failed'])).at(-1);
+      assert.equal(resumed?.state, 'probation', JSON.stringify(resumed));
+      assert.deepEqual(resumed?.running, { name: shipped.name, version: '2.8.0' });
+      assert.equal(await nextScoreVersion(r), '2.8.0');
+    } finally {
+      await r.daemon.stop();
+      await r.mqtt.close();
+    }
+  });
+});
