@@ -188,7 +188,12 @@ export class CameraPipeline {
     };
   }
 
-  /** The per-camera block of the telemetry message. */
+  /** Frames that failed in inference so far (a model update's probation watches it). */
+  get inferenceErrors(): number {
+    return this.#inferenceErrors;
+  }
+
+  /** The per-camera block of the telemetry message (reading it restarts the fps window). */
   telemetry(): { fps: number; frames: number; latency_ms: { p50: number | null; p95: number | null; p99: number | null }; drops: Record<string, number> } {
     return {
       fps: this.#rate.read(this.#scored),

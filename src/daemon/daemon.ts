@@ -134,7 +134,7 @@ export class Daemon {
         openDetector: (dir) => this.#parts.openDetector(dir, inference, log.child('inference')),
         thresholdProblems: (candidate) => thresholdProblems(this.#store.current, candidate.threshold.good_median),
         health: () => this.health(),
-        inferenceErrors: () => this.#cameras.reduce((sum, c) => sum + (c.telemetry().drops.inference_error ?? 0), 0),
+        inferenceErrors: () => this.#cameras.reduce((sum, c) => sum + c.inferenceErrors, 0),
         report: (status) => void link.link.publishOtaStatus(status).catch((err: unknown) => otaLog.warn(`status not published: ${errorMessage(err)}`)),
         log: otaLog,
       });

@@ -110,12 +110,15 @@ export class ModelUpdater {
     return { from, to: modelOf(this.#deps.live.manifest) };
   }
 
-  /** Cancels a download, leaves a probation to resume at the next start, and waits for the updater to settle. */
+  /**
+   * Cancels an update that has not switched yet, waits for the updater to settle, and leaves
+   * a probation under way to resume at the next start.
+   */
   async stop(): Promise<void> {
     this.#abort.abort();
+    await this.#work.catch(() => undefined);
     const probation = this.#probation;
     this.#endProbation();
-    await this.#work.catch(() => undefined);
     if (probation) await this.#deps.store.pauseProbation().catch((err: unknown) => this.#deps.log.error(`probation state not saved: ${errorMessage(err)}`));
   }
 
@@ -161,6 +164,8 @@ export class ModelUpdater {
       staging = undefined;
       candidate = await this.#deps.openDetector(installed);
       const references = await checkReferenceFrames(candidate, this.#deps.config().referenceTolerance);
+      // A stop that came during validation cancels here: nothing switches while the cameras stop.
+      if (this.#abort.signal.aborted) throw new Error('cancelled');
 
       step('switching');
       await store.switchTo(installed, request.id);
@@ -240,7 +245,11 @@ export class ModelUpdater {
       const why = this.#deps.health() ?? (this.#deps.inferenceErrors() > errorsBefore ? `${this.#deps.inferenceErrors() - errorsBefore} frame(s) failed in inference` : undefined);
       if (why !== undefined) {
         this.#endProbation();
-        this.#work = this.#returnToPrevious(request, false, `bad health on probation: ${why}`).catch((err: unknown) => this.#deps.log.error(`rollback failed: ${errorMessage(err)}`));
+        this.#work = this.#returnToPrevious(request, false, `bad health on probation: ${why}`).catch((err: unknown) => {
+          // The model under watch stays in force: nothing better can be opened.
+          this.#deps.log.error(`rollback failed: ${errorMessage(err)}`);
+          this.#report({ state: 'failed', request, running, target: running, message: `bad health on probation (${why}), and the rollback failed: ${errorMessage(err)}` });
+        });
       } else if (Date.now() >= deadline) {
         this.#endProbation();
         this.#work = this.#deps.store.confirm().then(
@@ -265,12 +274,19 @@ export class ModelUpdater {
     const failed = modelOf(this.#deps.live.manifest);
     const previous = store.previous;
     if (previous === null) throw new Error('no previous model to return to');
-    const detector = await this.#deps.openDetector(previous);
-    await store.rollBack(keepFailed);
-    void this.#deps.live.swap(detector).catch((err: unknown) => log.warn(`closing the replaced model: ${errorMessage(err)}`));
-    const running = modelOf(detector.manifest);
-    log.warn(`model ${failed.name} ${failed.version} rolled back to ${running.name} ${running.version}: ${why}`);
-    this.#report({ state: 'rolled_back', request, running, target: failed, message: why });
-    await store.prune();
+    // Busy while the previous model opens: an update or a second rollback now would race this one.
+    this.#busy = { request: request ?? '(automatic rollback)', step: 'rolling back' };
+    try {
+      const detector = await this.#deps.openDetector(previous);
+      await store.rollBack(keepFailed);
+      void this.#deps.live.swap(detector).catch((err: unknown) => log.warn(`closing the replaced model: ${errorMessage(err)}`));
+      const running = modelOf(detector.manifest);
+      log.warn(`model ${failed.name} ${failed.version} rolled back to ${running.name} ${running.version}: ${why}`);
+      this.#busy = undefined;
+      this.#report({ state: 'rolled_back', request, running, target: failed, message: why });
+      await store.prune();
+    } finally {
+      this.#busy = undefined;
+    }
   }
 }
