@@ -67,24 +67,32 @@ export class LiveDetector {
   }
 
   /**
-   * Puts `next` in force for every frame prepared from now on. The replaced detector closes
-   * when its frames in flight are done; the returned promise settles then.
+   * Puts `next` in force for every frame prepared from now on and returns the replaced
+   * detector. Unless `keep` is set, that one closes when its frames in flight are done;
+   * a kept one stays open for a quick way back (`swap` to it) until `retire` is called.
    */
-  swap(next: Detector): Promise<void> {
+  swap(next: Detector, { keep = false }: { keep?: boolean } = {}): Detector {
     const previous = this.#current;
-    if (previous === next) return Promise.resolve();
     this.#current = next;
+    this.#retiring.delete(next);
+    if (!keep && previous !== next) void this.retire(previous);
+    return previous;
+  }
+
+  /** Closes a detector that is no longer in force, once its frames in flight are done. */
+  retire(detector: Detector): Promise<void> {
+    if (detector === this.#current) return Promise.reject(new Error('LiveDetector.retire: that detector is in force'));
     const closed = new Promise<void>((resolve, reject) => {
-      this.#retiring.set(previous, () => void previous.close().then(resolve, reject));
+      this.#retiring.set(detector, () => void detector.close().then(resolve, reject));
     });
     this.#closing.push(closed.catch(() => undefined));
-    if ((this.#inFlight.get(previous) ?? 0) === 0) this.#retire(previous);
+    if ((this.#inFlight.get(detector) ?? 0) === 0) this.#close(detector);
     return closed;
   }
 
   /** Closes the detector in force and waits for replaced ones (call after the cameras stopped). */
   async close(): Promise<void> {
-    for (const detector of [...this.#retiring.keys()]) this.#retire(detector);
+    for (const detector of [...this.#retiring.keys()]) this.#close(detector);
     await Promise.all(this.#closing);
     await this.#current.close();
   }
@@ -100,10 +108,10 @@ export class LiveDetector {
       return;
     }
     this.#inFlight.delete(detector);
-    if (this.#retiring.has(detector)) this.#retire(detector);
+    if (this.#retiring.has(detector)) this.#close(detector);
   }
 
-  #retire(detector: Detector): void {
+  #close(detector: Detector): void {
     const close = this.#retiring.get(detector);
     this.#retiring.delete(detector);
     close?.();

@@ -57,6 +57,8 @@ export class ModelUpdater {
   #busy: { request: string; step: string } | undefined;
   #status: OtaStatus;
   #probation: { timer: NodeJS.Timeout; errorsBefore: number; deadline: number; request: string | null } | undefined;
+  /** The model before the switch, kept open during probation so that a rollback is immediate. */
+  #standby: Detector | undefined;
   #abort = new AbortController();
   #work: Promise<void> = Promise.resolve();
 
@@ -119,6 +121,7 @@ export class ModelUpdater {
     await this.#work.catch(() => undefined);
     const probation = this.#probation;
     this.#endProbation();
+    await this.#retireStandby();
     if (probation) await this.#deps.store.pauseProbation().catch((err: unknown) => this.#deps.log.error(`probation state not saved: ${errorMessage(err)}`));
   }
 
@@ -169,7 +172,7 @@ export class ModelUpdater {
 
       step('switching');
       await store.switchTo(installed, request.id);
-      void this.#deps.live.swap(candidate).catch((err: unknown) => log.warn(`closing the replaced model: ${errorMessage(err)}`));
+      this.#standby = this.#deps.live.swap(candidate, { keep: true });
       candidate = undefined;
       log.info(`model ${manifest.name} ${manifest.version} in force (update ${request.id}; ${references.length} reference frames within tolerance)`);
       this.#beginProbation(request.id, manifest);
@@ -253,7 +256,10 @@ export class ModelUpdater {
       } else if (Date.now() >= deadline) {
         this.#endProbation();
         this.#work = this.#deps.store.confirm().then(
-          () => this.#report({ state: 'active', request, running, target: null, message: `passed ${seconds} s of probation` }),
+          async () => {
+            this.#report({ state: 'active', request, running, target: null, message: `passed ${seconds} s of probation` });
+            await this.#retireStandby();
+          },
           (err: unknown) => this.#deps.log.error(`probation end not saved: ${errorMessage(err)}`),
         );
       }
@@ -262,6 +268,12 @@ export class ModelUpdater {
     timer.unref();
     this.#probation = { timer, errorsBefore, deadline, request };
     if (seconds === 0) check();
+  }
+
+  async #retireStandby(): Promise<void> {
+    const standby = this.#standby;
+    this.#standby = undefined;
+    if (standby) await this.#deps.live.retire(standby).catch((err: unknown) => this.#deps.log.warn(`closing the model before the update: ${errorMessage(err)}`));
   }
 
   #endProbation(): void {
@@ -277,9 +289,17 @@ export class ModelUpdater {
     // Busy while the previous model opens: an update or a second rollback now would race this one.
     this.#busy = { request: request ?? '(automatic rollback)', step: 'rolling back' };
     try {
-      const detector = await this.#deps.openDetector(previous);
-      await store.rollBack(keepFailed);
-      void this.#deps.live.swap(detector).catch((err: unknown) => log.warn(`closing the replaced model: ${errorMessage(err)}`));
+      // During probation the model before is still open; later it is opened again from disk.
+      const standby = this.#standby;
+      const detector = standby ?? (await this.#deps.openDetector(previous));
+      try {
+        await store.rollBack(keepFailed);
+      } catch (err) {
+        if (standby === undefined) await detector.close().catch(() => undefined);
+        throw err;
+      }
+      this.#standby = undefined;
+      this.#deps.live.swap(detector);
       const running = modelOf(detector.manifest);
       log.warn(`model ${failed.name} ${failed.version} rolled back to ${running.name} ${running.version}: ${why}`);
       this.#busy = undefined;

@@ -32,22 +32,23 @@ test('a swap applies to frames prepared after it; frames in flight finish on the
   assert.notEqual(first.manifest.input.width, second.manifest.input.width, 'test setup: two input sizes');
   const live = new LiveDetector(first);
   const before = await live.prepare(await frameFromFile(frame));
-  let closed = false;
-  const swapped = live.swap(second).then(() => {
-    closed = true;
-  });
-  await new Promise((r) => setTimeout(r, 50));
-  assert.equal(closed, false, 'the replaced model stays open while a frame it prepared waits');
+  assert.equal(live.swap(second, { keep: true }), first);
   assert.equal(live.manifest, second.manifest);
-
   const after = await live.prepare(await frameFromFile(frame));
   assert.equal(after.tensor.length, 3 * 48 * 48);
   const [old, fresh] = await Promise.all([live.infer(before), live.infer(after)]);
   assert.equal(old.manifest, first.manifest, 'scored by the model that prepared it');
   assert.equal(fresh.manifest, second.manifest);
-  await swapped;
-  assert.equal(closed, true);
-  await assert.rejects(first.detect(await frameFromFile(frame)), 'the replaced model is closed');
   await assert.rejects(live.infer(after), /this frame was not prepared here/, 'a prepared frame runs once');
+
+  // The kept detector is the way back; without `keep` the replaced one closes after its last frame.
+  const inFlight = await live.prepare(await frameFromFile(frame));
+  assert.equal(live.swap(first), second);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal((await live.infer(inFlight)).manifest, second.manifest, 'the replaced model stayed open for the frame it had prepared');
+  await new Promise((r) => setTimeout(r, 50));
+  await assert.rejects(second.detect(await frameFromFile(frame)), 'closed after its last frame');
+  await assert.rejects(live.retire(first), /that detector is in force/);
   await live.close();
+  await assert.rejects(first.detect(await frameFromFile(frame)), 'close() closes the detector in force');
 });
