@@ -10,8 +10,14 @@ export const OtaConfigSchema = z.strictObject({
   trustedKeys: z.array(PublicKeySchema).max(32).default([]),
   /** Largest update accepted, all downloaded files together. */
   maxBytes: z.number().int().positive().max(16 * 1024 ** 3).default(512 * 1024 ** 2),
-  /** Seconds one file may take to download before the update fails. */
+  /** Seconds one file may take to download, retries included, before the update fails. */
   downloadTimeoutS: z.number().positive().max(86_400).default(900),
+  /**
+   * Further attempts for a file whose transfer broke off or met a server error (5xx, 408,
+   * 429), 1 s apart and doubling up to 30 s, resumed where it stopped when the server takes
+   * Range requests. Client errors (4xx) and wrong sizes or hashes are not retried.
+   */
+  downloadRetries: z.number().int().min(0).max(20).default(5),
   /**
    * How far a reference frame's score may be from the one in the manifest, relative to it.
    * INT8 kernels of another CPU or GPU agree with the toolchain's to a few per cent

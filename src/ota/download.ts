@@ -1,18 +1,24 @@
 /**
  * Downloads one file of an update into the staging folder: streamed to disk, never past the
- * size it may have, hashed on the way, and cut off by a deadline. A file that comes out
- * short, long or with another sha256 is an error that names its URL.
+ * size it may have, hashed on the way, and cut off by a deadline. A transfer that breaks off
+ * (network error, server error, connection dropped) is retried with backoff and resumed
+ * where it stopped when the server honours a Range request; a client error (4xx) or a file
+ * that comes out with another size or sha256 fails at once. Errors name the URL.
  */
-import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { createHash, type Hash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export class DownloadError extends Error {
   override readonly name = 'DownloadError';
   constructor(
     readonly url: string,
-    message: string,
+    /** What went wrong, without the URL. */
+    readonly reason: string,
+    /** Worth another attempt: the network or the server failed, not the file. */
+    readonly transient = false,
   ) {
-    super(`${url}: ${message}`);
+    super(`${url}: ${reason}`);
   }
 }
 
@@ -22,12 +28,21 @@ export interface DownloadLimits {
   maxBytes: number;
   /** Expected sha256 (hex); checked when given. */
   sha256?: string;
+  /** For the whole file, retries included. */
   timeoutMs: number;
+  /** Further attempts after a transient failure (default 0). */
+  retries?: number;
+  /** Wait before the first retry, doubled for each next one up to 30 s (default 1000). */
+  retryDelayMs?: number;
   /** Called with the bytes received so far, after each chunk. */
   onProgress?: (received: number) => void;
+  /** Called before each retry with its number and what failed. */
+  onRetry?: (attempt: number, reason: string) => void;
   /** Aborts the transfer (the daemon is stopping). */
   signal?: AbortSignal;
 }
+
+const MAX_RETRY_DELAY_MS = 30_000;
 
 /** Only plain HTTP(S): a `file:` or `data:` URL from a remote command must not read the device's disk. */
 export function checkUpdateUrl(text: string): URL {
@@ -42,57 +57,87 @@ export function checkUpdateUrl(text: string): URL {
   return url;
 }
 
-/** `aborted` says why the signal fired (deadline or cancel), or undefined while it has not. */
-async function fetchBody(url: string, signal: AbortSignal, aborted: () => string | undefined): Promise<Response> {
+/** Server trouble that may pass: 5xx, timeouts and rate limits. Other 4xx will not change by asking again. */
+const transientStatus = (status: number) => status >= 500 || status === 408 || status === 429;
+
+/** The bytes received so far and their running hash, across attempts. */
+interface Progress {
+  received: number;
+  hash: Hash;
+}
+
+/** One request: from byte `progress.received` on when there is something to resume. */
+async function attempt(url: string, out: FileHandle, progress: Progress, limit: number, signal: AbortSignal, limits: DownloadLimits, aborted: () => string | undefined): Promise<void> {
+  const resumeAt = progress.received;
   let response: Response;
   try {
-    response = await fetch(url, { signal, redirect: 'follow' });
+    response = await fetch(url, { signal, redirect: 'follow', headers: resumeAt > 0 ? { range: `bytes=${resumeAt}-` } : {} });
   } catch (err) {
     const why = aborted();
     if (why !== undefined) throw new DownloadError(url, why);
     const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
-    throw new DownloadError(url, `${err instanceof Error ? err.message : String(err)}${cause}`);
+    throw new DownloadError(url, `${err instanceof Error ? err.message : String(err)}${cause}`, true);
   }
-  if (!response.ok) throw new DownloadError(url, `HTTP ${response.status} ${response.statusText}`.trim());
-  if (response.body === null) throw new DownloadError(url, 'the response has no body');
-  return response;
+  if (!response.ok) throw new DownloadError(url, `HTTP ${response.status} ${response.statusText}`.trim(), transientStatus(response.status));
+  if (response.body === null) throw new DownloadError(url, 'the response has no body', true);
+  if (resumeAt > 0 && !(response.status === 206 && new RegExp(`^bytes ${resumeAt}-`).test(response.headers.get('content-range') ?? ''))) {
+    // The server sends the whole file again: start over.
+    progress.received = 0;
+    progress.hash = createHash('sha256');
+    await out.truncate(0);
+  }
+  const declared = Number(response.headers.get('content-length') ?? Number.NaN);
+  if (Number.isFinite(declared) && progress.received + declared > limit) throw new DownloadError(url, `the server sends ${progress.received + declared} bytes, at most ${limit} expected`);
+  try {
+    for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+      if (progress.received + chunk.byteLength > limit) throw new DownloadError(url, `more than the ${limit} bytes expected; transfer stopped`);
+      await out.write(chunk, 0, chunk.byteLength, progress.received);
+      progress.hash.update(chunk);
+      progress.received += chunk.byteLength;
+      limits.onProgress?.(progress.received);
+    }
+  } catch (err) {
+    if (err instanceof DownloadError) throw err;
+    const why = aborted();
+    throw new DownloadError(url, `transfer broke off after ${progress.received} bytes (${why ?? (err instanceof Error ? err.message : String(err))})`, why === undefined);
+  }
+  if (limits.bytes !== undefined && progress.received < limits.bytes) {
+    // The connection ended cleanly but early: a proxy or server that gave up. Resume it.
+    throw new DownloadError(url, `${progress.received} bytes received, the manifest says ${limits.bytes} (truncated?)`, true);
+  }
 }
 
 /** Downloads `url` into `file` (created, never overwritten); returns its size and sha256. */
 export async function downloadFile(url: string, file: string, limits: DownloadLimits): Promise<{ bytes: number; sha256: string }> {
   const deadline = AbortSignal.timeout(limits.timeoutMs);
   const signal = limits.signal ? AbortSignal.any([deadline, limits.signal]) : deadline;
-  const limit = limits.bytes ?? limits.maxBytes;
-  const hash = createHash('sha256');
-  let received = 0;
   const aborted = () => (deadline.aborted ? `took longer than ${limits.timeoutMs / 1000} s` : limits.signal?.aborted ? 'cancelled' : undefined);
+  const limit = limits.bytes ?? limits.maxBytes;
+  const retries = limits.retries ?? 0;
+  const progress: Progress = { received: 0, hash: createHash('sha256') };
   const out = await open(file, 'wx');
   try {
-    const response = await fetchBody(url, signal, aborted);
-    const declared = Number(response.headers.get('content-length') ?? Number.NaN);
-    if (Number.isFinite(declared) && declared > limit) throw new DownloadError(url, `the server sends ${declared} bytes, at most ${limit} expected`);
-    try {
-      for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
-        received += chunk.byteLength;
-        if (received > limit) throw new DownloadError(url, `more than the ${limit} bytes expected; transfer stopped`);
-        hash.update(chunk);
-        await out.write(chunk);
-        limits.onProgress?.(received);
+    for (let retry = 0; ; retry++) {
+      try {
+        await attempt(url, out, progress, limit, signal, limits, aborted);
+        break;
+      } catch (err) {
+        if (!(err instanceof DownloadError) || !err.transient || aborted() !== undefined) throw err;
+        if (retry >= retries) throw retries === 0 ? err : new DownloadError(url, `${err.reason} (gave up after ${retries} retries)`);
+        limits.onRetry?.(retry + 1, err.message);
+        const delay = Math.min(MAX_RETRY_DELAY_MS, (limits.retryDelayMs ?? 1000) * 2 ** retry);
+        await sleep(delay, undefined, { signal }).catch(() => {
+          throw new DownloadError(url, aborted() ?? 'cancelled');
+        });
       }
-    } catch (err) {
-      if (err instanceof DownloadError) throw err;
-      throw new DownloadError(url, `transfer broke off after ${received} bytes (${aborted() ?? (err instanceof Error ? err.message : String(err))})`);
     }
     await out.sync();
   } finally {
     await out.close();
   }
-  if (limits.bytes !== undefined && received !== limits.bytes) {
-    throw new DownloadError(url, `${received} bytes received, the manifest says ${limits.bytes} (truncated?)`);
-  }
-  const sha256 = hash.digest('hex');
+  const sha256 = progress.hash.digest('hex');
   if (limits.sha256 !== undefined && sha256 !== limits.sha256) {
     throw new DownloadError(url, `sha256 ${sha256} does not match the manifest's ${limits.sha256} (corrupted or tampered)`);
   }
-  return { bytes: received, sha256 };
+  return { bytes: progress.received, sha256 };
 }

@@ -190,7 +190,7 @@ export class ModelUpdater {
   /** manifest.json and manifest.sig: the signature is checked before the manifest is believed. */
   async #fetchSigned(base: URL, staging: string): Promise<{ manifest: Manifest; bytes: number }> {
     const config = this.#deps.config();
-    const limits = { timeoutMs: config.downloadTimeoutS * 1000, signal: this.#abort.signal };
+    const limits = { timeoutMs: config.downloadTimeoutS * 1000, retries: config.downloadRetries, onRetry: this.#logRetry, signal: this.#abort.signal };
     const manifestFile = join(staging, MANIFEST_FILE);
     const sigFile = join(staging, SIGNATURE_FILE);
     const fetched = await downloadFile(new URL(MANIFEST_FILE, base).href, manifestFile, { ...limits, maxBytes: MANIFEST_MAX_BYTES });
@@ -225,6 +225,8 @@ export class ModelUpdater {
         ...(entry.sha256 !== undefined ? { sha256: entry.sha256 } : {}),
         maxBytes: config.maxBytes - before,
         timeoutMs: config.downloadTimeoutS * 1000,
+        retries: config.downloadRetries,
+        onRetry: this.#logRetry,
         signal: this.#abort.signal,
         onProgress: (received) => {
           const now = Date.now();
@@ -237,6 +239,10 @@ export class ModelUpdater {
     }
     progress({ bytes: done, total: Math.max(known, done) });
   }
+
+  readonly #logRetry = (attempt: number, reason: string): void => {
+    this.#deps.log.warn(`download retry ${attempt}/${this.#deps.config().downloadRetries}: ${reason}`);
+  };
 
   #beginProbation(request: string | null, manifest: Manifest): void {
     const seconds = this.#deps.config().probationS;

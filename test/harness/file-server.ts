@@ -1,17 +1,21 @@
 /**
- * A real HTTP server on loopback that serves a folder, for download tests. A test can make
- * one path misbehave the ways networks do: cut the body short, stall, answer with an error
- * status, or send more than it announced.
+ * A real HTTP server on loopback that serves a folder, for download tests, with single
+ * byte-range requests as web servers answer them (206). A test can make one path misbehave
+ * the ways networks do: cut the body short, stall, answer with an error status, or send more
+ * than it announced.
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, normalize } from 'node:path';
 
 export type Fault =
-  /** Announces the full length, sends this many bytes, then drops the connection. */
-  | { kind: 'truncate'; afterBytes: number }
+  /**
+   * Announces the full length, sends this many bytes, then drops the connection; only for
+   * the first `times` requests when given (a network that recovers).
+   */
+  | { kind: 'truncate'; afterBytes: number; times?: number }
   /** Sends the headers, then nothing. */
   | { kind: 'stall' }
   | { kind: 'status'; code: number }
@@ -20,8 +24,10 @@ export type Fault =
 
 export class FileServer {
   readonly faults = new Map<string, Fault>();
-  /** Paths requested, in order. */
+  /** Paths requested, in order, with the Range header when there was one: `a/b.onnx bytes=100-`. */
   readonly requests: string[] = [];
+  /** Set false to serve whole files only, as some servers do. */
+  ranges = true;
   readonly #server: Server;
   readonly #root: string;
   readonly #open = new Set<ServerResponse>();
@@ -33,7 +39,7 @@ export class FileServer {
 
   static async start(root: string): Promise<FileServer> {
     let instance: FileServer | undefined;
-    const server = createServer((req, res) => void instance?.serve(req.url ?? '/', res));
+    const server = createServer((req, res) => void instance?.serve(req, res));
     instance = new FileServer(root, server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return instance;
@@ -50,9 +56,10 @@ export class FileServer {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
-  private async serve(url: string, res: ServerResponse): Promise<void> {
-    const path = decodeURIComponent(new URL(url, 'http://x').pathname).replace(/^\/+/, '');
-    this.requests.push(path);
+  private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname).replace(/^\/+/, '');
+    const range = this.ranges ? /^bytes=(\d+)-$/.exec(String(req.headers.range ?? '')) : null;
+    this.requests.push(range ? `${path} ${range[0]}` : path);
     this.#open.add(res);
     res.once('close', () => this.#open.delete(res));
     const fault = this.faults.get(path);
@@ -71,9 +78,15 @@ export class FileServer {
       res.flushHeaders();
       return;
     }
-    if (fault?.kind === 'truncate') {
-      res.writeHead(200, { 'content-length': info.size });
-      createReadStream(file, { end: fault.afterBytes - 1 })
+    const start = range ? Number(range[1]) : 0;
+    if (start >= info.size && start > 0) {
+      res.writeHead(416, { 'content-range': `bytes */${info.size}` }).end();
+      return;
+    }
+    const head = range ? { 'content-length': info.size - start, 'content-range': `bytes ${start}-${info.size - 1}/${info.size}` } : { 'content-length': info.size };
+    if (fault?.kind === 'truncate' && (fault.times === undefined || fault.times-- > 0)) {
+      res.writeHead(range ? 206 : 200, head);
+      createReadStream(file, { start, end: start + fault.afterBytes - 1 })
         .on('end', () => setTimeout(() => res.destroy(), 20))
         .pipe(res, { end: false });
       return;
@@ -85,7 +98,7 @@ export class FileServer {
         .pipe(res, { end: false });
       return;
     }
-    res.writeHead(200, { 'content-length': info.size });
-    createReadStream(file).pipe(res);
+    res.writeHead(range ? 206 : 200, head);
+    createReadStream(file, { start }).pipe(res);
   }
 }

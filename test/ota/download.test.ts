@@ -73,6 +73,50 @@ describe('downloadFile', () => {
   });
 });
 
+describe('retries', () => {
+  const limits = { bytes: body.length, sha256: sha, maxBytes: 1 << 20, timeoutMs: 10_000, retryDelayMs: 10 };
+
+  test('a transfer that broke off resumes where it stopped (Range), or starts over where the server ignores ranges', async () => {
+    for (const ranges of [true, false]) {
+      server.ranges = ranges;
+      server.requests.length = 0;
+      server.faults.set('file.bin', { kind: 'truncate', afterBytes: 120_000, times: 1 });
+      const retried: string[] = [];
+      const target = out();
+      const result = await downloadFile(server.url('file.bin'), target, { ...limits, retries: 2, onRetry: (n, why) => retried.push(`${n} ${why}`) });
+      assert.deepEqual(result, { bytes: body.length, sha256: sha });
+      assert.ok((await readFile(target)).equals(body));
+      assert.equal(retried.length, 1, retried.join('\n'));
+      assert.match(retried[0] ?? '', /^1 .*file\.bin: transfer broke off after 120000 bytes/);
+      assert.deepEqual(server.requests, ranges ? ['file.bin', 'file.bin bytes=120000-'] : ['file.bin', 'file.bin']);
+    }
+    server.ranges = true;
+    server.faults.delete('file.bin');
+  });
+
+  test('gives up after the retries; a client error is not retried', async () => {
+    server.faults.set('file.bin', { kind: 'truncate', afterBytes: 1000 });
+    await assert.rejects(downloadFile(server.url('file.bin'), out(), { ...limits, retries: 2 }), /file\.bin: transfer broke off after \d+ bytes .*\(gave up after 2 retries\)$/);
+    server.faults.set('file.bin', { kind: 'status', code: 503 });
+    await assert.rejects(downloadFile(server.url('file.bin'), out(), { ...limits, retries: 1 }), /file\.bin: HTTP 503 Service Unavailable \(gave up after 1 retries\)$/);
+    server.faults.delete('file.bin');
+    server.requests.length = 0;
+    await assert.rejects(downloadFile(server.url('absent.bin'), out(), { ...limits, retries: 3 }), /absent\.bin: HTTP 404 Not Found$/);
+    assert.deepEqual(server.requests, ['absent.bin']);
+  });
+
+  test('a wrong hash is not retried, and a cancel during the wait between attempts ends it', async () => {
+    server.requests.length = 0;
+    await assert.rejects(downloadFile(server.url('file.bin'), out(), { ...limits, sha256: 'f'.repeat(64), retries: 3 }), /does not match/);
+    assert.equal(server.requests.length, 1);
+    server.faults.set('file.bin', { kind: 'status', code: 502 });
+    const cancel = new AbortController();
+    const pending = downloadFile(server.url('file.bin'), out(), { ...limits, retries: 3, retryDelayMs: 5000, signal: cancel.signal, onRetry: () => setTimeout(() => cancel.abort(), 20) });
+    await assert.rejects(pending, /file\.bin: cancelled$/);
+    server.faults.delete('file.bin');
+  });
+});
+
 describe('checkUpdateUrl', () => {
   test('takes http and https; refuses other schemes, credentials and non-URLs by field', () => {
     assert.equal(checkUpdateUrl('https://fleet.example/b/').href, 'https://fleet.example/b/');
