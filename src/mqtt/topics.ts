@@ -187,6 +187,8 @@ export const COMMAND_SCHEMAS = {
     url: z.string().min(1).max(2048),
     /** When given, the manifest's version must be this one (guards against a stale server or cache). */
     version: z.string().min(1).max(64).optional(),
+    /** true installs an older version of the running model (refused otherwise, as a likely mistake or replay). */
+    downgrade: z.boolean().optional(),
   }),
   'rollback-model': z.strictObject({ id: CommandIdSchema }),
 } as const;

@@ -18,6 +18,7 @@ import { checkUpdateUrl, downloadFile } from './download.js';
 import type { ModelStore, StartupRecovery } from './model-store.js';
 import { SIGNATURE_FILE, parseSignatureFile, verifyManifest } from './signature.js';
 import { checkReferenceFrames } from './validate.js';
+import { compareVersions } from './version.js';
 
 export type OtaStatus = Omit<OtaStatusPayload, 'ts'>;
 
@@ -30,6 +31,7 @@ export interface UpdateRequest {
   id: string;
   url: string;
   version?: string | undefined;
+  downgrade?: boolean | undefined;
 }
 
 export interface ModelUpdaterDeps {
@@ -154,6 +156,9 @@ export class ModelUpdater {
       }
       const current = this.#deps.live.manifest;
       if (manifest.model.sha256 === current.model.sha256 && manifest.version === current.version) throw new Error(`${manifest.name} ${manifest.version} is the model in force already`);
+      if (manifest.name === current.name && compareVersions(manifest.version, current.version) < 0 && request.downgrade !== true) {
+        throw new Error(`version: ${manifest.version} is older than the running ${current.version}; send "downgrade": true to install it (rollback-model returns to the previous model)`);
+      }
       await this.#fetchFiles(base, staging, manifest, bytes, (progress) => step('downloading', { progress }));
 
       step('verifying');
@@ -178,12 +183,12 @@ export class ModelUpdater {
       this.#beginProbation(request.id, manifest);
     } catch (err) {
       await candidate?.close().catch(() => undefined);
+      // Cleared before the report, so that `failed` means nothing of the update is left on disk.
+      if (staging !== undefined) await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+      await store.prune().catch(() => undefined);
       const message = this.#abort.signal.aborted ? 'cancelled: the daemon is stopping' : errorMessage(err);
       log.error(`update ${request.id} failed, ${running().name} ${running().version} stays: ${message}`);
       step('failed', { message });
-      await store.prune().catch(() => undefined);
-    } finally {
-      if (staging !== undefined) await rm(staging, { recursive: true, force: true }).catch(() => undefined);
     }
   }
 
@@ -309,8 +314,8 @@ export class ModelUpdater {
       const running = modelOf(detector.manifest);
       log.warn(`model ${failed.name} ${failed.version} rolled back to ${running.name} ${running.version}: ${why}`);
       this.#busy = undefined;
+      await store.prune().catch((err: unknown) => log.warn(`old bundles not deleted: ${errorMessage(err)}`));
       this.#report({ state: 'rolled_back', request, running, target: failed, message: why });
-      await store.prune();
     } finally {
       this.#busy = undefined;
     }

@@ -226,9 +226,10 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
       await refused('v1', url, /reference frames do not score as the manifest says: reference\/\S+ scored [\d.]+, the manifest says [\d.]+ \(±[\d.]+ allowed, ota\.referenceTolerance\)/);
     });
 
-    test('another version than asked for, and the model already in force', async () => {
+    test('another version than asked for, the model already in force, and an older version without "downgrade"', async () => {
       await refused('n1', await serveBundle('v270', { edit: bump('2.7.0') }), /version: the bundle at \S+v270\/ is 2\.7\.0, the request asked for 3\.0\.0/, { version: '3.0.0' });
       await refused('n2', await serveBundle('same', {}), new RegExp(`${shipped.name} ${shipped.version.replace(/\./g, '\\.')} is the model in force already`));
+      await refused('n3', await serveBundle('v100', { edit: bump('1.0.0') }), /version: 1\.0\.0 is older than the running \d+\.\d+\.\d+; send "downgrade": true to install it/);
     });
 
     test('malformed requests get an error reply that names the field, and change nothing', async () => {
