@@ -17,6 +17,7 @@ import { silentLog } from '../src/capture/reporter.js';
 import { ScoringConfigSchema } from '../src/config/schema.js';
 import { CameraPipeline, type FrameDetector } from '../src/daemon/camera-pipeline.js';
 import { openDetector, type DetectionTimings, type Detector } from '../src/inference/detector.js';
+import { LiveDetector } from '../src/inference/live-detector.js';
 import { favorInference, type InferencePriority } from '../src/daemon/priority.js';
 import { InferenceConfigSchema } from '../src/inference/config.js';
 import { MqttConfigSchema } from '../src/mqtt/config.js';
@@ -181,20 +182,22 @@ function wire({ state, broker, detector, link, subscriber, log, images, priority
     }
   });
 
+  // The daemon runs its model behind a LiveDetector (replaceable by an update): so does the rig.
+  const live = new LiveDetector(detector);
   const addCamera = async (config: CameraConfig, source: FrameSource, onTaken?: () => void): Promise<Camera> => {
     const traced: FrameDetector = {
-      manifest: detector.manifest,
+      manifest: live.manifest,
       prepare: (frame) => {
         captured.set(`${frame.camera}@${new Date(frame.capturedAt).toISOString()}`, frame.capturedMono);
         onTaken?.();
-        return detector.prepare(frame);
+        return live.prepare(frame);
       },
       infer: (prepared) =>
-        detector.infer(prepared).then((detection) => {
+        live.infer(prepared).then((detection) => {
           timings.push(detection.timings);
           return detection;
         }),
-      snapshot: (frame, detection, opts) => detector.snapshot(frame, detection, opts),
+      snapshot: (frame, detection, opts) => live.snapshot(frame, detection, opts),
     };
     await subscriber.subscribeAsync(link.topics.score(config.name), { qos: 1 });
     const pipeline = new CameraPipeline({
@@ -240,7 +243,7 @@ function wire({ state, broker, detector, link, subscriber, log, images, priority
       for (const camera of cameras.values()) await camera.pipeline.stop();
       await subscriber.endAsync();
       await link.stop();
-      await detector.close();
+      await live.close();
       await broker.teardown();
       await rm(state, { recursive: true, force: true });
     },

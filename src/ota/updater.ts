@@ -54,6 +54,9 @@ export interface ModelUpdaterDeps {
 
 const modelOf = (m: Manifest) => ({ name: m.name, version: m.version });
 
+/** A bundle file's URL under the bundle's; each segment escaped, so `#`, `?` or `%2e%2e` in a name stay part of it. */
+const fileUrl = (base: URL, file: string): string => new URL(file.split('/').map(encodeURIComponent).join('/'), base).href;
+
 export class ModelUpdater {
   readonly #deps: ModelUpdaterDeps;
   #busy: { request: string; step: string } | undefined;
@@ -198,15 +201,15 @@ export class ModelUpdater {
     const limits = { timeoutMs: config.downloadTimeoutS * 1000, retries: config.downloadRetries, onRetry: this.#logRetry, signal: this.#abort.signal };
     const manifestFile = join(staging, MANIFEST_FILE);
     const sigFile = join(staging, SIGNATURE_FILE);
-    const fetched = await downloadFile(new URL(MANIFEST_FILE, base).href, manifestFile, { ...limits, maxBytes: MANIFEST_MAX_BYTES });
-    await downloadFile(new URL(SIGNATURE_FILE, base).href, sigFile, { ...limits, maxBytes: SIGNATURE_MAX_BYTES });
+    const fetched = await downloadFile(fileUrl(base, MANIFEST_FILE), manifestFile, { ...limits, maxBytes: MANIFEST_MAX_BYTES });
+    await downloadFile(fileUrl(base, SIGNATURE_FILE), sigFile, { ...limits, maxBytes: SIGNATURE_MAX_BYTES });
     const manifestBytes = await readFile(manifestFile);
     try {
       verifyManifest(manifestBytes, parseSignatureFile(await readFile(sigFile, 'utf8')), config.trustedKeys);
     } catch (err) {
-      throw new Error(`${new URL(SIGNATURE_FILE, base).href}: ${errorMessage(err)}`);
+      throw new Error(`${fileUrl(base, SIGNATURE_FILE)}: ${errorMessage(err)}`);
     }
-    const manifest = parseManifest(manifestBytes.toString('utf8'), new URL(MANIFEST_FILE, base).href);
+    const manifest = parseManifest(manifestBytes.toString('utf8'), fileUrl(base, MANIFEST_FILE));
     return { manifest, bytes: fetched.bytes };
   }
 
@@ -225,7 +228,7 @@ export class ModelUpdater {
       const target = join(staging, entry.file);
       await mkdir(dirname(target), { recursive: true });
       const before = done;
-      const result = await downloadFile(new URL(entry.file, base).href, target, {
+      const result = await downloadFile(fileUrl(base, entry.file), target, {
         ...(entry.bytes !== undefined ? { bytes: entry.bytes } : {}),
         ...(entry.sha256 !== undefined ? { sha256: entry.sha256 } : {}),
         maxBytes: config.maxBytes - before,
