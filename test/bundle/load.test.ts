@@ -1,25 +1,17 @@
 /** Bundle loading: a good bundle loads; every kind of damage is refused naming the file and key. */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { BundleError, loadBundle } from '../../src/bundle/load.js';
 import { tempDir, type TempDir } from '../harness/index.js';
-import { writeBundleAround } from '../inference/synthetic-bundle.js';
+import { writeByteBundle } from '../inference/synthetic-bundle.js';
 
 let dir: TempDir;
 let bundle: string;
 
 /** The loader checks bytes, not ONNX validity, so random bytes stand in for the model here. */
-async function freshBundle(name: string): Promise<string> {
-  const path = dir.file(name);
-  await rm(path, { recursive: true, force: true });
-  await mkdir(path, { recursive: true });
-  await writeFile(join(path, 'model.onnx'), randomBytes(4096));
-  await writeBundleAround(path, 32, 4);
-  return path;
-}
+const freshBundle = (name: string) => writeByteBundle(dir.file(name));
 
 async function editManifest(path: string, edit: (m: Record<string, unknown>) => void): Promise<void> {
   const file = join(path, 'manifest.json');

@@ -3,13 +3,13 @@
  * OTA update downloads them too; frames without them (older bundles) still load.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { BundleError, loadBundle } from '../../src/bundle/load.js';
 import { tempDir, type TempDir } from '../harness/index.js';
-import { writeBundleAround } from '../inference/synthetic-bundle.js';
+import { writeByteBundle } from '../inference/synthetic-bundle.js';
 
 const FRAME = join('reference', 'frame-0.png');
 
@@ -26,11 +26,7 @@ async function editFrames(path: string, edit: (frames: Frame[]) => void): Promis
 
 /** A synthetic bundle whose reference frame carries the size and sha256 of its PNG. */
 async function hashedBundle(name: string): Promise<string> {
-  const path = dir.file(name);
-  await rm(path, { recursive: true, force: true });
-  await mkdir(path, { recursive: true });
-  await writeFile(join(path, 'model.onnx'), randomBytes(4096));
-  await writeBundleAround(path, 32, 4);
+  const path = await writeByteBundle(dir.file(name));
   const png = await readFile(join(path, FRAME));
   await editFrames(path, (frames) => {
     frames[0]!['sha256'] = createHash('sha256').update(png).digest('hex');

@@ -3,9 +3,9 @@
  * package) with the bundle's I/O contract, and a manifest whose sha256/bytes match it.
  */
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { BUNDLE_FORMAT, type InputSpec, type Manifest } from '../../src/bundle/manifest.js';
@@ -115,6 +115,18 @@ export async function writeBundleAround(dir: string, size: number, grid: number)
   await writeFile(join(dir, 'reference', 'frame-0.png'), await gradientPng(size, size));
   await writeFile(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   return manifest;
+}
+
+/**
+ * A bundle folder at `path` (replacing what was there) whose model is random bytes: for
+ * the loader's checks, which look at bytes, not at ONNX validity.
+ */
+export async function writeByteBundle(path: string): Promise<string> {
+  await rm(path, { recursive: true, force: true });
+  await mkdir(path, { recursive: true });
+  await writeFile(join(path, 'model.onnx'), randomBytes(4096));
+  await writeBundleAround(path, 32, 4);
+  return path;
 }
 
 /** Writes a complete bundle with a real ONNX model (needs the toolchain venv) into `dir`. */
