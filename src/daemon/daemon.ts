@@ -135,7 +135,13 @@ export class Daemon {
         thresholdProblems: (candidate) => thresholdProblems(this.#store.current, candidate.threshold.good_median),
         health: () => this.health(),
         inferenceErrors: () => this.#cameras.reduce((sum, c) => sum + c.inferenceErrors, 0),
-        report: (status) => void link.link.publishOtaStatus(status).catch((err: unknown) => otaLog.warn(`status not published: ${errorMessage(err)}`)),
+        report: (status) => {
+          void link.link.publishOtaStatus(status).catch((err: unknown) => otaLog.warn(`status not published: ${errorMessage(err)}`));
+          // A switch or a rollback: discovery and Sparkplug births name the model, so they go out again.
+          if (status.state === 'probation' || status.state === 'rolled_back') {
+            void link.link.modelChanged().catch((err: unknown) => otaLog.warn(`model change not announced: ${errorMessage(err)}`));
+          }
+        },
         log: otaLog,
       });
       this.#cameras = config.cameras.map(

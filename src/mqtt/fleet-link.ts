@@ -229,6 +229,10 @@ export class MqttFleetLink implements FleetLinkHandle {
     await this.#publishIfConnected(this.topics.ota, body, DELIVERY.ota);
   }
 
+  async modelChanged(): Promise<void> {
+    await Promise.all([this.#config.homeassistant.enabled ? this.#publishDiscovery() : undefined, this.#sparkplug?.rebirth()]);
+  }
+
   async publishTelemetry(payload: Record<string, unknown>): Promise<void> {
     const body = TelemetryPayloadSchema.parse({ ts: new Date().toISOString(), ...payload, link: this.stats() });
     // Telemetry is a snapshot of now: sent when connected, never queued (the next one supersedes it).

@@ -37,6 +37,8 @@ export interface FleetLink {
   publishTelemetry(payload: Record<string, unknown>): Promise<void>;
   /** The model updater's state, retained on `<root>/ota`. */
   publishOtaStatus(status: Omit<OtaStatusPayload, 'ts'>): Promise<void>;
+  /** Another model is in force: what describes the device (discovery, Sparkplug births) is sent again. */
+  modelChanged(): Promise<void>;
   onCommand(name: string, handler: CommandHandler): void;
   /** Delivers what is in flight, publishes `offline`, disconnects. */
   stop(): Promise<void>;

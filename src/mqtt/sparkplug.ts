@@ -86,6 +86,11 @@ export class SparkplugNode {
     return this.#conn.start();
   }
 
+  /** NBIRTH and DBIRTHs again, as a host's rebirth request gets them (the model changed). */
+  async rebirth(): Promise<void> {
+    if (this.#conn.connected) await this.#birth();
+  }
+
   /** A camera seen for the first time after NBIRTH gets its DBIRTH now. */
   addCamera(camera: string): void {
     if (this.#conn.connected) void this.#publish(this.topic('DBIRTH', camera), this.#deviceMetrics(camera));

@@ -48,7 +48,8 @@ test('Sparkplug B: NBIRTH with bdSeq, DBIRTH per camera, DDATA per score, rebirt
   const state = await tempDir('moead-spb-');
   const w = await MqttCollector.connect(broker.url, 'spBv1.0/plant1/#');
   const config = testConfig(broker.url, { sparkplug: { enabled: true, groupId: 'plant1' } });
-  const deps = { stateDir: state.path, cameras: ['cam1'], model: () => ({ name: 'moead-mnv2-synth', version: '1.0.0' }) };
+  let model = { name: 'moead-mnv2-synth', version: '1.0.0' };
+  const deps = { stateDir: state.path, cameras: ['cam1'], model: () => model };
   const link = createFleetLink(config, deps);
   const handled: Array<[string, Record<string, unknown>]> = [];
   for (const name of ['set-threshold', 'snapshot', 'reload-config']) {
@@ -104,6 +105,14 @@ test('Sparkplug B: NBIRTH with bdSeq, DBIRTH per camera, DDATA per score, rebirt
     assert.equal(metric(redbirth, 'Device Control/Snapshot')?.value, false, 'DBIRTH declares the device commands');
     assert.equal(metric(reborn, 'Node Control/Reload Config')?.value, false, 'NBIRTH declares the node commands');
 
+    // An update switched the model: the births say so at once.
+    model = { name: 'moead-mnv2-synth', version: '2.0.0' };
+    const fromUpdate = w.mark;
+    await link.modelChanged();
+    const afterUpdate = decode((await w.waitFor('spBv1.0/plant1/NBIRTH/dev1', { from: fromUpdate })).payload);
+    assert.equal(metric(afterUpdate, 'Properties/model version')?.value, '2.0.0');
+    assert.equal(asNumber(metric(afterUpdate, 'bdSeq')?.value), bdSeq);
+
     // A malformed NCMD changes nothing and the node goes on.
     await w.publish('spBv1.0/plant1/NCMD/dev1', Buffer.from([0xff, 0xff, 0xff]), { qos: 0 });
 
@@ -130,7 +139,8 @@ test('Home Assistant discovery is retained, and re-sent when Home Assistant anno
   const broker = await Mosquitto.start();
   const state = await tempDir('moead-ha-');
   const w = await MqttCollector.connect(broker.url, 'homeassistant/#');
-  const link = createFleetLink(testConfig(broker.url, { homeassistant: { enabled: true } }), { stateDir: state.path, cameras: ['cam1'], softwareVersion: '0.1.0' });
+  let model = { name: 'line3', version: '1.0.0' };
+  const link = createFleetLink(testConfig(broker.url, { homeassistant: { enabled: true } }), { stateDir: state.path, cameras: ['cam1'], softwareVersion: '0.1.0', model: () => model });
   try {
     await link.start();
     await link.announceOnline();
@@ -152,6 +162,13 @@ test('Home Assistant discovery is retained, and re-sent when Home Assistant anno
     const from = w.mark;
     await w.publish('homeassistant/status', 'online');
     await w.waitForCount((m) => m.topic.endsWith('/config'), 4, { from });
+
+    // An update switched the model: the device's description follows.
+    model = { name: 'line3', version: '2.0.0' };
+    const fromUpdate = w.mark;
+    await link.modelChanged();
+    const redone = await w.waitFor('homeassistant/sensor/dev1/cam1_score/config', { from: fromUpdate });
+    assert.equal((redone.json() as { device: { model: string } }).device.model, 'line3 2.0.0');
 
     // A camera first seen later gets its entities too.
     const from2 = w.mark;
