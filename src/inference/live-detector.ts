@@ -72,9 +72,9 @@ export class LiveDetector {
    * a kept one stays open for a quick way back (`swap` to it) until `retire` is called.
    */
   swap(next: Detector, { keep = false }: { keep?: boolean } = {}): Detector {
+    if (this.#retiring.has(next)) throw new Error('LiveDetector.swap: that detector is being retired');
     const previous = this.#current;
     this.#current = next;
-    this.#retiring.delete(next);
     if (!keep && previous !== next) void this.retire(previous);
     return previous;
   }

@@ -44,6 +44,7 @@ test('a swap applies to frames prepared after it; frames in flight finish on the
   // The kept detector is the way back; without `keep` the replaced one closes after its last frame.
   const inFlight = await live.prepare(await frameFromFile(frame));
   assert.equal(live.swap(first), second);
+  assert.throws(() => live.swap(second), /that detector is being retired/);
   await new Promise((r) => setTimeout(r, 50));
   assert.equal((await live.infer(inFlight)).manifest, second.manifest, 'the replaced model stayed open for the frame it had prepared');
   await new Promise((r) => setTimeout(r, 50));
