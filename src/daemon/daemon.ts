@@ -206,7 +206,12 @@ export class Daemon {
   }
 
   #favorInference(detector: LiveDetector, nice: number, threads: number): void {
-    this.#priority = favorInference({ nice, threads, inferenceThreadIds: () => detector.inferenceThreadIds() });
+    // The models an update holds open (a candidate, the one before) are spared as well.
+    const modelThreads = () => {
+      const live = detector.inferenceThreadIds();
+      return live === undefined ? undefined : [...live, ...(this.#updater?.inferenceThreadIds() ?? [])];
+    };
+    this.#priority = favorInference({ nice, threads, inferenceThreadIds: modelThreads });
     const { off, lowered } = this.#priority;
     if (off) this.#log.debug(`all threads at normal priority: ${off}`);
     else this.#log.info(`inference first: ${lowered} other threads at nice ${nice} (inference.housekeepingNice)`);

@@ -64,12 +64,23 @@ export class ModelUpdater {
   #probation: { timer: NodeJS.Timeout; errorsBefore: number; deadline: number; request: string | null } | undefined;
   /** The model before the switch, kept open during probation so that a rollback is immediate. */
   #standby: Detector | undefined;
+  /** A model opened and not yet in force (an update being validated, a rollback's target). */
+  #candidate: Detector | undefined;
   #abort = new AbortController();
   #work: Promise<void> = Promise.resolve();
 
   constructor(deps: ModelUpdaterDeps) {
     this.#deps = deps;
     this.#status = { state: 'active', request: null, running: modelOf(deps.live.manifest), target: null };
+  }
+
+  /**
+   * Threads of the models the updater holds open beside the one in force. The daemon keeps
+   * them at normal priority too: a thread's nice value, once raised, cannot be lowered again
+   * without privilege, so a candidate swept while it validates would run slower once in force.
+   */
+  inferenceThreadIds(): number[] {
+    return [this.#candidate, this.#standby].flatMap((d) => d?.inferenceThreadIds() ?? []);
   }
 
   /** The latest status (what `<root>/ota` holds). */
@@ -148,7 +159,6 @@ export class ModelUpdater {
     let target: OtaStatus['target'] = null;
     const step = (state: OtaStatus['state'], extra: Partial<OtaStatus> = {}) => this.#report({ state, request: request.id, running: running(), target, ...extra });
     let staging: string | undefined;
-    let candidate: Detector | undefined;
     try {
       step('downloading', { message: `fetching ${base.href}` });
       staging = await store.stagingFolder();
@@ -173,7 +183,8 @@ export class ModelUpdater {
       if (problems.length > 0) throw new Error(`the configured thresholds do not fit ${manifest.name} ${manifest.version}: ${problems.join('; ')}`);
       const installed = await store.install(staging, manifest);
       staging = undefined;
-      candidate = await this.#deps.openDetector(installed);
+      const candidate = await this.#deps.openDetector(installed);
+      this.#candidate = candidate;
       const references = await checkReferenceFrames(candidate, this.#deps.config().referenceTolerance);
       // A stop that came during validation cancels here: nothing switches while the cameras stop.
       if (this.#abort.signal.aborted) throw new Error('cancelled');
@@ -181,10 +192,12 @@ export class ModelUpdater {
       step('switching');
       await store.switchTo(installed, request.id);
       this.#standby = this.#deps.live.swap(candidate, { keep: true });
-      candidate = undefined;
+      this.#candidate = undefined;
       log.info(`model ${manifest.name} ${manifest.version} in force (update ${request.id}; ${references.length} reference frames within tolerance)`);
       this.#beginProbation(request.id, manifest);
     } catch (err) {
+      const candidate = this.#candidate;
+      this.#candidate = undefined;
       await candidate?.close().catch(() => undefined);
       // Cleared before the report, so that `failed` means nothing of the update is left on disk.
       if (staging !== undefined) await rm(staging, { recursive: true, force: true }).catch(() => undefined);
@@ -306,13 +319,16 @@ export class ModelUpdater {
       // During probation the model before is still open; later it is opened again from disk.
       const standby = this.#standby;
       const detector = standby ?? (await this.#deps.openDetector(previous));
+      if (standby === undefined) this.#candidate = detector;
       try {
         await store.rollBack(keepFailed);
       } catch (err) {
+        this.#candidate = undefined;
         if (standby === undefined) await detector.close().catch(() => undefined);
         throw err;
       }
       this.#standby = undefined;
+      this.#candidate = undefined;
       this.#deps.live.swap(detector);
       const running = modelOf(detector.manifest);
       log.warn(`model ${failed.name} ${failed.version} rolled back to ${running.name} ${running.version}: ${why}`);

@@ -13,7 +13,12 @@ import { after, before, describe, test } from 'node:test';
 import { ManifestSchema, type Manifest } from '../../src/bundle/manifest.js';
 import { frameFromFile, openDetector } from '../../src/inference/index.js';
 import { OtaStatusPayloadSchema, ScorePayloadSchema, type OtaStatusPayload } from '../../src/mqtt/topics.js';
+import { OtaConfigSchema } from '../../src/ota/config.js';
+import { LiveDetector } from '../../src/inference/live-detector.js';
+import { ModelStore } from '../../src/ota/model-store.js';
+import { ModelUpdater, type OtaStatus } from '../../src/ota/updater.js';
 import { generateSigningKey, signManifest } from '../../src/ota/signature.js';
+import { createLogger } from '../../src/util/log.js';
 import { FileServer, Mosquitto, MqttCollector, spawnCli, tempDir, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
 import { writeSyntheticBundle } from '../inference/synthetic-bundle.js';
 import { SHIPPED_BUNDLE, testFrames, writeOneCameraConfig } from '../daemon/fixtures.js';
@@ -280,6 +285,45 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
       while ((await nextScoreVersion(r)) !== shipped.version);
     } finally {
       await stopDaemon(r);
+    }
+  });
+
+  test("the updater names the threads of the models it holds open (the candidate, then the one before), so that they keep the model's priority", async () => {
+    const url = await serveBundle('v290', { edit: bump('2.9.0') });
+    const { store } = await ModelStore.open(dir.file('in-process-state'), SHIPPED_BUNDLE);
+    const open = (bundleDir: string) => openDetector({ bundleDir, backend: { threads: 1 } });
+    const first = await open(SHIPPED_BUNDLE);
+    const live = new LiveDetector(first);
+    const seen: Array<{ state: OtaStatus['state']; spared: number[]; inForce: readonly number[] }> = [];
+    const updater: ModelUpdater = new ModelUpdater({
+      store,
+      config: () => OtaConfigSchema.parse({ trustedKeys: [fleetKey.publicKey], probationS: 60 }),
+      live,
+      openDetector: open,
+      thresholdProblems: () => [],
+      health: () => undefined,
+      inferenceErrors: () => 0,
+      report: (s) => seen.push({ state: s.state, spared: updater.inferenceThreadIds(), inForce: live.inferenceThreadIds() ?? [] }),
+      log: createLogger('ota', 'error'),
+    });
+    try {
+      updater.start(undefined);
+      updater.update({ id: 'p1', url });
+      const deadline = Date.now() + 30_000;
+      while (!seen.some((s) => s.state === 'probation' || s.state === 'failed') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const at = (state: OtaStatus['state']) => seen.find((s) => s.state === state);
+      const firstThreads = first.inferenceThreadIds() ?? [];
+      assert.ok(firstThreads.length > 0, 'test setup: the backend names its threads');
+      assert.deepEqual(at('downloading')?.spared, [], 'nothing held open before the candidate opens');
+      const switching = at('switching');
+      assert.ok(switching && switching.spared.length > 0, JSON.stringify(seen));
+      assert.deepEqual(switching.inForce, firstThreads, 'the candidate is not in force yet');
+      const probation = at('probation');
+      assert.deepEqual(probation?.inForce, switching.spared, 'the candidate validated is the model now in force');
+      assert.deepEqual(probation?.spared, firstThreads, 'the model before stays open, and spared, through probation');
+    } finally {
+      await updater.stop();
+      await live.close();
     }
   });
 
