@@ -139,6 +139,9 @@ export const CommandIdSchema = z.string().min(1).max(128);
 
 const modelId = z.strictObject({ name: z.string().min(1), version: z.string().min(1) });
 
+/** Longest `message` on the ota topic; the updater shortens longer ones. */
+export const OTA_MESSAGE_MAX = 2000;
+
 /** Steps of an update, in order, then how it ended; `active` is also the state after start-up. */
 export const OTA_STATES = ['downloading', 'verifying', 'validating', 'switching', 'probation', 'active', 'failed', 'rolled_back'] as const;
 
@@ -153,7 +156,7 @@ export const OtaStatusPayloadSchema = z.strictObject({
   /** Bytes downloaded of the update's total, while downloading. */
   progress: z.strictObject({ bytes: z.number().int().min(0), total: z.number().int().min(0) }).optional(),
   /** Why it failed or rolled back, or what this step is doing. */
-  message: z.string().max(2000).optional(),
+  message: z.string().max(OTA_MESSAGE_MAX).optional(),
   ts: isoTime,
 });
 export type OtaStatusPayload = z.infer<typeof OtaStatusPayloadSchema>;

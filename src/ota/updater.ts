@@ -11,7 +11,7 @@ import { MANIFEST_FILE, loadBundle, parseManifest } from '../bundle/load.js';
 import type { Manifest } from '../bundle/manifest.js';
 import type { Detector } from '../inference/detector.js';
 import type { LiveDetector } from '../inference/live-detector.js';
-import type { OtaStatusPayload } from '../mqtt/topics.js';
+import { OTA_MESSAGE_MAX, type OtaStatusPayload } from '../mqtt/topics.js';
 import { errorMessage, type Logger } from '../util/log.js';
 import type { OtaConfig } from './config.js';
 import { checkUpdateUrl, downloadFile } from './download.js';
@@ -147,7 +147,10 @@ export class ModelUpdater {
     if (this.#probation) throw new Error(`the model switched by update ${this.#probation.request ?? '(before the last restart)'} is on probation for ${Math.ceil((this.#probation.deadline - Date.now()) / 1000)} s more; wait for it to end or roll it back`);
   }
 
-  #report(status: OtaStatus): void {
+  #report(reported: OtaStatus): void {
+    // A long error (many failing reference frames, a long URL) must still reach the fleet, shortened.
+    const { message } = reported;
+    const status = message !== undefined && message.length > OTA_MESSAGE_MAX ? { ...reported, message: `${message.slice(0, OTA_MESSAGE_MAX - 1)}…` } : reported;
     this.#status = status;
     if (this.#busy) this.#busy.step = status.state;
     this.#deps.report(status);

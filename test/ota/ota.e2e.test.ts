@@ -235,6 +235,8 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
       await refused('n1', await serveBundle('v270', { edit: bump('2.7.0') }), /version: the bundle at \S+v270\/ is 2\.7\.0, the request asked for 3\.0\.0/, { version: '3.0.0' });
       await refused('n2', await serveBundle('same', {}), new RegExp(`${shipped.name} ${shipped.version.replace(/\./g, '\\.')} is the model in force already`));
       await refused('n3', await serveBundle('v100', { edit: bump('1.0.0') }), /version: 1\.0\.0 is older than the running \d+\.\d+\.\d+; send "downgrade": true to install it/);
+      // An error longer than the topic's message field still arrives, shortened.
+      await refused('n4', server.url(`${'x'.repeat(2000)}/`), /^http:\/\/127\.0\.0\.1:\d+\/x{1900,}…$/);
     });
 
     test('malformed requests get an error reply that names the field, and change nothing', async () => {
