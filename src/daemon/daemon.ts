@@ -14,7 +14,7 @@ import type { ConfigStore } from '../config/store.js';
 import type { BackendOptions } from '../inference/backend.js';
 import type { Detector } from '../inference/detector.js';
 import { LiveDetector } from '../inference/live-detector.js';
-import { ModelStore, ModelUpdater, type StartupRecovery } from '../ota/index.js';
+import { describeRecovery, ModelStore, ModelUpdater, type StartupRecovery } from '../ota/index.js';
 import { favorInference, type InferencePriority } from './priority.js';
 import type { FleetLink } from '../mqtt/link.js';
 import { thresholdProblems } from '../scoring/decide.js';
@@ -190,16 +190,13 @@ export class Daemon {
    */
   async #openModel(models: ModelStore, inference: InferenceChoice, recovery: StartupRecovery | undefined): Promise<{ detector: Detector; recovery: StartupRecovery | undefined }> {
     const log = this.#log;
-    if (recovery?.kind === 'rolled_back') log.warn(`the last run stopped while ${recovery.from} was on probation: back to ${recovery.to}`);
-    else if (recovery?.kind === 'config_changed') log.info(`inference.model changed in the config: it replaces the installed update ${recovery.installed}`);
-    else if (recovery?.kind === 'unreadable') log.error(`model state unreadable, starting from inference.model: ${recovery.error}`);
-    else if (recovery?.kind === 'probation_resumed') log.info(`probation of ${recovery.bundle} starts over (the daemon was stopped during it)`);
+    if (recovery !== undefined) log.warn(describeRecovery(recovery));
     try {
       return { detector: await this.#parts.openDetector(models.active, inference, log.child('inference')), recovery };
     } catch (err) {
       if (models.active === models.configured) throw err;
       const broken: StartupRecovery = { kind: 'install_broken', bundle: models.active, error: errorMessage(err) };
-      log.error(`the installed model ${broken.bundle} does not open (${broken.error}): starting from inference.model`);
+      log.error(describeRecovery(broken));
       await models.reset();
       return { detector: await this.#parts.openDetector(models.configured, inference, log.child('inference')), recovery: broken };
     }

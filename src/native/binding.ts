@@ -12,6 +12,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { InputSpec, PostprocessSpec } from '../bundle/manifest.js';
 import type { PixelFormat } from '../capture/frame.js';
+import { normalizedRange } from '../postprocess/normalize.js';
 
 /** Raw formats the kernels read (the capture contract's names, `encoded` excluded). */
 export type RawPixelFormat = Exclude<PixelFormat, 'encoded'>;
@@ -247,12 +248,11 @@ export function nativePngPreprocess(addon: NativeAddon = loadNative()): (scanlin
 /**
  * An event snapshot's overlay on the libuv pool: the map coloured with its per-pixel opacity,
  * enlarged to the frame and composited over `rgb` (width × height × 3). Colours use the
- * published normalization: low = threshold.good_median, high = 2 * threshold.value - good_median.
+ * published normalization (normalizedRange: the good median at 0, twice the threshold's distance at 1).
  */
 export function nativeSnapshotOverlay(addon: NativeAddon = loadNative()): (rgb: Uint8Array, width: number, height: number, map: FloatMapView, threshold: { value: number; good_median: number }) => Promise<Buffer> {
   return (rgb, width, height, map, threshold) => {
-    const spec = { low: threshold.good_median, high: 2 * threshold.value - threshold.good_median };
-    return call(() => addon.overlay(rgb, width, height, map.data, map.width, map.height, spec));
+    return call(() => addon.overlay(rgb, width, height, map.data, map.width, map.height, normalizedRange(threshold)));
   };
 }
 

@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
+import { formatKeyPath } from '../bundle/load.js';
 import type { Manifest } from '../bundle/manifest.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 
@@ -48,6 +49,22 @@ export type StartupRecovery =
   | { kind: 'config_changed'; installed: string }
   | { kind: 'unreadable'; error: string }
   | { kind: 'install_broken'; bundle: string; error: string };
+
+/** One line on a start-up recovery, for the daemon's log and the first `…/ota` message alike. */
+export function describeRecovery(recovery: StartupRecovery): string {
+  switch (recovery.kind) {
+    case 'rolled_back':
+      return `the daemon stopped unexpectedly while ${recovery.from} was on probation; ${recovery.to} is back in force`;
+    case 'probation_resumed':
+      return `the probation of ${recovery.bundle} starts over (the daemon was stopped during it)`;
+    case 'config_changed':
+      return `inference.model changed in the config: it replaces the installed update ${recovery.installed}`;
+    case 'unreadable':
+      return `model state unreadable, running inference.model: ${recovery.error}`;
+    case 'install_broken':
+      return `the installed model ${recovery.bundle} does not open, running inference.model: ${recovery.error}`;
+  }
+}
 
 export class ModelStore {
   readonly dir: string;
@@ -191,7 +208,7 @@ async function readState(file: string): Promise<{ state: ModelState | undefined 
   try {
     const parsed = ModelStateSchema.safeParse(JSON.parse(text));
     if (parsed.success) return { state: parsed.data };
-    return { error: `${file}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}` };
+    return { error: `${file}: ${parsed.error.issues.map((i) => `${formatKeyPath(i.path)}: ${i.message}`).join('; ')}` };
   } catch (err) {
     return { error: `${file}: not valid JSON (${err instanceof Error ? err.message : String(err)})` };
   }

@@ -5,6 +5,7 @@
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
+import { formatKeyPath } from '../bundle/load.js';
 
 export const SIGNATURE_FILE = 'manifest.sig';
 export const SIGNATURE_FORMAT = 'moead-edge.signature/v1';
@@ -26,7 +27,7 @@ export const SignatureFileSchema = z.strictObject({
 });
 export type SignatureFile = z.infer<typeof SignatureFileSchema>;
 
-export function publicKeyObject(base64: string): KeyObject {
+function publicKeyObject(base64: string): KeyObject {
   const raw = rawPublicKey(base64);
   if (!raw) throw new Error(`not an Ed25519 public key: ${JSON.stringify(base64.slice(0, 60))}`);
   return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: raw.toString('base64url') }, format: 'jwk' });
@@ -64,7 +65,7 @@ export function parseSignatureFile(text: string): SignatureFile {
     throw new Error(`${SIGNATURE_FILE} is not valid JSON (${err instanceof Error ? err.message : String(err)})`);
   }
   const parsed = SignatureFileSchema.safeParse(json);
-  if (!parsed.success) throw new Error(`${SIGNATURE_FILE}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+  if (!parsed.success) throw new Error(`${SIGNATURE_FILE}: ${parsed.error.issues.map((i) => `${formatKeyPath(i.path)}: ${i.message}`).join('; ')}`);
   return parsed.data;
 }
 

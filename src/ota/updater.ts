@@ -15,7 +15,7 @@ import { OTA_MESSAGE_MAX, type OtaStatusPayload } from '../mqtt/topics.js';
 import { errorMessage, type Logger } from '../util/log.js';
 import type { OtaConfig } from './config.js';
 import { checkUpdateUrl, downloadFile } from './download.js';
-import type { ModelStore, StartupRecovery } from './model-store.js';
+import { describeRecovery, type ModelStore, type StartupRecovery } from './model-store.js';
 import { SIGNATURE_FILE, parseSignatureFile, verifyManifest } from './signature.js';
 import { checkReferenceFrames } from './validate.js';
 import { compareVersions } from './version.js';
@@ -91,15 +91,12 @@ export class ModelUpdater {
   /** Reports the state after start-up, and resumes a probation the last run left open. */
   start(recovery: StartupRecovery | undefined): void {
     const running = modelOf(this.#deps.live.manifest);
-    if (recovery?.kind === 'rolled_back') {
-      this.#report({ state: 'rolled_back', request: recovery.request, running, target: null, message: `the daemon stopped unexpectedly while ${recovery.from} was on probation; ${recovery.to} is back in force` });
-    } else if (recovery?.kind === 'config_changed') {
-      this.#report({ state: 'active', request: null, running, target: null, message: `inference.model changed in the config: it replaces the installed update ${recovery.installed}` });
-    } else if (recovery?.kind === 'install_broken') {
-      this.#report({ state: 'failed', request: null, running, target: null, message: `the installed model ${recovery.bundle} does not open, running inference.model: ${recovery.error}` });
-    } else if (recovery?.kind === 'unreadable') {
-      this.#report({ state: 'failed', request: null, running, target: null, message: `model state unreadable, running inference.model: ${recovery.error}` });
-    } else this.#report({ state: 'active', request: null, running, target: null });
+    if (recovery === undefined) this.#report({ state: 'active', request: null, running, target: null });
+    else {
+      const state = recovery.kind === 'rolled_back' ? 'rolled_back' : recovery.kind === 'unreadable' || recovery.kind === 'install_broken' ? 'failed' : 'active';
+      const request = recovery.kind === 'rolled_back' || recovery.kind === 'probation_resumed' ? recovery.request : null;
+      this.#report({ state, request, running, target: null, message: describeRecovery(recovery) });
+    }
     if (this.#deps.store.probation) this.#beginProbation(this.#deps.store.probation.request, this.#deps.live.manifest);
   }
 

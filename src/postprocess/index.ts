@@ -9,5 +9,5 @@ export {
   upsampleBilinear,
   type FloatMap,
 } from './map.js';
-export { normalizeScore, type ThresholdPoint } from './normalize.js';
+export { normalizeScore, normalizedRange, type ThresholdPoint } from './normalize.js';
 export { heatmapRgba, jet, renderSnapshot, type SnapshotOptions, type SnapshotOverlay } from './snapshot.js';

@@ -9,6 +9,11 @@ export interface ThresholdPoint {
   good_median: number;
 }
 
+/** The raw scores that normalize to 0 and to 1 (the clamp's ends), for kernels that map linearly themselves. */
+export function normalizedRange(threshold: ThresholdPoint): { low: number; high: number } {
+  return { low: threshold.good_median, high: 2 * threshold.value - threshold.good_median };
+}
+
 export function normalizeScore(score: number, threshold: ThresholdPoint): number {
   const span = threshold.value - threshold.good_median;
   if (!(span > 0)) throw new RangeError(`threshold ${threshold.value} must be above the good median ${threshold.good_median}`);
