@@ -38,7 +38,7 @@ test('a saturated camera keeps inference.framesAhead frames decoded and queued b
   try {
     // A model far slower than a decode, so the frames taken ahead pile up to the limit.
     const bundle = scratch.file('slow-bundle');
-    await writeSyntheticBundle(bundle, { kind: 'heavy', size: 64, grid: 4, layers: 400 });
+    await writeSyntheticBundle(bundle, { kind: 'heavy', size: 64, grid: 4, runMs: 40 });
     const frames = (await testFrames(scratch.file('frames'), {}, 3)).map((name) => scratch.file('frames', name));
     const { framesAhead } = InferenceConfigSchema.parse({});
     assert.equal(framesAhead, 2, 'the default the measurements in docs/bench.md chose');

@@ -240,7 +240,7 @@ test('inference slower than capture: the newest frame wins, drops are counted, s
   try {
     // A model made slow on purpose (MatMul rounds), fed at 120 fps: the slot must drop.
     const slowBundle = scratch.file('slow-bundle');
-    await writeSyntheticBundle(slowBundle, { kind: 'heavy', size: 64, grid: 4, layers: 96 });
+    await writeSyntheticBundle(slowBundle, { kind: 'heavy', size: 64, grid: 4, runMs: 25 });
     await testFrames(scratch.file('frames'), {}, 3);
     const file = await writeOneCameraConfig(scratch.file('slow.yaml'), {
       stateDir: scratch.file('state'),
@@ -287,7 +287,7 @@ test('a frame held in inference past inference.stuckTimeoutS marks the camera in
   try {
     // Every run of this model takes far longer than the 50 ms allowed.
     await testFrames(scratch.file('frames'), {}, 2);
-    const file = await writeStuckCameraConfig(scratch.path, { layers: 960, stuckTimeoutS: 0.05, frames: scratch.file('frames'), broker: broker.url, device: 'stuck' });
+    const file = await writeStuckCameraConfig(scratch.path, { runMs: 200, stuckTimeoutS: 0.05, frames: scratch.file('frames'), broker: broker.url, device: 'stuck' });
     const sub = await MqttCollector.connect(broker.url, 'moead/stuck/#');
     const daemon = spawnCli(['run', '--config', file]);
     try {

@@ -73,12 +73,13 @@ export async function writeOneCameraConfig(file: string, c: OneCameraConfig): Pr
 }
 
 /**
- * A config whose one camera runs a model made slow on purpose (`layers` MatMul rounds) with
- * the given inference.stuckTimeoutS, written under `folder`; returns the config file.
+ * A config whose one camera runs a model made slow on purpose (each run at least `runMs` on
+ * this machine) with the given inference.stuckTimeoutS, written under `folder`; returns the
+ * config file.
  */
-export async function writeStuckCameraConfig(folder: string, o: { layers: number; stuckTimeoutS: number; frames: string; broker: string; device: string }): Promise<string> {
+export async function writeStuckCameraConfig(folder: string, o: { runMs: number; stuckTimeoutS: number; frames: string; broker: string; device: string }): Promise<string> {
   const model = join(folder, 'slow-bundle');
-  await writeSyntheticBundle(model, { kind: 'heavy', size: 64, grid: 4, layers: o.layers });
+  await writeSyntheticBundle(model, { kind: 'heavy', size: 64, grid: 4, runMs: o.runMs });
   return writeOneCameraConfig(join(folder, 'stuck.yaml'), {
     stateDir: join(folder, 'stuck-state'),
     camera: { name: 'cam', path: o.frames, fps: 5 },

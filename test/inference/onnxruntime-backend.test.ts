@@ -162,7 +162,7 @@ describe('inference never blocks the event loop', { skip }, () => {
   before(async () => {
     dir = await tempDir('moead-ort-loop-');
     // Long enough per run (tens of ms or more) that blocking would show in the delay histogram.
-    await writeSyntheticBundle(dir.file('heavy'), { kind: 'heavy', size: SIZE, grid: 16, layers: 48 });
+    await writeSyntheticBundle(dir.file('heavy'), { kind: 'heavy', size: SIZE, grid: 16, runMs: 40 });
     heavy = await loadBundle(dir.file('heavy'));
     broker = await Mosquitto.start();
   });

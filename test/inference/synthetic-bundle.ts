@@ -48,6 +48,11 @@ export interface SyntheticOptions {
   size?: number;
   grid?: number;
   layers?: number;
+  /**
+   * heavy: instead of a fixed `layers`, as many rounds as make one run last at least this
+   * many ms on one onnxruntime thread of this machine (measured when the model is written).
+   */
+  runMs?: number;
 }
 
 function sha256(data: Buffer): string {
@@ -135,6 +140,7 @@ export async function writeSyntheticBundle(dir: string, options: SyntheticOption
   const grid = options.grid ?? 4;
   await mkdir(dir, { recursive: true });
   const modelPath = join(dir, 'model.onnx');
-  runPython([MAKE_MODEL, modelPath, '--kind', options.kind ?? 'pool', '--size', String(size), '--grid', String(grid), '--layers', String(options.layers ?? 8)]);
+  const speed = options.runMs === undefined ? ['--layers', String(options.layers ?? 8)] : ['--run-ms', String(options.runMs)];
+  runPython([MAKE_MODEL, modelPath, '--kind', options.kind ?? 'pool', '--size', String(size), '--grid', String(grid), ...speed]);
   return writeBundleAround(dir, size, grid);
 }
