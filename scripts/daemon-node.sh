@@ -46,4 +46,4 @@ case "${MOEAD_MALLOC:-system}" in
 esac
 script="$1"
 shift
-exec "${MOEAD_NODE:-node}" --max-semi-space-size=4 "$script" "$@"
+exec "${MOEAD_NODE:-node}" --max-semi-space-size=2 --heap-growing-percent=100 "$script" "$@"

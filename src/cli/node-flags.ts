@@ -3,10 +3,23 @@
  * Node through scripts/daemon-node.sh, which passes them (a test runs the script and checks
  * each one). V8 reads them only at start-up, so they cannot be set from inside the process.
  *
- * --max-semi-space-size=4: V8 grows its young generation towards 16 MiB per semi-space
+ * --max-semi-space-size=2: V8 grows its young generation towards 16 MiB per semi-space
  * while a program allocates; the daemon allocates small objects for every frame, so its
  * RSS climbed for the first 2-3 minutes (243 → 259 MiB at 10 fps) and then stayed flat
- * for half an hour. At 4 MiB it starts and stays near 223 MiB; the extra scavenges were not
- * measurable in the pipeline benchmark.
+ * for half an hour. At 4 MiB it started and stayed near 223 MiB. 2 MiB, for the reason below.
+ *
+ * --heap-growing-percent=100: after each full collection V8 lets the old generation grow to
+ * twice what survived it, instead of a factor it picks from how fast the program allocates
+ * in its own heap. The daemon allocates little there, so V8 chose a factor near its minimum
+ * (about 12 MiB of room over 22 MiB live). V8 also counts the ArrayBuffers allocated since
+ * the last full collection against that room, and each frame allocates about 1 MiB of them
+ * (the inflated rows, the input tensor, the full-size map; a camera's raw frames more), which
+ * only a scavenge frees. So at 200 fps the room filled every 10-30 frames, and the main
+ * thread ran 6 full collections a second, each holding it 4-12 ms: long enough for the
+ * model's thread to run out of queued frames. With twice the room and scavenges twice as
+ * often (the 2 MiB young generation), there were 3-4 full collections in a whole pipeline
+ * benchmark instead of 80-118, and the pipeline row read 0.94-0.97 instead of 0.78-0.83
+ * (docs/bench.md has the runs). Either flag alone left 30-120 full collections.
+ * Not allowed in NODE_OPTIONS: it has to be on Node's command line.
  */
-export const DAEMON_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4'];
+export const DAEMON_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--heap-growing-percent=100'];
