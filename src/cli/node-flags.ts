@@ -18,8 +18,8 @@
  * thread ran 6 full collections a second, each holding it 4-12 ms: long enough for the
  * model's thread to run out of queued frames. With twice the room and scavenges twice as
  * often (the 2 MiB young generation), there were 3-4 full collections in a whole pipeline
- * benchmark instead of 80-118, and the pipeline row read 0.94-0.97 instead of 0.78-0.83
- * (docs/bench.md has the runs). Either flag alone left 30-120 full collections.
+ * benchmark instead of 80-118, and the pipeline row read 0.94 and 0.97 in 12 s runs instead
+ * of 0.78-0.83 (0.92 in a quick run; docs/bench.md has the runs). Either flag alone left 30-120 full collections.
  * Not allowed in NODE_OPTIONS: it has to be on Node's command line.
  */
 export const DAEMON_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--heap-growing-percent=100'];
