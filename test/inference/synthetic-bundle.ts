@@ -47,10 +47,10 @@ export interface SyntheticOptions {
   kind?: 'pool' | 'heavy';
   size?: number;
   grid?: number;
-  layers?: number;
   /**
-   * heavy: instead of a fixed `layers`, as many rounds as make one run last at least this
-   * many ms on one onnxruntime thread of this machine (measured when the model is written).
+   * heavy: as many MatMul rounds as make one run last at least this many ms on one
+   * onnxruntime thread of this machine (measured when the model is written), not a fixed
+   * count: a count that took 20 ms on one host took 10 on the next.
    */
   runMs?: number;
 }
@@ -140,7 +140,7 @@ export async function writeSyntheticBundle(dir: string, options: SyntheticOption
   const grid = options.grid ?? 4;
   await mkdir(dir, { recursive: true });
   const modelPath = join(dir, 'model.onnx');
-  const speed = options.runMs === undefined ? ['--layers', String(options.layers ?? 8)] : ['--run-ms', String(options.runMs)];
+  const speed = options.runMs === undefined ? [] : ['--run-ms', String(options.runMs)];
   runPython([MAKE_MODEL, modelPath, '--kind', options.kind ?? 'pool', '--size', String(size), '--grid', String(grid), ...speed]);
   return writeBundleAround(dir, size, grid);
 }
