@@ -149,6 +149,7 @@ PostprocessPlan ParsePostprocessPlan(const Napi::CallbackInfo& info, View<float>
     ThrowRange(info.Env(), "plan.kernel " + std::to_string(p.kernel) + " is larger than the " + std::to_string(p.out_width) +
                                "x" + std::to_string(p.out_height) + " map");
   }
+  if (info.Length() > 4 && !info[4].IsUndefined()) p.with_map = BoolArg(info[4], "withMap");
   return p;
 }
 

@@ -44,6 +44,7 @@ FrameArg ParseFrame(const Napi::CallbackInfo& info, size_t first);  // (frame, f
 NormalizeSpec ParseNormalizeSpec(const Napi::Value& value);
 
 // (map, width, height, { width, height, alignCorners, sigma, kernel }).
+// (map, width, height, plan, withMap?): withMap false asks for the score alone.
 PostprocessPlan ParsePostprocessPlan(const Napi::CallbackInfo& info, View<float>* map);
 
 // (rgb, map, width, height, { low, high, alpha }).

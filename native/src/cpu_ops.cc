@@ -52,20 +52,23 @@ Napi::Value PreprocessPngJs(const Napi::CallbackInfo& info) {
       [](Napi::Env, const std::vector<Napi::ObjectReference>& kept) { return kept[1].Value(); });
 }
 
-// (map, width, height, plan) → Promise<{ map: Float32Array, score: number }>
+// (map, width, height, plan, withMap = true) → Promise<{ map: Float32Array | null, score: number }>.
+// Score alone (withMap false): the upsampled map stays in the pool thread's scratch. Every
+// frame needs the score, only snapshots the map; a fresh 0.2 MB array per frame (224²) that
+// nothing read was churning the allocator (docs/bench.md, memory).
 Napi::Value PostprocessJs(const Napi::CallbackInfo& info) {
   View<float> map;
   const PostprocessPlan plan = ParsePostprocessPlan(info, &map);
-  const View<float> out = OutputFloat32(info.Env(), Napi::Value(), "out", static_cast<uint64_t>(plan.out_width) * plan.out_height);
+  std::vector<Napi::Value> keep{map.array};
+  float* dst = nullptr;
+  if (plan.with_map) {
+    const View<float> out = OutputFloat32(info.Env(), Napi::Value(), "out", static_cast<uint64_t>(plan.out_width) * plan.out_height);
+    keep.push_back(out.array);
+    dst = out.data;
+  }
   auto score = std::make_shared<float>(0.0f);
   return TaskWorker::Start(
-      info.Env(), {map.array, out.array},
-      [src = map.data, dst = out.data, plan, score] {
-        Upsample(src, plan.in_width, plan.in_height, dst, plan.out_width, plan.out_height, plan.align_corners);
-        GaussianBlur(dst, plan.out_width, plan.out_height, plan.sigma, dst);
-        *score = plan.kernel == 0 ? MaxScore(dst, plan.out_width, plan.out_height)
-                                  : AvgPoolMaxScore(dst, plan.out_width, plan.out_height, plan.kernel);
-      },
+      info.Env(), keep, [src = map.data, dst, plan, score] { *score = PostprocessMap(src, plan, dst); },
       MapAndScoreResult(score));
 }
 

@@ -45,7 +45,7 @@ Napi::Value CudaPreprocessJs(const Napi::CallbackInfo& info) {
         CudaThrow(cudaPreprocess(d_frame.get(), frame.format, frame.width, frame.height, spec, d_scratch.get(), d_out.get(),
                                  stream.get()),
                   "cudaPreprocess");
-        Download(dst, d_out, n, stream);
+        if (dst != nullptr) Download(dst, d_out, n, stream);
         stream.Sync();
       },
       [](Napi::Env, const std::vector<Napi::ObjectReference>& kept) { return kept[1].Value(); });
@@ -55,11 +55,18 @@ Napi::Value CudaPostprocessJs(const Napi::CallbackInfo& info) {
   View<float> map;
   const PostprocessPlan plan = ParsePostprocessPlan(info, &map);
   const size_t n = static_cast<size_t>(plan.out_width) * plan.out_height;
-  const View<float> out = OutputFloat32(info.Env(), Napi::Value(), "out", n);
+  // Score alone (withMap false): the map is not downloaded (see PostprocessJs in cpu_ops.cc).
+  std::vector<Napi::Value> keep{map.array};
+  float* dst = nullptr;
+  if (plan.with_map) {
+    const View<float> out = OutputFloat32(info.Env(), Napi::Value(), "out", n);
+    keep.push_back(out.array);
+    dst = out.data;
+  }
   auto score = std::make_shared<float>(0.0f);
   return TaskWorker::Start(
-      info.Env(), {map.array, out.array},
-      [src = map.data, src_n = map.length, dst = out.data, n, plan, score] {
+      info.Env(), keep,
+      [src = map.data, src_n = map.length, dst, n, plan, score] {
         Stream stream;
         DeviceBuffer<float> d_map, d_out(n), d_scratch(n), d_weights(GaussianTaps(plan.sigma) + 1);
         DeviceBuffer<unsigned> d_score(1);

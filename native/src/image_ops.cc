@@ -197,6 +197,14 @@ void Preprocess(const uint8_t* frame, PixelFormat format, uint32_t width, uint32
   }
 }
 
+float PostprocessMap(const float* in, const PostprocessPlan& plan, float* out) {
+  float* dst = out != nullptr ? out : ThreadScratch<float, 3>(static_cast<size_t>(plan.out_width) * plan.out_height);
+  Upsample(in, plan.in_width, plan.in_height, dst, plan.out_width, plan.out_height, plan.align_corners);
+  GaussianBlur(dst, plan.out_width, plan.out_height, plan.sigma, dst);
+  return plan.kernel == 0 ? MaxScore(dst, plan.out_width, plan.out_height)
+                          : AvgPoolMaxScore(dst, plan.out_width, plan.out_height, plan.kernel);
+}
+
 void Upsample(const float* in, uint32_t in_width, uint32_t in_height, float* out, uint32_t out_width,
               uint32_t out_height, bool align_corners) {
   const auto xs = Taps(in_width, out_width, align_corners);

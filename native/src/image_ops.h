@@ -45,7 +45,13 @@ struct PostprocessPlan {
   bool align_corners = false;
   double sigma = 0;
   uint32_t kernel = 0;  // 0: plain max; else avgpool_max with this window
+  // Whether the caller gets the full-size map back, or only the score computed from it.
+  bool with_map = true;
 };
+
+// Upsample, blur and score: the map goes to `out` (out_width × out_height), or with `out`
+// null to this thread's scratch, where only the score is read from it.
+float PostprocessMap(const float* in, const PostprocessPlan& plan, float* out);
 
 // Bilinear resize of a one-channel float map (align_corners as torch defines it).
 void Upsample(const float* in, uint32_t in_width, uint32_t in_height, float* out, uint32_t out_width,

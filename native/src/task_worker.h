@@ -55,11 +55,12 @@ class TaskWorker : public Napi::AsyncWorker {
 };
 
 // Settles a post-processing task as {map, score}: the map is the output array kept alive
-// as the task's second reference, the score what the work wrote into `score`.
+// as the task's second reference (null when the score alone was asked for), the score what
+// the work wrote into `score`.
 inline TaskWorker::Settle MapAndScoreResult(std::shared_ptr<float> score) {
   return [score](Napi::Env env, const std::vector<Napi::ObjectReference>& kept) {
     Napi::Object result = Napi::Object::New(env);
-    result.Set("map", kept[1].Value());
+    result.Set("map", kept.size() > 1 ? kept[1].Value() : env.Null());
     result.Set("score", Napi::Number::New(env, *score));
     return result;
   };

@@ -40,6 +40,12 @@ export interface InferenceResult {
   /** Low-resolution anomaly maps, batch × output.height × output.width, row-major. */
   maps: Float32Array;
   batch: number;
+  /**
+   * The input array, free for the caller to write its next batch into. A backend that moved
+   * the input off-thread (detaching the caller's array) hands it back here; one that only
+   * read it leaves this out, and the caller's own array is free again.
+   */
+  input?: Float32Array;
   /** Time spent in the session's run call, and in total including the hop off-thread. */
   timings: { runMs: number; totalMs: number };
 }

@@ -27,8 +27,11 @@ export interface Detection {
   manifest: Manifest;
   /** Image score, in the model's raw units (compare with the manifest's threshold). */
   score: number;
-  /** Smoothed anomaly map at the post-processing size (the model input size). */
-  map: FloatMap;
+  /**
+   * The model's own low-resolution map (output.width × output.height). The full-size map is
+   * drawn from it on demand (`Detector.fullMap`): only snapshots and exports look at it.
+   */
+  lowRes: FloatMap;
   /** Preprocess + inference + postprocess of this frame. */
   latencyMs: number;
   timings: DetectionTimings;
@@ -41,14 +44,26 @@ export interface PreparedFrame {
   preprocessMs: number;
 }
 
-/** A frame → the model's input tensor, as the manifest's `input` says; throws PreprocessError for a bad frame. */
-export type Preprocessor = (frame: Frame, input: InputSpec) => Promise<Float32Array>;
+/**
+ * A frame → the model's input tensor, as the manifest's `input` says; throws PreprocessError
+ * for a bad frame. `out`, when given, is a spare tensor of the right size to write into (a
+ * preprocessor may still return a new one).
+ */
+export type Preprocessor = (frame: Frame, input: InputSpec, out?: Float32Array) => Promise<Float32Array>;
 
-/** Low-resolution model map → full-size map and image score, as the manifest's `postprocess` says. */
-export type Postprocessor = (lowRes: FloatMap, spec: PostprocessSpec) => Promise<{ map: FloatMap; score: number }>;
+/** Low-resolution model map → image score, and full-size map, as the manifest's `postprocess` says. */
+export interface Postprocessor {
+  /** The image score: what every frame needs. */
+  score(lowRes: FloatMap, spec: PostprocessSpec): Promise<number>;
+  /** The upsampled, smoothed map with its score: for snapshots and exports. */
+  map(lowRes: FloatMap, spec: PostprocessSpec): Promise<{ map: FloatMap; score: number }>;
+}
 
 /** The TypeScript post-processing (src/postprocess), on the calling thread. */
-const jsPostprocessor: Postprocessor = async (lowRes, spec) => postprocessMap(lowRes, spec);
+const jsPostprocessor: Postprocessor = {
+  score: async (lowRes, spec) => postprocessMap(lowRes, spec).score,
+  map: async (lowRes, spec) => postprocessMap(lowRes, spec),
+};
 
 export interface DetectorOptions {
   bundleDir: string;
@@ -65,7 +80,20 @@ export interface DetectorOptions {
 
 export const DEFAULT_BACKEND_OPTIONS: BackendOptions = { providers: ['cpu'], threads: 0, precision: 'int8' };
 
+/**
+ * Input tensors kept for reuse: enough for the frames a camera keeps queued ahead plus the one
+ * running, for a few cameras. Beyond it a returned tensor is left to the garbage collector.
+ */
+const SPARE_INPUTS = 8;
+
 export class Detector {
+  /**
+   * Input tensors back from the backend, written over by the next frames. Without them every
+   * frame allocated a 0.6 MB tensor (224²), and that churn through the C library's malloc
+   * arenas let the daemon's resident size creep (docs/bench.md, memory).
+   */
+  readonly #spareInputs: Float32Array[] = [];
+
   private constructor(
     readonly bundle: LoadedBundle,
     private readonly backend: InferenceBackend,
@@ -102,22 +130,33 @@ export class Detector {
    */
   async prepare(frame: Frame): Promise<PreparedFrame> {
     const startedMono = performance.now();
-    const tensor = await this.preprocessor(frame, this.manifest.input);
+    const spare = this.#spareInputs.pop();
+    let tensor: Float32Array;
+    try {
+      tensor = await this.preprocessor(frame, this.manifest.input, spare);
+    } catch (err) {
+      if (spare) this.#keepSpare(spare);
+      throw err;
+    }
+    if (spare && tensor !== spare) this.#keepSpare(spare);
     return { tensor, startedMono, preprocessMs: performance.now() - startedMono };
   }
 
-  /** The second half of `detect`: the backend run and the map post-processing. */
+  /** The second half of `detect`: the backend run and the score from its map. */
   async infer(prepared: PreparedFrame): Promise<Detection> {
     const { output, postprocess } = this.manifest;
     const t1 = performance.now();
     const result = await this.backend.run(prepared.tensor, 1);
+    // A backend that moved the tensor away hands one back; otherwise the frame's own is free.
+    this.#keepSpare(result.input ?? prepared.tensor);
     const t2 = performance.now();
-    const { map, score } = await this.postprocessor({ data: result.maps, width: output.width, height: output.height }, postprocess);
+    const lowRes = { data: result.maps, width: output.width, height: output.height };
+    const score = await this.postprocessor.score(lowRes, postprocess);
     const t3 = performance.now();
     return {
       manifest: this.manifest,
       score,
-      map,
+      lowRes,
       latencyMs: prepared.preprocessMs + (t3 - t1),
       timings: { preprocessMs: prepared.preprocessMs, runMs: result.timings.runMs, inferenceMs: t2 - t1, postprocessMs: t3 - t2 },
     };
@@ -127,8 +166,20 @@ export class Detector {
    * JPEG of the frame with the detection's map blended over it. Colours use the manifest's
    * threshold unless the caller passes the one in force (a config or remote override).
    */
-  snapshot(frame: Frame, detection: Detection, options: SnapshotOptions & { threshold?: { value: number; good_median: number } } = {}): Promise<Buffer> {
-    return renderSnapshot(frame, detection.map, options.threshold ?? this.manifest.threshold, options, this.overlay);
+  async snapshot(frame: Frame, detection: Detection, options: SnapshotOptions & { threshold?: { value: number; good_median: number } } = {}): Promise<Buffer> {
+    return renderSnapshot(frame, await this.fullMap(detection), options.threshold ?? this.manifest.threshold, options, this.overlay);
+  }
+
+  /** The detection's map upsampled and smoothed as its own bundle's manifest says (the input size). */
+  async fullMap(detection: Detection): Promise<FloatMap> {
+    return (await this.postprocessor.map(detection.lowRes, detection.manifest.postprocess)).map;
+  }
+
+  #keepSpare(tensor: Float32Array): void {
+    const { width, height } = this.manifest.input;
+    // Detached (moved to another thread) or another size: not reusable here.
+    if (tensor.length !== 3 * width * height || this.#spareInputs.length >= SPARE_INPUTS) return;
+    if (!this.#spareInputs.includes(tensor)) this.#spareInputs.push(tensor);
   }
 
   capabilities(): BackendCapabilities {

@@ -120,7 +120,8 @@ export class OnnxruntimeBackend implements InferenceBackend {
 
   /**
    * Runs a batch. The input's buffer is transferred to the worker (the caller's array is
-   * detached afterwards) when the array owns it whole; otherwise it is copied.
+   * detached afterwards) when the array owns it whole; otherwise it is copied. Either way the
+   * worker's array comes back as the result's `input`, for the next batch.
    */
   async run(input: Float32Array, batch: number): Promise<InferenceResult> {
     const shapes = this.#shapes;
@@ -151,7 +152,7 @@ export class OnnxruntimeBackend implements InferenceBackend {
     if (reply.dims.length !== 4 || n !== batch || c !== 1 || h !== shapes.outHeight || w !== shapes.outWidth) {
       throw new Error(`${shapes.file}: output shape [${reply.dims.join(', ')}], manifest says [${batch}, 1, ${shapes.outHeight}, ${shapes.outWidth}]`);
     }
-    return { maps: reply.output, batch, timings: { runMs: reply.runMs, totalMs } };
+    return { maps: reply.output, batch, input: reply.input, timings: { runMs: reply.runMs, totalMs } };
   }
 
   capabilities(): BackendCapabilities {

@@ -54,6 +54,8 @@ export const WorkerReplySchema = z.discriminatedUnion('type', [
     type: z.literal('result'),
     id: z.number().int(),
     output: floats,
+    /** The run's input, handed back (transferred) so the next frame can be written into it. */
+    input: floats,
     dims: z.array(z.number().int().min(0)),
     runMs: z.number().min(0),
   }),

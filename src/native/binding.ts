@@ -64,7 +64,8 @@ type PreprocessFn = (
 type PreprocessPngFn = (
   scanlines: Uint8Array, channels: 1 | 3 | 4, width: number, height: number, spec: NormalizeSpec, out?: Float32Array,
 ) => Promise<Float32Array>;
-type PostprocessFn = (map: Float32Array, width: number, height: number, plan: PostprocessPlan) => Promise<PostprocessResult>;
+/** withMap false: the score alone, and `map` is null (the full-size map is never handed over). */
+type PostprocessFn = (map: Float32Array, width: number, height: number, plan: PostprocessPlan, withMap?: boolean) => Promise<{ map: Float32Array | null; score: number }>;
 type HeatmapFn = (rgb: Uint8Array, map: Float32Array, width: number, height: number, spec: HeatmapSpec) => Promise<Buffer>;
 type OverlayFn = (
   rgb: Uint8Array, width: number, height: number, map: Float32Array, mapWidth: number, mapHeight: number, spec: { low: number; high: number },
@@ -196,6 +197,8 @@ export interface NativeOps {
   preprocess(frame: { data: Uint8Array; format: RawPixelFormat; width: number; height: number }, input: NormalizeSpec, out?: Float32Array): Promise<Float32Array>;
   /** Low-resolution model map → upsampled, blurred map and image score. */
   postprocess(map: Float32Array, width: number, height: number, plan: PostprocessPlan): Promise<PostprocessResult>;
+  /** The image score alone, without a full-size map for the caller (what every frame needs). */
+  score(map: Float32Array, width: number, height: number, plan: PostprocessPlan): Promise<number>;
   /** RGB frame + same-size map → RGB frame with the coloured map blended over it. */
   heatmap(rgb: Uint8Array, map: Float32Array, width: number, height: number, spec: HeatmapSpec): Promise<Buffer>;
 }
@@ -223,7 +226,13 @@ export function nativeOps(device: 'cpu' | 'cuda' = 'cpu', addon: NativeAddon = l
   return {
     device,
     preprocess: (frame, input, out) => call(() => pre(frame.data, frame.format, frame.width, frame.height, input, out)),
-    postprocess: (map, width, height, plan) => call(() => post(map, width, height, plan)),
+    postprocess: (map, width, height, plan) =>
+      call(async () => {
+        const result = await post(map, width, height, plan, true);
+        if (!result.map) throw new Error('the native postprocess returned no map');
+        return { map: result.map, score: result.score };
+      }),
+    score: (map, width, height, plan) => call(async () => (await post(map, width, height, plan, false)).score),
     heatmap: (rgb, map, width, height, spec) => call(() => heat(rgb, map, width, height, spec)),
   };
 }

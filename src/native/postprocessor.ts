@@ -20,9 +20,12 @@ export function nativePostprocessor(): { postprocessor: Postprocessor; overlay: 
   const ops = nativeOps('cpu');
   const overlay = nativeSnapshotOverlay();
   return {
-    postprocessor: async (lowRes, spec) => {
-      const { map, score } = await ops.postprocess(lowRes.data, lowRes.width, lowRes.height, postprocessPlanOf(spec));
-      return { map: { data: map, width: spec.upsample.width, height: spec.upsample.height }, score };
+    postprocessor: {
+      score: (lowRes, spec) => ops.score(lowRes.data, lowRes.width, lowRes.height, postprocessPlanOf(spec)),
+      map: async (lowRes, spec) => {
+        const { map, score } = await ops.postprocess(lowRes.data, lowRes.width, lowRes.height, postprocessPlanOf(spec));
+        return { map: { data: map, width: spec.upsample.width, height: spec.upsample.height }, score };
+      },
     },
     // The kernel only enlarges; a frame smaller than the map takes sharp's antialiased resize.
     overlay: async (rgb, width, height, map, threshold) => (width < map.width || height < map.height ? undefined : overlay(rgb, width, height, map, threshold)),

@@ -31,22 +31,22 @@ export function nativePreprocessor(): { preprocessor: Preprocessor } | { preproc
   const specOf = (input: InputSpec) => specs.get(input) ?? specs.set(input, normalizeSpecOf(input)).get(input)!;
 
   return {
-    preprocessor: async (frame, input) => {
+    preprocessor: async (frame, input, out) => {
       const origin = frameOrigin(frame);
       if (frame.format === 'encoded') {
         const plan = isPng(frame.data) ? readPng(frame.data, origin) : undefined;
-        if (plan?.kind !== 'scanlines') return preprocessFrame(frame, input);
+        if (plan?.kind !== 'scanlines') return preprocessFrame(frame, input, out);
         const rows = await inflateScanlines(plan, origin);
         try {
-          return await png({ data: rows, width: plan.width, height: plan.height, channels: plan.channels }, specOf(input));
+          return await png({ data: rows, width: plan.width, height: plan.height, channels: plan.channels }, specOf(input), out);
         } catch (err) {
           throw new PreprocessError('decode', origin, `cannot decode PNG: ${err instanceof Error ? err.message : String(err)}`);
         }
       }
       // A format the kernels do not read: the TypeScript path names it in its error.
-      if (!isRawFormat(frame.format)) return preprocessFrame(frame, input);
+      if (!isRawFormat(frame.format)) return preprocessFrame(frame, input, out);
       try {
-        return await ops.preprocess({ data: frame.data, format: frame.format, width: frame.width, height: frame.height }, specOf(input));
+        return await ops.preprocess({ data: frame.data, format: frame.format, width: frame.width, height: frame.height }, specOf(input), out);
       } catch (err) {
         // The kernel checks the frame's bytes against its format and size before any work.
         throw new PreprocessError('size', origin, err instanceof Error ? err.message : String(err));

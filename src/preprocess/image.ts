@@ -159,9 +159,16 @@ export function normalizeInto(pixels: Pixels, spec: InputSpec, out: Float32Array
   }
 }
 
-/** One frame → a [1, 3, H, W] float32 tensor buffer (owned, transferable). */
-export async function preprocessFrame(frame: Frame, spec: InputSpec): Promise<Float32Array> {
-  return preprocessBatch([frame], spec);
+/**
+ * One frame → a [1, 3, H, W] float32 tensor buffer (owned, transferable): `out` when given
+ * (a spare tensor of that size, reused), else a new one.
+ */
+export async function preprocessFrame(frame: Frame, spec: InputSpec, out?: Float32Array): Promise<Float32Array> {
+  if (!out) return preprocessBatch([frame], spec);
+  const length = 3 * spec.width * spec.height;
+  if (out.length !== length) throw new RangeError(`out holds ${out.length} floats, a 3 × ${spec.height} × ${spec.width} tensor needs ${length}`);
+  normalizeInto(await pixelsAtSize(frame, spec.width, spec.height), spec, out);
+  return out;
 }
 
 /** Frames → one [N, 3, H, W] float32 tensor buffer; the first bad frame throws. */

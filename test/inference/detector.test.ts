@@ -22,6 +22,7 @@ import {
   writeManifestWithThreshold,
   type Detector,
 } from '../../src/inference/index.js';
+import { preprocessFrame } from '../../src/preprocess/index.js';
 import { tempDir, type TempDir } from '../harness/index.js';
 import { REFERENCE_PY, gradientPng, pythonMissing, runPython, writeSyntheticBundle } from './synthetic-bundle.js';
 
@@ -103,11 +104,37 @@ describe('detector', { skip: pythonMissing() }, () => {
       const want = python.get(file)!;
       const rel = Math.abs(d.score - want) / want;
       assert.ok(rel < 1e-4, `${file}: ${d.score} vs python ${want} (relative ${rel})`);
-      assert.equal(d.map.width, SIZE);
-      assert.equal(d.map.data.length, SIZE * SIZE);
+      assert.equal(d.lowRes.data.length, d.lowRes.width * d.lowRes.height);
+      const map = await detector.fullMap(d);
+      assert.equal(map.width, SIZE);
+      assert.equal(map.data.length, SIZE * SIZE);
       assert.ok(d.latencyMs >= d.timings.inferenceMs && d.timings.runMs > 0);
     }
     assert.deepEqual(detector.capabilities().providers, ['cpu']);
+  });
+
+  test('input tensors are reused: after the first frame each is written into one the backend handed back', async () => {
+    const outs: Array<number | undefined> = [];
+    const reusing = await openDetector({
+      bundleDir,
+      backend: { threads: 1 },
+      preprocessor: (frame, input, out) => {
+        outs.push(out?.length);
+        return preprocessFrame(frame, input, out);
+      },
+    });
+    try {
+      // Each image twice, interleaved, so a stale tensor would give another image's score.
+      for (const file of [...images, ...images]) {
+        const d = await reusing.detect(await frameFromFile(file));
+        const want = python.get(file)!;
+        assert.ok(Math.abs(d.score - want) / want < 1e-4, `${file}: ${d.score} vs python ${want}`);
+      }
+    } finally {
+      await reusing.close();
+    }
+    assert.equal(outs[0], undefined, 'nothing to reuse before the first run');
+    assert.deepEqual(outs.slice(1), outs.slice(1).map(() => 3 * SIZE * SIZE), 'every later frame got a spare tensor');
   });
 
   test('frames of other sizes score like Pillow-resized ones', async (t) => {

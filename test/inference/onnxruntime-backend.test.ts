@@ -99,8 +99,9 @@ describe('onnxruntime backend', { skip }, () => {
     await backend.load(pool, CPU);
     try {
       const owned = ramp(3 * 32 * 32, 1);
-      await backend.run(owned, 1);
+      const first = await backend.run(owned, 1);
       assert.equal(owned.byteLength, 0, 'transferred: the caller\'s array is detached');
+      assert.deepEqual(first.input, ramp(3 * 32 * 32, 1), 'the worker hands the input back, intact, for the next batch');
       const big = ramp(2 * 3 * 32 * 32, 2);
       const view = big.subarray(3 * 32 * 32);
       const want = poolL2(view, 1, 32, 4);

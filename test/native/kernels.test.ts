@@ -101,6 +101,17 @@ describe('native CPU kernels', () => {
     }
   });
 
+  it('score alone equals the full postprocess\'s score, and hands back no map', async () => {
+    // Interleaved sizes, so a pool thread's scratch left larger by one call is reused by the next.
+    for (let seed = 1; seed <= CASES; seed++) {
+      const c = randomPostprocessCase(seed);
+      const [full, score] = await Promise.all([ops.postprocess(c.map, c.width, c.height, c.plan), ops.score(c.map, c.width, c.height, c.plan)]);
+      assert.equal(score, full.score, `seed ${seed}`);
+    }
+    const c = randomPostprocessCase(1);
+    assert.equal((await addon.postprocess(c.map, c.width, c.height, c.plan, false)).map, null);
+  });
+
   it('heatmap equals the reference (within one level of rounding)', async () => {
     for (let seed = 1; seed <= 40; seed++) {
       const r = rng(seed);
@@ -226,6 +237,8 @@ describe('native CPU kernels: bad input', () => {
     await assert.rejects(ops.postprocess(new Float32Array(16), 4, 4, { ...plan, sigma: -1 }), /plan\.sigma must be 0\.\.100/);
     await assert.rejects(ops.postprocess(new Float32Array(16), 4, 4, { ...plan, alignCorners: 1 as never }), /Expected a boolean for plan\.alignCorners/);
     await assert.rejects(ops.postprocess(new Float32Array(16), 4, 4, null as never), /Expected an object for plan but received null/);
+    await assert.rejects(async () => addon.postprocess(new Float32Array(16), 4, 4, plan, 'no' as never), /Expected a boolean for withMap/);
+    await assert.rejects(ops.score(new Float32Array(15), 4, 4, plan), /map: expected 16 float32 elements but received 15/);
   });
 
   it('BAD CALL - overlay only enlarges, and checks both buffers and the colour range', () => {
