@@ -18,6 +18,7 @@ import { ScoringConfigSchema } from '../src/config/schema.js';
 import { CameraPipeline, type FrameDetector } from '../src/daemon/camera-pipeline.js';
 import { openDetector, type DetectionTimings, type Detector } from '../src/inference/detector.js';
 import { LiveDetector } from '../src/inference/live-detector.js';
+import { HeapTrimmer } from '../src/daemon/heap-trim.js';
 import { favorInference, type InferencePriority } from '../src/daemon/priority.js';
 import { InferenceConfigSchema } from '../src/inference/config.js';
 import { MqttConfigSchema } from '../src/mqtt/config.js';
@@ -146,7 +147,11 @@ export async function openRig(options: { bundleDir: string; threads: number; ima
   const defaults = InferenceConfigSchema.parse({});
   const priority = favorInference({ nice: defaults.housekeepingNice, threads: options.threads, inferenceThreadIds: () => detector.inferenceThreadIds() });
   const framesAhead = options.framesAhead ?? defaults.framesAhead;
-  return wire({ state, broker, detector, link, subscriber, log, images, priority, framesAhead });
+  // The daemon's full collections on a heap budget too (this process has `gc` when started
+  // through scripts/daemon-node.sh, as `npm run bench` is).
+  const trimmer = new HeapTrimmer(globalThis.gc);
+  trimmer.start();
+  return wire({ state, broker, detector, link, subscriber, log, images, priority, trimmer, framesAhead });
 }
 
 interface RigParts {
@@ -158,10 +163,11 @@ interface RigParts {
   log: Logger;
   images: readonly Buffer[];
   priority: InferencePriority;
+  trimmer: HeapTrimmer;
   framesAhead: number;
 }
 
-function wire({ state, broker, detector, link, subscriber, log, images, priority, framesAhead }: RigParts): Rig {
+function wire({ state, broker, detector, link, subscriber, log, images, priority, trimmer, framesAhead }: RigParts): Rig {
   // The daemon's defaults (events and their snapshots included), as a user runs it.
   const scoring = ScoringConfigSchema.parse({});
 
@@ -240,6 +246,7 @@ function wire({ state, broker, detector, link, subscriber, log, images, priority
     },
     async close() {
       priority.stop();
+      trimmer.stop();
       for (const camera of cameras.values()) await camera.pipeline.stop();
       await subscriber.endAsync();
       await link.stop();

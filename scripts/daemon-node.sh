@@ -10,7 +10,11 @@
 #   and onnxruntime threads fill, and then stays flat; with jemalloc it was flat from the first
 #   minute and 20 MiB lower. One A/B read the saturated pipeline about 5 % slower under it,
 #   a later one (two frames queued ahead) no difference above the noise. The default,
-#   MOEAD_MALLOC=system, keeps the C library's malloc.
+#   MOEAD_MALLOC=system, keeps the C library's malloc, with MALLOC_ARENA_MAX=2 unless the
+#   environment sets it: glibc gives each thread that allocates (decoding pool, onnxruntime,
+#   libvips) an arena of its own, up to 8 per core, and their slack grew for the first
+#   minutes of a run. With two, a 10-minute run at 10 fps held 161-165 MiB instead of
+#   176-185 MiB, and the saturated pipeline read the same (docs/bench.md, memory).
 # - MOEAD_NODE names the node binary (default: the one on PATH).
 set -eu
 if [ "$#" -lt 1 ]; then
@@ -18,7 +22,10 @@ if [ "$#" -lt 1 ]; then
   exit 2
 fi
 case "${MOEAD_MALLOC:-system}" in
-  system) ;;
+  system)
+    : "${MALLOC_ARENA_MAX:=2}"
+    export MALLOC_ARENA_MAX
+    ;;
   jemalloc)
     case ":${LD_PRELOAD:-}:" in
       *libjemalloc*) ;;
@@ -46,4 +53,4 @@ case "${MOEAD_MALLOC:-system}" in
 esac
 script="$1"
 shift
-exec "${MOEAD_NODE:-node}" --max-semi-space-size=2 --heap-growing-percent=100 "$script" "$@"
+exec "${MOEAD_NODE:-node}" --max-semi-space-size=2 --heap-growing-percent=100 --expose-gc "$script" "$@"

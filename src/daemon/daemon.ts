@@ -24,6 +24,7 @@ import { memoryAllocator } from '../util/allocator.js';
 import { errorMessage, type Logger } from '../util/log.js';
 import { CameraPipeline } from './camera-pipeline.js';
 import { registerCommands } from './commands.js';
+import { HeapTrimmer } from './heap-trim.js';
 import { buildTelemetry, CpuMeter } from './telemetry.js';
 import { watchLines } from './watch-lines.js';
 
@@ -85,6 +86,7 @@ export class Daemon {
   #board: BoardProfile | undefined;
   #metrics: MetricsExporter | undefined;
   #priority: InferencePriority | undefined;
+  readonly #heapTrimmer = new HeapTrimmer(globalThis.gc);
 
   constructor(store: ConfigStore, parts: DaemonParts, log: Logger) {
     this.#store = store;
@@ -178,6 +180,8 @@ export class Daemon {
         if (next.telemetry.intervalS !== previous.telemetry.intervalS) this.#scheduleTelemetry();
       });
       this.#scheduleTelemetry();
+      this.#heapTrimmer.start();
+      if (!this.#heapTrimmer.available) log.debug('no full garbage collections on a heap budget: Node was started without --expose-gc (scripts/daemon-node.sh passes it)');
     } catch (err) {
       await this.stop().catch((stopErr: unknown) => log.error(`while undoing a failed start: ${errorMessage(stopErr)}`));
       throw err;
@@ -282,6 +286,7 @@ export class Daemon {
   async #stop(): Promise<void> {
     const log = this.#log;
     clearInterval(this.#telemetryTimer);
+    this.#heapTrimmer.stop();
     this.#priority?.stop();
     this.#store.unwatch();
     await this.#updater?.stop().catch((err: unknown) => log.error(`stopping the model updater: ${errorMessage(err)}`));

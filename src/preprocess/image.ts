@@ -19,6 +19,10 @@ import { resizeBilinear } from './resize.js';
 // jemalloc (MOEAD_MALLOC=jemalloc): camera frames are small, frames already decode in parallel
 // on libuv's pool, and a second thread per frame only competes with the model for the cores.
 sharp.concurrency(1);
+// No libvips operation cache: every frame and snapshot is a new image, so nothing in it is
+// ever reused, and it filled towards its 50 MB / 100-operation default over the first minutes
+// of a run, which read as RSS growth (docs/bench.md, memory).
+sharp.cache(false);
 
 /** Interleaved 8-bit pixels; `order` says where R, G and B sit for 3/4-channel data. */
 export interface Pixels {

@@ -24,7 +24,7 @@ describe('scripts/daemon-node.sh (what npm start and npm run bench run)', () => 
   async function launch(env: Record<string, string> = {}): Promise<CliResult> {
     const probe = join(dir.path, 'probe.mjs');
     await writeFile(probe, "import { readFileSync } from 'node:fs';\n" +
-      "console.log(JSON.stringify({ argv: process.execArgv, maps: readFileSync('/proc/self/maps', 'utf8') }));\n");
+      "console.log(JSON.stringify({ argv: process.execArgv, arenas: process.env.MALLOC_ARENA_MAX ?? null, maps: readFileSync('/proc/self/maps', 'utf8') }));\n");
     return runProcess('sh', [DAEMON_NODE_SCRIPT, probe], { env: { MOEAD_NODE: process.execPath, ...env }, timeoutMs: 30_000 });
   }
 
@@ -42,12 +42,15 @@ describe('scripts/daemon-node.sh (what npm start and npm run bench run)', () => 
     assert.equal(run.stdout.trim(), pkg.version);
   });
 
-  test('passes the daemon flags (src/cli/node-flags.ts) and keeps the C library\'s malloc by default', async () => {
-    const run = await launch();
+  test('passes the daemon flags (src/cli/node-flags.ts) and keeps the C library\'s malloc by default, with two arenas', async () => {
+    const run = await launch({ MALLOC_ARENA_MAX: '' });
     assert.equal(run.code, 0, run.stderr);
-    const { argv, maps } = JSON.parse(run.stdout) as { argv: string[]; maps: string };
+    const { argv, arenas, maps } = JSON.parse(run.stdout) as { argv: string[]; arenas: string | null; maps: string };
     for (const flag of DAEMON_NODE_FLAGS) assert.ok(argv.includes(flag), `node ran without ${flag}: ${argv.join(' ')}`);
     assert.equal(allocatorFromMaps(maps), 'system');
+    assert.equal(arenas, '2');
+    const own = await launch({ MALLOC_ARENA_MAX: '4' });
+    assert.equal((JSON.parse(own.stdout) as { arenas: string | null }).arenas, '4', 'a value the environment sets is kept');
   });
 
   test('MOEAD_MALLOC=jemalloc preloads jemalloc, or says it is not installed', async () => {
