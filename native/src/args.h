@@ -43,8 +43,8 @@ FrameArg ParseFrame(const Napi::CallbackInfo& info, size_t first);  // (frame, f
 // { width, height, color: 'RGB'|'BGR', scale, mean: [3], std: [3] } as the manifest's input.
 NormalizeSpec ParseNormalizeSpec(const Napi::Value& value);
 
-// (map, width, height, { width, height, alignCorners, sigma, kernel }).
-// (map, width, height, plan, withMap?): withMap false asks for the score alone.
+// (map, width, height, { width, height, alignCorners, sigma, kernel }, withMap?): withMap
+// false asks for the score alone.
 PostprocessPlan ParsePostprocessPlan(const Napi::CallbackInfo& info, View<float>* map);
 
 // (rgb, map, width, height, { low, high, alpha }).

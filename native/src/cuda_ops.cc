@@ -45,7 +45,7 @@ Napi::Value CudaPreprocessJs(const Napi::CallbackInfo& info) {
         CudaThrow(cudaPreprocess(d_frame.get(), frame.format, frame.width, frame.height, spec, d_scratch.get(), d_out.get(),
                                  stream.get()),
                   "cudaPreprocess");
-        if (dst != nullptr) Download(dst, d_out, n, stream);
+        Download(dst, d_out, n, stream);
         stream.Sync();
       },
       [](Napi::Env, const std::vector<Napi::ObjectReference>& kept) { return kept[1].Value(); });
@@ -74,7 +74,7 @@ Napi::Value CudaPostprocessJs(const Napi::CallbackInfo& info) {
         const PostprocessBuffers buffers{d_out.get(), d_scratch.get(), d_weights.get(), d_score.get()};
         CudaThrow(cudaPostprocess(d_map.get(), plan, buffers, stream.get()), "cudaPostprocess");
         unsigned bits = 0;
-        Download(dst, d_out, n, stream);
+        if (dst != nullptr) Download(dst, d_out, n, stream);
         CudaThrow(cudaMemcpyAsync(&bits, d_score.get(), sizeof bits, cudaMemcpyDeviceToHost, stream.get()), "download");
         stream.Sync();
         *score = ScoreFromBits(bits);

@@ -47,6 +47,8 @@ describe('CUDA kernels vs CPU kernels', () => {
       const err = maxRelError(g.map, want.map);
       assert.ok(err <= TOL, `seed ${seed} ${JSON.stringify(c.plan)}: map ${err}`);
       assert.ok(Math.abs(g.score - want.score) <= TOL * Math.max(1, Math.abs(want.score)), `seed ${seed}: score ${g.score} vs ${want.score}`);
+      // The score alone (no map downloaded) is the same number.
+      assert.equal(await gpu().score(c.map, c.width, c.height, c.plan), g.score, `seed ${seed}: score alone`);
     }
   });
 
