@@ -5,14 +5,15 @@
  * Why: the daemon's Node flags (src/cli/node-flags.ts) let the old generation grow to twice
  * what survived the last full collection before V8 runs another; at 200 fps that room is what
  * keeps full collections rare. At a camera's 10 fps the daemon still promotes about 0.8 MB a
- * minute of objects that outlive two scavenges and then die (records waiting for the outbox's
- * fdatasync, stats windows, timers), and nothing collects them for 20-30 minutes: RSS climbed
- * about 1 MiB a minute and fell back by 10 MiB at the collection (docs/bench.md, memory).
+ * minute of objects that outlive two scavenges and then die (timers, worker messages, outbox
+ * records and the like: a sampling heap profile found no single source), and nothing collects
+ * them for 20-30 minutes: RSS climbed about 1 MiB a minute and fell back by 10 MiB at the
+ * collection (docs/bench.md, memory).
  * V8's memory reducer, which collects a heap that has gone quiet, is only re-armed by a full
  * collection, and Node gives V8 no idle-time notifications, so here the daemon asks.
  *
- * A collection of a ~25 MB heap holds the main thread 2-5 ms. At 10 fps this runs one every
- * few minutes; at 200 fps V8 mostly gets there first.
+ * A collection of the daemon's ~25 MB heap held the main thread 2-20 ms here. At 10 fps this
+ * asks for one every few minutes; at 200 fps V8 mostly gets there first.
  */
 import v8 from 'node:v8';
 
