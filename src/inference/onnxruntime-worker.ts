@@ -109,8 +109,8 @@ async function run(request: Extract<WorkerRequest, { type: 'run' }>): Promise<vo
   let data = tensor.data as Float32Array;
   // Transfer needs a buffer the view owns whole; copy only when the binding handed out a slice.
   if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = data.slice();
-  // The input goes back too: a fresh 0.6 MB buffer per frame churned the C library's malloc
-  // arenas, whose resident size crept up over hours (docs/bench.md, memory).
+  // The input goes back too, for the next frame: a fresh 0.6 MB tensor per frame left the C
+  // library's main malloc heap holding about 30 MiB more (docs/bench.md, memory).
   const input = request.input;
   reply({ type: 'result', id: request.id, output: data, input, dims: [...tensor.dims], runMs }, [data.buffer as ArrayBuffer, input.buffer as ArrayBuffer]);
 }
