@@ -7,13 +7,16 @@
 import { resolve } from 'node:path';
 import { ConfigError } from '../config/errors.js';
 import { loadConfig } from '../config/load.js';
+import { loadNative } from '../native/binding.js';
+import { errorMessage } from '../util/log.js';
 import { PACKAGE_ROOT, packageVersion } from '../util/paths.js';
 import { EXIT, numberOption, parse } from './args.js';
 
 export const SYSTEMD_UNIT_USAGE = `usage: moead-edge systemd-unit [--config FILE] [--user NAME] [--watchdog SECONDS]
   Prints a systemd service unit that runs this install's daemon: Type=notify (ready once it
   publishes), a watchdog that restarts it when it hangs or its model stops answering,
-  restart on failure, state in /var/lib/moead-edge. Install it with
+  restart on failure, state in /var/lib/moead-edge. Notifications need the native addon:
+  without it the unit is Type=simple with no watchdog, and a warning says why. Install it with
     moead-edge systemd-unit --config /etc/moead-edge/config.yaml --user moead \\
       | sudo tee /etc/systemd/system/moead-edge.service
     sudo systemctl daemon-reload && sudo systemctl enable --now moead-edge
@@ -46,7 +49,23 @@ export interface UnitOptions {
   root: string;
   node: string;
   version: string;
+  /**
+   * Whether the daemon can send systemd notifications here (the native addon loads). Without
+   * them a Type=notify unit never becomes ready and systemd kills it at TimeoutStartSec, and a
+   * watchdog would kill it every period: such an install gets Type=simple and no watchdog.
+   */
+  notify: boolean;
 }
+
+const NOTIFY_SERVICE = `Type=notify
+# READY, STATUS, WATCHDOG and STOPPING come from the daemon's own process (bin/moead-edge and
+# scripts/daemon-node.sh exec node, with the V8 flags and MOEAD_MALLOC the daemon runs with).
+NotifyAccess=main`;
+
+const SIMPLE_SERVICE = `# Type=simple and no watchdog: the native addon, which sends systemd's notifications, did not
+# load when this unit was written. Build it (node scripts/build-native.mjs) and write the unit
+# again for readiness and keep-alives.
+Type=simple`;
 
 export function systemdUnit(o: UnitOptions): string {
   const exec = ['/bin/sh', `${o.root}/bin/moead-edge`, 'run', ...(o.config ? ['--config', o.config] : [])].map(unitArgument).join(' ');
@@ -61,10 +80,7 @@ StartLimitIntervalSec=10min
 StartLimitBurst=5
 
 [Service]
-Type=notify
-# READY, STATUS, WATCHDOG and STOPPING come from the daemon's own process (bin/moead-edge and
-# scripts/daemon-node.sh exec node, with the V8 flags and MOEAD_MALLOC the daemon runs with).
-NotifyAccess=main
+${o.notify ? NOTIFY_SERVICE : SIMPLE_SERVICE}
 ExecStart=${exec}
 ExecReload=/bin/kill -HUP $MAINPID
 WorkingDirectory=${unitPath(o.root)}
@@ -79,7 +95,7 @@ TimeoutStartSec=20min
 # A stop finishes the frames in flight and delivers what the outbox can; then SIGKILL.
 TimeoutStopSec=60s
 KillMode=mixed
-${o.watchdogS > 0 ? `# No keep-alive for this long (a hung event loop, or inference stuck past inference.stuckTimeoutS): SIGABRT, then a restart.\nWatchdogSec=${o.watchdogS}s\n` : ''}Restart=on-failure
+${o.notify && o.watchdogS > 0 ? `# No keep-alive for this long (a hung event loop, or inference stuck past inference.stuckTimeoutS): SIGABRT, then a restart.\nWatchdogSec=${o.watchdogS}s\n` : ''}Restart=on-failure
 RestartSec=5s
 
 [Install]
@@ -115,6 +131,13 @@ export async function systemdUnitCommand(argv: string[]): Promise<number> {
       return EXIT.failed;
     }
   }
-  process.stdout.write(systemdUnit({ config, user, watchdogS, root: PACKAGE_ROOT.replace(/\/$/, ''), node: process.execPath, version: packageVersion() }));
+  let notify = true;
+  try {
+    if (typeof loadNative().sdNotify !== 'function') throw new Error('the addon has no sdNotify: rebuild it');
+  } catch (err) {
+    notify = false;
+    console.error(`moead-edge: warning: the daemon cannot notify systemd from this install, so the unit uses Type=simple without a watchdog: ${errorMessage(err)}`);
+  }
+  process.stdout.write(systemdUnit({ config, user, watchdogS, root: PACKAGE_ROOT.replace(/\/$/, ''), node: process.execPath, version: packageVersion(), notify }));
   return EXIT.ok;
 }

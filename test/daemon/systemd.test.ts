@@ -169,6 +169,21 @@ describe('moead-edge systemd-unit', () => {
     assert.doesNotMatch((await runCli(['systemd-unit', '--watchdog', '0'])).stdout, /WatchdogSec/);
   });
 
+  test('without the native addon: Type=simple, no watchdog, and a warning that says why', async () => {
+    const missing = dir.file('no-such-addon.node');
+    const r = await runCli(['systemd-unit', '--user', 'moead'], { env: { MOEAD_NATIVE_PATH: missing } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /cannot notify systemd from this install, so the unit uses Type=simple without a watchdog: native addon not found at .*no-such-addon\.node/);
+    const lines = r.stdout.split('\n');
+    assert.ok(lines.includes('Type=simple'), r.stdout);
+    assert.ok(!lines.some((l) => /^(Type=notify|NotifyAccess=|WatchdogSec=)/.test(l)), r.stdout);
+    const unitFile = dir.file('simple.service');
+    await writeFile(unitFile, r.stdout);
+    const verify = await runProcess('systemd-analyze', ['verify', unitFile], { timeoutMs: 30_000 });
+    assert.equal(verify.code, 0, verify.stderr);
+    assert.doesNotMatch(verify.stderr, /simple\.service/, verify.stderr);
+  });
+
   test('bad input: a broken config, an account name, a watchdog period', async () => {
     const broken = dir.file('broken.yaml');
     await writeFile(broken, 'cameras: [{type: folder, name: cam1}]\n');
@@ -187,9 +202,9 @@ describe('moead-edge systemd-unit', () => {
 
   test('ExecStart arguments are quoted against systemd expansion', () => {
     assert.equal(unitArgument('/opt/my cams/50%/$HOME/"x"'), '"/opt/my cams/50%%/$$HOME/\\"x\\""');
-    const unit = systemdUnit({ config: '/etc/moead edge/c.yaml', user: 'root', watchdogS: 5, root: '/opt/moead', node: '/usr/bin/node', version: '1.0.0' });
+    const unit = systemdUnit({ config: '/etc/moead edge/c.yaml', user: 'root', watchdogS: 5, root: '/opt/moead', node: '/usr/bin/node', version: '1.0.0', notify: true });
     assert.deepEqual(serviceCommand(unit).argv, ['/bin/sh', '/opt/moead/bin/moead-edge', 'run', '--config', '/etc/moead edge/c.yaml']);
-    assert.throws(() => systemdUnit({ config: undefined, user: 'root', watchdogS: 5, root: '/opt/my moead', node: '/usr/bin/node', version: '1' }), /cannot take the path "\/opt\/my moead" in WorkingDirectory=/);
+    assert.throws(() => systemdUnit({ config: undefined, user: 'root', watchdogS: 5, root: '/opt/my moead', node: '/usr/bin/node', version: '1', notify: true }), /cannot take the path "\/opt\/my moead" in WorkingDirectory=/);
   });
 
   test('the unit runs as systemd would run it: READY once online, keep-alives, STOPPING on SIGTERM', async () => {
