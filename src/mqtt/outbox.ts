@@ -24,7 +24,7 @@
  * before the put it resolves). When a long-pending message pins old segments, the pending
  * messages are rewritten into one fresh segment (compaction) and the old ones deleted.
  */
-import { closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { close, closeSync, fdatasync, fdatasyncSync, fsync, ftruncateSync, mkdirSync, open, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 
@@ -283,10 +283,7 @@ export class Outbox {
   }
 
   #rotate(): void {
-    if (this.#fd >= 0) {
-      fdatasyncSync(this.#fd);
-      closeSync(this.#fd);
-    }
+    if (this.#fd >= 0) this.#retire(this.#fd);
     const n = (this.#segments[this.#segments.length - 1] ?? 0) + 1;
     this.#fd = openSync(join(this.#dir, segmentName(n)), 'a');
     this.#syncDir();
@@ -325,18 +322,28 @@ export class Outbox {
     if (removed) this.#syncDir();
   }
 
-  #syncDir(): void {
-    // A new or removed file name is durable only once its directory is synced.
-    try {
-      const fd = openSync(this.#dir, 'r');
-      try {
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-    } catch {
-      // Some filesystems refuse fsync on a directory; the data files are still synced.
+  /**
+   * A segment the rotation closed: synced on libuv's pool, then its descriptor closed. With
+   * fsyncMs 0 each of its puts was synced when written, and acks and drops need no sync.
+   */
+  #retire(fd: number): void {
+    if (this.#opts.fsyncMs === 0) {
+      closeSync(fd);
+      return;
     }
+    fdatasync(fd, (err) => {
+      if (err) this.#syncFailures += 1;
+      close(fd, () => undefined);
+    });
+  }
+
+  #syncDir(): void {
+    // A new or removed file name is durable only once its directory is synced. Errors are
+    // ignored: some filesystems refuse fsync on a directory, and the data files are synced.
+    open(this.#dir, 'r', (openErr, fd) => {
+      if (openErr) return;
+      fsync(fd, () => close(fd, () => undefined));
+    });
   }
 
   #scheduleSync(): void {

@@ -49,6 +49,24 @@ test('the timed sync runs off the event loop and keeps up with rotations, with n
     again.close();
   }));
 
+test('segments a rotation closes are synced and closed off the event loop: no descriptor is left open', () =>
+  withTempDir(async (dir) => {
+    const openFds = () => readdirSync('/proc/self/fd').length;
+    const before = openFds();
+    const box = Outbox.open(dir.path, opts({ fsyncMs: 1000, segmentBytes: 4096 }));
+    for (let seq = 0; seq < 400; seq++) {
+      box.put('score', 't/score', JSON.stringify({ seq, pad: 'x'.repeat(40) }));
+      for (const m of box.take(10)) box.ack(m.id);
+    }
+    // Dozens of rotations, each handing a descriptor (and a directory sync) to libuv's pool.
+    box.close();
+    const deadline = Date.now() + 5000;
+    while (openFds() > before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(openFds(), before, 'descriptors left open after the rotations settled');
+    assert.equal(box.stats().syncFailures, 0);
+    assert.deepEqual(readdirSync(dir.path).filter((f) => f.endsWith('.log')).length, 1, 'resolved segments deleted');
+  }));
+
 test('released in-flight messages are taken again first, in order', () =>
   withTempDir(async (dir) => {
     const box = Outbox.open(dir.path, opts());
