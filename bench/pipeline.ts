@@ -47,6 +47,7 @@ export async function runPipeline(ctx: BenchContext, rig: Rig): Promise<BenchRes
   const results: PipelineData['rounds'] = [];
   const timeBare = async (warmup: number) => bareFigure(await bare.time({ warmup, minIterations: 30, minMs: windowMs })).fps;
   const waited: number[] = [];
+  const busy: number[] = [];
   const inferenceWaitNs = () => {
     const times = (rig.detector.inferenceThreadIds() ?? []).map(threadCpuTimes);
     return times.length > 0 && times.every((t) => t !== undefined) ? times.reduce((sum, t) => sum + t!.waitNs, 0) : undefined;
@@ -55,10 +56,13 @@ export async function runPipeline(ctx: BenchContext, rig: Rig): Promise<BenchRes
     camera.source.resume();
     await sleep(fillMs);
     const waitFrom = inferenceWaitNs();
+    const firstInWindow = rig.timings.length;
     const from = performance.now();
     await sleep(windowMs);
     const to = performance.now();
     const waitTo = inferenceWaitNs();
+    // The runs of the frames that finished inside the window, over the window.
+    busy.push(rig.timings.slice(firstInWindow).reduce((sum, t) => sum + t.runMs, 0) / (to - from));
     camera.source.pause();
     if (waitFrom !== undefined && waitTo !== undefined) waited.push((waitTo - waitFrom) / 1e6 / (to - from));
     await settle(camera.arrivals);
@@ -83,7 +87,6 @@ export async function runPipeline(ctx: BenchContext, rig: Rig): Promise<BenchRes
   }
   const timings = rig.timings.slice(firstTiming);
   const stage = (key: keyof DetectionTimings) => round(median(timings.map((t) => t[key])), 2);
-  const meanRunMs = timings.reduce((sum, t) => sum + t.runMs, 0) / Math.max(1, timings.length);
   const breakdown = {
     preprocessMs: stage('preprocessMs'),
     runMs: stage('runMs'),
@@ -97,8 +100,9 @@ export async function runPipeline(ctx: BenchContext, rig: Rig): Promise<BenchRes
     pipelineFps: median(results.map((r) => r.pipelineFps)),
     ratio: median(results.map((r) => r.ratio)),
     breakdown,
-    // The mean, not the median: a run stretched by preemption is busy time too.
-    inferenceBusy: (meanRunMs * median(results.map((r) => r.pipelineFps))) / 1000,
+    // Summed run times per window (a run stretched by preemption is busy time too), median over
+    // rounds. A run that straddles the window's start counts whole, so this can read a little high.
+    inferenceBusy: median(busy),
     inferenceWaitedForCpu: waited.length > 0 ? median(waited) : null,
   };
   return {
