@@ -3,6 +3,7 @@
  * running already-prepared tensors back to back, nothing else in the loop.
  */
 import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { sessionOptions } from '../src/inference/onnxruntime-options.js';
 import { timeLoop, type LoopOptions } from './stats.js';
 
 export interface BareSession {
@@ -13,11 +14,7 @@ export interface BareSession {
 
 /** Session options as the daemon's worker sets them, so only the wrapping differs. */
 export async function openBareSession(modelPath: string, threads: number, inputName: string, outputName: string, tensors: readonly Float32Array[], size: { width: number; height: number }): Promise<BareSession> {
-  const session = await InferenceSession.create(modelPath, {
-    executionProviders: ['cpu'],
-    graphOptimizationLevel: 'all',
-    intraOpNumThreads: threads,
-  });
+  const session = await InferenceSession.create(modelPath, sessionOptions(['cpu'], { threads, spinning: false }));
   const feeds = tensors.map((t) => ({ [inputName]: new Tensor('float32', t, [1, 3, size.height, size.width]) }));
   let next = 0;
   return {

@@ -68,7 +68,7 @@ export function chooseInference(config: Config, board: BoardProfile, store: Conf
     backend: pick('backend'),
     board: board.name,
     backendFrom: store.given(['inference', 'backend']) ? 'config' : 'board',
-    options: { providers: pick('providers'), threads: pick('threads'), precision: board.inference.precision, cacheDir: `${config.stateDir}/engines` },
+    options: { providers: pick('providers'), threads: pick('threads'), spinning: config.inference.spinning, precision: board.inference.precision, cacheDir: `${config.stateDir}/engines` },
   };
 }
 

@@ -12,6 +12,8 @@ export interface BackendOptions {
   providers: ExecutionProvider[];
   /** Intra-op threads for CPU execution (0 = library default). */
   threads: number;
+  /** Whether idle intra-op threads spin for work (default false: src/inference/onnxruntime-options.ts). */
+  spinning?: boolean;
   /** Precision the board asks for on GPU providers; CPU runs the bundle as shipped. */
   precision: 'int8' | 'fp16' | 'fp32';
   /** Folder for TensorRT engine and timing caches. */

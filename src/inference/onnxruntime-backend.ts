@@ -66,6 +66,7 @@ export class OnnxruntimeBackend implements InferenceBackend {
       modelPath,
       providers: options.providers.length > 0 ? options.providers : ['cpu'],
       threads: options.threads,
+      spinning: options.spinning ?? false,
       inputName: manifest.input.name,
       outputName: manifest.output.name,
     };

@@ -13,6 +13,7 @@ export const WorkerRequestSchema = z.discriminatedUnion('type', [
     modelPath: z.string().min(1),
     providers: z.array(provider).min(1),
     threads: z.number().int().min(0),
+    spinning: z.boolean(),
     /** Tensor names the manifest promises; the worker checks the model has them. */
     inputName: z.string().min(1),
     outputName: z.string().min(1),

@@ -12,6 +12,7 @@ import { parentPort } from 'node:worker_threads';
 import { InferenceSession, Tensor, env, listSupportedBackends } from 'onnxruntime-node';
 import { currentThreadId, processThreadIds } from '../util/threads.js';
 import type { ExecutionProvider } from './backend.js';
+import { sessionOptions } from './onnxruntime-options.js';
 import { WorkerRequestSchema, type TensorInfo, type WorkerReply, type WorkerRequest } from './onnxruntime-protocol.js';
 
 if (!parentPort) throw new Error('onnxruntime-worker.js must be started as a worker_thread');
@@ -61,11 +62,7 @@ function describe(metadata: readonly InferenceSession.ValueMetadata[]): TensorIn
 async function load(request: Extract<WorkerRequest, { type: 'load' }>): Promise<void> {
   const notes: string[] = [];
   const gpu = usableGpuProviders(request.providers, notes);
-  const options = (providers: ExecutionProvider[]): InferenceSession.SessionOptions => ({
-    executionProviders: providers,
-    graphOptimizationLevel: 'all',
-    ...(request.threads > 0 ? { intraOpNumThreads: request.threads } : {}),
-  });
+  const options = (providers: ExecutionProvider[]) => sessionOptions(providers, request);
   let providers: ExecutionProvider[] = [...gpu, 'cpu'];
   // Threads that appear while the session is created are its intra-op pool.
   const threadsBefore = new Set(processThreadIds());

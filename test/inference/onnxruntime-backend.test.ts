@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
@@ -15,7 +16,7 @@ import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { loadBundle } from '../../src/bundle/load.js';
 import type { LoadedBundle } from '../../src/inference/backend.js';
 import { DYNAMIC_BATCH_LIMIT, OnnxruntimeBackend } from '../../src/inference/onnxruntime-backend.js';
-import { Mosquitto, tempDir, type TempDir } from '../harness/index.js';
+import { Mosquitto, repoPath, tempDir, type TempDir } from '../harness/index.js';
 import { pythonMissing, writeSyntheticBundle } from './synthetic-bundle.js';
 
 const skip = pythonMissing();
@@ -252,5 +253,39 @@ describe('inference never blocks the event loop', { skip }, () => {
       await client.endAsync();
       await backend.dispose();
     }
+  });
+});
+
+describe('onnxruntime intra-op threads between frames', { skip: availableParallelism() < 2 ? 'needs two cores for an intra-op pool' : false }, () => {
+  /** CPU time of this process per run: back to back, and with a camera-like 30 ms gap after each run. */
+  async function cpuPerRun(spinning: boolean): Promise<{ backToBackMs: number; gappedMs: number }> {
+    const bundle = await loadBundle(repoPath('models', 'quantized', 'moead-mnv2-synth'));
+    const backend = new OnnxruntimeBackend();
+    await backend.load(bundle, { providers: ['cpu'], threads: 2, spinning, precision: 'int8' });
+    try {
+      const input = ramp(3 * 224 * 224, 2);
+      for (let i = 0; i < 3; i++) await backend.run(input.slice(), 1);
+      const measure = async (gapMs: number) => {
+        const from = process.cpuUsage();
+        for (let i = 0; i < 10; i++) {
+          await backend.run(input.slice(), 1);
+          if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
+        }
+        const used = process.cpuUsage(from);
+        return (used.user + used.system) / 1000 / 10;
+      };
+      return { backToBackMs: await measure(0), gappedMs: await measure(30) };
+    } finally {
+      await backend.dispose();
+    }
+  }
+
+  test('idle pool threads sleep between frames unless inference.spinning asks them to spin', async (t) => {
+    const off = await cpuPerRun(false);
+    const on = await cpuPerRun(true);
+    t.diagnostic(`CPU per run, back to back / 30 ms apart: spinning off ${off.backToBackMs.toFixed(1)} / ${off.gappedMs.toFixed(1)} ms, on ${on.backToBackMs.toFixed(1)} / ${on.gappedMs.toFixed(1)} ms`);
+    // A spinning pool keeps a core busy through each gap; a sleeping one costs what the run costs.
+    assert.ok(off.gappedMs < 2 * off.backToBackMs, `spinning off: ${off.gappedMs.toFixed(1)} ms of CPU per run with gaps against ${off.backToBackMs.toFixed(1)} ms back to back`);
+    assert.ok(on.gappedMs > 2 * on.backToBackMs, `spinning on (onnxruntime's default) should spin through the gaps: ${on.gappedMs.toFixed(1)} against ${on.backToBackMs.toFixed(1)} ms`);
   });
 });
