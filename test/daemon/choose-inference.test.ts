@@ -11,11 +11,12 @@ test('board defaults unless the config sets the key; precision always from the b
     backend: 'native',
     board: 'jetson-orin-nano',
     backendFrom: 'board',
-    options: { providers: ['tensorrt', 'cuda', 'cpu'], threads: 6, precision: 'int8', cacheDir: `${fromBoard.current.stateDir}/engines` },
+    options: { providers: ['tensorrt', 'cuda', 'cpu'], threads: 6, spinning: false, precision: 'int8', cacheDir: `${fromBoard.current.stateDir}/engines` },
   });
-  const own = new ConfigStore(validateConfigText('board: jetson-orin-nano\ninference: {backend: onnxruntime, threads: 2}\n', '/etc/moead/c.yaml', {}), {});
+  const own = new ConfigStore(validateConfigText('board: jetson-orin-nano\ninference: {backend: onnxruntime, threads: 2, spinning: true}\n', '/etc/moead/c.yaml', {}), {});
   const choice = chooseInference(own.current, orin, own);
   assert.equal(choice.backend, 'onnxruntime');
+  assert.equal(choice.options.spinning, true);
   assert.equal(choice.backendFrom, 'config');
   assert.equal(choice.options.threads, 2);
   assert.deepEqual(choice.options.providers, ['tensorrt', 'cuda', 'cpu'], 'providers not set: the board');
