@@ -1,14 +1,24 @@
 /**
  * Cuts a byte stream from a child's stdout into whole frames of exactly `frameBytes`.
- * Memory stays bounded at one frame: bytes are copied straight into the frame being filled.
+ * Bytes are copied straight into the frame being filled, and the buffers of frames their
+ * holder is done with come back (`release`) to be filled again: at 720p rgb24 a fresh 2.7 MB
+ * buffer cost 0.3 ms a frame in page faults against 0.03 ms for the copy into a reused one,
+ * and each fresh one adds to the external memory that makes V8 start a full collection (the
+ * daemon at 30 fps of 720p ran about five a second).
  */
+
+/** Free buffers kept for reuse; more than a camera has frames in flight would only hold memory. */
+const MAX_SPARE = 3;
+
 export class FrameAssembler {
   private current: Buffer;
   private filled = 0;
+  readonly #spare: Buffer[] = [];
 
   constructor(
     readonly frameBytes: number,
-    private readonly onFrame: (data: Buffer) => void,
+    /** `release` hands the buffer back once nothing reads it any more; calling it is optional. */
+    private readonly onFrame: (data: Buffer, release: () => void) => void,
   ) {
     if (!Number.isInteger(frameBytes) || frameBytes <= 0) throw new Error(`frame size must be a positive integer, got ${frameBytes}`);
     this.current = Buffer.allocUnsafe(frameBytes);
@@ -23,9 +33,9 @@ export class FrameAssembler {
       offset += n;
       if (this.filled === this.frameBytes) {
         const whole = this.current;
-        this.current = Buffer.allocUnsafe(this.frameBytes);
+        this.current = this.#spare.pop() ?? Buffer.allocUnsafe(this.frameBytes);
         this.filled = 0;
-        this.onFrame(whole);
+        this.onFrame(whole, this.#releaser(whole));
       }
     }
   }
@@ -35,5 +45,20 @@ export class FrameAssembler {
     const leftover = this.filled;
     this.filled = 0;
     return leftover;
+  }
+
+  /** Buffers waiting to be filled again (for tests and telemetry). */
+  get spareBuffers(): number {
+    return this.#spare.length;
+  }
+
+  /** A once-only hand-back: a second call must not put the buffer in the free list twice. */
+  #releaser(buffer: Buffer): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (this.#spare.length < MAX_SPARE) this.#spare.push(buffer);
+    };
   }
 }

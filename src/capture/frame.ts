@@ -22,6 +22,13 @@ export interface Frame {
   data: Buffer;
   /** Where the frame came from (file name for folders), for logs and the `score` CLI. */
   origin?: string;
+  /**
+   * Hands `data` back to the source to be filled with a later frame. Only the frame's last
+   * holder may call it, once nothing will read `data` again (the camera pipeline does, see
+   * src/daemon/camera-pipeline.ts); a frame never released is simply garbage collected.
+   * Absent where the source has nothing to reuse.
+   */
+  release?: () => void;
 }
 
 export type SourceState = 'starting' | 'streaming' | 'no_frames' | 'decode_error' | 'disabled' | 'stopped';

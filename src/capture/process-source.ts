@@ -133,7 +133,7 @@ export class ProcessSource implements FrameSource {
     const now = performance.now();
     const run: Run = {
       child,
-      assembler: new FrameAssembler(this.config.width * this.config.height * RGB_BYTES_PER_PIXEL, (data) => this.onWholeFrame(run, data)),
+      assembler: new FrameAssembler(this.config.width * this.config.height * RGB_BYTES_PER_PIXEL, (data, release) => this.onWholeFrame(run, data, release)),
       stderr: '',
       startedMono: now,
       lastFrameMono: now,
@@ -149,19 +149,22 @@ export class ProcessSource implements FrameSource {
     child.once('close', (code, signal) => this.onChildEnd(run, cmd, code, signal));
   }
 
-  private onWholeFrame(run: Run, data: Buffer): void {
+  private onWholeFrame(run: Run, data: Buffer, release: () => void): void {
     const capturedMono = performance.now();
     const capturedAt = Date.now();
     run.lastFrameMono = capturedMono;
     run.frames++;
     if (this.run !== run || !this.running) return;
     if (!this.takeToken(capturedMono)) {
+      release();
       this.reporter.drop('fps_cap');
       return;
     }
     let img: RawImage = { data, width: this.config.width, height: this.config.height };
     if (this.config.roi) img = crop(img, this.config.roi, RGB_BYTES_PER_PIXEL);
     img = rotate(img, this.config.rotate, RGB_BYTES_PER_PIXEL);
+    // A crop or a rotation copied the pixels: the pipe's buffer is free at once.
+    if (img.data !== data) release();
     this.reporter.status('streaming');
     this.onFrame({
       camera: this.camera,
@@ -172,6 +175,7 @@ export class ProcessSource implements FrameSource {
       width: img.width,
       height: img.height,
       data: img.data,
+      ...(img.data === data ? { release } : {}),
     });
   }
 

@@ -69,7 +69,9 @@ export interface CameraStatusReport {
 export class CameraPipeline {
   readonly name: string;
   readonly #deps: CameraPipelineDeps;
-  readonly #slot = new LatestFrameSlot<Frame>();
+  // A frame's pixels go back to its source (Frame.release) at the last of: replaced in the slot
+  // or failed; replaced as #lastScored; the last snapshot drawn from it finished.
+  readonly #slot = new LatestFrameSlot<Frame>((frame) => frame.release?.());
   readonly #tracker: EventTracker;
   readonly #latency = new LatencyWindow();
   readonly #rate = new RateMeter();
@@ -87,6 +89,9 @@ export class CameraPipeline {
   #stuckTimer: NodeJS.Timeout | undefined;
   /** The newest frame that got a score, kept for the `snapshot` command. */
   #lastScored: { frame: Frame; detection: Detection; seq: number } | undefined;
+  /** Snapshots being drawn, per frame, and the frames to release once theirs are done. */
+  readonly #drawing = new Map<Frame, number>();
+  readonly #releaseAfterDrawing = new Set<Frame>();
 
   constructor(deps: CameraPipelineDeps) {
     this.#deps = deps;
@@ -157,7 +162,7 @@ export class CameraPipeline {
     const last = this.#lastScored;
     if (!last) throw new Error(`camera: "${this.name}" has not scored a frame yet`);
     const threshold = thresholdFor(this.name, last.detection.manifest.threshold, this.#deps.scoring());
-    const jpeg = await this.#deps.detector.snapshot(last.frame, last.detection, { threshold });
+    const jpeg = await this.#drawSnapshot(last.frame, last.detection, threshold);
     await this.#deps.link.publishSnapshot(this.name, jpeg);
     return { seq: last.seq, ts: new Date(last.frame.capturedAt).toISOString(), bytes: jpeg.length };
   }
@@ -211,6 +216,26 @@ export class CameraPipeline {
     };
   }
 
+  /** The annotated JPEG of a scored frame; its pixels stay unreleased until it is drawn. */
+  async #drawSnapshot(frame: Frame, detection: Detection, threshold: { value: number; good_median: number }): Promise<Buffer> {
+    this.#drawing.set(frame, (this.#drawing.get(frame) ?? 0) + 1);
+    try {
+      return await this.#deps.detector.snapshot(frame, detection, { threshold });
+    } finally {
+      const left = this.#drawing.get(frame)! - 1;
+      if (left > 0) this.#drawing.set(frame, left);
+      else {
+        this.#drawing.delete(frame);
+        if (this.#releaseAfterDrawing.delete(frame)) frame.release?.();
+      }
+    }
+  }
+
+  #releaseWhenDrawn(frame: Frame): void {
+    if (this.#drawing.has(frame)) this.#releaseAfterDrawing.add(frame);
+    else frame.release?.();
+  }
+
   async #publish(what: string, send: () => Promise<void>): Promise<boolean> {
     try {
       await send();
@@ -229,6 +254,7 @@ export class CameraPipeline {
         return { frame, prepared: await this.#deps.detector.prepare(frame) };
       } catch (err) {
         this.#countFailure(frame, err);
+        frame.release?.();
       }
     }
     return undefined;
@@ -279,6 +305,7 @@ export class CameraPipeline {
       await publishing;
       if ('error' in outcome) {
         this.#countFailure(frame, outcome.error);
+        frame.release?.();
         continue;
       }
       publishing = this.#finish(frame, outcome.detection).catch((err: unknown) => {
@@ -291,7 +318,7 @@ export class CameraPipeline {
 
   /** Decision, score message with its seq, events and snapshot for one detected frame. */
   async #finish(frame: Frame, detection: Detection): Promise<void> {
-    const { detector, link, seq, log } = this.#deps;
+    const { link, seq, log } = this.#deps;
     const scoring = this.#deps.scoring();
     // The model that scored this frame, which is not the one in force for a frame that was in
     // flight when an update switched models: its score is in that model's units.
@@ -314,10 +341,15 @@ export class CameraPipeline {
       }),
     );
     // A message the link refused keeps its number for the next one: seq never has gaps.
-    if (!sent) return;
+    if (!sent) {
+      frame.release?.();
+      return;
+    }
     await seq.commit(number);
     this.#scored += 1;
+    const previous = this.#lastScored?.frame;
     this.#lastScored = { frame, detection, seq: number };
+    if (previous !== undefined) this.#releaseWhenDrawn(previous);
     this.#latency.add(latency);
 
     this.#tracker.setOptions({ startFrames: scoring.startFrames, endFrames: scoring.endFrames });
@@ -327,7 +359,7 @@ export class CameraPipeline {
     await this.#publish('event', () => link.publishEvent(this.name, event));
     if (event.type === 'start' && scoring.snapshotOnEvent) {
       try {
-        const jpeg = await detector.snapshot(frame, detection, { threshold });
+        const jpeg = await this.#drawSnapshot(frame, detection, threshold);
         await this.#publish('snapshot', () => link.publishSnapshot(this.name, jpeg));
       } catch (err) {
         log.error(`snapshot for event ${event.id} failed: ${errorMessage(err)}`);

@@ -5,10 +5,16 @@
  * scores describe the scene as it is now, not as it was a queue ago.
  */
 export class LatestFrameSlot<T> {
+  /** Called with each frame the slot discards (replaced, or waiting at close). */
+  readonly #onDiscard: (item: T) => void;
   #waiting: T | undefined;
   #taker: ((item: T | undefined) => void) | undefined;
   #closed = false;
   #dropped = 0;
+
+  constructor(onDiscard: (item: T) => void = () => undefined) {
+    this.#onDiscard = onDiscard;
+  }
 
   /** Frames replaced before inference took them. */
   get dropped(): number {
@@ -21,17 +27,23 @@ export class LatestFrameSlot<T> {
 
   /** Offers a frame; returns false when it replaced a waiting one (a drop). */
   put(item: T): boolean {
-    if (this.#closed) return true;
+    if (this.#closed) {
+      this.#onDiscard(item);
+      return true;
+    }
     if (this.#taker) {
       const taker = this.#taker;
       this.#taker = undefined;
       taker(item);
       return true;
     }
-    const replaced = this.#waiting !== undefined;
-    if (replaced) this.#dropped += 1;
+    const replaced = this.#waiting;
+    if (replaced !== undefined) {
+      this.#dropped += 1;
+      this.#onDiscard(replaced);
+    }
     this.#waiting = item;
-    return !replaced;
+    return replaced === undefined;
   }
 
   /** The waiting frame, or the next one to arrive; undefined once closed. One taker at a time. */
@@ -51,7 +63,9 @@ export class LatestFrameSlot<T> {
   /** No more frames: a waiting taker gets undefined; a waiting frame is discarded (not inferred, not counted). */
   close(): void {
     this.#closed = true;
+    const waiting = this.#waiting;
     this.#waiting = undefined;
+    if (waiting !== undefined) this.#onDiscard(waiting);
     const taker = this.#taker;
     this.#taker = undefined;
     taker?.(undefined);

@@ -22,6 +22,25 @@ test('assembler: frames straddling chunks come out whole; a partial tail is repo
   assert.throws(() => new FrameAssembler(0, () => {}), /positive integer/);
 });
 
+test('assembler: a released buffer is filled again, once however often it is released; a held one never is', () => {
+  const frames: Array<{ data: Buffer; release: () => void }> = [];
+  const a = new FrameAssembler(2, (data, release) => frames.push({ data, release }));
+  a.push(Buffer.from([1, 1, 2, 2, 3, 3]));
+  const [first, second] = frames;
+  first!.release();
+  first!.release();
+  assert.equal(a.spareBuffers, 1, 'a buffer released twice waits once');
+  a.push(Buffer.from([4, 4, 5, 5]));
+  // The frame after the release was being filled already; the one after that gets the buffer.
+  assert.notEqual(frames[3]!.data, first!.data);
+  assert.equal(frames[4]!.data, first!.data, 'the released buffer was reused');
+  assert.deepEqual([...first!.data], [5, 5]);
+  assert.deepEqual([...second!.data], [2, 2], 'a frame never released keeps its pixels');
+  assert.equal(a.spareBuffers, 0);
+  for (const f of frames) f.release();
+  assert.equal(a.spareBuffers, 3, 'at most three buffers wait for reuse');
+});
+
 test('crop and rotate move whole pixels (clockwise), on a 3x2 image of 1-byte pixels', () => {
   // 1 2 3
   // 4 5 6

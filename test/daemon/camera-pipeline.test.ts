@@ -1,12 +1,25 @@
 /**
  * One camera's pipeline at saturation, on the benchmark rig's real parts (onnxruntime
  * worker, MQTT FleetLink to Mosquitto, a subscriber): how many frames it keeps decoded and
- * queued behind the one in inference.
+ * queued behind the one in inference; and on a live (ffmpeg) camera, which pixel buffers it
+ * hands back for reuse and when.
  */
 import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
 import { test } from 'node:test';
 import { openRig, sleep } from '../../bench/rig.js';
+import type { Frame, FrameSource } from '../../src/capture/frame.js';
+import { CameraConfigSchema, createFrameSource } from '../../src/capture/index.js';
+import { ScoringConfigSchema } from '../../src/config/schema.js';
+import { CameraPipeline, type FrameDetector } from '../../src/daemon/camera-pipeline.js';
 import { InferenceConfigSchema } from '../../src/inference/config.js';
+import { openDetector, type Detector } from '../../src/inference/detector.js';
+import { MqttConfigSchema } from '../../src/mqtt/config.js';
+import { MqttFleetLink } from '../../src/mqtt/fleet-link.js';
+import { CameraSeq } from '../../src/scoring/seq.js';
+import { createLogger } from '../../src/util/log.js';
+import { testClip } from '../capture/helpers.js';
+import { Mosquitto } from '../harness/mosquitto.js';
 import { tempDir } from '../harness/tmp.js';
 import { writeSyntheticBundle } from '../inference/synthetic-bundle.js';
 import { testFrames } from './fixtures.js';
@@ -45,6 +58,101 @@ test('a saturated camera keeps inference.framesAhead frames decoded and queued b
     assert.equal(await maxInFlight(bundle, frames, undefined), 1 + framesAhead);
     assert.equal(await maxInFlight(bundle, frames, 1), 2);
   } finally {
+    await scratch.remove();
+  }
+});
+
+/** FNV-1a over every byte: a frame's content, to see whether its buffer was refilled. */
+function contentHash(data: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < data.length; i++) h = Math.imul(h ^ data[i]!, 0x01000193) >>> 0;
+  return h;
+}
+
+test('a live camera reuses the pixel buffers of frames it is done with, and never one it still reads', async (t) => {
+  const scratch = await tempDir();
+  const broker = await Mosquitto.start();
+  const link = new MqttFleetLink(MqttConfigSchema.parse({ url: broker.url, device: 'reuse' }), { stateDir: scratch.path });
+  let detector: Detector | undefined;
+  try {
+    await link.start();
+    // A model slower than the camera, so frames are replaced in the slot as well as scored.
+    const bundle = scratch.file('slow-bundle');
+    await writeSyntheticBundle(bundle, { kind: 'heavy', size: 64, grid: 4, runMs: 40 });
+    detector = await openDetector({ bundleDir: bundle, backend: { providers: ['cpu'], threads: 1 } });
+    const config = CameraConfigSchema.parse({ type: 'file', name: 'reuse', path: testClip(160, 120, 50, 4), width: 160, height: 120, fps: 50, loop: true });
+    const source = createFrameSource(config);
+    const atDelivery = new WeakMap<Frame, number>();
+    const buffers = new Set<ArrayBufferLike>();
+    let delivered = 0;
+    const refilled: string[] = [];
+    // The frame must still hold what the camera delivered wherever the pipeline reads it.
+    const check = (frame: Frame, where: string) => {
+      if (contentHash(frame.data) !== atDelivery.get(frame)) refilled.push(`frame ${frame.index} ${where}`);
+    };
+    const watched: FrameSource = {
+      camera: source.camera,
+      start: (onFrame, onStatus) =>
+        source.start((frame) => {
+          atDelivery.set(frame, contentHash(frame.data));
+          buffers.add(frame.data.buffer);
+          delivered += 1;
+          onFrame(frame);
+        }, onStatus),
+      stop: () => source.stop(),
+      stats: () => source.stats(),
+    };
+    const live = detector;
+    const spy: FrameDetector = {
+      manifest: live.manifest,
+      prepare: async (frame) => {
+        const prepared = await live.prepare(frame);
+        check(frame, 'after its preprocess');
+        return prepared;
+      },
+      infer: (prepared) => live.infer(prepared),
+      snapshot: async (frame, detection, options) => {
+        check(frame, 'when its snapshot began');
+        // As slow as an encoder on a small board: later frames replace this one meanwhile.
+        await sleep(50);
+        const jpeg = await live.snapshot(frame, detection, options);
+        check(frame, 'when its snapshot ended');
+        return jpeg;
+      },
+    };
+    const pipeline = new CameraPipeline({
+      camera: config,
+      source: watched,
+      detector: spy,
+      link,
+      seq: await CameraSeq.open(scratch.path, config.name),
+      scoring: () => ScoringConfigSchema.parse({}),
+      stuckTimeoutS: 30,
+      framesAhead: 2,
+      log: createLogger('reuse', 'error'),
+    });
+    await pipeline.start();
+    let snapshots = 0;
+    for (const until = performance.now() + 3000; performance.now() < until; ) {
+      await sleep(60);
+      // Snapshots of the newest scored frame, drawn while later frames replace it.
+      if (pipeline.status().frames > 0) {
+        await pipeline.publishSnapshotNow();
+        snapshots += 1;
+      }
+    }
+    await pipeline.stop();
+    const frames = pipeline.status().frames;
+    const replaced = pipeline.telemetry().drops.backpressure ?? 0;
+    t.diagnostic(`${delivered} frames delivered in ${buffers.size} buffers; ${frames} scored, ${replaced} replaced in the slot; ${snapshots} snapshots`);
+    assert.deepEqual(refilled, [], 'a buffer was refilled while the pipeline still read its frame');
+    assert.ok(frames >= 10 && replaced >= 10, `scored ${frames}, replaced ${replaced}: the test needs both`);
+    assert.ok(snapshots >= 5, `${snapshots} snapshots`);
+    assert.ok(buffers.size <= delivered / 4, `${delivered} frames came in ${buffers.size} distinct buffers: released buffers are not reused`);
+  } finally {
+    await link.stop().catch(() => undefined);
+    await detector?.close();
+    await broker.teardown();
     await scratch.remove();
   }
 });

@@ -25,6 +25,18 @@ test('a slow consumer gets the newest frame; the ones it replaced are counted', 
   assert.equal(await slot.take(), undefined);
 });
 
+test('every frame the slot discards goes to onDiscard: replaced, waiting at close, offered after close', async () => {
+  const discarded: number[] = [];
+  const slot = new LatestFrameSlot<number>((n) => discarded.push(n));
+  slot.put(1);
+  slot.put(2);
+  assert.equal(await slot.take(), 2);
+  slot.put(3);
+  slot.close();
+  slot.put(4);
+  assert.deepEqual(discarded, [1, 3, 4], 'the frame taken is not discarded; the others are');
+});
+
 test('the slot holds one frame however fast frames come', async () => {
   const slot = new LatestFrameSlot<number>();
   for (let i = 0; i < 10_000; i++) slot.put(i);
