@@ -31,13 +31,27 @@ export class FrameAssembler {
       chunk.copy(this.current, this.filled, offset, offset + n);
       this.filled += n;
       offset += n;
-      if (this.filled === this.frameBytes) {
-        const whole = this.current;
-        this.current = this.#spare.pop() ?? Buffer.allocUnsafe(this.frameBytes);
-        this.filled = 0;
-        this.onFrame(whole, this.#releaser(whole));
-      }
+      if (this.filled === this.frameBytes) this.#emit();
     }
+  }
+
+  #emit(): void {
+    const whole = this.current;
+    this.current = this.#spare.pop() ?? Buffer.allocUnsafe(this.frameBytes);
+    this.filled = 0;
+    this.onFrame(whole, this.#releaser(whole));
+  }
+
+  /** Where the next bytes of the stream go, for a reader that fills it in place (then `advance`). */
+  target(): Buffer {
+    return this.current.subarray(this.filled);
+  }
+
+  /** `n` bytes were written into `target()`. */
+  advance(n: number): void {
+    if (!Number.isInteger(n) || n < 0 || this.filled + n > this.frameBytes) throw new Error(`cannot advance ${n} bytes with ${this.frameBytes - this.filled} left in the frame`);
+    this.filled += n;
+    if (this.filled === this.frameBytes) this.#emit();
   }
 
   /** Ends the stream: returns how many bytes of a partial frame were thrown away (0 if none). */

@@ -5,6 +5,7 @@ import type { CameraConfig } from './config.js';
 import type { FrameSource } from './frame.js';
 import { FolderSource } from './folder-source.js';
 import { ProcessSource } from './process-source.js';
+import type { Binaries } from './pipeline.js';
 import { silentLog, type CaptureLog } from './reporter.js';
 
 export interface FrameSourceDeps {
@@ -13,8 +14,8 @@ export interface FrameSourceDeps {
   log?: CaptureLog;
   /** Environment for credentials (`passwordEnv`) and for the child process; defaults to process.env. */
   env?: NodeJS.ProcessEnv;
-  /** Paths of the launcher binaries, when not on PATH. */
-  binaries?: { ffmpeg?: string; gstLaunch?: string };
+  /** Paths of the launcher binaries (and mkfifo), when not on PATH. */
+  binaries?: Binaries;
 }
 
 export function createFrameSource(camera: CameraConfig, deps: FrameSourceDeps = {}): FrameSource {

@@ -22,6 +22,8 @@ export const RGB_BYTES_PER_PIXEL = 3;
 export interface Binaries {
   ffmpeg?: string;
   gstLaunch?: string;
+  /** Makes the FIFO frames are read from (src/capture/process-source.ts). */
+  mkfifo?: string;
 }
 
 /** Credentials of a network camera: environment variables named in the config win over inline values. */

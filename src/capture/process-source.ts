@@ -5,7 +5,11 @@
  * frame has come for `stallTimeoutS`. Every restart, stall and drop is counted with its
  * reason; the status callback says streaming / no_frames / decode_error / disabled.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, constants, openSync, unlinkSync } from 'node:fs';
+import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { BoardCapture } from './board.js';
 import { backoffDelay } from './backoff.js';
@@ -56,6 +60,7 @@ export class ProcessSource implements FrameSource {
   private tokens = FPS_BURST;
   private tokensAt = 0;
   private secrets: string[] = [];
+  private pipeFallbackLogged = false;
   private onFrame: (frame: Frame) => void = () => {};
   private readonly interval: number;
 
@@ -129,7 +134,20 @@ export class ProcessSource implements FrameSource {
     }
     this.secrets = cmd.secrets;
     this.options.log('info', `camera ${this.camera}: starting ${cmd.command} ${redact(cmd.args.join(' '), this.secrets)}`);
-    const child = spawn(cmd.command, cmd.args, { stdio: ['ignore', 'pipe', 'pipe'], env: this.options.env });
+    let pipe: FramePipe | undefined;
+    try {
+      pipe = openFramePipe(this.options.binaries.mkfifo ?? 'mkfifo');
+    } catch (err) {
+      if (!this.pipeFallbackLogged) this.options.log('warn', `camera ${this.camera}: reading frames from a plain pipe (more garbage to collect per frame): ${err instanceof Error ? err.message : String(err)}`);
+      this.pipeFallbackLogged = true;
+    }
+    let child: ChildProcess;
+    try {
+      child = spawn(cmd.command, cmd.args, { stdio: ['ignore', pipe?.writeFd ?? 'pipe', 'pipe'], env: this.options.env });
+    } finally {
+      // The child has its own copy; ours would keep the reader from ever seeing the end.
+      if (pipe) closeSync(pipe.writeFd);
+    }
     const now = performance.now();
     const run: Run = {
       child,
@@ -141,12 +159,16 @@ export class ProcessSource implements FrameSource {
       finished: false,
     };
     this.run = run;
-    child.stdout!.on('data', (chunk: Buffer) => run.assembler.push(chunk));
+    // The child's end is handled once its last frame has been read: a FIFO, unlike the child's
+    // own stdout pipe, may still hold frames when 'close' fires.
+    let framesRead: Promise<void> = Promise.resolve();
+    if (pipe) framesRead = readFramesInPlace(pipe.readFd, run.assembler);
+    else child.stdout!.on('data', (chunk: Buffer) => run.assembler.push(chunk));
     child.stderr!.on('data', (chunk: Buffer) => {
       run.stderr = (run.stderr + chunk.toString('utf8')).slice(-STDERR_KEEP);
     });
-    child.once('error', (err) => this.onChildEnd(run, cmd, null, null, err));
-    child.once('close', (code, signal) => this.onChildEnd(run, cmd, code, signal));
+    child.once('error', (err) => void framesRead.then(() => this.onChildEnd(run, cmd, null, null, err)));
+    child.once('close', (code, signal) => void framesRead.then(() => this.onChildEnd(run, cmd, code, signal)));
   }
 
   private onWholeFrame(run: Run, data: Buffer, release: () => void): void {
@@ -250,6 +272,59 @@ export class ProcessSource implements FrameSource {
     this.reporter.status('no_frames', detail);
     killChild(run.child);
   }
+}
+
+interface FramePipe {
+  readFd: number;
+  writeFd: number;
+}
+
+let framePipes = 0;
+
+/**
+ * A FIFO for the child's stdout. Node reads a child's own stdout pipe into a fresh 64 KiB
+ * buffer per read, and at 720p 30 fps those 80 MB a second of short-lived buffers made V8
+ * start a full collection about twice a second; a FIFO opened here can be read by a socket
+ * with `onread`, straight into the frame being filled (readFramesInPlace). The name is
+ * removed as soon as both ends are open.
+ */
+function openFramePipe(mkfifo: string): FramePipe {
+  const path = join(tmpdir(), `moead-frames-${process.pid}-${++framePipes}`);
+  const made = spawnSync(mkfifo, ['-m', '600', path], { encoding: 'utf8' });
+  if (made.status !== 0) throw new Error(`mkfifo ${path} failed: ${made.error?.message ?? made.stderr.trim()}`);
+  try {
+    const readFd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      // Blocking for the child, and it does not wait: the read end is open already.
+      return { readFd, writeFd: openSync(path, constants.O_WRONLY) };
+    } catch (err) {
+      closeSync(readFd);
+      throw err;
+    }
+  } finally {
+    unlinkSync(path);
+  }
+}
+
+/** Reads the FIFO into the assembler's frame in place; resolves once the stream has ended. */
+function readFramesInPlace(fd: number, assembler: FrameAssembler): Promise<void> {
+  // Node's Socket constructor takes `onread` (its typings declare it only for net.connect).
+  const options: SocketConstructorOpts & { onread: OnReadOpts } = {
+    fd,
+    readable: true,
+    writable: false,
+    onread: {
+      buffer: () => assembler.target(),
+      callback: (bytes: number) => {
+        assembler.advance(bytes);
+        return true; // keep reading
+      },
+    },
+  };
+  const socket = new Socket(options);
+  // A read error ends the stream like an end of file; the child's exit says what happened.
+  socket.on('error', () => socket.destroy());
+  return new Promise((resolve) => socket.once('close', () => resolve()));
 }
 
 function killChild(child: ChildProcess): void {

@@ -31,6 +31,22 @@ test('file: a testsrc clip arrives as exactly its frames, whole rgb24 and identi
   assert.equal(cam.stats().restarts, 0);
 });
 
+test('frames come through a FIFO read in place; without mkfifo, through a plain pipe, the same frames and a warning', async () => {
+  const clip = testClip(W, H, 25, 0.48); // 12 frames
+  const read = async (binaries: { mkfifo?: string }) => {
+    const cam = await startCamera({ type: 'file', path: clip, width: W, height: H, fps: 240, loop: false }, { binaries });
+    await cam.until(() => cam.statuses.some((s) => s.state === 'stopped'), 'end of file');
+    return cam;
+  };
+  const fifo = await read({});
+  const plain = await read({ mkfifo: '/nonexistent/mkfifo' });
+  assert.deepEqual(fifo.logs.filter((l) => /plain pipe/.test(l)), []);
+  assert.equal(plain.logs.filter((l) => /^warn .*reading frames from a plain pipe .*\/nonexistent\/mkfifo/.test(l)).length, 1, plain.logs.join('\n'));
+  assert.equal(fifo.frames.length, 12);
+  assert.equal(plain.frames.length, 12);
+  for (const [i, f] of fifo.frames.entries()) assert.ok(f.data.equals(plain.frames[i]!.data), `frame ${i} differs between the two reads`);
+});
+
 test('file: roi crop then rotation match ffmpeg crop + transpose on the same frame', async () => {
   const clip = testClip(W, H, 25, 0.48);
   const roi = { x: 8, y: 4, width: 40, height: 30 };
@@ -108,9 +124,11 @@ test('a stream that stops sending trips the stall watchdog, which restarts it', 
 });
 
 test('a truncated last frame never reaches the consumer; it is dropped and counted', async () => {
-  const frameBytes = W * H * 3;
+  // Frames far larger than a pipe holds (64 KiB), so the launcher's writes wait for this reader.
+  const [width, height] = [640, 480];
+  const frameBytes = width * height * 3;
   const cam = await startCamera(
-    { type: 'file', path: '/unused.mp4', width: W, height: H, fps: 240, reconnect: { initialMs: 60_000, maxMs: 60_000 } },
+    { type: 'file', path: '/unused.mp4', width, height, fps: 240, reconnect: { initialMs: 60_000, maxMs: 60_000 } },
     { binaries: { ffmpeg: FAKE_LAUNCHER }, env: { ...process.env, FAKE_MODE: 'truncated', FAKE_FRAMES: '2', FAKE_FRAME_BYTES: String(frameBytes) } },
   );
   await cam.until(() => cam.stats().drops.truncated >= 1, 'the truncated frame');
@@ -121,7 +139,7 @@ test('a truncated last frame never reaches the consumer; it is dropped and count
     assert.ok(f.data.every((b) => b === k + 1), `frame ${k} holds bytes of another frame`);
   });
   assert.equal(cam.stats().dropped, 1);
-  assert.ok(cam.logs.some((l) => l.includes(`truncated: ${frameBytes / 2} of ${frameBytes} bytes`)));
+  assert.ok(cam.logs.some((l) => l.includes(`truncated: ${frameBytes / 2} of ${frameBytes} bytes`)), cam.logs.join('\n'));
 });
 
 test('a missing launcher binary is reported and retried, never thrown; other cameras run on', async () => {
