@@ -41,6 +41,26 @@ test('assembler: a released buffer is filled again, once however often it is rel
   assert.equal(a.spareBuffers, 3, 'at most three buffers wait for reuse');
 });
 
+test('assembler: a reader filling target() in place gets the same whole frames; advancing past a frame is refused', () => {
+  const out: number[][] = [];
+  const a = new FrameAssembler(3, (f) => out.push([...f]));
+  const write = (bytes: number[]) => {
+    for (let i = 0; i < bytes.length; ) {
+      const into = a.target();
+      const n = Math.min(into.length, bytes.length - i);
+      into.set(bytes.slice(i, i + n));
+      a.advance(n);
+      i += n;
+    }
+  };
+  write([1, 1]);
+  write([1, 2, 2, 2, 3]);
+  assert.deepEqual(out, [[1, 1, 1], [2, 2, 2]]);
+  assert.equal(a.target().length, 2, 'the third frame has one byte so far');
+  assert.throws(() => a.advance(3), /cannot advance 3 bytes with 2 left in the frame/);
+  assert.equal(a.end(), 1);
+});
+
 test('crop and rotate move whole pixels (clockwise), on a 3x2 image of 1-byte pixels', () => {
   // 1 2 3
   // 4 5 6
