@@ -144,6 +144,9 @@ export class ProcessSource implements FrameSource {
     let child: ChildProcess;
     try {
       child = spawn(cmd.command, cmd.args, { stdio: ['ignore', pipe?.writeFd ?? 'pipe', 'pipe'], env: this.options.env });
+    } catch (err) {
+      if (pipe) closeSync(pipe.readFd);
+      throw err;
     } finally {
       // The child has its own copy; ours would keep the reader from ever seeing the end.
       if (pipe) closeSync(pipe.writeFd);
