@@ -14,7 +14,7 @@ import { frameFromFile } from '../src/inference/files.js';
 import { preprocessFrame } from '../src/preprocess/index.js';
 import { PACKAGE_ROOT } from '../src/util/paths.js';
 
-export const BENCHES = ['pipeline', 'quantization', 'latency', 'memory', 'research', 'native'] as const;
+export const BENCHES = ['pipeline', 'quantization', 'latency', 'memory', 'research', 'camera', 'native'] as const;
 export type BenchName = (typeof BENCHES)[number];
 
 const OptionsSchema = z.strictObject({

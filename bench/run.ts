@@ -6,6 +6,7 @@
 import { BENCHES, openContext, parseOptions, USAGE, type BenchName } from './context.js';
 import { describeMachine, machineLine } from './machine.js';
 import { runLatency } from './latency.js';
+import { runCamera } from './camera.js';
 import { runMemory, type MemoryData } from './memory.js';
 import { runNative } from './native-row.js';
 import { runPipeline, type PipelineData } from './pipeline.js';
@@ -69,6 +70,10 @@ async function main(argv: string[]): Promise<number> {
   if (wants('research')) {
     progress('research code (PyTorch eager) ...');
     record(await runResearch(ctx, pipeline, memory));
+  }
+  if (wants('camera')) {
+    progress('live camera ...');
+    record(await runCamera(ctx));
   }
   if (wants('native')) {
     progress('native vs JS ...');

@@ -3,11 +3,12 @@
  * are run on demand by `npm run bench` and never asserted on.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { childNamed, processCpuNs } from '../../bench/camera.js';
 import { parseOptions } from '../../bench/context.js';
 import { readRss, trendPerSecond } from '../../bench/memory.js';
 import { formatTable, unavailable } from '../../bench/report.js';
@@ -67,6 +68,21 @@ test('options: defaults, and bad values named with what was given', () => {
   assert.throws(() => parseOptions(['--only', 'pipeline,speed']), /--only: .*received "pipeline,speed"/);
   assert.throws(() => parseOptions(['--memory-minutes', 'ten']), /--memory-minutes: .*received "ten"/);
   assert.throws(() => parseOptions(['--fast']), /Unknown option '--fast'[\s\S]*npm run bench/);
+});
+
+test('a process\'s CPU time sums its threads; a child is found by its command name', async () => {
+  const before = processCpuNs(process.pid);
+  for (const until = performance.now() + 50; performance.now() < until; );
+  const spent = processCpuNs(process.pid) - before;
+  assert.ok(spent >= 30e6, `50 ms of spinning read as ${(spent / 1e6).toFixed(1)} ms of CPU`);
+  const child = spawn('sleep', ['5']);
+  try {
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(childNamed(process.pid, 'sleep'), child.pid);
+    assert.equal(childNamed(process.pid, 'no-such-command'), undefined);
+  } finally {
+    child.kill();
+  }
 });
 
 test('RSS is read from /proc for a live process', async () => {

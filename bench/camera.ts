@@ -1,0 +1,154 @@
+/**
+ * A live camera: the real daemon (`moead-edge run`, a child process) on a `file` camera that
+ * ffmpeg decodes to raw 1280×720 rgb24 at 30 fps, the path USB, CSI and RTSP cameras take and
+ * the folder source of the other benchmarks does not. Figure: the daemon's CPU time per
+ * scored frame, every thread of it (/proc/PID/task/TID/schedstat), against the CPU time of one
+ * bare session.run of the same model and threads in this process, measured in the same run.
+ */
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import mqtt from 'mqtt';
+import { deviceTopics } from '../src/mqtt/topics.js';
+import { Mosquitto } from '../test/harness/mosquitto.js';
+import { spawnCli } from '../test/harness/process.js';
+import { tempDir } from '../test/harness/tmp.js';
+import { openBareSession } from './bare.js';
+import type { BenchContext } from './context.js';
+import { unavailable, type BenchResult } from './report.js';
+import { sleep } from './rig.js';
+import { round } from './stats.js';
+
+const WIDTH = 1280;
+const HEIGHT = 720;
+const FPS = 30;
+
+export type CameraData = {
+  width: number;
+  height: number;
+  fps: number;
+  seconds: number;
+  framesScored: number;
+  daemonCpuMsPerFrame: number;
+  daemonCorePercent: number;
+  decoderCorePercent: number | null;
+  bareCpuMsPerRun: number;
+};
+
+/** CPU time (ns) of every thread of a process, from the scheduler's own accounting. */
+export function processCpuNs(pid: number): number {
+  let total = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      total += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // the thread ended while we looked
+    }
+  }
+  return total;
+}
+
+/** The first child of `pid` whose command name is `comm`. */
+export function childNamed(pid: number, comm: string): number | undefined {
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  return children.find((child) => {
+    try {
+      return readFileSync(`/proc/${child}/comm`, 'utf8').trim() === comm;
+    } catch {
+      return false;
+    }
+  });
+}
+
+export async function runCamera(ctx: BenchContext): Promise<BenchResult> {
+  const { options, bundle, tensors } = ctx;
+  const figure = `daemon CPU per scored frame, ${WIDTH}x${HEIGHT} rgb24 camera @ ${FPS} fps`;
+  const dir = await tempDir('moead-bench-camera-');
+  try {
+    const clip = dir.file('testsrc.mp4');
+    const made = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', `testsrc=size=${WIDTH}x${HEIGHT}:rate=${FPS}`, '-t', '10', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', clip], { encoding: 'utf8' });
+    if (made.error || made.status !== 0) return unavailable('camera', figure, `no test clip: ffmpeg ${made.error ? 'is missing (apt-get install ffmpeg)' : `failed: ${made.stderr.trim()}`}`);
+
+    // The baseline first, in this process, with nothing else running.
+    const { input, output } = bundle.manifest;
+    const bare = await openBareSession(bundle.modelPath, options.threads, input.name, output.name, tensors, input);
+    let bareCpuMsPerRun: number;
+    try {
+      await bare.time({ warmup: 20, minIterations: 1, minMs: 0 });
+      const from = process.cpuUsage();
+      const runs = (await bare.time({ warmup: 0, minIterations: 50, minMs: options.quick ? 2000 : 5000 })).length;
+      const used = process.cpuUsage(from);
+      bareCpuMsPerRun = (used.user + used.system) / 1000 / runs;
+    } finally {
+      await bare.release();
+    }
+
+    const broker = await Mosquitto.start();
+    const camera = 'bench-camera';
+    const config = {
+      logLevel: 'warn',
+      stateDir: dir.file('state'),
+      cameras: [{ type: 'file', name: camera, path: clip, width: WIDTH, height: HEIGHT, fps: FPS, loop: true }],
+      inference: { model: bundle.dir, threads: options.threads, ...(options.framesAhead ? { framesAhead: options.framesAhead } : {}) },
+      mqtt: { url: broker.url, device: 'bench-camera' },
+    };
+    const configFile = dir.file('config.json');
+    await writeFile(configFile, JSON.stringify(config, null, 2));
+    const subscriber = await mqtt.connectAsync(broker.url, { clientId: 'bench-camera-subscriber' });
+    let scored = 0;
+    subscriber.on('message', () => (scored += 1));
+    await subscriber.subscribeAsync(deviceTopics('moead', config.mqtt.device).score(camera), { qos: 1 });
+    const child = spawnCli(['run', '--config', configFile]);
+    const seconds = options.quick ? 8 : options.seconds;
+    let daemonNs: number;
+    let decoderNs: number | undefined;
+    let frames: number;
+    try {
+      const pid = child.proc.pid;
+      if (pid === undefined) throw new Error('could not start the daemon (no pid)');
+      for (const until = performance.now() + 60_000; scored === 0; await sleep(100)) {
+        if (performance.now() > until || child.proc.exitCode !== null) throw new Error(`no score from the daemon:\n${child.output().split('\n').slice(-15).join('\n')}`);
+      }
+      await sleep(5000); // start-up done: the clip plays at its own rate from here
+      const decoder = childNamed(pid, 'ffmpeg');
+      const daemonFrom = processCpuNs(pid);
+      const decoderFrom = decoder === undefined ? undefined : processCpuNs(decoder);
+      const scoredFrom = scored;
+      await sleep(seconds * 1000);
+      daemonNs = processCpuNs(pid) - daemonFrom;
+      decoderNs = decoder === undefined || decoderFrom === undefined ? undefined : processCpuNs(decoder) - decoderFrom;
+      frames = scored - scoredFrom;
+    } finally {
+      await child.stop(10_000);
+      await subscriber.endAsync();
+      await broker.teardown();
+    }
+    if (frames === 0) throw new Error(`the daemon scored no frame in ${seconds} s:\n${child.output()}`);
+    const perFrameMs = daemonNs / 1e6 / frames;
+    const data: CameraData = {
+      width: WIDTH,
+      height: HEIGHT,
+      fps: FPS,
+      seconds,
+      framesScored: frames,
+      daemonCpuMsPerFrame: round(perFrameMs, 2),
+      daemonCorePercent: round((daemonNs / 1e9 / seconds) * 100, 1),
+      decoderCorePercent: decoderNs === undefined ? null : round((decoderNs / 1e9 / seconds) * 100, 1),
+      bareCpuMsPerRun: round(bareCpuMsPerRun, 2),
+    };
+    return {
+      name: 'camera',
+      rows: [
+        { bench: 'camera', figure, value: `${perFrameMs.toFixed(2)} ms`, baseline: `bare session.run ${bareCpuMsPerRun.toFixed(2)} ms CPU`, ratio: `${(perFrameMs / bareCpuMsPerRun).toFixed(2)}× run` },
+        { bench: 'camera', figure: `daemon CPU, that camera (${(frames / seconds).toFixed(1)} scores/s)`, value: `${data.daemonCorePercent} % of a core`, ...(data.decoderCorePercent === null ? {} : { baseline: `ffmpeg decoding it ${data.decoderCorePercent} %` }) },
+      ],
+      notes: [
+        `\`moead-edge run\` child process on a \`file\` camera (an H.264 testsrc clip made here, ${WIDTH}x${HEIGHT}, ${FPS} fps, looped; ffmpeg decodes and writes rgb24 to the daemon's FIFO). CPU = every thread's time on a core (/proc/PID/task/*/schedstat) over ${seconds} s after the first score and 5 s more; per frame = over the scores a subscriber received meanwhile (${frames}). ffmpeg is its own process and not in the daemon's figure.`,
+        `Baseline: the CPU time of one bare session.run of the same model with ${options.threads} intra-op thread(s) in this process (user + system time over the runs), so the ratio is what the whole daemon spends per frame (capture, preprocessing, inference, publishing, housekeeping) in model runs.`,
+      ],
+      data,
+    };
+  } finally {
+    await dir.remove();
+  }
+}
