@@ -7,14 +7,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
-import mqtt from 'mqtt';
-import { deviceTopics } from '../src/mqtt/topics.js';
-import { Mosquitto } from '../test/harness/mosquitto.js';
-import { spawnCli } from '../test/harness/process.js';
 import { tempDir } from '../test/harness/tmp.js';
 import { openBareSession } from './bare.js';
 import type { BenchContext } from './context.js';
+import { startDaemon } from './daemon-child.js';
 import { unavailable, type BenchResult } from './report.js';
 import { sleep } from './rig.js';
 import { round } from './stats.js';
@@ -83,22 +79,8 @@ export async function runCamera(ctx: BenchContext): Promise<BenchResult> {
       await bare.release();
     }
 
-    const broker = await Mosquitto.start();
-    const camera = 'bench-camera';
-    const config = {
-      logLevel: 'warn',
-      stateDir: dir.file('state'),
-      cameras: [{ type: 'file', name: camera, path: clip, width: WIDTH, height: HEIGHT, fps: FPS, loop: true }],
-      inference: { model: bundle.dir, threads: options.threads, ...(options.framesAhead ? { framesAhead: options.framesAhead } : {}) },
-      mqtt: { url: broker.url, device: 'bench-camera' },
-    };
-    const configFile = dir.file('config.json');
-    await writeFile(configFile, JSON.stringify(config, null, 2));
-    const subscriber = await mqtt.connectAsync(broker.url, { clientId: 'bench-camera-subscriber' });
-    let scored = 0;
-    subscriber.on('message', () => (scored += 1));
-    await subscriber.subscribeAsync(deviceTopics('moead', config.mqtt.device).score(camera), { qos: 1 });
-    const child = spawnCli(['run', '--config', configFile]);
+    const daemon = await startDaemon(ctx, dir, 'bench-camera', { type: 'file', path: clip, width: WIDTH, height: HEIGHT, fps: FPS, loop: true });
+    const { child } = daemon;
     const seconds = options.quick ? 8 : options.seconds;
     let daemonNs: number;
     let decoderNs: number | undefined;
@@ -106,22 +88,20 @@ export async function runCamera(ctx: BenchContext): Promise<BenchResult> {
     try {
       const pid = child.proc.pid;
       if (pid === undefined) throw new Error('could not start the daemon (no pid)');
-      for (const until = performance.now() + 60_000; scored === 0; await sleep(100)) {
+      for (const until = performance.now() + 60_000; daemon.scores() === 0; await sleep(100)) {
         if (performance.now() > until || child.proc.exitCode !== null) throw new Error(`no score from the daemon:\n${child.output().split('\n').slice(-15).join('\n')}`);
       }
       await sleep(5000); // start-up done: the clip plays at its own rate from here
       const decoder = childNamed(pid, 'ffmpeg');
       const daemonFrom = processCpuNs(pid);
       const decoderFrom = decoder === undefined ? undefined : processCpuNs(decoder);
-      const scoredFrom = scored;
+      const scoredFrom = daemon.scores();
       await sleep(seconds * 1000);
       daemonNs = processCpuNs(pid) - daemonFrom;
       decoderNs = decoder === undefined || decoderFrom === undefined ? undefined : processCpuNs(decoder) - decoderFrom;
-      frames = scored - scoredFrom;
+      frames = daemon.scores() - scoredFrom;
     } finally {
-      await child.stop(10_000);
-      await subscriber.endAsync();
-      await broker.teardown();
+      await daemon.stop();
     }
     if (frames === 0) throw new Error(`the daemon scored no frame in ${seconds} s:\n${child.output()}`);
     const perFrameMs = daemonNs / 1e6 / frames;

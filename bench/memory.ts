@@ -4,16 +4,13 @@
  * whole run. Growth = RSS at the end over the steady state early in the run; the baseline
  * is the smallest memory budget among the board profiles.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import mqtt from 'mqtt';
 import { BoardProfileSchema, BOARDS_DIR, listBoards } from '../src/config/board.js';
-import { deviceTopics } from '../src/mqtt/topics.js';
 import { allocatorFromMaps } from '../src/util/allocator.js';
-import { Mosquitto } from '../test/harness/mosquitto.js';
-import { spawnCli } from '../test/harness/process.js';
 import { tempDir } from '../test/harness/tmp.js';
 import type { BenchContext } from './context.js';
+import { startDaemon } from './daemon-child.js';
 import type { BenchResult } from './report.js';
 import { sleep } from './rig.js';
 import { median, round } from './stats.js';
@@ -73,33 +70,15 @@ function windowMedian(samples: ReadonlyArray<[number, number]>, from: number, to
 }
 
 export async function runMemory(ctx: BenchContext, fps: number, progress: (line: string) => void): Promise<BenchResult & { data: MemoryData }> {
-  const { options, bundle, imageDir } = ctx;
+  const { options, imageDir } = ctx;
   const durationS = options.memoryMinutes * 60;
   // Steady state: after start-up allocations settle, inside the first minute.
   const steady: [number, number] = [Math.min(30, durationS / 4), Math.min(60, durationS / 2)];
   const endWindowS = Math.min(60, durationS / 4);
   const dir = await tempDir('moead-bench-memory-');
-  const broker = await Mosquitto.start();
   const camera = 'bench-memory';
-  const config = {
-    logLevel: 'warn',
-    stateDir: dir.file('state'),
-    cameras: [{ type: 'folder', name: camera, path: imageDir, fps }],
-    inference: { model: bundle.dir, threads: options.threads, ...(options.framesAhead ? { framesAhead: options.framesAhead } : {}) },
-    mqtt: { url: broker.url, device: 'bench-memory' },
-  };
-  const configFile = dir.file('config.json');
-  await writeFile(configFile, JSON.stringify(config, null, 2));
-  const subscriber = await mqtt.connectAsync(broker.url, { clientId: 'bench-memory-subscriber' });
-  let scored = 0;
-  let firstScore: (() => void) | undefined;
-  const started = new Promise<void>((resolve) => (firstScore = resolve));
-  subscriber.on('message', () => {
-    scored += 1;
-    firstScore?.();
-  });
-  await subscriber.subscribeAsync(deviceTopics('moead', config.mqtt.device).score(camera), { qos: 1 });
-  const child = spawnCli(['run', '--config', configFile]);
+  const daemon = await startDaemon(ctx, dir, camera, { type: 'folder', path: imageDir, fps });
+  const { child, firstScore: started } = daemon;
   const samples: Array<[number, number]> = [];
   let peakMb = 0;
   let allocator = 'unknown';
@@ -122,16 +101,15 @@ export async function runMemory(ctx: BenchContext, fps: number, progress: (line:
       peakMb = rss.peakMb;
       if (elapsed - lastProgress >= 60_000) {
         lastProgress = elapsed;
-        progress(`memory: ${(elapsed / 60_000).toFixed(0)} min, RSS ${rss.rssMb.toFixed(0)} MiB, ${scored} scores`);
+        progress(`memory: ${(elapsed / 60_000).toFixed(0)} min, RSS ${rss.rssMb.toFixed(0)} MiB, ${daemon.scores()} scores`);
       }
       await Promise.race([sleep(every), exited]);
     }
   } finally {
-    await child.stop(10_000);
-    await subscriber.endAsync();
-    await broker.teardown();
+    await daemon.stop();
     await dir.remove();
   }
+  const scored = daemon.scores();
   const steadyMb = windowMedian(samples, steady[0], steady[1]);
   const endMb = windowMedian(samples, durationS - endWindowS, Number.POSITIVE_INFINITY);
   const growth = ((endMb - steadyMb) / steadyMb) * 100;
