@@ -6,7 +6,8 @@
  * bare session.run of the same model and threads in this process, measured in the same run.
  */
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { processThreadIds, threadCpuTimes } from '../src/util/threads.js';
 import { tempDir } from '../test/harness/tmp.js';
 import { openBareSession } from './bare.js';
 import type { BenchContext } from './context.js';
@@ -31,17 +32,9 @@ export type CameraData = {
   bareCpuMsPerRun: number;
 };
 
-/** CPU time (ns) of every thread of a process, from the scheduler's own accounting. */
+/** CPU time (ns) of every thread of a process now; a thread that ends meanwhile counts 0. */
 export function processCpuNs(pid: number): number {
-  let total = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      total += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      // the thread ended while we looked
-    }
-  }
-  return total;
+  return processThreadIds(pid).reduce((sum, tid) => sum + (threadCpuTimes(tid, pid)?.runNs ?? 0), 0);
 }
 
 /** The first child of `pid` whose command name is `comm`. */

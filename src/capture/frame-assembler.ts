@@ -1,9 +1,9 @@
 /**
  * Cuts a byte stream from a child's stdout into whole frames of exactly `frameBytes`.
  * Bytes land in the frame being filled, read there in place (`target`, `advance`) or copied
- * from chunks (`push`), and the buffers of frames their
- * holder is done with come back (`release`) to be filled again: at 720p rgb24 a fresh 2.7 MB
- * buffer cost 0.3 ms a frame in page faults against 0.03 ms for the copy into a reused one,
+ * from chunks (`push`), and the buffers of frames their holder is done with come back
+ * (`release`) to be filled again: at 720p rgb24 a fresh 2.7 MB buffer cost 0.3 ms a frame in
+ * page faults against 0.03 ms for the copy into a reused one,
  * and each fresh one adds to the external memory that makes V8 start a full collection (the
  * daemon at 30 fps of 720p ran about five a second).
  */
@@ -62,7 +62,7 @@ export class FrameAssembler {
     return leftover;
   }
 
-  /** Buffers waiting to be filled again (for tests and telemetry). */
+  /** Buffers waiting to be filled again (tests read it). */
   get spareBuffers(): number {
     return this.#spare.length;
   }

@@ -1,27 +1,28 @@
 /**
- * This process's threads as the Linux kernel sees them (TIDs under /proc/self/task) and
- * their CPU priority. Nice values are per thread on Linux, so one thread of a process can
+ * A process's threads as the Linux kernel sees them (TIDs under /proc/<pid>/task, this
+ * process's by default), their CPU time and their priority. Nice values are per thread on Linux, so one thread of a process can
  * be favoured over the others; elsewhere these report nothing and change nothing.
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 
-/** TIDs of every thread of this process now; empty where /proc is not Linux's. */
-export function processThreadIds(): number[] {
+/** TIDs of every thread of a process now; empty where /proc is not Linux's. */
+export function processThreadIds(pid: number | 'self' = 'self'): number[] {
   try {
-    return readdirSync('/proc/self/task').map(Number).filter((tid) => Number.isInteger(tid) && tid > 0);
+    return readdirSync(`/proc/${pid}/task`).map(Number).filter((tid) => Number.isInteger(tid) && tid > 0);
   } catch {
     return [];
   }
 }
 
 /**
- * Nanoseconds a thread of this process has spent on a CPU and runnable but waiting for one
- * (the scheduler's own accounting, /proc/self/task/<tid>/schedstat); undefined when unreadable.
+ * Nanoseconds a thread of a process has spent on a CPU and runnable but waiting for one
+ * (the scheduler's own accounting, /proc/<pid>/task/<tid>/schedstat); undefined when
+ * unreadable (the thread has ended, or this is not Linux).
  */
-export function threadCpuTimes(tid: number): { runNs: number; waitNs: number } | undefined {
+export function threadCpuTimes(tid: number, pid: number | 'self' = 'self'): { runNs: number; waitNs: number } | undefined {
   try {
-    const [runNs, waitNs] = readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
+    const [runNs, waitNs] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
     return runNs !== undefined && waitNs !== undefined && Number.isFinite(runNs) && Number.isFinite(waitNs) ? { runNs, waitNs } : undefined;
   } catch {
     return undefined;
