@@ -14,6 +14,7 @@ import { ManifestSchema, type Manifest } from '../../src/bundle/manifest.js';
 import { frameFromFile, openDetector } from '../../src/inference/index.js';
 import { OtaStatusPayloadSchema, ScorePayloadSchema, type OtaStatusPayload } from '../../src/mqtt/topics.js';
 import { OtaConfigSchema } from '../../src/ota/config.js';
+import { compareVersions } from '../../src/ota/version.js';
 import { LiveDetector } from '../../src/inference/live-detector.js';
 import { ModelStore } from '../../src/ota/model-store.js';
 import { ModelUpdater, type OtaStatus } from '../../src/ota/updater.js';
@@ -37,6 +38,8 @@ before(async () => {
   server = await FileServer.start(dir.file('srv'));
   await testFrames(dir.file('frames'), {}, 4);
   if (shippedPresent) shipped = ManifestSchema.parse(JSON.parse(await readFile(join(SHIPPED_BUNDLE, 'manifest.json'), 'utf8')));
+  // The updates below are 9.x bundles, newer than the shipped one until its major reaches 9.
+  if (shippedPresent) assert.ok(compareVersions(shipped.version, '9.0.0') < 0, `the shipped bundle is ${shipped.version}; these tests need it below 9.0.0`);
 });
 after(async () => {
   await server?.close();
@@ -127,36 +130,36 @@ async function nextScoreVersion(r: Running): Promise<string> {
 
 describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shipped bundle is not in this checkout' }, () => {
   test('a signed update is fetched (resuming a broken transfer), validated and switched with no gap in seq; it stays after a restart and rolls back on command', async () => {
-    const url = await serveBundle('v250', { edit: bump('2.5.0') });
-    server.faults.set('v250/model.onnx', { kind: 'truncate', afterBytes: 500_000, times: 1 });
+    const url = await serveBundle('v950', { edit: bump('9.5.0') });
+    server.faults.set('v950/model.onnx', { kind: 'truncate', afterBytes: 500_000, times: 1 });
     let r = await startDaemon('ota-good', { probationS: 1 });
     try {
       assert.equal(await nextScoreVersion(r), shipped.version);
       const from = r.mqtt.mark;
-      const reply = await command(r, 'update-model', { id: 'u1', url, version: '2.5.0' });
+      const reply = await command(r, 'update-model', { id: 'u1', url, version: '9.5.0' });
       assert.deepEqual(reply, { id: 'u1', ok: true, result: { accepted: true, url } });
       const states = await otaUntil(r, from, ['active', 'failed', 'rolled_back']);
       assert.deepEqual([...new Set(states.map((s) => s.state))], ['downloading', 'verifying', 'validating', 'switching', 'probation', 'active'], JSON.stringify(states));
       assert.ok(states.every((s) => s.request === 'u1'));
       const progress = states.flatMap((s) => (s.progress ? [s.progress] : [])).at(-1);
       assert.ok(progress && progress.bytes === progress.total && progress.total > shipped.model.bytes, JSON.stringify(progress));
-      assert.deepEqual(states.at(-1)?.running, { name: shipped.name, version: '2.5.0' });
-      assert.deepEqual(server.requests.filter((p) => p.startsWith('v250/model.onnx')), ['v250/model.onnx', 'v250/model.onnx bytes=500000-']);
-      await r.daemon.waitForLine(/download retry 1\/5: http:\S+v250\/model\.onnx: transfer broke off after 500000 bytes/);
+      assert.deepEqual(states.at(-1)?.running, { name: shipped.name, version: '9.5.0' });
+      assert.deepEqual(server.requests.filter((p) => p.startsWith('v950/model.onnx')), ['v950/model.onnx', 'v950/model.onnx bytes=500000-']);
+      await r.daemon.waitForLine(/download retry 1\/5: http:\S+v950\/model\.onnx: transfer broke off after 500000 bytes/);
 
-      while ((await nextScoreVersion(r)) !== '2.5.0');
+      while ((await nextScoreVersion(r)) !== '9.5.0');
       const scores = r.mqtt.on(`${r.root}/cam/score`).map((m) => ScorePayloadSchema.parse(m.json()));
       const seqs = scores.map((s) => s.seq);
       assert.deepEqual(seqs, seqs.map((_, i) => (seqs[0] ?? 0) + i), 'seq has no gap across the switch');
-      assert.deepEqual([...new Set(scores.map((s) => s.model.version))], [shipped.version, '2.5.0']);
+      assert.deepEqual([...new Set(scores.map((s) => s.model.version))], [shipped.version, '9.5.0']);
 
       await stopDaemon(r, false);
       r = await startDaemon('ota-good', { probationS: 1, keep: r });
-      await r.daemon.waitForLine(/model moead-mnv2-synth 2\.5\.0 from .*ota-good-state\/models\/moead-mnv2-synth-2\.5\.0-/);
-      assert.equal(await nextScoreVersion(r), '2.5.0');
+      await r.daemon.waitForLine(/model moead-mnv2-synth 9\.5\.0 from .*ota-good-state\/models\/moead-mnv2-synth-9\.5\.0-/);
+      assert.equal(await nextScoreVersion(r), '9.5.0');
 
       const back = await command(r, 'rollback-model', { id: 'r1' });
-      assert.deepEqual(back, { id: 'r1', ok: true, result: { from: { name: shipped.name, version: '2.5.0' }, to: { name: shipped.name, version: shipped.version } } });
+      assert.deepEqual(back, { id: 'r1', ok: true, result: { from: { name: shipped.name, version: '9.5.0' }, to: { name: shipped.name, version: shipped.version } } });
       while ((await nextScoreVersion(r)) !== shipped.version);
       const again = await command(r, 'rollback-model', { id: 'r2' });
       assert.equal(again.ok, true, 'the rolled-back update stays installed: a second rollback goes forward again');
@@ -190,13 +193,13 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
     }
 
     test('signed by a key the device does not trust, not signed, or changed after signing', async () => {
-      await refused('k1', await serveBundle('stranger', { edit: bump('2.6.0'), key: strangerKey.privatePem }), new RegExp(`manifest\\.sig: signed by key ${strangerKey.publicKey.replace(/[+/]/g, '\\$&')}, which is not in ota\\.trustedKeys`));
-      await refused('k2', await serveBundle('unsigned', { edit: bump('2.6.0'), key: null }), /unsigned\/manifest\.sig: HTTP 404/);
+      await refused('k1', await serveBundle('stranger', { edit: bump('9.6.0'), key: strangerKey.privatePem }), new RegExp(`manifest\\.sig: signed by key ${strangerKey.publicKey.replace(/[+/]/g, '\\$&')}, which is not in ota\\.trustedKeys`));
+      await refused('k2', await serveBundle('unsigned', { edit: bump('9.6.0'), key: null }), /unsigned\/manifest\.sig: HTTP 404/);
       const altered = await serveBundle('altered', {
-        edit: bump('2.6.0'),
+        edit: bump('9.6.0'),
         afterSigning: async (folder) => {
           const text = await readFile(join(folder, 'manifest.json'), 'utf8');
-          await writeFile(join(folder, 'manifest.json'), text.replace('"2.6.0"', '"2.6.1"'));
+          await writeFile(join(folder, 'manifest.json'), text.replace('"9.6.0"', '"9.6.1"'));
         },
       });
       await refused('k3', altered, /does not match manifest\.json \(altered after signing/);
@@ -204,7 +207,7 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
 
     test('a model file that differs from the signed manifest, or arrives cut short', async () => {
       const tampered = await serveBundle('tampered', {
-        edit: bump('2.6.0'),
+        edit: bump('9.6.0'),
         afterSigning: async (folder) => {
           const model = await readFile(join(folder, 'model.onnx'));
           model[model.length >> 1] = (model[model.length >> 1] ?? 0) ^ 0xff;
@@ -212,7 +215,7 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
         },
       });
       await refused('t1', tampered, /tampered\/model\.onnx: sha256 [0-9a-f]{64} does not match the manifest's [0-9a-f]{64} \(corrupted or tampered\)/);
-      const cut = await serveBundle('cut', { edit: bump('2.6.0') });
+      const cut = await serveBundle('cut', { edit: bump('9.6.0') });
       server.faults.set('cut/model.onnx', { kind: 'truncate', afterBytes: 100_000 });
       await refused('t2', cut, /cut\/model\.onnx: (transfer broke off after \d+ bytes \(.*\)|\d+ bytes received, the manifest says \d+ \(truncated\?\)) \(gave up after 1 retries\)/);
       server.faults.set('cut/model.onnx', { kind: 'status', code: 500 });
@@ -223,7 +226,7 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
     test('a model that does not score its reference frames as its manifest says', async () => {
       const url = await serveBundle('misscored', {
         edit: (m) => {
-          m.version = '2.6.0';
+          m.version = '9.6.0';
           const first = m.reference_frames[0];
           if (first) first.score *= 1.5;
         },
@@ -232,7 +235,7 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
     });
 
     test('another version than asked for, the model already in force, and an older version without "downgrade"', async () => {
-      await refused('n1', await serveBundle('v270', { edit: bump('2.7.0') }), /version: the bundle at \S+v270\/ is 2\.7\.0, the request asked for 3\.0\.0/, { version: '3.0.0' });
+      await refused('n1', await serveBundle('v970', { edit: bump('9.7.0') }), /version: the bundle at \S+v970\/ is 9\.7\.0, the request asked for 10\.0\.0/, { version: '10.0.0' });
       await refused('n2', await serveBundle('same', {}), new RegExp(`${shipped.name} ${shipped.version.replace(/\./g, '\\.')} is the model in force already`));
       await refused('n3', await serveBundle('v100', { edit: bump('1.0.0') }), /version: 1\.0\.0 is older than the running \d+\.\d+\.\d+; send "downgrade": true to install it/);
       // An error longer than the topic's message field still arrives, shortened.
@@ -291,7 +294,7 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
   });
 
   test("the updater names the threads of the models it holds open (the candidate, then the one before), so that they keep the model's priority", async () => {
-    const url = await serveBundle('v290', { edit: bump('2.9.0') });
+    const url = await serveBundle('v990', { edit: bump('9.9.0') });
     const { store } = await ModelStore.open(dir.file('in-process-state'), SHIPPED_BUNDLE);
     const open = (bundleDir: string) => openDetector({ bundleDir, backend: { threads: 1 } });
     const first = await open(SHIPPED_BUNDLE);
@@ -330,7 +333,7 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
   });
 
   test('a daemon killed during probation returns to the model before; one stopped cleanly resumes it', async () => {
-    const url = await serveBundle('v280', { edit: bump('2.8.0') });
+    const url = await serveBundle('v980', { edit: bump('9.8.0') });
     let r = await startDaemon('ota-crash', { probationS: 120 });
     try {
       let from = r.mqtt.mark;
@@ -343,7 +346,7 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
       const restarted = (await otaUntil(r, from, ['rolled_back', 'active', 'probation'])).at(-1);
       assert.equal(restarted?.state, 'rolled_back', JSON.stringify(restarted));
       assert.equal(restarted?.request, 'c1');
-      assert.match(restarted?.message ?? '', /the daemon stopped unexpectedly while .*moead-mnv2-synth-2\.8\.0-\w+ was on probation/);
+      assert.match(restarted?.message ?? '', /the daemon stopped unexpectedly while .*moead-mnv2-synth-9\.8\.0-\w+ was on probation/);
       assert.equal(await nextScoreVersion(r), shipped.version);
 
       from = r.mqtt.mark;
@@ -356,8 +359,8 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
       r = await startDaemon('ota-crash', { probationS: 120, keep: r });
       const resumed = (await otaUntil(r, from, ['probation', 'rolled_back', 'failed'])).at(-1);
       assert.equal(resumed?.state, 'probation', JSON.stringify(resumed));
-      assert.deepEqual(resumed?.running, { name: shipped.name, version: '2.8.0' });
-      assert.equal(await nextScoreVersion(r), '2.8.0');
+      assert.deepEqual(resumed?.running, { name: shipped.name, version: '9.8.0' });
+      assert.equal(await nextScoreVersion(r), '9.8.0');
     } finally {
       await r.daemon.stop();
       await r.mqtt.close();

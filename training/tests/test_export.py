@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 
-from moead_edge.export.graph_passes import split_experts
+from moead_edge.export.graph_passes import gemms_as_convs, split_experts
 from moead_edge.export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, run_onnx
 from moead_edge.model import MoEAD, distance_map, load_config
 
@@ -117,4 +117,28 @@ def test_split_experts_keeps_the_map_and_shares_weights(exported, tmp_path) -> N
     onnx.save(g, str(tmp_path / "split.onnx"))
     x = np.random.default_rng(2).uniform(-1, 1, (2, 3, 128, 128)).astype(np.float32)
     before, after = run_onnx(path, x), run_onnx(tmp_path / "split.onnx", x)
+    assert np.abs(after - before).max() <= 1e-5 * max(1.0, float(np.abs(before).max()))
+
+
+def test_gemms_as_convs_keeps_the_map_and_shares_kernels(exported, tmp_path) -> None:
+    """The INT8-only rewrite of Gemms into 1x1 convolutions: same numbers in float, each shared
+    Gemm weight becomes one shared kernel, and the ReLU after expert_in moves inside."""
+    model, path = exported
+    original = onnx.load(str(path))
+    gemms = [n for n in original.graph.node if n.op_type == "Gemm" and "/router" not in n.name]
+    g, layout = gemms_as_convs(onnx.load(str(path)), {n.name for n in gemms})
+    ops = [n.op_type for n in g.graph.node]
+    assert ops.count("Gemm") == len([n for n in original.graph.node if n.op_type == "Gemm"]) - len(gemms)
+    assert ops.count("Conv") - [n.op_type for n in original.graph.node].count("Conv") == len(gemms)
+    assert len(layout) == 4 * len(gemms)  # Reshape, Transpose in; Transpose, Reshape out
+    kernels = [i for i in g.graph.initializer if i.name.endswith("/conv1x1")]
+    assert len(kernels) == len({n.input[1] for n in gemms}) < len(gemms)  # rounds share weights
+    followed_by_relu = {n.input[0] for n in original.graph.node if n.op_type == "Relu"} & {n.output[0] for n in gemms}
+    producers = {o: n for n in g.graph.node for o in n.output}
+    relus = [n for n in g.graph.node if n.op_type == "Relu" and n.input[0].endswith("/conv")
+             and producers[n.input[0]].op_type == "Conv"]
+    assert followed_by_relu and len(relus) == len(followed_by_relu)
+    onnx.save(g, str(tmp_path / "convs.onnx"))
+    x = np.random.default_rng(3).uniform(-1, 1, (2, 3, 128, 128)).astype(np.float32)
+    before, after = run_onnx(path, x), run_onnx(tmp_path / "convs.onnx", x)
     assert np.abs(after - before).max() <= 1e-5 * max(1.0, float(np.abs(before).max()))

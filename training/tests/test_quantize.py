@@ -33,10 +33,14 @@ def test_quantized_conv_and_matmul_fuse_to_integer_kernels(models) -> None:
     assert r["quantized_nodes"] >= 30  # 18 backbone convs + projections + experts
     integer = ("QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat")
     assert sum(ops.get(k, 0) for k in integer) >= r["quantized_nodes"]
-    assert ops.get("QGemm", 0) > 0  # projections and expert_in run with their bias fused
+    # The projections and expert_in layers run as 1x1 QLinearConv (gemms_as_convs), whose kernel
+    # requantizes its output; no QGemm is left.
     cfg = load_config("tiny")
     rounds = cfg.rounds
     attentions = 1 + rounds  # MHA_a once (same in every round), MHA_b per round
+    assert ops.get("QGemm", 0) == 0
+    # Every quantized weight product, plus each attention's two activation products.
+    assert ops["QLinearConv"] + ops["MatMulIntegerToFloat"] + ops["QLinearMatMul"] == r["quantized_nodes"] + 2 * attentions
     # Integer products with a float output: each expert's second product (split_experts), which
     # the gates scale, and each attention's scores, which the mask and the softmax read. The
     # probabilities x V product ends quantized, for the output projection.
@@ -51,13 +55,35 @@ def test_quantized_conv_and_matmul_fuse_to_integer_kernels(models) -> None:
 def test_gates_never_requantize_the_hidden_layer(models) -> None:
     """The gates scale the experts' float outputs. In the graph onnxruntime runs, no
     QuantizeLinear reads a gate product or a piece of the hidden layer, and the per-expert
-    Split takes the 8-bit output of the expert_in QGemm directly."""
+    Split takes the 8-bit output of the expert_in convolution (through the Reshape back to
+    token rows)."""
     g = onnx.load(str(models[2] / "int8.optimized.onnx"))
     producers = {o: n for n in g.graph.node for o in n.output}
     requantized = [producers[n.input[0]] for n in g.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in producers]
     assert not [p.name for p in requantized if p.op_type in ("Mul", "Split")]
     splits = [n for n in g.graph.node if n.op_type == "Split" and n.name.endswith("/split/hidden")]
-    assert splits and all(producers[n.input[0]].op_type == "QGemm" for n in splits)
+    rows = [producers[n.input[0]] for n in splits]
+    assert splits and all(r.op_type == "Reshape" and producers[r.input[0]].op_type == "QLinearConv" for r in rows)
+
+
+def test_gemm_convs_run_channels_last_without_transposes(models) -> None:
+    """gemms_as_convs only pays if onnxruntime's layout pass cancels the Transposes the rewrite
+    writes around each Conv against its own: every rewritten projection must run as an NHWC
+    QLinearConv with no Transpose on either side."""
+    g = onnx.load(str(models[2] / "int8.optimized.onnx"))
+    producers = {o: n for n in g.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in g.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    convs = [n for n in g.graph.node if n.op_type == "QLinearConv" and "/reconstruction/" in n.name]
+    assert len(convs) >= 4 * (1 + load_config("tiny").rounds)  # q, k, v and output projections at least
+    for conv in convs:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in conv.attribute}
+        assert conv.domain == "com.microsoft" and attrs.get("channels_last") == 1, conv.name
+        # A Reshape of the 8-bit rows, or the QuantizeLinear after a Reshape of the float ones.
+        assert producers[conv.input[0]].op_type in ("Reshape", "QuantizeLinear"), conv.name
+        assert all(c.op_type == "Reshape" for c in consumers[conv.output[0]]), conv.name
 
 
 def test_activations_fold_into_quantized_producers(models) -> None:

@@ -19,6 +19,16 @@ the export's parity test against PyTorch).
   (a Split that runs on the quantized bytes), gives each expert its own MatMul, and applies
   the gates to the E small (B·L, d) outputs: Σ_e g_e (h_e W_e) = (Σ_e g_e h_e) W. In FP32 the
   single MatMul is faster, so the FP32 graph keeps it.
+- `gemms_as_convs` (INT8 only, applied before quantizing): onnxruntime runs a quantized Gemm
+  as QGemm, whose int32 results are requantized to 8 bits by a separate 4-wide SSE pass
+  (MlasRequantizeOutput): a third of the expert layer's time on this x86 host. A quantized
+  1×1 convolution with symmetric int8 weights runs through MLAS's symmetric-conv kernels
+  instead, which requantize inside the AVX-512 kernel. The pass writes each given Gemm as
+  such a convolution over the token rows laid out as an NHWC image of height `rows` and
+  width 1 (Reshape, Transpose to NCHW, Conv, the Gemm's ReLU, Transpose back, Reshape).
+  onnxruntime's layout pass turns the Conv into its NHWC QLinearConv and cancels the two
+  Transposes, so only the Reshapes remain. Same products and sums: the 8-bit outputs equal
+  QGemm's on the same input. In FP32 the Gemm is faster, so the FP32 graph keeps it.
 - `fold_shapes`: the exporter writes every `x.reshape(x.shape[0], ...)` as a chain of Shape,
   Gather, Unsqueeze, Concat (and Slice, Cast, Where for the MoE) evaluated on each run:
   about 280 nodes here, 0.6 ms of a 10 ms INT8 run. Only the batch axis is dynamic, so the
@@ -328,3 +338,50 @@ def split_experts(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
         splits.append(f"{p}/hidden")
     _splice(model, rewritten, absorbed)
     return prune(model), splits
+
+
+def gemms_as_convs(model: onnx.ModelProto, names: set[str]) -> tuple[onnx.ModelProto, list[str]]:
+    """See the module docstring. Rewrites the named Gemm nodes (constant 2-D weight, no
+    transA, alpha = beta = 1). Returns the graph and the names of the Reshape and Transpose
+    nodes it added: the quantizer must quantize those too, so that the 8-bit tensors pass
+    through them instead of float ones."""
+    weights = _constant_values(model)
+    uses = _consumers(model)
+    rewritten: dict[str, list[onnx.NodeProto]] = {}
+    absorbed: set[str] = set()
+    layout_nodes: list[str] = []
+    for gemm in model.graph.node:
+        if gemm.op_type != "Gemm" or gemm.name not in names:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in gemm.attribute}
+        w = weights.get(gemm.input[1])
+        if w is None or w.ndim != 2 or attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+            continue
+        k, m = (w.shape[::-1] if attrs.get("transB", 0) else w.shape)
+        # Rounds of the recursion share their weights; their kernels are shared the same way.
+        kernel = f"{gemm.input[1]}/conv1x1"
+        if kernel not in weights:
+            weights[kernel] = (w if attrs.get("transB", 0) else w.T).reshape(m, k, 1, 1)
+            model.graph.initializer.extend([
+                onnx.numpy_helper.from_array(np.ascontiguousarray(weights[kernel]), kernel),
+                onnx.numpy_helper.from_array(np.array([1, -1, 1, k], np.int64), f"{kernel}/image_shape"),
+                onnx.numpy_helper.from_array(np.array([-1, m], np.int64), f"{kernel}/rows_shape")])
+        p = gemm.name
+        after = uses[gemm.output[0]]
+        relu = after[0] if len(after) == 1 and after[0].op_type == "Relu" else None
+        bias = [gemm.input[2]] if len(gemm.input) > 2 and gemm.input[2] else []
+        nodes = [helper.make_node("Reshape", [gemm.input[0], f"{kernel}/image_shape"], [f"{p}/nhwc"], name=f"{p}/to_image"),
+                 helper.make_node("Transpose", [f"{p}/nhwc"], [f"{p}/nchw"], perm=[0, 3, 1, 2], name=f"{p}/to_nchw"),
+                 helper.make_node("Conv", [f"{p}/nchw", kernel, *bias], [f"{p}/conv"], kernel_shape=[1, 1], name=f"{p}/conv")]
+        y = f"{p}/conv"
+        if relu is not None:
+            nodes.append(helper.make_node("Relu", [y], [f"{p}/relu"], name=relu.name))
+            y = f"{p}/relu"
+            absorbed.add(relu.name)
+        nodes += [helper.make_node("Transpose", [y], [f"{p}/out_nhwc"], perm=[0, 2, 3, 1], name=f"{p}/to_nhwc"),
+                  helper.make_node("Reshape", [f"{p}/out_nhwc", f"{kernel}/rows_shape"],
+                                   [(relu or gemm).output[0]], name=f"{p}/to_rows")]
+        layout_nodes += [n.name for n in nodes if n.op_type in ("Reshape", "Transpose")]
+        rewritten[gemm.name] = nodes
+    _splice(model, rewritten, absorbed)
+    return prune(model), layout_nodes
