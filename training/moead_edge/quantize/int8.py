@@ -95,7 +95,7 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration: Iterable[np.nda
     logging.getLogger().setLevel(logging.ERROR)
     # 0.3-0.4 ms of a 9 ms INT8 run on the shipped model; 2 % slower in FP32, hence here only.
     model, hidden_splits = split_experts(onnx.load(str(fp32_path)))
-    # The quantized Gemms as 1x1 convolutions: 3.96 -> 3.70 ms on the shipped model (this host,
+    # The quantized Gemms as 1x1 convolutions: 3.95 -> 3.56 ms on the shipped model (this host,
     # AVX-512 VNNI); in FP32 the conv form is 12 % slower, hence here only (graph_passes).
     model, layout_nodes = gemms_as_convs(model, set(quantizable_nodes(model)))
     # Quantized MatMuls keep a float output: the per-expert products, which the gates scale, and
