@@ -3,7 +3,7 @@
  * running already-prepared tensors back to back, nothing else in the loop.
  */
 import { InferenceSession, Tensor } from 'onnxruntime-node';
-import { sessionOptions } from '../src/inference/onnxruntime-options.js';
+import { flushDenormalsOnThisThread, sessionOptions } from '../src/inference/onnxruntime-options.js';
 import { timeLoop, type LoopOptions } from './stats.js';
 
 export interface BareSession {
@@ -14,6 +14,9 @@ export interface BareSession {
 
 /** Session options as the daemon's worker sets them, so only the wrapping differs. */
 export async function openBareSession(modelPath: string, threads: number, inputName: string, outputName: string, tensors: readonly Float32Array[], size: { width: number; height: number }): Promise<BareSession> {
+  // The bench's thread runs the session, as the worker's thread does in the daemon.
+  const unflushed = flushDenormalsOnThisThread();
+  if (unflushed !== undefined) process.stderr.write(`bench: subnormal floats are not flushed on the bench's thread: ${unflushed}\n`);
   const session = await InferenceSession.create(modelPath, sessionOptions(['cpu'], { threads, spinning: false }));
   const feeds = tensors.map((t) => ({ [inputName]: new Tensor('float32', t, [1, 3, size.height, size.width]) }));
   let next = 0;

@@ -58,6 +58,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("build", BuildInfo(env));
   RegisterCpuOps(env, exports);
   RegisterServiceOps(env, exports);
+  RegisterFloatEnvOps(env, exports);
 #ifdef MOEAD_WITH_CUDA
   RegisterCudaOps(env, exports);
 #endif

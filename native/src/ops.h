@@ -9,6 +9,8 @@ namespace moead {
 void RegisterCpuOps(Napi::Env env, Napi::Object exports);
 // sdNotify: the service manager's notification socket (always built).
 void RegisterServiceOps(Napi::Env env, Napi::Object exports);
+// flushDenormals: subnormal floats as zero on the calling thread (always built).
+void RegisterFloatEnvOps(Napi::Env env, Napi::Object exports);
 #ifdef MOEAD_WITH_CUDA
 // cudaPreprocess, cudaPostprocess, cudaHeatmap, cudaDeviceCount.
 void RegisterCudaOps(Napi::Env env, Napi::Object exports);

@@ -4,7 +4,7 @@
  */
 import { createFrameSource } from '../capture/index.js';
 import type { InferenceBackend } from '../inference/backend.js';
-import { openDetector } from '../inference/index.js';
+import { openDetector, type Detector } from '../inference/index.js';
 import { createFleetLink } from '../mqtt/index.js';
 import { NativeLoadError } from '../native/binding.js';
 import { NativeBackend, NativeBackendUnavailable } from '../native/native-backend.js';
@@ -33,7 +33,12 @@ export const realParts: DaemonParts = {
         ...(native.overlay ? { overlay: native.overlay } : {}),
       });
     log.debug(`opening ${bundleDir}`);
-    if (inference.backend !== 'native') return open();
+    const opened = async (detector: Promise<Detector>) => {
+      const ready = await detector;
+      for (const note of ready.providerNotes()) log.warn(`${bundleDir}: ${note}`);
+      return ready;
+    };
+    if (inference.backend !== 'native') return opened(open());
     try {
       return await open(() => new NativeBackend({ onProgress: (message) => log.info(message) }));
     } catch (err) {
@@ -41,7 +46,7 @@ export const realParts: DaemonParts = {
       if (!(err instanceof NativeBackendUnavailable || err instanceof NativeLoadError)) throw err;
       const from = inference.backendFrom === 'config' ? 'inference.backend' : `board ${inference.board}`;
       log.warn(`${from} asks for the native backend, which is unavailable here: ${err.message} Running onnxruntime instead.`);
-      return open();
+      return opened(open());
     }
   },
   async createLink(config, model, log) {

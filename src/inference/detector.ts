@@ -191,7 +191,7 @@ export class Detector {
     return this.backend.inferenceThreadIds?.();
   }
 
-  /** Why requested GPU providers are not in use, for the daemon's startup log (empty if all are). */
+  /** What the backend could not do as asked (GPU providers dropped, subnormals not flushed), for the daemon's log. */
   providerNotes(): readonly string[] {
     return this.backend instanceof OnnxruntimeBackend ? this.backend.providerNotes() : [];
   }

@@ -114,7 +114,7 @@ export class OnnxruntimeBackend implements InferenceBackend {
     return this.#threadIds.length > 0 ? this.#threadIds : undefined;
   }
 
-  /** Why requested GPU providers are not in use (empty when all are, or none was asked). */
+  /** What the session could not do as asked (onnxruntime-protocol.ts, `loaded.notes`); empty when nothing. */
   providerNotes(): readonly string[] {
     return this.#notes;
   }

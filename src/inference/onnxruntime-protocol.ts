@@ -40,7 +40,10 @@ export const WorkerReplySchema = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('loaded'),
     providers: z.array(provider).min(1),
-    /** Why a requested GPU provider is not in use, when one was asked for and dropped. */
+    /**
+     * What the session could not do as asked: a requested GPU provider dropped, subnormal
+     * floats not flushed on the worker's thread.
+     */
     notes: z.array(z.string()),
     inputs: z.array(tensorInfo),
     outputs: z.array(tensorInfo),

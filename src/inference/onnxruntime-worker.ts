@@ -12,7 +12,7 @@ import { parentPort } from 'node:worker_threads';
 import { InferenceSession, Tensor, env, listSupportedBackends } from 'onnxruntime-node';
 import { currentThreadId, processThreadIds } from '../util/threads.js';
 import type { ExecutionProvider } from './backend.js';
-import { sessionOptions } from './onnxruntime-options.js';
+import { flushDenormalsOnThisThread, sessionOptions } from './onnxruntime-options.js';
 import { WorkerRequestSchema, type TensorInfo, type WorkerReply, type WorkerRequest } from './onnxruntime-protocol.js';
 
 if (!parentPort) throw new Error('onnxruntime-worker.js must be started as a worker_thread');
@@ -61,6 +61,9 @@ function describe(metadata: readonly InferenceSession.ValueMetadata[]): TensorIn
 
 async function load(request: Extract<WorkerRequest, { type: 'load' }>): Promise<void> {
   const notes: string[] = [];
+  // This thread runs every session.run() of the worker.
+  const unflushed = flushDenormalsOnThisThread();
+  if (unflushed !== undefined) notes.push(`subnormal floats are not flushed on the inference thread (${unflushed}); the masked attention may run slower on Intel CPUs`);
   const gpu = usableGpuProviders(request.providers, notes);
   const options = (providers: ExecutionProvider[]) => sessionOptions(providers, request);
   let providers: ExecutionProvider[] = [...gpu, 'cpu'];

@@ -5,7 +5,7 @@
  * Every kernel call validates its arguments in C++ (a wrong size or format is a thrown
  * TypeError or RangeError naming the argument), runs on the libuv thread pool, and reads and
  * writes the caller's Buffers and typed arrays in place: do not modify them until the
- * promise settles. `sdNotify` (src/util/sd-notify.ts) is the one synchronous call.
+ * promise settles. `sdNotify` (src/util/sd-notify.ts) and `flushDenormals` are the synchronous calls.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -112,6 +112,11 @@ export interface NativeAddon {
   overlay: OverlayFn;
   /** One datagram to a service manager's notification socket ("/path" or "@abstract"). */
   sdNotify(socket: string, message: string): void;
+  /**
+   * Subnormal floats as zero on the calling thread from now on (native/src/float_env.cc);
+   * false on a CPU without such a mode.
+   */
+  flushDenormals(): boolean;
   cudaPreprocess?: PreprocessFn;
   cudaPostprocess?: PostprocessFn;
   cudaHeatmap?: HeatmapFn;
@@ -157,7 +162,7 @@ export function loadNative(path = nativeAddonPath()): NativeAddon {
     throw new NativeLoadError(`could not load the native addon ${path}: ${reason}\n${hint}`);
   }
   const addon = mod as Partial<NativeAddon>;
-  for (const fn of ['capabilities', 'preprocess', 'preprocessPng', 'postprocess', 'heatmap'] as const) {
+  for (const fn of ['capabilities', 'preprocess', 'preprocessPng', 'postprocess', 'heatmap', 'flushDenormals'] as const) {
     if (typeof addon[fn] !== 'function') {
       throw new NativeLoadError(`${path} is not this project's addon (no ${fn} function): rebuild it`);
     }

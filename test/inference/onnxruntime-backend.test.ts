@@ -153,6 +153,52 @@ describe('onnxruntime backend', { skip }, () => {
       await backend.dispose();
     }
   });
+
+  test('every inference worker flushes subnormal floats to zero, not only the first session of the process', async () => {
+    await writeSyntheticBundle(dir.file('subnormal'), { kind: 'subnormal', size: 32, grid: 4 });
+    const subnormal = await loadBundle(dir.file('subnormal'));
+    const input = ramp(3072, 7);
+    // The control: on a thread that sets nothing, the model's output is subnormal, not zero.
+    const plain = await new Promise<number[]>((resolve, reject) => {
+      const code = `
+        const { parentPort, workerData } = require('node:worker_threads');
+        const ort = require('onnxruntime-node');
+        ort.InferenceSession.create(workerData.model, { intraOpNumThreads: 1 })
+          .then((s) => s.run({ image: new ort.Tensor('float32', workerData.input, [1, 3, 32, 32]) }))
+          .then((out) => parentPort.postMessage(Array.from(out.anomaly_map.data)), (err) => { throw err; });`;
+      const worker = new Worker(code, { eval: true, workerData: { model: subnormal.modelPath, input } });
+      worker.once('message', (values: number[]) => void worker.terminate().then(() => resolve(values)));
+      worker.once('error', reject);
+    });
+    assert.ok(plain.every((v) => v > 0 && v < 1.2e-38), `control: ${plain.slice(0, 4).join(', ')}`);
+    // onnxruntime's own switch reaches the thread that created the process's first session only,
+    // so each backend here runs on a thread it never saw.
+    for (const round of [1, 2]) {
+      const backend = new OnnxruntimeBackend();
+      await backend.load(subnormal, CPU);
+      try {
+        assert.deepEqual(backend.providerNotes(), []);
+        const result = await backend.run(input.slice(), 1);
+        const kept = result.maps.filter((v) => v !== 0);
+        assert.equal(kept.length, 0, `backend ${round}: ${kept.length} of ${result.maps.length} values kept as subnormals (${kept[0]})`);
+      } finally {
+        await backend.dispose();
+      }
+    }
+    // Without the native addon the model still runs, and the backend says what it could not do.
+    const saved = process.env['MOEAD_NATIVE_PATH'];
+    process.env['MOEAD_NATIVE_PATH'] = dir.file('no-such-addon.node');
+    const backend = new OnnxruntimeBackend();
+    try {
+      await backend.load(subnormal, CPU);
+      assert.match(backend.providerNotes().join('\n'), /subnormal floats are not flushed on the inference thread \(the native addon is unavailable: native addon not found at .*no-such-addon\.node/);
+      assert.equal((await backend.run(input.slice(), 1)).maps.length, 16);
+    } finally {
+      if (saved === undefined) delete process.env['MOEAD_NATIVE_PATH'];
+      else process.env['MOEAD_NATIVE_PATH'] = saved;
+      await backend.dispose();
+    }
+  });
 });
 
 describe('inference never blocks the event loop', { skip }, () => {

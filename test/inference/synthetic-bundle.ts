@@ -44,7 +44,7 @@ export function runPython(args: string[], input?: string): string {
 }
 
 export interface SyntheticOptions {
-  kind?: 'pool' | 'heavy';
+  kind?: 'pool' | 'subnormal' | 'heavy';
   size?: number;
   grid?: number;
   /**

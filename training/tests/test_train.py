@@ -138,3 +138,34 @@ def test_threads_follow_what_is_busy_now() -> None:
     finally:
         spinner.kill()
         spinner.wait()
+
+
+def test_toolchain_sessions_flush_subnormals_on_their_thread(tmp_path: Path) -> None:
+    """Evaluation and the CPU timing run as the daemon runs: subnormal floats flushed to zero on
+    the thread that runs the session, even when an earlier session of the process did not ask."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "tiny"], ["y"])], "subnormal", [x], [y],
+                              [numpy_helper.from_array(np.array(1e-39, np.float32), "tiny")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "subnormal.onnx"
+    onnx.save(model, str(path))
+    # A fresh process, whose first session (plain, as the graph passes' probes are) decides what
+    # onnxruntime does to the calling thread. Counted at once: once the thread flushes,
+    # comparisons read subnormals as zero too.
+    script = (
+        "import sys, numpy as np, onnxruntime as ort\n"
+        "from pathlib import Path\n"
+        "x = {'x': np.ones(4, np.float32)}\n"
+        "plain = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\n"
+        "before = int((plain.run(None, x)[0] != 0).sum())\n"
+        "from moead_edge.train.steps import _session\n"
+        "after = int((_session(Path(sys.argv[1]), 1).run(None, x)[0] != 0).sum())\n"
+        "print(before, after)\n")
+    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.split()
+    assert out == ["4", "0"], f"non-zero values before / after _session: {out}"
