@@ -41,13 +41,8 @@ export class FolderSource implements FrameSource {
   async start(onFrame: (frame: Frame) => void, onStatus: (status: SourceStatus) => void): Promise<void> {
     if (this.running) return;
     this.onFrame = onFrame;
-    this.reporter.attach(onStatus);
-    if (!this.config.enabled) {
-      this.reporter.status('disabled', 'enabled: false in the config');
-      return;
-    }
+    if (!this.reporter.begin(onStatus, this.config.enabled)) return;
     this.running = true;
-    this.reporter.status('starting');
     this.nextDue = performance.now();
     this.timer = setTimeout(() => void this.tick(), 0);
   }

@@ -82,13 +82,8 @@ export class ProcessSource implements FrameSource {
   async start(onFrame: (frame: Frame) => void, onStatus: (status: SourceStatus) => void): Promise<void> {
     if (this.running) return;
     this.onFrame = onFrame;
-    this.reporter.attach(onStatus);
-    if (!this.config.enabled) {
-      this.reporter.status('disabled', 'enabled: false in the config');
-      return;
-    }
+    if (!this.reporter.begin(onStatus, this.config.enabled)) return;
     this.running = true;
-    this.reporter.status('starting');
     const period = Math.min(1000, (this.config.stallTimeoutS * 1000) / 4);
     this.watchdog = setInterval(() => this.checkStall(), period);
     this.spawnChild();

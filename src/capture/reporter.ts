@@ -49,8 +49,16 @@ export class SourceReporter {
     private readonly log: CaptureLog,
   ) {}
 
-  attach(onStatus: (status: SourceStatus) => void): void {
+  /** A source's start: attaches the listener, then reports `disabled` (false: do not start)
+   *  or `starting` (true). */
+  begin(onStatus: (status: SourceStatus) => void, enabled: boolean): boolean {
     this.onStatus = onStatus;
+    if (!enabled) {
+      this.status('disabled', 'enabled: false in the config');
+      return false;
+    }
+    this.status('starting');
+    return true;
   }
 
   get state(): SourceState {

@@ -9,7 +9,7 @@ import sparkplug from 'sparkplug-payload';
 import { createFleetLink } from '../../src/mqtt/index.js';
 import { decodePayload, encodePayload } from '../../src/mqtt/sparkplug-payload.js';
 import { Mosquitto, MqttCollector, tempDir } from '../harness/index.js';
-import { score, testConfig } from './helpers.js';
+import { closeLinkTest, score, testConfig } from './helpers.js';
 
 const tahu = sparkplug.get('spBv1.0')!;
 type TahuMetric = { name?: string; type: string; value: unknown };
@@ -128,10 +128,7 @@ test('Sparkplug B: NBIRTH with bdSeq, DBIRTH per camera, DDATA per score, rebirt
     assert.equal(asNumber(metric(nbirth2, 'bdSeq')?.value), bdSeq + 1);
     await again.stop();
   } finally {
-    await link.stop();
-    await w.close();
-    await broker.teardown();
-    await state.remove();
+    await closeLinkTest({ link, watcher: w, broker, state });
   }
 });
 
@@ -175,9 +172,6 @@ test('Home Assistant discovery is retained, and re-sent when Home Assistant anno
     await link.publishScore('cam2', score(0));
     await w.waitFor('homeassistant/sensor/dev1/cam2_score/config', { from: from2 });
   } finally {
-    await link.stop();
-    await w.close();
-    await broker.teardown();
-    await state.remove();
+    await closeLinkTest({ link, watcher: w, broker, state });
   }
 });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { COMMAND_SCHEMAS, CommandReplySchema, createFleetLink } from '../../src/mqtt/index.js';
 import { Mosquitto, MqttCollector, tempDir } from '../harness/index.js';
-import { expectEverySeq, score, testConfig, until } from './helpers.js';
+import { closeLinkTest, expectEverySeq, score, testConfig, until } from './helpers.js';
 import { rng } from '../harness/random.js';
 
 const FUZZ_COUNT = 2500;
@@ -107,9 +107,6 @@ test(`fuzz: ${FUZZ_COUNT} random and mutated command payloads, every one answere
     assert.equal(link.stats().commands, FUZZ_COUNT + 1);
   } finally {
     clearInterval(timer);
-    await link.stop();
-    await w.close();
-    await broker.teardown();
-    await state.remove();
+    await closeLinkTest({ link, watcher: w, broker, state });
   }
 });

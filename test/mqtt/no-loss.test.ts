@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { createFleetLink } from '../../src/mqtt/index.js';
 import { Mosquitto, MqttCollector, spawnProcess, tempDir, type ChildHandle } from '../harness/index.js';
-import { expectEverySeq, maxSeq, score, seqsOf, testConfig, until } from './helpers.js';
+import { closeLinkTest, expectEverySeq, maxSeq, score, seqsOf, testConfig, until } from './helpers.js';
 
 const DRIVER = fileURLToPath(new URL('./fixtures/score-driver.js', import.meta.url));
 
@@ -47,10 +47,7 @@ test('broker stopped mid-stream and restarted: every seq arrives, in order, none
     assert.ok(link.stats().reconnects >= 1);
   } finally {
     clearInterval(timer);
-    await link.stop();
-    await w.close();
-    await broker.teardown();
-    await state.remove();
+    await closeLinkTest({ link, watcher: w, broker, state });
   }
 });
 
@@ -130,9 +127,6 @@ test('a full outbox drops the oldest scores, counts them, and keeps every event'
     assert.deepEqual(seqsOf(w.on('moead/dev1/cam1/score')), [22, 23, 24, 25, 26, 27, 28, 29]);
     assert.deepEqual(w.on('moead/dev1/cam1/event').map((m) => (m.json() as { id: string }).id), ['e1', 'e2']);
   } finally {
-    await link.stop();
-    await w.close();
-    await broker.teardown();
-    await state.remove();
+    await closeLinkTest({ link, watcher: w, broker, state });
   }
 });
