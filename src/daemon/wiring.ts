@@ -4,7 +4,7 @@
  */
 import { createFrameSource } from '../capture/index.js';
 import type { InferenceBackend } from '../inference/backend.js';
-import { openDetector, type Detector } from '../inference/index.js';
+import { openDetector } from '../inference/index.js';
 import { createFleetLink } from '../mqtt/index.js';
 import { NativeLoadError } from '../native/binding.js';
 import { NativeBackend, NativeBackendUnavailable } from '../native/native-backend.js';
@@ -33,12 +33,13 @@ export const realParts: DaemonParts = {
         ...(native.overlay ? { overlay: native.overlay } : {}),
       });
     log.debug(`opening ${bundleDir}`);
-    const opened = async (detector: Promise<Detector>) => {
-      const ready = await detector;
-      for (const note of ready.providerNotes()) log.warn(`${bundleDir}: ${note}`);
-      return ready;
+    // What onnxruntime could not do as asked (GPU providers dropped, subnormals not flushed).
+    const openOnnxruntime = async () => {
+      const detector = await open();
+      for (const note of detector.providerNotes()) log.warn(`${bundleDir}: ${note}`);
+      return detector;
     };
-    if (inference.backend !== 'native') return opened(open());
+    if (inference.backend !== 'native') return openOnnxruntime();
     try {
       return await open(() => new NativeBackend({ onProgress: (message) => log.info(message) }));
     } catch (err) {
@@ -46,7 +47,7 @@ export const realParts: DaemonParts = {
       if (!(err instanceof NativeBackendUnavailable || err instanceof NativeLoadError)) throw err;
       const from = inference.backendFrom === 'config' ? 'inference.backend' : `board ${inference.board}`;
       log.warn(`${from} asks for the native backend, which is unavailable here: ${err.message} Running onnxruntime instead.`);
-      return opened(open());
+      return openOnnxruntime();
     }
   },
   async createLink(config, model, log) {
