@@ -50,7 +50,7 @@ export async function runPipeline(ctx: BenchContext, rig: Rig): Promise<BenchRes
   const busy: number[] = [];
   const inferenceWaitNs = () => {
     const times = (rig.detector.inferenceThreadIds() ?? []).map((tid) => threadCpuTimes(tid));
-    return times.length > 0 && times.every((t) => t !== undefined) ? times.reduce((sum, t) => sum + t!.waitNs, 0) : undefined;
+    return times.length > 0 && times.every((t) => t !== undefined) ? times.reduce((sum, t) => sum + t.waitNs, 0) : undefined;
   };
   const timePipeline = async (fillMs: number) => {
     camera.source.resume();

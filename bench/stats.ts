@@ -53,7 +53,7 @@ export interface LoopOptions {
 }
 
 /** Milliseconds of each timed call of `fn`, after the warm-up. */
-export async function timeLoop(fn: () => Promise<unknown> | unknown, options: LoopOptions): Promise<number[]> {
+export async function timeLoop(fn: () => unknown, options: LoopOptions): Promise<number[]> {
   for (let i = 0; i < options.warmup; i++) await fn();
   const samples: number[] = [];
   const start = performance.now();

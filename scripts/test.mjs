@@ -65,6 +65,8 @@ try {
   ensureSystemPackages();
   step('building (tsc)');
   if (sh('npm', ['run', '--silent', 'build']) !== 0) throw new Error('TypeScript build failed');
+  step('lint (eslint, type-checked rules)');
+  if (sh('npm', ['run', '--silent', 'lint']) !== 0) throw new Error('eslint found problems (above); `npm run lint` repeats them');
   step('Python toolchain environment');
   const { ensurePythonEnv } = await import('../dist/src/toolchain/python-env.js');
   const python = ensurePythonEnv();

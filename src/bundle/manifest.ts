@@ -219,5 +219,5 @@ export type ThresholdSpec = z.infer<typeof ThresholdSchema>;
 
 /** JSON Schema (draft 2020-12) of the manifest, for the Python side. */
 export function manifestJsonSchema(): Record<string, unknown> {
-  return z.toJSONSchema(ManifestSchema, { target: 'draft-2020-12' }) as Record<string, unknown>;
+  return z.toJSONSchema(ManifestSchema, { target: 'draft-2020-12' });
 }

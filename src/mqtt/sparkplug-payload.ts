@@ -66,12 +66,12 @@ function encodeMetric(m: Metric): Buffer {
     case 'Int32':
     case 'UInt32':
       // int_value is a proto uint32: negative Int32 values travel as their two's complement.
-      parts.push(uintField(10, BigInt.asUintN(32, BigInt(v as number))));
+      parts.push(uintField(10, BigInt.asUintN(32, BigInt(v))));
       break;
     case 'Int64':
     case 'UInt64':
     case 'DateTime':
-      parts.push(uintField(11, BigInt.asUintN(64, BigInt(v as number | bigint))));
+      parts.push(uintField(11, BigInt.asUintN(64, BigInt(v))));
       break;
     case 'Float': {
       const b = Buffer.alloc(4);

@@ -110,8 +110,11 @@ export interface NativeAddon {
   heatmap: HeatmapFn;
   /** An event snapshot's overlay composited over the frame (image_ops.h, SnapshotOverlay); map no larger than the frame. */
   overlay: OverlayFn;
-  /** One datagram to a service manager's notification socket ("/path" or "@abstract"). */
-  sdNotify(socket: string, message: string): void;
+  /**
+   * One datagram to a service manager's notification socket ("/path" or "@abstract"). A plain
+   * function: callers hold it apart from the addon object, as sd-notify's transport.
+   */
+  sdNotify: (socket: string, message: string) => void;
   /**
    * Subnormal floats as zero on the calling thread from now on (native/src/float_env.cc);
    * false on a CPU without such a mode.

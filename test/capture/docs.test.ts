@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { BoardCaptureSchema } from '../../src/capture/board.js';
-import { CameraConfigSchema, type RawCameraConfig } from '../../src/capture/config.js';
+import { CameraConfigSchema } from '../../src/capture/config.js';
 import { buildChildCommand } from '../../src/capture/pipeline.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -20,7 +20,7 @@ test('docs/cameras.md: every example config is valid, and the commands it shows 
     for (const raw of block.cameras) {
       const camera = CameraConfigSchema.parse(raw);
       if (camera.type === 'folder') continue;
-      const cmd = buildChildCommand(camera as RawCameraConfig, board, env);
+      const cmd = buildChildCommand(camera, board, env);
       if (camera.type === 'csi') {
         assert.ok(doc.replace(/\s+/g, ' ').includes(`${cmd.command} ${cmd.args.join(' ')}`), `the CSI command in the docs is not ${cmd.args.join(' ')}`);
       }

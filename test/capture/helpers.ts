@@ -115,10 +115,10 @@ export async function freePort(): Promise<number> {
 export async function startRtspServer(port: number, clip: string): Promise<ChildProcess> {
   const child = spawn('/usr/bin/python3', [join(FIXTURES, 'rtsp_server.py'), String(port), clip], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`RTSP server did not start: ${err}`)), 8000);
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       if (d.toString().includes('ready')) {
         clearTimeout(timer);
         resolve();

@@ -89,7 +89,7 @@ describe('on the threads of this process', { skip: linux ? false : 'thread prior
       const result = await backend.run(new Float32Array(3 * 224 * 224).fill(0.5), 1);
       assert.equal(result.maps.length, 14 * 14);
       new HousekeepingPriority(3, () => backend.inferenceThreadIds()).apply();
-      assert.equal(getPriority(others[0]!), 7);
+      assert.equal(getPriority(others[0]), 7);
     } finally {
       await backend.dispose();
     }

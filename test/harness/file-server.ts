@@ -38,9 +38,8 @@ export class FileServer {
   }
 
   static async start(root: string): Promise<FileServer> {
-    let instance: FileServer | undefined;
-    const server = createServer((req, res) => void instance?.serve(req, res));
-    instance = new FileServer(root, server);
+    const server = createServer((req, res) => void instance.serve(req, res));
+    const instance = new FileServer(root, server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return instance;
   }

@@ -52,7 +52,7 @@ export class MqttCollector {
         retain: packet.retain,
         qos: packet.qos,
         index: this.messages.length,
-        ...(packet.properties ? { properties: packet.properties as Record<string, unknown> } : {}),
+        ...(packet.properties ? { properties: packet.properties } : {}),
         text: () => payload.toString('utf8'),
         json: () => {
           try {

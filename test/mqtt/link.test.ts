@@ -83,7 +83,7 @@ async function command(name: string, payload: string | Buffer): Promise<{ id: st
   const from = watch.mark;
   await watch.publish(`moead/dev1/cmd/${name}`, payload);
   const reply = await watch.waitFor(`moead/dev1/cmd/${name}/reply`, { from });
-  return CommandReplySchema.parse(reply.json()) as { id: string | null; ok: boolean; result?: unknown; error?: string };
+  return CommandReplySchema.parse(reply.json());
 }
 
 test('commands are answered on …/reply with the request id', async () => {

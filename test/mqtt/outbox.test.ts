@@ -6,7 +6,8 @@ import { Outbox, type OutboxOptions } from '../../src/mqtt/outbox.js';
 import { withTempDir } from '../harness/index.js';
 
 const opts = (over: Partial<OutboxOptions> = {}): OutboxOptions => ({ maxMessages: 1000, segmentBytes: 1 << 20, fsyncMs: 0, ...over });
-const seqs = (box: Outbox): number[] => box.take(1_000_000).map((m) => JSON.parse(m.payload).seq as number);
+const seqOf = (payload: string): number => (JSON.parse(payload) as { seq: number }).seq;
+const seqs = (box: Outbox): number[] => box.take(1_000_000).map((m) => seqOf(m.payload));
 
 test('messages survive a reopen, in order, and acknowledged ones do not come back', () =>
   withTempDir(async (dir) => {
@@ -88,7 +89,7 @@ test('when full, the oldest scores are dropped and counted, events are kept', ()
     assert.equal(box.stats().droppedScores, 12);
     const kept = box.take(100);
     assert.deepEqual(kept.filter((m) => m.kind === 'event').length, 2);
-    assert.deepEqual(kept.filter((m) => m.kind === 'score').map((m) => JSON.parse(m.payload).seq), [12, 13, 14, 15, 16, 17, 18, 19]);
+    assert.deepEqual(kept.filter((m) => m.kind === 'score').map((m) => seqOf(m.payload)), [12, 13, 14, 15, 16, 17, 18, 19]);
     box.close();
 
     const again = Outbox.open(dir.path, opts({ maxMessages: 10 }));

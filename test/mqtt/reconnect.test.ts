@@ -52,7 +52,7 @@ test('after a broker restart (state lost): online, camera status and snapshot ar
     await late.close();
     const byTopic = new Map(retained.map((m) => [m.topic, m.text()]));
     assert.equal(byTopic.get('moead/dev1/availability'), 'online');
-    assert.equal(JSON.parse(byTopic.get('moead/dev1/cam1/status') ?? '{}').state, 'running');
+    assert.equal((JSON.parse(byTopic.get('moead/dev1/cam1/status') ?? '{}') as { state?: string }).state, 'running');
     assert.equal(byTopic.get('moead/dev1/cam1/snapshot'), 'jpeg-bytes');
     const from = w.mark;
     await w.publish('moead/dev1/cmd/status', JSON.stringify({ id: 'r1' }));

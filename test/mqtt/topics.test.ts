@@ -37,7 +37,7 @@ test('config: defaults work out of the box, bad values name their key', () => {
   const paths = (input: unknown): string[] => {
     const r = MqttConfigSchema.safeParse(input);
     assert.equal(r.success, false);
-    return r.error!.issues.map((i) => i.path.join('.'));
+    return r.error.issues.map((i) => i.path.join('.'));
   };
   assert.deepEqual(paths({ tls: { cert: '/c.pem' } }), ['tls.key']);
   assert.deepEqual(paths({ backoff: { minMs: 1000, maxMs: 500 } }), ['backoff.maxMs']);

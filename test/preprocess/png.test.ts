@@ -39,9 +39,8 @@ describe('readPng', () => {
       const file = encodePng(pixels(W * H * channels), W, H, channels);
       const plan = readPng(file, 'frame.png');
       assert.equal(plan.kind, 'scanlines');
-      const p = plan as PngScanlinePlan;
-      assert.deepEqual([p.width, p.height, p.channels], [W, H, channels]);
-      assert.equal(scanlineBytes(p), H * (1 + W * channels));
+      assert.deepEqual([plan.width, plan.height, plan.channels], [W, H, channels]);
+      assert.equal(scanlineBytes(plan), H * (1 + W * channels));
     }
   });
 

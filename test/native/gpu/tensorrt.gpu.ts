@@ -20,7 +20,7 @@ const skip = caps.includes('tensorrt') ? false : `this addon has no TensorRT (ca
 
 describe('TensorRT engine vs onnxruntime on the shipped bundle', { skip }, () => {
   let bundle: LoadedBundle;
-  let tensors: Float32Array[] = [];
+  const tensors: Float32Array[] = [];
   let cacheDir: string;
   const cpu = nativeOps('cpu');
 
