@@ -1,8 +1,13 @@
 /**
  * Remote commands: every request is size-checked, JSON-parsed and zod-parsed before a handler
  * sees it; anything wrong gets an error reply and changes nothing. Handlers run one at a time
- * (a set-threshold never races a reload-config) with a timeout, and a bounded backlog so a
- * flood of requests cannot grow memory without limit.
+ * (a set-threshold never races a reload-config), and a bounded backlog keeps a flood of
+ * requests from growing memory without limit.
+ *
+ * The timeout bounds how long a requester waits, not the handler: a promise cannot be
+ * cancelled, so a handler past its time is answered "did not finish" and keeps the turn until
+ * it settles (the next command never runs beside it). A request that waits longer than the
+ * timeout for its turn is answered "not run" and is never started later.
  */
 import type { z } from 'zod';
 import type { CommandHandler } from './link.js';
@@ -32,6 +37,13 @@ export class CommandDispatcher {
   register(name: string, handler: CommandHandler): void {
     if (this.#handlers.has(name)) throw new Error(`command ${JSON.stringify(name)} already has a handler`);
     this.#handlers.set(name, handler);
+  }
+
+  /** A request the link refuses before parsing it, answered and counted like any other error. */
+  refuse(error: string): CommandReply {
+    this.handled += 1;
+    this.errors += 1;
+    return { id: null, ok: false, error };
   }
 
   get names(): string[] {
@@ -73,28 +85,38 @@ export class CommandDispatcher {
     }
     if (this.#backlog >= MAX_BACKLOG) return fail(id, `busy: ${this.#backlog} commands are waiting; try again later`);
     this.#backlog += 1;
-    const run = this.#chain.then(() => this.#run(handler, name, parsed.data as { id: string } & Record<string, unknown>));
-    this.#chain = run.catch(() => undefined);
     try {
-      return await run;
+      return await this.#enqueue(handler, name, parsed.data);
     } finally {
       this.#backlog -= 1;
     }
   }
 
-  async #run(handler: CommandHandler, name: string, request: { id: string } & Record<string, unknown>): Promise<CommandReply> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${name} did not finish within ${this.#limits.timeoutMs} ms`)), this.#limits.timeoutMs);
+  /** Resolves with the reply as soon as there is one; the chain moves on only when the handler has settled. */
+  #enqueue(handler: CommandHandler, name: string, request: { id: string } & Record<string, unknown>): Promise<CommandReply> {
+    const { timeoutMs } = this.#limits;
+    const limit = `${timeoutMs} ms (mqtt.commands.timeoutMs)`;
+    return new Promise<CommandReply>((reply) => {
+      let abandoned = false;
+      const waiting = setTimeout(() => {
+        abandoned = true;
+        reply({ id: request.id, ok: false, error: `${name} not run: the command before it was still running after ${limit}; nothing was changed, try again later` });
+      }, timeoutMs);
+      this.#chain = this.#chain.then(async () => {
+        clearTimeout(waiting);
+        if (abandoned) return;
+        const running = setTimeout(() => {
+          reply({ id: request.id, ok: false, error: `${name} did not finish within ${limit}; it is still running and may yet take effect, and later commands wait for it` });
+        }, timeoutMs);
+        try {
+          // undefined would vanish from the JSON; null keeps `result` present as the contract says.
+          reply({ id: request.id, ok: true, result: (await handler(request)) ?? null });
+        } catch (err) {
+          reply({ id: request.id, ok: false, error: err instanceof Error ? err.message : String(err) });
+        } finally {
+          clearTimeout(running);
+        }
+      });
     });
-    try {
-      const result = await Promise.race([handler(request), timeout]);
-      // undefined would vanish from the JSON; null keeps `result` present as the contract says.
-      return { id: request.id, ok: true, result: result ?? null };
-    } catch (err) {
-      return { id: request.id, ok: false, error: err instanceof Error ? err.message : String(err) };
-    } finally {
-      clearTimeout(timer);
-    }
   }
 }

@@ -97,6 +97,24 @@ export async function clientOptions(config: MqttConfig, clientId: string, will: 
 
 const noLog: Log = () => undefined;
 
+/**
+ * PUBACK reason codes that mean the broker will never take this message on this topic: not
+ * authorized (0x87), topic name invalid (0x90), payload format invalid (0x99). The others
+ * (0x80 unspecified, 0x83 implementation specific, 0x97 quota exceeded) may pass later.
+ */
+const FINAL_REFUSALS: ReadonlySet<number> = new Set([0x87, 0x90, 0x99]);
+
+/** The MQTT 5 reason code MQTT.js attaches to a refused publish, if the error is one. */
+function reasonCode(err: unknown): number | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'number' && code >= 0x80 ? code : undefined;
+}
+
+/** Topics come from the network: a log line shows at most the first 200 characters. */
+function clip(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}… (${text.length} characters)` : text;
+}
+
 export class MqttFleetLink implements FleetLinkHandle {
   readonly topics: DeviceTopics;
   readonly #config: MqttConfig;
@@ -146,6 +164,7 @@ export class MqttFleetLink implements FleetLinkHandle {
       queue_depth: box?.depth ?? 0,
       queue_dropped_scores: box?.droppedScores ?? 0,
       queue_sync_failures: box?.syncFailures ?? 0,
+      queue_refused: box?.refused ?? 0,
       published: this.#published,
       commands: this.#commands.handled,
       command_errors: this.#commands.errors,
@@ -288,8 +307,14 @@ export class MqttFleetLink implements FleetLinkHandle {
         this.#published += 1;
         if (box.size === 0) for (const w of this.#drainWaiters) w();
         this.#pump();
-      }, () => {
-        // Not acknowledged: the message stays queued and is sent again after the next connect.
+      }, (err: unknown) => {
+        const code = reasonCode(err);
+        // Not acknowledged (the session went away): it stays queued and is sent after the next connect.
+        if (code === undefined) return;
+        const final = FINAL_REFUSALS.has(code);
+        box.refuse(m.id, final);
+        this.#log(final ? 'error' : 'warn', `mqtt: the broker refused the ${m.kind} on ${m.topic} (reason code 0x${code.toString(16)}: ${errorText(err)}); ${final ? 'dropped from the queue and counted as queue_refused' : 'kept queued, sent again after the next connect'}`);
+        this.#pump();
       });
     }
   }
@@ -352,8 +377,19 @@ export class MqttFleetLink implements FleetLinkHandle {
       return;
     }
     const name = this.topics.commandName(topic);
-    if (name === undefined) return;
-    void this.#commands.dispatch(name, payload).then((reply) => this.#reply(name, reply, packet));
+    if (name === undefined) {
+      this.#log('warn', `mqtt: ignored a message on ${clip(topic)}: the level after cmd/ is not a command name (1-128 characters, no + or #)`);
+      return;
+    }
+    if (packet.retain) {
+      // A retained request would run again on every connect and every restart.
+      const reply = this.#commands.refuse(`retained requests are refused: a retained ${name} would run again on every reconnect; clear it with an empty retained message on ${topic}`);
+      void this.#reply(name, reply, packet).catch((err: unknown) => this.#log('error', `mqtt: replying to ${name}: ${errorText(err)}`));
+      return;
+    }
+    void this.#commands.dispatch(name, payload)
+      .then((reply) => this.#reply(name, reply, packet))
+      .catch((err: unknown) => this.#log('error', `mqtt: command ${name}: ${errorText(err)}`));
   }
 
   async #reply(name: string, reply: CommandReply, request: IPublishPacket): Promise<void> {

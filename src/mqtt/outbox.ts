@@ -5,7 +5,7 @@
  * On disk: numbered segment files `seg-<n>.log` of JSON lines, appended only:
  *   {"o":"p","i":<id>,"k":"score"|"event","t":<topic>,"p":<payload>}   a message was queued
  *   {"o":"a","i":<id>}                                                 the broker acknowledged it
- *   {"o":"d","i":<id>}                                                 it was dropped (queue full)
+ *   {"o":"d","i":<id>}                                  it was dropped (queue full, or refused by the broker)
  * Replay (open) reads the segments in order; the pending messages are the puts not followed
  * by an ack or drop. Ids grow monotonically, so delivery order is id order.
  *
@@ -51,6 +51,8 @@ export interface OutboxStats {
   corruptRecords: number;
   /** Timed fdatasyncs the kernel refused (an I/O error: what was written may not survive a power cut). */
   syncFailures: number;
+  /** Messages the broker refused for good (e.g. not authorized for the topic), taken off the queue. */
+  refused: number;
 }
 
 const RecordSchema = z.discriminatedUnion('o', [
@@ -77,6 +79,8 @@ export class Outbox {
   #scoreIds: number[] = [];
   #scoreHead = 0;
   readonly #inflight = new Set<number>();
+  /** Refused for now by the broker (e.g. quota exceeded): not sent again until the next session. */
+  readonly #parked = new Set<number>();
   /** Unresolved puts per segment number. */
   readonly #liveBySegment = new Map<number, number>();
   #segments: number[] = [];
@@ -86,6 +90,7 @@ export class Outbox {
   #droppedScores = 0;
   #corrupt = 0;
   #syncFailures = 0;
+  #refused = 0;
   #syncTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -107,7 +112,7 @@ export class Outbox {
   }
 
   stats(): OutboxStats {
-    return { depth: this.#pending.size, droppedScores: this.#droppedScores, segments: this.#segments.length, corruptRecords: this.#corrupt, syncFailures: this.#syncFailures };
+    return { depth: this.#pending.size, droppedScores: this.#droppedScores, segments: this.#segments.length, corruptRecords: this.#corrupt, syncFailures: this.#syncFailures, refused: this.#refused };
   }
 
   /**
@@ -135,7 +140,7 @@ export class Outbox {
     const out: OutboxMessage[] = [];
     for (const m of this.#pending.values()) {
       if (out.length >= limit) break;
-      if (this.#inflight.has(m.id)) continue;
+      if (this.#inflight.has(m.id) || this.#parked.has(m.id)) continue;
       this.#inflight.add(m.id);
       out.push(m);
     }
@@ -155,9 +160,29 @@ export class Outbox {
     this.#append({ o: 'a', i: id });
   }
 
-  /** The connection went away: everything in flight is sent again, in order, on the next one. */
+  /**
+   * The broker answered the message with an error reason code. A refusal for good (the
+   * session may not publish there, or the broker cannot take that payload) takes it off the
+   * queue, counted; sending it again would be refused again and hold an in-flight slot forever.
+   * Anything else (quota exceeded, an unspecified error) keeps it queued but not sent again
+   * until the next session, so one refused message never blocks the rest.
+   */
+  refuse(id: number, final: boolean): void {
+    this.#inflight.delete(id);
+    if (this.#closed || !this.#pending.has(id)) return;
+    if (!final) {
+      this.#parked.add(id);
+      return;
+    }
+    this.#refused += 1;
+    this.#resolve(id);
+    this.#append({ o: 'd', i: id });
+  }
+
+  /** The connection went away: everything in flight or set aside is sent again, in order, on the next one. */
   releaseInflight(): void {
     this.#inflight.clear();
+    this.#parked.clear();
   }
 
   /** Syncs and closes the active segment; the queue stays on disk for the next open(). */
@@ -234,6 +259,7 @@ export class Outbox {
     const m = this.#pending.get(id);
     if (!m) return;
     this.#pending.delete(id);
+    this.#parked.delete(id);
     const live = (this.#liveBySegment.get(m.segment) ?? 1) - 1;
     if (live > 0) this.#liveBySegment.set(m.segment, live);
     else this.#liveBySegment.delete(m.segment);

@@ -7,6 +7,8 @@
  * bdSeq counts sessions (0-255, persisted, so a host can tie an NDEATH to its NBIRTH across
  * restarts); seq counts messages of one session (0 in NBIRTH, then 1..255, 0, ...).
  * Scores go out as DDATA at QoS 0 as the spec asks; the JSON score topic is the lossless path.
+ * No DDATA or late DBIRTH goes out before the session's births are out (the spec's order): a
+ * score meanwhile is only remembered, and the DBIRTH carries it. Births run one at a time.
  *
  * Commands: NCMD `Node Control/Rebirth` and `Node Control/Reload Config`; DCMD `threshold`
  * (a Double), `Device Control/Snapshot` and `Device Control/Restart` (Booleans, true).
@@ -48,6 +50,11 @@ export class SparkplugNode {
   #bdSeq: number;
   #commandsRun = 0;
   #seq = 0;
+  /** NBIRTH and every known camera's DBIRTH are out in this session. */
+  #born = false;
+  /** Counts lost sessions, so a birth pass of an old session never marks a new one born. */
+  #sessionsLost = 0;
+  #birthChain: Promise<void> = Promise.resolve();
 
   constructor(o: SparkplugOptions) {
     this.#o = o;
@@ -70,6 +77,10 @@ export class SparkplugNode {
       client.subscribe([this.topic('NCMD'), `${this.topic('DCMD')}/+`], { qos: 0 }, (err) => (err ? reject(err) : resolve()));
     }));
     this.#conn.onConnected(() => this.#birth());
+    this.#conn.onDisconnected(() => {
+      this.#born = false;
+      this.#sessionsLost += 1;
+    });
     this.#conn.onMessage((topic, payload) => this.#onCommand(topic, payload));
   }
 
@@ -93,12 +104,13 @@ export class SparkplugNode {
 
   /** A camera seen for the first time after NBIRTH gets its DBIRTH now. */
   addCamera(camera: string): void {
-    if (this.#conn.connected) void this.#publish(this.topic('DBIRTH', camera), this.#deviceMetrics(camera));
+    // While births are under way, the birth pass picks the camera up.
+    if (this.#born) void this.#publish(this.topic('DBIRTH', camera), this.#deviceMetrics(camera));
   }
 
   score(camera: string, s: ScorePayload): void {
     this.#last.set(camera, s);
-    if (!this.#conn.connected) return;
+    if (!this.#born) return;
     const ts = Date.parse(s.ts);
     void this.#publish(this.topic('DDATA', camera), [
       { name: 'score', type: 'Double', value: s.score, timestamp: ts },
@@ -121,7 +133,17 @@ export class SparkplugNode {
     return encodePayload({ timestamp: Date.now(), metrics: [{ name: 'bdSeq', type: 'UInt64', value: this.#bdSeq }] });
   }
 
-  async #birth(): Promise<void> {
+  #birth(): Promise<void> {
+    this.#born = false;
+    const next = this.#birthChain.then(() => this.#sendBirths());
+    this.#birthChain = next.catch(() => undefined);
+    return next;
+  }
+
+  async #sendBirths(): Promise<void> {
+    this.#born = false;
+    if (!this.#conn.connected) return;
+    const session = this.#sessionsLost;
     this.#seq = 0;
     const model = this.#o.model();
     await this.#publish(this.topic('NBIRTH'), [
@@ -131,7 +153,15 @@ export class SparkplugNode {
       { name: 'Properties/model name', type: 'String', value: model?.name ?? null },
       { name: 'Properties/model version', type: 'String', value: model?.version ?? null },
     ], true);
-    for (const camera of this.#o.cameras()) await this.#publish(this.topic('DBIRTH', camera), this.#deviceMetrics(camera));
+    const born = new Set<string>();
+    // Cameras seen while the DBIRTHs go out get theirs in the next pass.
+    for (let todo = this.#o.cameras(); todo.length > 0; todo = this.#o.cameras().filter((c) => !born.has(c))) {
+      for (const camera of todo) {
+        born.add(camera);
+        await this.#publish(this.topic('DBIRTH', camera), this.#deviceMetrics(camera));
+      }
+    }
+    this.#born = this.#conn.connected && session === this.#sessionsLost;
   }
 
   #deviceMetrics(camera: string): Metric[] {

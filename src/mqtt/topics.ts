@@ -26,7 +26,7 @@ export interface DeviceTopics {
   reply(name: string): string;
   /** Subscription filter for every command request. `+` is one level, so replies (one level deeper) never match. */
   commandFilter: string;
-  /** The command name of a request topic, or undefined when the topic is not one. */
+  /** The command name of a request topic, or undefined when the topic is not one (or the name is not a valid topic level). */
   commandName(topic: string): string | undefined;
 }
 
@@ -56,8 +56,9 @@ export function deviceTopics(base: string, device: string): DeviceTopics {
     commandFilter: `${cmdPrefix}+`,
     commandName(topic) {
       if (!topic.startsWith(cmdPrefix)) return undefined;
+      // A name that cannot be a topic level has no reply topic either, so it is not a command.
       const name = topic.slice(cmdPrefix.length);
-      return name.length > 0 && !name.includes('/') ? name : undefined;
+      return TopicLevelSchema.safeParse(name).success ? name : undefined;
     },
   };
 }
@@ -121,6 +122,8 @@ export const LinkStatsSchema = z.strictObject({
   queue_dropped_scores: z.number().int().min(0),
   /** Timed fdatasyncs of the outbox that failed (I/O errors): queued messages may not survive a power cut. */
   queue_sync_failures: z.number().int().min(0),
+  /** Messages the broker refused for good (PUBACK not authorized, topic or payload invalid), taken off the queue. */
+  queue_refused: z.number().int().min(0),
   published: z.number().int().min(0),
   commands: z.number().int().min(0),
   command_errors: z.number().int().min(0),

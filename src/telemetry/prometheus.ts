@@ -27,6 +27,7 @@ const TelemetryShape = z.looseObject({
     queue_depth: num,
     queue_dropped_scores: num,
     queue_sync_failures: num.optional(),
+    queue_refused: num.optional(),
     published: num,
     commands: num,
     command_errors: num,
@@ -62,6 +63,7 @@ export class MetricsExporter {
       queueDepth: gauge('moead_mqtt_queue_depth', 'Messages waiting in the on-disk outbox'),
       queueDropped: gauge('moead_mqtt_queue_dropped_scores', 'Scores dropped because the outbox was full'),
       queueSyncFailures: gauge('moead_mqtt_queue_sync_failures', 'Outbox fdatasyncs that failed (queued messages may not survive a power cut)'),
+      queueRefused: gauge('moead_mqtt_queue_refused', 'Queued messages the broker refused for good (not authorized, invalid topic or payload)'),
       published: gauge('moead_mqtt_published', 'Messages acknowledged by the broker since start'),
       commands: gauge('moead_mqtt_commands', 'Commands handled since start'),
       commandErrors: gauge('moead_mqtt_command_errors', 'Commands answered with an error since start'),
@@ -106,6 +108,7 @@ export class MetricsExporter {
       set(g.queueDepth!, t.link.queue_depth);
       set(g.queueDropped!, t.link.queue_dropped_scores);
       set(g.queueSyncFailures!, t.link.queue_sync_failures);
+      set(g.queueRefused!, t.link.queue_refused);
       set(g.published!, t.link.published);
       set(g.commands!, t.link.commands);
       set(g.commandErrors!, t.link.command_errors);

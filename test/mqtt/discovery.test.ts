@@ -175,3 +175,57 @@ test('Home Assistant discovery is retained, and re-sent when Home Assistant anno
     await closeLinkTest({ link, watcher: w, broker, state });
   }
 });
+
+test('Sparkplug B: while scores flow, no DDATA goes out before the session\'s NBIRTH and DBIRTH, across a rebirth and a broker restart', async () => {
+  // Births and DDATA are QoS 0: the broker keeps them for the watcher's persistent session
+  // only with queue_qos0_messages, so nothing sent while the watcher reconnects is missed.
+  const broker = await Mosquitto.start({ extraConfig: ['persistence true', 'queue_qos0_messages true'] });
+  const state = await tempDir('moead-spb-order-');
+  const w = await MqttCollector.connect(broker.url, 'spBv1.0/plant2/#', { clean: false, clientId: 'spb-order-watcher' });
+  const link = createFleetLink(testConfig(broker.url, { sparkplug: { enabled: true, groupId: 'plant2' } }), { stateDir: state.path, cameras: ['cam1'] });
+  let flowing = true;
+  let seq = 0;
+  // Scores every 2 ms from before the first connect to the end: each birth happens mid-flow.
+  const flow = (async () => {
+    while (flowing) {
+      await link.publishScore('cam1', score(seq++)).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  })();
+  try {
+    await link.start();
+    await w.waitFor('spBv1.0/plant2/DDATA/dev1/cam1');
+    await w.publish('spBv1.0/plant2/NCMD/dev1', Buffer.from(tahu.encodePayload({ timestamp: Date.now(), metrics: [{ name: 'Node Control/Rebirth', type: 'Boolean', value: true }] })), { qos: 0 });
+    await w.waitForCount('spBv1.0/plant2/NBIRTH/dev1', 2);
+    await broker.restart();
+    await w.waitForCount('spBv1.0/plant2/NBIRTH/dev1', 3);
+    const afterThird = w.on('spBv1.0/plant2/NBIRTH/dev1')[2]!.index;
+    await w.waitFor('spBv1.0/plant2/DDATA/dev1/cam1', { from: afterThird });
+  } finally {
+    flowing = false;
+    await flow;
+    await closeLinkTest({ link, watcher: w, broker, state });
+  }
+  // Walk the node's messages in order: each NBIRTH starts at seq 0, the camera's DBIRTH comes
+  // before its first DDATA, and seq counts on by one (mod 256) within a session.
+  const problems: string[] = [];
+  let expected: number | undefined;
+  let deviceBorn = false;
+  for (const m of w.messages.filter((x) => !x.topic.includes('/NDEATH/') && !x.topic.includes('/NCMD/'))) {
+    const s = asNumber(decode(m.payload).seq);
+    const kind = m.topic.split('/')[2];
+    if (kind === 'NBIRTH') {
+      if (s !== 0) problems.push(`NBIRTH #${m.index} has seq ${s}`);
+      expected = 1;
+      deviceBorn = false;
+      continue;
+    }
+    if (expected === undefined) problems.push(`${kind} #${m.index} before any NBIRTH`);
+    else if (s !== expected) problems.push(`${kind} #${m.index} has seq ${s}, expected ${expected}`);
+    expected = (s + 1) % 256;
+    if (kind === 'DBIRTH') deviceBorn = true;
+    else if (kind === 'DDATA' && !deviceBorn) problems.push(`DDATA #${m.index} before the session's DBIRTH`);
+  }
+  assert.deepEqual(problems, []);
+  assert.equal(w.on('spBv1.0/plant2/NBIRTH/dev1').length, 3);
+});

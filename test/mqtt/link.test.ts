@@ -10,6 +10,8 @@ let state: TempDir;
 let link: FleetLinkHandle;
 let watch: MqttCollector;
 let setThresholdCalls: unknown[] = [];
+/** The `slow` handler's run: it keeps the command turn until it ends, past its timeout. */
+let slowRun: Promise<void> | undefined;
 
 before(async () => {
   broker = await Mosquitto.start();
@@ -22,7 +24,7 @@ before(async () => {
     return { threshold: req.threshold };
   });
   link.onCommand('reload-config', async () => 'reloaded');
-  link.onCommand('slow', () => new Promise((resolve) => setTimeout(resolve, 2000)));
+  link.onCommand('slow', () => (slowRun = new Promise((resolve) => setTimeout(resolve, 600))));
   await link.start();
   await link.announceOnline();
 });
@@ -122,6 +124,7 @@ test('EXPECTED FAILURE - bad command requests get an error reply and change noth
 
   const slow = await command('slow', JSON.stringify({ id: 'b8' }));
   assert.match(slow.error!, /did not finish within 300 ms/);
+  await slowRun;
 
   assert.deepEqual(setThresholdCalls, [], 'no bad request reached the handler');
   assert.equal(link.connected, true);

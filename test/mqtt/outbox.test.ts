@@ -144,3 +144,22 @@ test('segments rotate, resolved ones are deleted, and a pinned old message is co
     assert.deepEqual(again.take(1000).map((m) => m.id), pending.map((m) => m.id));
     again.close();
   }));
+
+test('a refusal for good takes the message off the queue for good; a passing one sets it aside until the next session', () =>
+  withTempDir(async (dir) => {
+    const a = Outbox.open(dir.path, opts());
+    for (let seq = 0; seq < 4; seq++) a.put('score', 't/score', JSON.stringify({ seq }));
+    const [m0, m1] = a.take(2);
+    a.refuse(m0!.id, true);
+    a.refuse(m1!.id, false);
+    assert.equal(a.inflight, 0, 'neither holds an in-flight slot');
+    assert.deepEqual(seqs(a), [2, 3], 'the set-aside one is not handed out again in this session');
+    a.releaseInflight();
+    assert.deepEqual(seqs(a), [1, 2, 3], 'the next session sends it again, in order');
+    assert.deepEqual({ depth: a.stats().depth, refused: a.stats().refused }, { depth: 3, refused: 1 });
+    a.close();
+
+    const b = Outbox.open(dir.path, opts());
+    assert.deepEqual(seqs(b), [1, 2, 3], 'the refused one does not come back after a restart');
+    b.close();
+  }));
