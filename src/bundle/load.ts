@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, realpath, stat } from 'node:fs/promises';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { z } from 'zod';
 import type { LoadedBundle } from '../inference/backend.js';
 import { ManifestSchema, type Manifest } from './manifest.js';
@@ -71,7 +71,8 @@ async function resolveInside(dir: string, file: string, manifestFile: string): P
     throw new BundleError(join(dir, file), `missing (named by ${manifestFile})`);
   }
   const rel = relative(root, target);
-  if (rel.startsWith('..') || isAbsolute(rel)) {
+  // Outside means a first segment of exactly "..": a file named "..ref.png" is inside.
+  if (rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) {
     throw new BundleError(join(dir, file), `resolves outside the bundle folder ${root}`);
   }
   return target;

@@ -1,9 +1,10 @@
 /**
  * Downloads one file of an update into the staging folder: streamed to disk, never past the
  * size it may have, hashed on the way, and cut off by a deadline. A transfer that breaks off
- * (network error, server error, connection dropped) is retried with backoff and resumed
- * where it stopped when the server honours a Range request; a client error (4xx) or a file
- * that comes out with another size or sha256 fails at once. Errors name the URL.
+ * (network error, server error, connection dropped, or a clean end short of the expected
+ * size) is retried with backoff and resumed where it stopped when the server honours a Range
+ * request; a client error (4xx), a file longer than expected or one with another sha256 fails
+ * at once. Errors name the URL.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';

@@ -130,12 +130,16 @@ export class ModelStore {
     return folder;
   }
 
-  /** Moves a verified staging folder to its installed name, `<name>-<version>-<sha256[:12]>`. */
+  /**
+   * Moves a verified staging folder to a new folder of its own, `<name>-<version>-<random>`.
+   * The name is fresh for every install, never derived from the bundle: the same name and
+   * version (even the same model) may already be installed as the previous model or as the
+   * one a probation returns to, and an update that then fails validation must not have
+   * replaced what a rollback opens. rename() onto a folder that has files fails rather than
+   * replacing it, so not even a clash of random names can overwrite an installed bundle.
+   */
   async install(staging: string, manifest: Manifest): Promise<string> {
-    const target = join(this.dir, `${manifest.name}-${manifest.version}-${manifest.model.sha256.slice(0, 12)}`);
-    if (target === this.#state.active) throw new Error(`${manifest.name} ${manifest.version} is the model in force already`);
-    // The same bundle installed before (the previous one, or a rolled-back update retried) is replaced whole.
-    await rm(target, { recursive: true, force: true });
+    const target = join(this.dir, `${manifest.name}-${manifest.version}-${randomBytes(6).toString('hex')}`);
     await rename(staging, target);
     return target;
   }

@@ -194,6 +194,9 @@ export class ModelUpdater {
       this.#standby = this.#deps.live.swap(candidate, { keep: true });
       this.#candidate = undefined;
       log.info(`model ${manifest.name} ${manifest.version} in force (update ${request.id}; ${references.length} reference frames within tolerance)`);
+      // The bundle before the previous one is no rollback target any more. Pruned while still
+      // busy, so that no other update's download is under way to be taken for a leftover.
+      await this.#pruneOldBundles();
       this.#beginProbation(request.id, manifest);
     } catch (err) {
       const candidate = this.#candidate;
@@ -201,7 +204,7 @@ export class ModelUpdater {
       await candidate?.close().catch(() => undefined);
       // Cleared before the report, so that `failed` means nothing of the update is left on disk.
       if (staging !== undefined) await rm(staging, { recursive: true, force: true }).catch(() => undefined);
-      await store.prune().catch(() => undefined);
+      await this.#pruneOldBundles();
       const message = this.#abort.signal.aborted ? 'cancelled: the daemon is stopping' : errorMessage(err);
       log.error(`update ${request.id} failed, ${running().name} ${running().version} stays: ${message}`);
       step('failed', { message });
@@ -303,6 +306,11 @@ export class ModelUpdater {
     if (standby) await this.#deps.live.retire(standby).catch((err: unknown) => this.#deps.log.warn(`closing the model before the update: ${errorMessage(err)}`));
   }
 
+  /** Deletes the bundles the state no longer refers to; a failure only costs disk space until the next prune. */
+  async #pruneOldBundles(): Promise<void> {
+    await this.#deps.store.prune().catch((err: unknown) => this.#deps.log.warn(`old bundles not deleted: ${errorMessage(err)}`));
+  }
+
   #endProbation(): void {
     if (this.#probation) clearInterval(this.#probation.timer);
     this.#probation = undefined;
@@ -332,8 +340,8 @@ export class ModelUpdater {
       this.#deps.live.swap(detector);
       const running = modelOf(detector.manifest);
       log.warn(`model ${failed.name} ${failed.version} rolled back to ${running.name} ${running.version}: ${why}`);
-      this.#busy = undefined;
-      await store.prune().catch((err: unknown) => log.warn(`old bundles not deleted: ${errorMessage(err)}`));
+      // Still busy (cleared below): an update accepted before the prune would have its download deleted.
+      await this.#pruneOldBundles();
       this.#report({ state: 'rolled_back', request, running, target: failed, message: why });
     } finally {
       this.#busy = undefined;

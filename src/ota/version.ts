@@ -14,8 +14,11 @@ function comparePre(a: string, b: string): number {
     const x = as[i];
     const y = bs[i];
     if (x === undefined || y === undefined) return x === undefined ? -1 : 1;
-    const numeric = /^\d+$/.test(x) && /^\d+$/.test(y);
-    const order = numeric ? Number(x) - Number(y) : x < y ? -1 : x > y ? 1 : 0;
+    const xNumeric = /^\d+$/.test(x);
+    const yNumeric = /^\d+$/.test(y);
+    // semver §11.4.3: a numeric identifier ranks below an alphanumeric one, whatever their characters.
+    if (xNumeric !== yNumeric) return xNumeric ? -1 : 1;
+    const order = xNumeric ? Number(x) - Number(y) : x < y ? -1 : x > y ? 1 : 0;
     if (order !== 0) return Math.sign(order);
   }
   return 0;

@@ -1,6 +1,6 @@
 /** Bundle loading: a good bundle loads; every kind of damage is refused naming the file and key. */
 import assert from 'node:assert/strict';
-import { readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { BundleError, loadBundle } from '../../src/bundle/load.js';
@@ -98,6 +98,15 @@ test('EXPECTED FAILURE - an unknown key is refused', async () => {
     (m['input'] as Record<string, unknown>)['gamma'] = 2.2;
   });
   await assert.rejects(loadBundle(b), /input: .*gamma/);
+});
+
+test('a file whose name only starts with ".." is inside the bundle and loads', async () => {
+  const b = await freshBundle('dotdot-name');
+  await rename(join(b, 'model.onnx'), join(b, '..model.onnx'));
+  await editManifest(b, (m) => {
+    (m['model'] as Record<string, unknown>)['file'] = '..model.onnx';
+  });
+  assert.equal((await loadBundle(b)).modelPath, join(b, '..model.onnx'));
 });
 
 test('EXPECTED FAILURE - a model path climbing out of the bundle', async () => {

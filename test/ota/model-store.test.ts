@@ -4,8 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import type { Manifest } from '../../src/bundle/manifest.js';
 import { ModelStore } from '../../src/ota/model-store.js';
@@ -21,9 +21,10 @@ afterEach(async () => {
 
 const manifestOf = (version: string, sha: string) => ({ name: 'm', version, model: { sha256: sha.repeat(64).slice(0, 64) } }) as unknown as Manifest;
 
-async function installed(store: ModelStore, version: string, sha: string): Promise<string> {
+/** Installs a bundle whose manifest.json is `text` (what tells two installs of one version apart). */
+async function installed(store: ModelStore, version: string, sha: string, text = '{}'): Promise<string> {
   const staging = await store.stagingFolder();
-  await writeFile(join(staging, 'manifest.json'), '{}');
+  await writeFile(join(staging, 'manifest.json'), text);
   return store.install(staging, manifestOf(version, sha));
 }
 
@@ -33,7 +34,8 @@ describe('ModelStore', () => {
     assert.equal(recovery, undefined);
     assert.equal(store.active, join(process.cwd(), 'models/factory'));
     const v2 = await installed(store, '2.0.0', 'a');
-    assert.equal(v2, join(dir.path, 'models', `m-2.0.0-${'a'.repeat(12)}`));
+    assert.equal(dirname(v2), join(dir.path, 'models'));
+    assert.match(basename(v2), /^m-2\.0\.0-[0-9a-f]{12}$/);
     await store.switchTo(v2, 'u1');
     assert.equal(store.active, v2);
     assert.equal(store.previous, store.configured);
@@ -44,9 +46,28 @@ describe('ModelStore', () => {
     const again = await ModelStore.open(dir.path, 'models/factory');
     assert.equal(again.recovery, undefined);
     assert.equal(again.store.active, v2);
-    await assert.rejects(installed(again.store, '2.0.0', 'a'), /m 2\.0\.0 is the model in force already/);
     assert.deepEqual(await again.store.rollBack(true), { from: v2, to: again.store.configured });
     assert.equal(again.store.previous, v2, 'an operator rollback keeps the bundle to go forward again');
+  });
+
+  test('an install never replaces a folder the state refers to, even for the same name, version and model', async () => {
+    const { store } = await ModelStore.open(dir.path, 'models/factory');
+    const first = await installed(store, '2.0.0', 'e', '{"threshold":0.5}');
+    await store.switchTo(first, 'u1');
+    await store.confirm();
+    const older = await installed(store, '1.0.0', 'f');
+    await store.switchTo(older, 'u2');
+    assert.equal(store.previous, first);
+    // The same model again under another manifest: this one may yet fail validation.
+    const again = await installed(store, '2.0.0', 'e', '{"threshold":0.9}');
+    assert.notEqual(again, first);
+    assert.equal(await readFile(join(first, 'manifest.json'), 'utf8'), '{"threshold":0.5}', 'the previous model (probation.from) is as it was');
+    assert.equal(await readFile(join(again, 'manifest.json'), 'utf8'), '{"threshold":0.9}');
+    // It failed: the prune after a failed update deletes it and keeps what a rollback opens.
+    await store.prune();
+    assert.equal(existsSync(again), false);
+    assert.equal((await store.rollBack(true)).to, first);
+    assert.equal(await readFile(join(store.active, 'manifest.json'), 'utf8'), '{"threshold":0.5}');
   });
 
   test('a crash during probation rolls back at the next start and deletes the failed bundle', async () => {

@@ -8,16 +8,17 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ManifestSchema, type Manifest } from '../../src/bundle/manifest.js';
 import { frameFromFile, openDetector } from '../../src/inference/index.js';
+import type { Detector } from '../../src/inference/detector.js';
 import { OtaStatusPayloadSchema, ScorePayloadSchema, type OtaStatusPayload } from '../../src/mqtt/topics.js';
 import { OtaConfigSchema } from '../../src/ota/config.js';
 import { compareVersions } from '../../src/ota/version.js';
 import { LiveDetector } from '../../src/inference/live-detector.js';
 import { ModelStore } from '../../src/ota/model-store.js';
-import { ModelUpdater, type OtaStatus } from '../../src/ota/updater.js';
+import { ModelUpdater, type OtaStatus, type UpdateRequest } from '../../src/ota/updater.js';
 import { generateSigningKey, signManifest } from '../../src/ota/signature.js';
 import { createLogger } from '../../src/util/log.js';
 import { FileServer, Mosquitto, MqttCollector, spawnCli, tempDir, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
@@ -105,6 +106,48 @@ async function stopDaemon(r: Running, closeMqtt = true): Promise<void> {
 }
 
 const ota = (m: ReceivedMessage): OtaStatusPayload => OtaStatusPayloadSchema.parse(m.json());
+
+/**
+ * A ModelUpdater in this process (no daemon, no broker) on its own state folder under the
+ * test folder, the shipped bundle in force (`first`), the rest of the daemon stubbed healthy.
+ * Not started: the caller's `report` may use what this returns.
+ */
+async function inProcessUpdater(stateDir: string, probationS: number, report: (s: OtaStatus) => void): Promise<{ store: ModelStore; live: LiveDetector; first: Detector; updater: ModelUpdater }> {
+  const { store } = await ModelStore.open(dir.file(stateDir), SHIPPED_BUNDLE);
+  const open = (bundleDir: string) => openDetector({ bundleDir, backend: { threads: 1 } });
+  const first = await open(SHIPPED_BUNDLE);
+  const live = new LiveDetector(first);
+  const updater = new ModelUpdater({
+    store,
+    config: () => OtaConfigSchema.parse({ trustedKeys: [fleetKey.publicKey], probationS }),
+    live,
+    openDetector: open,
+    thresholdProblems: () => [],
+    health: () => undefined,
+    inferenceErrors: () => 0,
+    report,
+    log: createLogger('ota', 'error'),
+  });
+  return { store, live, first, updater };
+}
+
+/** Polls `done` until it holds; after 60 s gives up with `describe()` (a hang, not a slow machine). */
+async function waitFor(done: () => boolean, describe: () => string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting: ${describe()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Runs one update to its end in an in-process updater; returns its last status. */
+async function updateInProcess(updater: ModelUpdater, seen: OtaStatus[], request: UpdateRequest): Promise<OtaStatus> {
+  const from = seen.length;
+  updater.update(request);
+  const ended = () => seen.slice(from).find((s) => s.request === request.id && ['active', 'failed', 'rolled_back'].includes(s.state));
+  await waitFor(() => ended() !== undefined, () => JSON.stringify(seen.slice(from)));
+  return ended() as OtaStatus;
+}
 
 /** Sends a command; resolves with its reply. */
 async function command(r: Running, name: string, body: Record<string, unknown>): Promise<{ ok: boolean; result?: unknown; error?: string }> {
@@ -295,27 +338,12 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
 
   test("the updater names the threads of the models it holds open (the candidate, then the one before), so that they keep the model's priority", async () => {
     const url = await serveBundle('v990', { edit: bump('9.9.0') });
-    const { store } = await ModelStore.open(dir.file('in-process-state'), SHIPPED_BUNDLE);
-    const open = (bundleDir: string) => openDetector({ bundleDir, backend: { threads: 1 } });
-    const first = await open(SHIPPED_BUNDLE);
-    const live = new LiveDetector(first);
     const seen: Array<{ state: OtaStatus['state']; spared: number[]; inForce: readonly number[] }> = [];
-    const updater: ModelUpdater = new ModelUpdater({
-      store,
-      config: () => OtaConfigSchema.parse({ trustedKeys: [fleetKey.publicKey], probationS: 60 }),
-      live,
-      openDetector: open,
-      thresholdProblems: () => [],
-      health: () => undefined,
-      inferenceErrors: () => 0,
-      report: (s) => seen.push({ state: s.state, spared: updater.inferenceThreadIds(), inForce: live.inferenceThreadIds() ?? [] }),
-      log: createLogger('ota', 'error'),
-    });
+    const { updater, live, first } = await inProcessUpdater('in-process-state', 60, (s) => seen.push({ state: s.state, spared: updater.inferenceThreadIds(), inForce: live.inferenceThreadIds() ?? [] }));
     try {
       updater.start(undefined);
       updater.update({ id: 'p1', url });
-      const deadline = Date.now() + 30_000;
-      while (!seen.some((s) => s.state === 'probation' || s.state === 'failed') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await waitFor(() => seen.some((s) => s.state === 'probation' || s.state === 'failed'), () => JSON.stringify(seen));
       const at = (state: OtaStatus['state']) => seen.find((s) => s.state === state);
       const firstThreads = first.inferenceThreadIds() ?? [];
       assert.ok(firstThreads.length > 0, 'test setup: the backend names its threads');
@@ -326,6 +354,51 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
       const probation = at('probation');
       assert.deepEqual(probation?.inForce, switching.spared, 'the candidate validated is the model now in force');
       assert.deepEqual(probation?.spared, firstThreads, 'the model before stays open, and spared, through probation');
+    } finally {
+      await updater.stop();
+      await live.close();
+    }
+  });
+
+  test('a refused update leaves the folder a rollback returns to as it was, even for the same name, version and model', async () => {
+    const seen: OtaStatus[] = [];
+    const { updater, live } = await inProcessUpdater('same-model-state', 0, (s) => seen.push(s));
+    try {
+      updater.start(undefined);
+      assert.equal((await updateInProcess(updater, seen, { id: 'a', url: await serveBundle('v920', { edit: bump('9.2.0') }) })).state, 'active');
+      const good = live.manifest;
+      assert.equal((await updateInProcess(updater, seen, { id: 'b', url: await serveBundle('v910', { edit: bump('9.1.0') }), downgrade: true })).state, 'active');
+      // 9.2.0 again, the same model under a manifest whose first reference score validation refuses.
+      const misscored = await serveBundle('v920-misscored', {
+        edit: (m) => {
+          m.version = '9.2.0';
+          const first = m.reference_frames[0];
+          if (first) first.score *= 1.5;
+        },
+      });
+      const refused = await updateInProcess(updater, seen, { id: 'c', url: misscored });
+      assert.equal(refused.state, 'failed', JSON.stringify(refused));
+      assert.match(refused.message ?? '', /reference frames do not score as the manifest says/);
+      assert.deepEqual((await updater.rollBack('rb')).to, { name: shipped.name, version: '9.2.0' });
+      assert.deepEqual(live.manifest, good, 'the rollback puts the 9.2.0 that passed validation in force, not the refused one');
+    } finally {
+      await updater.stop();
+      await live.close();
+    }
+  });
+
+  test('each update deletes the bundles the state no longer refers to: only the model in force and the previous one stay', async () => {
+    const seen: OtaStatus[] = [];
+    const { store, updater, live } = await inProcessUpdater('prune-state', 0, (s) => seen.push(s));
+    try {
+      updater.start(undefined);
+      for (const version of ['9.1.0', '9.2.0', '9.3.0']) {
+        const last = await updateInProcess(updater, seen, { id: version, url: await serveBundle(`prune-${version}`, { edit: bump(version) }) });
+        assert.equal(last.state, 'active', JSON.stringify(last));
+        // The shipped bundle, previous after the first update, lives outside the store.
+        const expected = [store.active, store.previous].filter((p): p is string => p !== null && dirname(p) === store.dir).map((p) => basename(p));
+        assert.deepEqual((await readdir(store.dir)).sort(), ['state.json', ...expected].sort(), `after ${version}`);
+      }
     } finally {
       await updater.stop();
       await live.close();

@@ -14,3 +14,15 @@ test('versions order by major, minor, patch, then pre-release, ignoring build me
   }
   assert.equal(compareVersions('2.4.0+build.7', '2.4.0'), 0);
 });
+
+test('a numeric pre-release identifier ranks below an alphanumeric one, whatever their characters (semver §11.4.3)', () => {
+  // Compared as text, "9" > "10a" and "2" > "10-rc": each pair would come out the wrong way round.
+  for (const [lower, higher] of [
+    ['1.0.0-9', '1.0.0-10a'],
+    ['1.0.0-alpha.2', '1.0.0-alpha.10-rc'],
+    ['1.0.0-0', '1.0.0--'],
+  ] as const) {
+    assert.equal(compareVersions(lower, higher), -1, `${lower} < ${higher}`);
+    assert.equal(compareVersions(higher, lower), 1, `${higher} > ${lower}`);
+  }
+});
