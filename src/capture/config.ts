@@ -1,5 +1,6 @@
 /** Camera entries under `cameras:` in the config. The capture folder owns this schema. */
 import { z } from 'zod';
+import { gstTokens } from './pipeline.js';
 
 const cameraName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'expected [a-zA-Z0-9_-], used in MQTT topics');
 
@@ -31,13 +32,31 @@ export type Roi = z.infer<typeof RoiSchema>;
 export const RotationSchema = z.union([z.literal(0), z.literal(90), z.literal(180), z.literal(270)]);
 export type Rotation = z.infer<typeof RotationSchema>;
 
-export const ReconnectSchema = z.strictObject({
-  /** Delay before the first restart after a failure; doubles on each failure in a row. */
-  initialMs: z.number().int().min(10).max(600_000).default(1000),
-  maxMs: z.number().int().min(10).max(3_600_000).default(30_000),
-  /** Each delay is spread by ±jitter (fraction) so many cameras do not reconnect in lockstep. */
-  jitter: z.number().min(0).max(1).default(0.2),
-});
+const INITIAL_RECONNECT_MS = 1000;
+
+export const ReconnectSchema = z
+  .strictObject({
+    /** Delay before the first restart after a failure; doubles on each failure in a row. */
+    initialMs: z.number().int().min(10).max(600_000).default(INITIAL_RECONNECT_MS),
+    maxMs: z.number().int().min(10).max(3_600_000).default(30_000),
+    /** Each delay is spread by ±jitter (fraction) so many cameras do not reconnect in lockstep. */
+    jitter: z.number().min(0).max(1).default(0.2),
+  })
+  .superRefine((r, ctx) => {
+    // backoffDelay caps every delay at maxMs: a larger initialMs would be silently ignored.
+    if (r.initialMs > r.maxMs) {
+      ctx.addIssue({ code: 'custom', path: ['initialMs'], message: `expected at most reconnect.maxMs (${r.maxMs}), which caps every delay, the first one too (initialMs is ${INITIAL_RECONNECT_MS} when not set)` });
+    }
+  });
+
+/** A description gst-launch-1.0 cannot split into the same tokens is refused here, not retried forever at run time. */
+function splitsIntoTokens(description: string, ctx: z.RefinementCtx): void {
+  try {
+    gstTokens(description);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: err instanceof Error ? err.message : String(err) });
+  }
+}
 
 /**
  * Fields of every source that runs a child process (ffmpeg or gst-launch-1.0) writing raw
@@ -63,7 +82,7 @@ const rawSource = {
    * setups. It must deliver video/x-raw,format=RGB frames of width×height; `! fdsink fd=1`
    * is appended when it does not end in an fdsink.
    */
-  pipeline: z.string().min(1).optional(),
+  pipeline: z.string().min(1).superRefine(splitsIntoTokens).optional(),
 };
 
 export const FileCameraSchema = z.strictObject({

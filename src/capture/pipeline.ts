@@ -15,9 +15,21 @@ export interface ChildCommand {
   secrets: string[];
   /** gst-launch ends at EOS, ffmpeg at the end of a file: a clean exit then means "replay". */
   replayOnCleanExit: boolean;
+  /** Bytes from the start of one row of a frame to the next in the child's output. */
+  rowStride: number;
 }
 
 export const RGB_BYTES_PER_PIXEL = 3;
+
+/**
+ * GStreamer lays out video/x-raw,format=RGB with each row padded to a multiple of 4 bytes
+ * (426 pixels: 1278 bytes of pixels in a 1280-byte row), and fdsink writes the padding too;
+ * ffmpeg's rawvideo writes rows back to back.
+ */
+export function rgbRowStride(launcher: ChildCommand['launcher'], width: number): number {
+  const bytes = width * RGB_BYTES_PER_PIXEL;
+  return launcher === 'gstreamer' ? Math.ceil(bytes / 4) * 4 : bytes;
+}
 
 export interface Binaries {
   ffmpeg?: string;
@@ -104,10 +116,11 @@ export function buildChildCommand(
   const secrets = [creds.password, creds.username].filter((s): s is string => s !== undefined && s.length > 0);
   const launcher = chooseLauncher(camera, board);
   const replayOnCleanExit = camera.type === 'file' && camera.loop;
+  const rowStride = rgbRowStride(launcher, camera.width);
   if (launcher === 'ffmpeg') {
-    return { launcher, command: binaries.ffmpeg ?? 'ffmpeg', args: ffmpegArgs(camera, board, creds), secrets, replayOnCleanExit: false };
+    return { launcher, command: binaries.ffmpeg ?? 'ffmpeg', args: ffmpegArgs(camera, board, creds), secrets, replayOnCleanExit: false, rowStride };
   }
-  return { launcher, command: binaries.gstLaunch ?? 'gst-launch-1.0', args: ['-q', ...gstArgs(camera, board, creds)], secrets, replayOnCleanExit };
+  return { launcher, command: binaries.gstLaunch ?? 'gst-launch-1.0', args: ['-q', ...gstArgs(camera, board, creds)], secrets, replayOnCleanExit, rowStride };
 }
 
 function ffmpegArgs(camera: RawCameraConfig, board: BoardCapture, creds: { username?: string; password?: string }): string[] {

@@ -20,6 +20,7 @@ import { buildChildCommand, RGB_BYTES_PER_PIXEL, type Binaries, type ChildComman
 import { redact } from './redact.js';
 import { SourceReporter, type CaptureLog, type CaptureStats, type RestartReason } from './reporter.js';
 import { crop, rotate, type RawImage } from './transform.js';
+import { errorMessage } from '../util/log.js';
 
 /** How long a child gets to exit after SIGTERM before SIGKILL. */
 const KILL_GRACE_MS = 2000;
@@ -40,6 +41,9 @@ interface Run {
   /** Set when the watchdog (or stop) killed the child, so its exit is not counted twice. */
   killedFor?: 'stall' | 'stop';
   finished: boolean;
+  /** Resolves once the run has finished: its child closed and its last frame read. */
+  ended: Promise<void>;
+  markEnded: () => void;
 }
 
 export interface ProcessSourceOptions {
@@ -86,7 +90,7 @@ export class ProcessSource implements FrameSource {
     this.running = true;
     const period = Math.min(1000, (this.config.stallTimeoutS * 1000) / 4);
     this.watchdog = setInterval(() => this.checkStall(), period);
-    this.spawnChild();
+    this.launch();
   }
 
   async stop(): Promise<void> {
@@ -98,15 +102,11 @@ export class ProcessSource implements FrameSource {
     const run = this.run;
     if (run && !run.finished) {
       run.killedFor = 'stop';
-      await new Promise<void>((resolve) => {
-        // SIGKILL follows after the grace period; the timer only guards against a 'close' that never comes.
-        const giveUp = setTimeout(resolve, KILL_GRACE_MS + 1000);
-        run.child.once('close', () => {
-          clearTimeout(giveUp);
-          resolve();
-        });
-        killChild(run.child);
-      });
+      killRun(run);
+      // SIGKILL follows after the grace period; the timer only guards against an end that never comes.
+      let giveUp: NodeJS.Timeout | undefined;
+      await Promise.race([run.ended, new Promise<void>((resolve) => (giveUp = setTimeout(resolve, KILL_GRACE_MS + 1000)))]);
+      clearTimeout(giveUp);
     }
     this.run = undefined;
     this.reporter.status('stopped');
@@ -116,57 +116,79 @@ export class ProcessSource implements FrameSource {
     return this.reporter.snapshot();
   }
 
-  private spawnChild(): void {
+  /**
+   * Every start of a child goes through here. It runs from timers and child events, where a
+   * throw would end the daemon and every camera with it: whatever spawnChild did not foresee
+   * is reported and retried like any other failure to start.
+   */
+  private launch(): void {
     this.restartTimer = undefined;
+    try {
+      this.spawnChild();
+    } catch (err) {
+      this.fail('spawn_error', redact(errorMessage(err), this.secrets), 'no_frames');
+    }
+  }
+
+  private spawnChild(): void {
     if (!this.running) return;
     let cmd: ChildCommand;
     try {
       cmd = buildChildCommand(this.config, this.options.board, this.options.env, this.options.binaries);
     } catch (err) {
       // A missing credential variable: nothing will work until the environment changes, but keep trying.
-      this.fail('spawn_error', err instanceof Error ? err.message : String(err), 'no_frames');
+      this.fail('spawn_error', errorMessage(err), 'no_frames');
       return;
     }
     this.secrets = cmd.secrets;
     this.options.log('info', `camera ${this.camera}: starting ${cmd.command} ${redact(cmd.args.join(' '), this.secrets)}`);
-    let pipe: FramePipe | undefined;
-    try {
-      pipe = openFramePipe(this.options.binaries.mkfifo ?? 'mkfifo');
-    } catch (err) {
-      if (!this.pipeFallbackLogged) this.options.log('warn', `camera ${this.camera}: reading frames from a plain pipe (more garbage to collect per frame): ${err instanceof Error ? err.message : String(err)}`);
-      this.pipeFallbackLogged = true;
-    }
-    let child: ChildProcess;
-    try {
-      child = spawn(cmd.command, cmd.args, { stdio: ['ignore', pipe?.writeFd ?? 'pipe', 'pipe'], env: this.options.env });
-    } catch (err) {
-      if (pipe) closeSync(pipe.readFd);
-      throw err;
-    } finally {
-      // The child has its own copy; ours would keep the reader from ever seeing the end.
-      if (pipe) closeSync(pipe.writeFd);
+    const pipe = this.openPipe();
+    const child = startChild(cmd, pipe, this.options.env);
+    if (typeof child === 'string') {
+      this.fail('spawn_error', redact(child, this.secrets), 'no_frames');
+      return;
     }
     const now = performance.now();
+    let markEnded = (): void => {};
+    const ended = new Promise<void>((resolve) => (markEnded = resolve));
     const run: Run = {
       child,
-      assembler: new FrameAssembler(this.config.width * this.config.height * RGB_BYTES_PER_PIXEL, (data, release) => this.onWholeFrame(run, data, release)),
+      assembler: new FrameAssembler(
+        this.config.width * this.config.height * RGB_BYTES_PER_PIXEL,
+        (data, release) => this.onWholeFrame(run, data, release),
+        { rows: this.config.height, stride: cmd.rowStride },
+      ),
       stderr: '',
       startedMono: now,
       lastFrameMono: now,
       frames: 0,
       finished: false,
+      ended,
+      markEnded,
     };
     this.run = run;
+    ownGroup(run);
     // The child's end is handled once its last frame has been read: a FIFO, unlike the child's
     // own stdout pipe, may still hold frames when 'close' fires.
     let framesRead: Promise<void> = Promise.resolve();
     if (pipe) framesRead = readFramesInPlace(pipe.readFd, run.assembler);
-    else child.stdout!.on('data', (chunk: Buffer) => run.assembler.push(chunk));
-    child.stderr!.on('data', (chunk: Buffer) => {
+    else child.stdout?.on('data', (chunk: Buffer) => run.assembler.push(chunk));
+    child.stderr?.on('data', (chunk: Buffer) => {
       run.stderr = (run.stderr + chunk.toString('utf8')).slice(-STDERR_KEEP);
     });
     child.once('error', (err) => void framesRead.then(() => this.onChildEnd(run, cmd, null, null, err)));
     child.once('close', (code, signal) => void framesRead.then(() => this.onChildEnd(run, cmd, code, signal)));
+  }
+
+  /** A FIFO for the child's frames, or undefined to read them from its stdout (said once). */
+  private openPipe(): FramePipe | undefined {
+    try {
+      return openFramePipe(this.options.binaries.mkfifo ?? 'mkfifo');
+    } catch (err) {
+      if (!this.pipeFallbackLogged) this.options.log('warn', `camera ${this.camera}: reading frames from a plain pipe (more garbage to collect per frame): ${errorMessage(err)}`);
+      this.pipeFallbackLogged = true;
+      return undefined;
+    }
   }
 
   private onWholeFrame(run: Run, data: Buffer, release: () => void): void {
@@ -215,8 +237,9 @@ export class ProcessSource implements FrameSource {
   private onChildEnd(run: Run, cmd: ChildCommand, code: number | null, signal: NodeJS.Signals | null, error?: Error): void {
     if (run.finished) return;
     run.finished = true;
+    run.markEnded();
     const leftover = run.assembler.end();
-    if (leftover > 0) this.reporter.drop('truncated', `${leftover} of ${run.assembler.frameBytes} bytes when the pipe closed`);
+    if (leftover > 0) this.reporter.drop('truncated', `${leftover} of ${run.assembler.streamBytes} bytes when the pipe closed`);
     if (this.run !== run || run.killedFor === 'stop' || !this.running) return;
     if (run.killedFor === 'stall') {
       this.scheduleRestart();
@@ -229,7 +252,7 @@ export class ProcessSource implements FrameSource {
       return;
     }
     if (code === 0 && cmd.replayOnCleanExit && run.frames > 0) {
-      this.spawnChild(); // end of a looped file under gst-launch: replay at once, not a failure
+      this.launch(); // end of a looped file under gst-launch: replay at once, not a failure
       return;
     }
     const how = signal ? `killed by ${signal}` : `exited with code ${code}`;
@@ -256,7 +279,7 @@ export class ProcessSource implements FrameSource {
     if (run && run.frames > 0 && run.lastFrameMono - run.startedMono > this.config.reconnect.maxMs) this.failuresInRow = 0;
     this.failuresInRow++;
     const delay = backoffDelay(this.failuresInRow, this.config.reconnect);
-    this.restartTimer = setTimeout(() => this.spawnChild(), delay);
+    this.restartTimer = setTimeout(() => this.launch(), delay);
   }
 
   private checkStall(): void {
@@ -268,7 +291,7 @@ export class ProcessSource implements FrameSource {
     const detail = `no frame for ${(silentMs / 1000).toFixed(1)} s`;
     this.reporter.restart('stall', detail);
     this.reporter.status('no_frames', detail);
-    killChild(run.child);
+    killRun(run);
   }
 }
 
@@ -325,13 +348,67 @@ function readFramesInPlace(fd: number, assembler: FrameAssembler): Promise<void>
   return new Promise((resolve) => socket.once('close', () => resolve()));
 }
 
-function killChild(child: ChildProcess): void {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill('SIGTERM');
-  child.kill('SIGCONT'); // a stopped (SIGSTOP) child acts on SIGTERM only once it runs again
-  const force = setTimeout(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }, KILL_GRACE_MS);
+/**
+ * Spawns the child as the leader of a process group of its own (see killRun), or says why
+ * it could not. spawn throws some errors; when no file descriptors are left for the pipes
+ * (EMFILE, ENFILE) it returns a child without them that only ever emits 'error'.
+ */
+function startChild(cmd: ChildCommand, pipe: FramePipe | undefined, env: NodeJS.ProcessEnv): ChildProcess | string {
+  let child: ChildProcess;
+  try {
+    child = spawn(cmd.command, cmd.args, { stdio: ['ignore', pipe?.writeFd ?? 'pipe', 'pipe'], env, detached: true });
+  } catch (err) {
+    if (pipe) closeSync(pipe.readFd);
+    return `${cmd.command} could not be started: ${errorMessage(err)}`;
+  } finally {
+    // The child has its own copy; ours would keep the reader from ever seeing the end.
+    if (pipe) closeSync(pipe.writeFd);
+  }
+  if (child.stderr && (pipe || child.stdout)) return child;
+  // Reported here, by the caller; unheard, the 'error' still to come would be thrown.
+  child.once('error', () => {});
+  if (pipe) closeSync(pipe.readFd);
+  return `${cmd.command} could not be started: no pipe to read it through (out of file descriptors?)`;
+}
+
+/** Process groups of runs not yet ended, killed should the daemon exit without stopping its cameras. */
+const liveGroups = new Set<number>();
+
+/** Children in groups of their own miss the terminal's Ctrl-C and any signal sent to the daemon's group. */
+function ownGroup(run: Run): void {
+  const group = run.child.pid;
+  if (group === undefined) return;
+  if (liveGroups.size === 0) process.once('exit', killLiveGroups);
+  liveGroups.add(group);
+  void run.ended.then(() => {
+    liveGroups.delete(group);
+    if (liveGroups.size === 0) process.off('exit', killLiveGroups);
+  });
+}
+
+function killLiveGroups(): void {
+  for (const group of liveGroups) signalGroup(group, 'SIGKILL');
+}
+
+/**
+ * Ends the child and everything it started: a launcher behind a wrapper script that did not
+ * `exec` runs as a grandchild holding the pipes, and the run does not end while it lives,
+ * however dead the child itself is. SIGKILL follows unless the run ended within the grace period.
+ */
+function killRun(run: Run): void {
+  const group = run.child.pid;
+  if (group === undefined) return;
+  signalGroup(group, 'SIGTERM');
+  signalGroup(group, 'SIGCONT'); // a stopped (SIGSTOP) child acts on SIGTERM only once it runs again
+  const force = setTimeout(() => signalGroup(group, 'SIGKILL'), KILL_GRACE_MS);
   force.unref();
-  child.once('close', () => clearTimeout(force));
+  void run.ended.then(() => clearTimeout(force));
+}
+
+function signalGroup(group: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-group, signal);
+  } catch {
+    // ESRCH: nothing of the group is left
+  }
 }

@@ -7,36 +7,47 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CameraConfigSchema, createFrameSource, type CaptureStats, type FrameSourceDeps } from '../../src/capture/index.js';
 import type { Frame, FrameSource, SourceStatus } from '../../src/capture/frame.js';
+import { errorMessage } from '../../src/util/log.js';
 
 export const FIXTURES = fileURLToPath(new URL('../../../test/capture/fixtures/', import.meta.url));
 export const FAKE_LAUNCHER = join(FIXTURES, 'fake-launcher.mjs');
 chmodSync(FAKE_LAUNCHER, 0o755);
+/** A launcher wrapper that does not exec: its grandchild holds the pipes (fixtures/wrapper-launcher.sh). */
+export const WRAPPER_LAUNCHER = join(FIXTURES, 'wrapper-launcher.sh');
+chmodSync(WRAPPER_LAUNCHER, 0o755);
+/** A camera in a Node process of its own (fixtures/camera-process.mjs). */
+export const CAMERA_PROCESS = join(FIXTURES, 'camera-process.mjs');
 
 const clipDir = join(tmpdir(), `moead-capture-clips-${process.pid}`);
 process.once('exit', () => rmSync(clipDir, { recursive: true, force: true }));
 
-/** An H.264 testsrc clip (made once per process): `seconds` long at `rate` fps, size w×h. */
-export function testClip(width: number, height: number, rate: number, seconds: number): string {
+/** A testsrc clip of size w×h at `rate` fps made by ffmpeg once per process; `output`: the arguments after the input. */
+function testsrcClip(name: string, width: number, height: number, rate: number, output: string[]): string {
   mkdirSync(clipDir, { recursive: true });
-  const file = join(clipDir, `testsrc-${width}x${height}-${rate}-${seconds}.mp4`);
+  const file = join(clipDir, `testsrc-${width}x${height}-${rate}-${name}`);
   if (!existsSync(file)) {
-    const r = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', `testsrc=size=${width}x${height}:rate=${rate}`,
-      '-t', String(seconds), '-c:v', 'libx264', '-g', String(rate), '-bf', '0', '-pix_fmt', 'yuv420p', file], { encoding: 'utf8' });
+    const r = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', `testsrc=size=${width}x${height}:rate=${rate}`, ...output, file], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`ffmpeg could not make ${file}: ${r.stderr}`);
   }
   return file;
 }
 
+/** An H.264 testsrc clip (made once per process): `seconds` long at `rate` fps, size w×h. */
+export function testClip(width: number, height: number, rate: number, seconds: number): string {
+  return testsrcClip(`${seconds}.mp4`, width, height, rate, ['-t', String(seconds), '-c:v', 'libx264', '-g', String(rate), '-bf', '0', '-pix_fmt', 'yuv420p']);
+}
+
 /** An MJPEG-in-AVI testsrc clip, decodable by GStreamer's base and good plugins alone (no libav). */
 export function mjpegClip(width: number, height: number, rate: number, frames: number): string {
-  mkdirSync(clipDir, { recursive: true });
-  const file = join(clipDir, `testsrc-${width}x${height}-${rate}-${frames}.avi`);
-  if (!existsSync(file)) {
-    const r = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', `testsrc=size=${width}x${height}:rate=${rate}`,
-      '-frames:v', String(frames), '-c:v', 'mjpeg', '-q:v', '3', file], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`ffmpeg could not make ${file}: ${r.stderr}`);
-  }
-  return file;
+  return testsrcClip(`${frames}.avi`, width, height, rate, ['-frames:v', String(frames), '-c:v', 'mjpeg', '-q:v', '3']);
+}
+
+/**
+ * An uncompressed YUV 4:4:4 testsrc clip (y4m, GStreamer's y4mdec): no decoder of its own
+ * and no chroma to upsample, so GStreamer's frames differ from ffmpeg's by colour conversion rounding alone.
+ */
+export function y4mClip(width: number, height: number, rate: number, frames: number): string {
+  return testsrcClip(`${frames}.y4m`, width, height, rate, ['-frames:v', String(frames), '-pix_fmt', 'yuv444p', '-f', 'yuv4mpegpipe']);
 }
 
 /** ffmpeg's own rgb24 decode of the first frame of a clip, through extra filters. */
@@ -71,17 +82,33 @@ export async function startCamera(config: Record<string, unknown>, deps: FrameSo
   return {
     source, frames, statuses, logs, stats,
     async until(cond, what, timeoutMs = 8000) {
-      const deadline = Date.now() + timeoutMs;
-      while (!cond()) {
-        if (Date.now() > deadline) {
-          await source.stop();
-          throw new Error(`timed out waiting for ${what}: ${frames.length} frames, stats ${JSON.stringify(stats())}, statuses ${JSON.stringify(statuses)}, logs ${JSON.stringify(logs.slice(-5))}`);
-        }
-        await new Promise((r) => setTimeout(r, 20));
+      try {
+        await waitUntil(cond, what, timeoutMs);
+      } catch (err) {
+        await source.stop();
+        throw new Error(`${errorMessage(err)}: ${frames.length} frames, stats ${JSON.stringify(stats())}, statuses ${JSON.stringify(statuses)}, logs ${JSON.stringify(logs.slice(-5))}`);
       }
     },
     stop: () => source.stop(),
   };
+}
+
+/** Resolves once `cond` holds; fails naming `what` after `timeoutMs`. */
+export async function waitUntil(cond: () => boolean, what: string, timeoutMs = 8000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Whether the process has ended (a zombie nobody reaped yet has ended too). */
+export function processGone(pid: number): boolean {
+  try {
+    return /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
 }
 
 /** Pids of this process's children whose command name is `comm`. */

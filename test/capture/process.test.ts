@@ -3,8 +3,12 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { childrenNamed, FAKE_LAUNCHER, gstElementsMissing, mjpegClip, referenceFrame, startCamera, testClip } from './helpers.js';
+import {
+  CAMERA_PROCESS, childrenNamed, FAKE_LAUNCHER, gstElementsMissing, mjpegClip, processGone, referenceFrame, startCamera, testClip, waitUntil, WRAPPER_LAUNCHER, y4mClip,
+} from './helpers.js';
+import type { CaptureStats } from '../../src/capture/index.js';
 import { gstQuote } from '../../src/capture/pipeline.js';
+import { runProcess } from '../harness/index.js';
 
 const W = 64;
 const H = 48;
@@ -160,6 +164,61 @@ test('a missing launcher binary is reported and retried, never thrown; other cam
   assert.equal(good.stats().restarts, 0);
 });
 
+test('a launcher that spawn refuses outright (a NUL in its path) is reported and retried, never thrown', async () => {
+  const cam = await startCamera({ type: 'file', path: '/unused.mp4', reconnect: fast }, { binaries: { ffmpeg: '/usr/bin/ff\0mpeg' } });
+  // The second refusal comes from the restart timer, where a throw would end the process.
+  await cam.until(() => cam.stats().restartReasons.spawn_error >= 2, 'two refused starts');
+  await cam.stop();
+  assert.match(cam.statuses.find((s) => s.state === 'no_frames')?.message ?? '', /^\/usr\/bin\/ff\0mpeg could not be started: .*null bytes/);
+  assert.equal(cam.stats().restartReasons.exit, 0);
+});
+
+test('starts that find no file descriptor left are reported and retried, and the camera starts again once there are', async () => {
+  // A process of its own, whose descriptors can all be taken: under `ulimit -n 128` that is quick.
+  const r = await runProcess('sh', ['-c', 'ulimit -n 128 && exec "$0" "$@"', process.execPath, CAMERA_PROCESS, 'fd-starved'], { timeoutMs: 30_000 });
+  assert.equal(r.code, 0, `the camera process failed:\n${r.stderr}`);
+  const { stats, restarts } = JSON.parse(r.stdout) as { stats: CaptureStats; restarts: string[] };
+  assert.ok(stats.restartReasons.spawn_error >= 2, JSON.stringify(stats));
+  assert.ok(stats.restartReasons.exit >= 2, 'ffmpeg ran before and after');
+  assert.ok(restarts.some((l) => /restarting \(spawn_error: ffmpeg could not be started: no pipe to read it through/.test(l)), restarts.join('\n'));
+});
+
+test('a launcher behind a wrapper that does not exec: the watchdog ends its whole process group, restarts it, and stop leaves nothing behind', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'capture-wrapper-'));
+  const pidFile = join(dir, 'pids');
+  const started = (): number[] => (existsSync(pidFile) ? readFileSync(pidFile, 'utf8').trim().split('\n').map(Number) : []);
+  try {
+    const cam = await startCamera(
+      { type: 'rtsp', url: 'rtsp://127.0.0.1:9/x', stallTimeoutS: 0.5, reconnect: fast },
+      { binaries: { ffmpeg: WRAPPER_LAUNCHER }, env: { ...process.env, WRAPPER_PIDS: pidFile } },
+    );
+    // A second stall needs a second run, which needs the first one's grandchild gone.
+    await cam.until(() => cam.stats().stalls >= 2, 'a second stall');
+    await cam.stop();
+    assert.ok(started().length >= 2);
+    assert.deepEqual(started().filter((pid) => !processGone(pid)), [], 'grandchildren outlived their runs');
+    assert.equal(cam.stats().restartReasons.exit, 0, 'the watchdog\'s kills are not counted again as exits');
+  } finally {
+    for (const pid of started().filter((p) => !processGone(p))) process.kill(pid, 'SIGKILL');
+    rmSync(dir, { recursive: true });
+  }
+});
+
+test('a daemon that exits without stopping its cameras takes their process groups with it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'capture-exit-'));
+  const pidFile = join(dir, 'pids');
+  const r = await runProcess(process.execPath, [CAMERA_PROCESS, 'exit-unstopped'], { env: { WRAPPER_LAUNCHER, WRAPPER_PIDS: pidFile } });
+  const [pid] = readFileSync(pidFile, 'utf8').trim().split('\n').map(Number);
+  try {
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(pid !== undefined && pid > 0);
+    await waitUntil(() => processGone(pid), `the wrapper's grandchild ${pid} to end with the process that started it`);
+  } finally {
+    if (pid !== undefined && !processGone(pid)) process.kill(pid, 'SIGKILL');
+    rmSync(dir, { recursive: true });
+  }
+});
+
 test('a hostile URL reaches the child as one verbatim argument and runs nothing', async () => {
   const home = mkdtempSync(join(tmpdir(), 'capture-home-'));
   const canary = join(home, 'canary');
@@ -251,6 +310,37 @@ test('gst-launch: a raw pipeline override runs as given, with the sink appended'
   assert.ok(cam.frames.every((f) => f.data.length === W * H * 3));
   assert.equal(cam.stats().restartReasons.exit >= 1, true);
   assert.ok(cam.logs.some((l) => l.includes('starting gst-launch-1.0 -q videotestsrc num-buffers=4 pattern="smpte" ! video/x-raw,format=RGB,width=64,height=48 ! fdsink fd=1 sync=false')));
+});
+
+test('gst-launch: rows GStreamer pads to 4 bytes (width 42: 126 bytes of pixels in 128) come out packed', { skip: gstSkip }, async () => {
+  const [width, height] = [42, 24];
+  const cam = await startCamera({
+    type: 'v4l2', width, height, fps: 240, reconnect: fast,
+    pipeline: `videotestsrc num-buffers=3 pattern=solid-color foreground-color=0xff102030 ! video/x-raw,format=RGB,width=${width},height=${height}`,
+  });
+  await cam.until(() => cam.frames.length >= 3, 'three frames');
+  await cam.stop();
+  const pixel = Buffer.from([0x10, 0x20, 0x30]);
+  for (const [k, f] of cam.frames.entries()) {
+    assert.equal(f.data.length, width * height * 3);
+    const wrong = [...Array(width * height).keys()].find((i) => !f.data.subarray(i * 3, i * 3 + 3).equals(pixel));
+    assert.equal(wrong, undefined, `frame ${k}: pixel ${wrong} (row ${Math.floor((wrong ?? 0) / width)}) is not 10 20 30`);
+  }
+  assert.equal(cam.stats().drops.truncated, 0);
+});
+
+test('gst-launch: a file at a width whose rows GStreamer pads gives ffmpeg\'s frames', { skip: gstElementsMissing('y4mdec', 'decodebin', 'videoconvert', 'videoscale', 'fdsink') }, async () => {
+  const [width, height] = [42, 24];
+  const clip = y4mClip(width, height, 25, 3);
+  const cam = await startCamera({ type: 'file', path: clip, launcher: 'gstreamer', width, height, fps: 240, loop: false });
+  await cam.until(() => cam.statuses.some((s) => s.state === 'stopped'), 'end of file');
+  assert.equal(cam.frames.length, 3);
+  assert.equal(cam.stats().drops.truncated, 0);
+  // The two convert YUV to RGB with different rounding (a mean of about 1.5 levels); rows out of place differ by far more.
+  const ref = referenceFrame(clip, '');
+  const got = cam.frames[0]!.data;
+  const mean = ref.reduce((sum, b, i) => sum + Math.abs(b - got[i]!), 0) / ref.length;
+  assert.ok(mean < 4, `frame 0 differs from ffmpeg's decode by ${mean.toFixed(1)} levels on average`);
 });
 
 test('status tells a stream that cannot be decoded (decode_error) from a source that is not there (no_frames)', async () => {

@@ -61,6 +61,31 @@ test('assembler: a reader filling target() in place gets the same whole frames; 
   assert.equal(a.end(), 1);
 });
 
+test('assembler: rows padded in the stream (GStreamer RGB) come out packed, read in place or copied, and the reused buffer too', () => {
+  // 2 rows of 3 pixel bytes, each padded to a stride of 4 (the 0 is padding).
+  const stream = [1, 1, 1, 0, 2, 2, 2, 0, 3, 3, 3, 0, 4, 4, 4, 0, 5, 5, 5, 0, 6, 6, 6, 0];
+  const copied: Array<{ data: Buffer; release: () => void }> = [];
+  const a = new FrameAssembler(6, (data, release) => copied.push({ data, release }), { rows: 2, stride: 4 });
+  assert.equal(a.streamBytes, 8);
+  a.push(Buffer.from(stream.slice(0, 5)));
+  a.push(Buffer.from(stream.slice(5, 16)));
+  copied[0]!.release();
+  a.push(Buffer.from(stream.slice(16)));
+  assert.deepEqual(copied.map((f) => [...f.data]), [[1, 1, 1, 2, 2, 2], [3, 3, 3, 4, 4, 4], [5, 5, 5, 6, 6, 6]]);
+
+  const inPlace: number[][] = [];
+  const b = new FrameAssembler(6, (f) => inPlace.push([...f]), { rows: 2, stride: 4 });
+  for (let i = 0; i < stream.length; ) {
+    const into = b.target();
+    const n = Math.min(into.length, 3, stream.length - i);
+    into.set(stream.slice(i, i + n));
+    b.advance(n);
+    i += n;
+  }
+  assert.deepEqual(inPlace, [[1, 1, 1, 2, 2, 2], [3, 3, 3, 4, 4, 4], [5, 5, 5, 6, 6, 6]]);
+  assert.throws(() => new FrameAssembler(6, () => {}, { rows: 2, stride: 2 }), /6 bytes cannot be 2 rows of a 2-byte stride/);
+});
+
 test('crop and rotate move whole pixels (clockwise), on a 3x2 image of 1-byte pixels', () => {
   // 1 2 3
   // 4 5 6
@@ -126,6 +151,10 @@ test('pipelines: Jetson uses Argus, NVDEC and VIC; every pipeline ends in RGB of
   const file = buildChildCommand(parse({ type: 'file', path: '/v/a b.mp4', launcher: 'gstreamer' }), desktop, {});
   assert.match(file.args.join(' '), /^-q filesrc location="\/v\/a b.mp4" ! decodebin ! .* fdsink fd=1 sync=true$/);
   assert.equal(file.replayOnCleanExit, true);
+  // GStreamer pads each RGB row to a multiple of 4 bytes; ffmpeg's rawvideo does not.
+  assert.equal(buildChildCommand(parse({ type: 'file', path: 'a.mp4', launcher: 'gstreamer', width: 426 }), desktop, {}).rowStride, 1280);
+  assert.equal(buildChildCommand(parse({ type: 'file', path: 'a.mp4', launcher: 'gstreamer', width: 424 }), desktop, {}).rowStride, 1272);
+  assert.equal(buildChildCommand(parse({ type: 'file', path: 'a.mp4', launcher: 'ffmpeg', width: 426 }), desktop, {}).rowStride, 1278);
   // The raw override is used as given, with the sink added when missing.
   assert.equal(gst({ type: 'v4l2', pipeline: 'videotestsrc pattern="ball" ! video/x-raw,format=RGB,width=640,height=480' }), '-q videotestsrc pattern="ball" ! video/x-raw,format=RGB,width=640,height=480 ! fdsink fd=1 sync=false');
 });
@@ -158,5 +187,7 @@ test('config: bad camera entries are refused with the field named', () => {
   assert.match(issue({ type: 'v4l2', device: '/dev/video0; reboot' }), /^device: expected a device path/);
   assert.match(issue({ type: 'v4l2', colour: 'red' }), /Unrecognized key: "colour"/);
   assert.match(issue({ type: 'webcam' }), /^type:/);
+  assert.match(issue({ type: 'v4l2', pipeline: 'filesrc location="/v/a.avi ! decodebin' }), /^pipeline: unbalanced double quote/);
+  assert.match(issue({ type: 'v4l2', reconnect: { initialMs: 5000, maxMs: 1000 } }), /^reconnect\.initialMs: expected at most reconnect\.maxMs \(1000\)/);
   assert.match(String(BoardCaptureSchema.safeParse({ gstreamer: { scaler: 'x location="y"' } }).error), /without quotes/);
 });

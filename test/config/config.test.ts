@@ -106,6 +106,19 @@ describe('bad input names the file, the key path, the value and what was expecte
     assert.match(list.find((l) => l.startsWith('mqtt.urll')) ?? '', /^mqtt\.urll: unknown key \(expected one of: url, base, device, /);
     assert.match(list.find((l) => l.startsWith('foo')) ?? '', /^foo: unknown key \(expected one of: version, board, logLevel, stateDir, cameras, inference, mqtt, scoring, telemetry, ota\)$/);
   });
+  test('a raw GStreamer pipeline with an unbalanced quote, refused before it is ever run', () => {
+    const [p] = problems(() => validateConfigText(`cameras: [{type: v4l2, name: a, pipeline: 'v4l2src ! video/x-raw,format="RGB'}]`, file, {}));
+    assert.equal(p, 'cameras[0].pipeline: unbalanced double quote in pipeline: v4l2src ! video/x-raw,format="RGB; received "v4l2src ! video/x-raw,format=\\"RGB"');
+    const { config } = validateConfigText(`cameras: [{type: v4l2, name: a, pipeline: 'v4l2src extra-controls="c,a=1" ! video/x-raw,format=RGB'}]`, file, {});
+    assert.equal(config.cameras[0]?.type === 'v4l2' && config.cameras[0].pipeline, 'v4l2src extra-controls="c,a=1" ! video/x-raw,format=RGB');
+  });
+  test('a first reconnect delay longer than the longest, named by its field', () => {
+    assert.deepEqual(problems(() => validateConfigText('cameras: [{type: rtsp, name: a, url: "rtsp://x", reconnect: {initialMs: 60000, maxMs: 10}}]', file, {})), [
+      'cameras[0].reconnect.initialMs: expected at most reconnect.maxMs (10), which caps every delay, the first one too (initialMs is 1000 when not set); received 60000',
+    ]);
+    const { config } = validateConfigText('cameras: [{type: rtsp, name: a, url: "rtsp://x", reconnect: {initialMs: 500, maxMs: 500}}]', file, {});
+    assert.deepEqual(config.cameras[0]?.type === 'rtsp' && config.cameras[0].reconnect, { initialMs: 500, maxMs: 500, jitter: 0.2 });
+  });
   test('an unknown camera type', () => {
     const [p] = problems(() => validateConfigText('cameras: [{type: webcam, name: a}]', file, {}));
     assert.match(p ?? '', /^cameras\[0\]\.type: .*'folder'.*received "webcam"/);
