@@ -137,7 +137,6 @@ PostprocessPlan ParsePostprocessPlan(const Napi::CallbackInfo& info, View<float>
   PostprocessPlan p{};
   p.in_width = UintArg(info[1], "width", 1, kMaxSide);
   p.in_height = UintArg(info[2], "height", 1, kMaxSide);
-  *map = Float32Arg(info[0], "map", static_cast<uint64_t>(p.in_width) * p.in_height);
   Napi::Object o = ObjectArg(info[3], "plan");
   p.out_width = UintArg(o.Get("width"), "plan.width", 1, kMaxSide);
   p.out_height = UintArg(o.Get("height"), "plan.height", 1, kMaxSide);
@@ -150,6 +149,8 @@ PostprocessPlan ParsePostprocessPlan(const Napi::CallbackInfo& info, View<float>
                                "x" + std::to_string(p.out_height) + " map");
   }
   if (info.Length() > 4 && !info[4].IsUndefined()) p.with_map = BoolArg(info[4], "withMap");
+  // Last: the plan's getters above could have detached or shrunk the map's buffer.
+  *map = Float32Arg(info[0], "map", static_cast<uint64_t>(p.in_width) * p.in_height);
   return p;
 }
 
@@ -168,26 +169,28 @@ HeatmapCall ParseHeatmapCall(const Napi::CallbackInfo& info) {
   const uint32_t width = UintArg(info[2], "width", 1, kMaxSide);
   const uint32_t height = UintArg(info[3], "height", 1, kMaxSide);
   const uint64_t px = static_cast<uint64_t>(width) * height;
+  const HeatmapSpec spec = ParseHeatmapSpec(info[4]);
+  Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(info.Env(), px * 3);
   const View<uint8_t> rgb = Uint8Arg(info[0], "rgb", px * 3);
   const View<float> map = Float32Arg(info[1], "map", px);
-  const HeatmapSpec spec = ParseHeatmapSpec(info[4]);
-  return {width, height, px, rgb, map, spec, Napi::Buffer<uint8_t>::New(info.Env(), px * 3)};
+  return {width, height, px, rgb, map, spec, out};
 }
 
 OverlayCall ParseOverlayCall(const Napi::CallbackInfo& info) {
   const uint32_t width = UintArg(info[1], "width", 1, kMaxSide);
   const uint32_t height = UintArg(info[2], "height", 1, kMaxSide);
   const uint64_t px = static_cast<uint64_t>(width) * height;
-  const View<uint8_t> rgb = Uint8Arg(info[0], "rgb", px * 3);
   // Enlargement only: shrinking needs an antialiasing filter, which the sharp path has.
   const uint32_t map_width = UintArg(info[4], "mapWidth", 1, width);
   const uint32_t map_height = UintArg(info[5], "mapHeight", 1, height);
-  const View<float> map = Float32Arg(info[3], "map", static_cast<uint64_t>(map_width) * map_height);
   Napi::Object o = ObjectArg(info[6], "spec");
   const float low = static_cast<float>(NumberArg(o.Get("low"), "spec.low"));
   const float high = static_cast<float>(NumberArg(o.Get("high"), "spec.high"));
   if (!(high > low)) ThrowRange(info.Env(), "spec.high must be greater than spec.low");
-  return {width, height, rgb, map_width, map_height, map, low, high, Napi::Buffer<uint8_t>::New(info.Env(), px * 3)};
+  Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(info.Env(), px * 3);
+  const View<uint8_t> rgb = Uint8Arg(info[0], "rgb", px * 3);
+  const View<float> map = Float32Arg(info[3], "map", static_cast<uint64_t>(map_width) * map_height);
+  return {width, height, rgb, map_width, map_height, map, low, high, out};
 }
 
 }  // namespace moead

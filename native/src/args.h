@@ -1,5 +1,11 @@
 // Argument checks for the JS-facing functions. Each throws a TypeError or RangeError that
 // names the argument, so a bad call fails before any work is queued.
+//
+// Order matters: reading an object's field can run the caller's JavaScript (a getter), which
+// can detach, transfer or shrink any ArrayBuffer. So every object is read before an input
+// typed array's pointer and length are taken; between those and queueing the work, no
+// JavaScript runs (allocating an output can collect garbage, but the arguments stay reachable
+// and their off-heap bytes do not move).
 #pragma once
 
 #include <napi.h>

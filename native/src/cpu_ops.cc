@@ -17,9 +17,10 @@ namespace {
 
 // (frame, format, width, height, spec, out?) → Promise<Float32Array> (3 × spec.height × spec.width)
 Napi::Value PreprocessJs(const Napi::CallbackInfo& info) {
-  const FrameArg frame = ParseFrame(info, 0);
+  // Object first, buffers last (args.h says why).
   const NormalizeSpec spec = ParseNormalizeSpec(info[4]);
   const View<float> out = OutputFloat32(info.Env(), info[5], "out", 3ull * spec.width * spec.height);
+  const FrameArg frame = ParseFrame(info, 0);
   return TaskWorker::Start(
       info.Env(), {frame.bytes.array, out.array},
       [frame_data = frame.bytes.data, format = frame.format, w = frame.width, h = frame.height, spec, dst = out.data] {
@@ -39,9 +40,9 @@ Napi::Value PreprocessPngJs(const Napi::CallbackInfo& info) {
   const uint32_t height = UintArg(info[3], "height", 1, kMaxSide);
   const std::string label = "scanlines (" + std::to_string(width) + "x" + std::to_string(height) + ", " +
                             std::to_string(channels) + " channels)";
-  const View<uint8_t> rows = Uint8Arg(info[0], label.c_str(), PngScanlineBytes(width, height, channels));
   const NormalizeSpec spec = ParseNormalizeSpec(info[4]);
   const View<float> out = OutputFloat32(env, info[5], "out", 3ull * spec.width * spec.height);
+  const View<uint8_t> rows = Uint8Arg(info[0], label.c_str(), PngScanlineBytes(width, height, channels));
   const PixelFormat format = channels == 1 ? PixelFormat::kGray : channels == 3 ? PixelFormat::kRGB : PixelFormat::kRGBA;
   return TaskWorker::Start(
       env, {rows.array, out.array},

@@ -31,10 +31,11 @@ void Download(T* dst, const DeviceBuffer<T>& src, size_t count, const Stream& st
 }
 
 Napi::Value CudaPreprocessJs(const Napi::CallbackInfo& info) {
-  const FrameArg frame = ParseFrame(info, 0);
+  // Object first, buffers last (args.h says why).
   const NormalizeSpec spec = ParseNormalizeSpec(info[4]);
   const size_t n = 3ull * spec.width * spec.height;
   const View<float> out = OutputFloat32(info.Env(), info[5], "out", n);
+  const FrameArg frame = ParseFrame(info, 0);
   return TaskWorker::Start(
       info.Env(), {frame.bytes.array, out.array},
       [frame, spec, dst = out.data, n] {

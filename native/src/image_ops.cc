@@ -280,7 +280,13 @@ void GaussianBlur(const float* in, uint32_t width, uint32_t height, double sigma
 }
 
 float MaxScore(const float* map, uint32_t width, uint32_t height) {
-  return *std::max_element(map, map + static_cast<size_t>(width) * height);
+  // A NaN anywhere makes the score NaN (std::max_element's answer would depend on where it sat).
+  float best = -INFINITY;
+  for (const float* p = map; p != map + static_cast<size_t>(width) * height; ++p) {
+    if (std::isnan(*p)) return NAN;
+    best = std::max(best, *p);
+  }
+  return best;
 }
 
 float AvgPoolMaxScore(const float* map, uint32_t width, uint32_t height, uint32_t kernel) {
@@ -297,6 +303,9 @@ float AvgPoolMaxScore(const float* map, uint32_t width, uint32_t height, uint32_
       sat[(y + 1) * W1 + x + 1] = sat[y * W1 + x + 1] + row;
     }
   }
+  // A NaN anywhere (or infinities of both signs) poisons the total: the score is NaN, not the
+  // best of the windows that happen to miss it.
+  if (std::isnan(sat[W1 * (height + 1) - 1])) return NAN;
   const double area = static_cast<double>(kernel) * kernel;
   double best = -INFINITY;
   for (uint32_t y = 0; y + kernel <= height; ++y) {

@@ -152,6 +152,9 @@ export class Detector {
     const t2 = performance.now();
     const lowRes = { data: result.maps, width: output.width, height: output.height };
     const score = await this.postprocessor.score(lowRes, postprocess);
+    // A NaN or infinite map value has no meaning as a score; published it would read as
+    // "not anomalous". The frame fails instead, counted as an inference error.
+    if (!Number.isFinite(score)) throw new Error(`the model's anomaly map holds non-finite values (score ${score}); the frame is not scored`);
     const t3 = performance.now();
     return {
       manifest: this.manifest,

@@ -135,6 +135,8 @@ export function avgPoolMax(map: FloatMap, kernel: number): number {
       sat[(y + 1) * stride + x + 1] = sat[y * stride + x + 1]! + rowSum;
     }
   }
+  // A NaN anywhere (or infinities of both signs) poisons the total: NaN, as in the addon.
+  if (Number.isNaN(sat[stride * (height + 1) - 1])) return Number.NaN;
   let best = -Infinity;
   for (let y = 0; y + kernel <= height; y++) {
     for (let x = 0; x + kernel <= width; x++) {
@@ -145,9 +147,13 @@ export function avgPoolMax(map: FloatMap, kernel: number): number {
   return best / (kernel * kernel);
 }
 
+/** The largest value; NaN when the map holds one (a broken model, reported as such, not hidden). */
 export function mapMax(map: FloatMap): number {
   let best = -Infinity;
-  for (const v of map.data) if (v > best) best = v;
+  for (const v of map.data) {
+    if (Number.isNaN(v)) return Number.NaN;
+    if (v > best) best = v;
+  }
   return best;
 }
 

@@ -22,6 +22,7 @@ import {
   writeManifestWithThreshold,
   type Detector,
 } from '../../src/inference/index.js';
+import { nativePostprocessor } from '../../src/native/postprocessor.js';
 import { preprocessFrame } from '../../src/preprocess/index.js';
 import { tempDir, type TempDir } from '../harness/index.js';
 import { REFERENCE_PY, gradientPng, pythonMissing, runPython, writeSyntheticBundle } from './synthetic-bundle.js';
@@ -224,6 +225,22 @@ describe('detector', { skip: pythonMissing() }, () => {
     const manifest = { ...detector.manifest, postprocess: { ...detector.manifest.postprocess, score: { method: 'avgpool_max' as const, kernel: SIZE + 1 } } };
     await writeFile(join(copy, 'manifest.json'), JSON.stringify(manifest));
     await assert.rejects(openDetector({ bundleDir: copy }), /bigkernel\/manifest\.json: postprocess\.score\.kernel 65 is larger than the 64x64 upsampled map/);
+  });
+
+  test('EXPECTED FAILURE - a model whose map holds NaN fails the frame with a clear error, on both post-processing paths', async () => {
+    const broken = dir.file('nan-bundle');
+    await writeSyntheticBundle(broken, { kind: 'nan', size: SIZE, grid: 8 });
+    const frame = await frameFromFile(images[0]!);
+    const native = nativePostprocessor().postprocessor;
+    assert.ok(native, 'the native addon is built by npm ci');
+    for (const postprocessor of [undefined, native]) {
+      const nan = await openDetector({ bundleDir: broken, backend: { threads: 1 }, ...(postprocessor ? { postprocessor } : {}) });
+      try {
+        await assert.rejects(nan.detect(frame), /the model's anomaly map holds non-finite values \(score NaN\); the frame is not scored/);
+      } finally {
+        await nan.close();
+      }
+    }
   });
 
   test('EXPECTED FAILURE - calibrating on a folder without images', async () => {

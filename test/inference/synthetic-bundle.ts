@@ -44,7 +44,7 @@ export function runPython(args: string[], input?: string): string {
 }
 
 export interface SyntheticOptions {
-  kind?: 'pool' | 'subnormal' | 'heavy';
+  kind?: 'pool' | 'subnormal' | 'heavy' | 'nan';
   size?: number;
   grid?: number;
   /**

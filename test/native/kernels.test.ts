@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { loadNative, nativeOps, type NormalizeSpec, type PostprocessPlan } from '../../src/native/binding.js';
+import { postprocessMap } from '../../src/postprocess/map.js';
 import {
   frameBytes, maxRelError, randomPostprocessCase, randomPreprocessCase, refHeatmap, refOverlay, refPostprocess, refPreprocess, rng, randInt,
 } from './reference.js';
@@ -98,6 +99,18 @@ describe('native CPU kernels', () => {
       const label = `seed ${seed} (${c.width}x${c.height} → ${c.plan.width}x${c.plan.height}, ${JSON.stringify(c.plan)})`;
       assert.ok(err <= TOL, `${label}: map error ${err}`);
       assert.ok(Math.abs(got.score - want.score) <= TOL * Math.max(1, Math.abs(want.score)), `${label}: score ${got.score} vs ${want.score}`);
+    }
+  });
+
+  it('a NaN anywhere in the map makes the score NaN, natively and in the JS path alike, wherever it sits', async () => {
+    for (const kernel of [0, 3]) {
+      const jsSpec = { upsample: { mode: 'bilinear' as const, align_corners: false, width: 16, height: 16 }, blur_sigma: 1, score: kernel === 0 ? { method: 'max' as const } : { method: 'avgpool_max' as const, kernel } };
+      for (const at of [0, 5, 15]) {
+        const map = Float32Array.from({ length: 16 }, (_, i) => (i === at ? Number.NaN : i / 16));
+        const native = await ops.score(map, 4, 4, { width: 16, height: 16, alignCorners: false, sigma: 1, kernel });
+        const js = postprocessMap({ data: map, width: 4, height: 4 }, jsSpec).score;
+        assert.deepEqual([native, js], [Number.NaN, Number.NaN], `NaN at ${at}, kernel ${kernel}`);
+      }
     }
   });
 
@@ -218,6 +231,33 @@ describe('native CPU kernels: bad input', () => {
     await assert.rejects(ops.preprocess({ ...frame, width: 0 }, spec224), /Expected an integer 1\.\.16384 for width but received number 0/);
     await assert.rejects(ops.preprocess({ ...frame, width: 1e9 }, spec224), /for width/);
     await assert.rejects(ops.preprocess({ ...frame, width: 2.5 }, spec224), /for width/);
+  });
+
+  it('BAD CALL - a getter that detaches an input while the arguments are read gets an error, never a read of freed memory', async () => {
+    // Reading an object's field runs the caller's JavaScript; here it transfers the input's
+    // buffer away, which frees the bytes the addon would otherwise have taken a pointer to.
+    // The addon checks synchronously: the error is thrown by the call itself.
+    const detaching = <T extends object>(fields: T, key: keyof T, victim: { buffer: ArrayBufferLike }): T => {
+      const value = fields[key];
+      return Object.defineProperty({ ...fields }, key, {
+        enumerable: true,
+        get: () => {
+          structuredClone(victim.buffer, { transfer: [victim.buffer as ArrayBuffer] });
+          return value;
+        },
+      });
+    };
+    const image = new Uint8Array(64 * 64 * 3);
+    await assert.rejects(async () => addon.preprocess(image, 'rgb24', 64, 64, detaching(spec224, 'width', image)),
+      { name: 'RangeError', message: 'frame (rgb24 64x64): expected 12288 bytes but received 0' });
+    const rows = new Uint8Array(8 * (1 + 8 * 3));
+    await assert.rejects(async () => addon.preprocessPng(rows, 3, 8, 8, detaching(spec224, 'mean', rows)), /scanlines \(8x8, 3 channels\): expected 200 bytes but received 0/);
+    const map = new Float32Array(8 * 8);
+    await assert.rejects(async () => addon.postprocess(map, 8, 8, detaching(plan, 'sigma', map)), /map: expected 64 float32 elements but received 0/);
+    const rgb = new Uint8Array(8 * 8 * 3);
+    await assert.rejects(async () => addon.heatmap(rgb, new Float32Array(64), 8, 8, detaching({ low: 0, high: 1, alpha: 0.5 }, 'low', rgb)), /rgb: expected 192 bytes but received 0/);
+    const rgb2 = new Uint8Array(8 * 8 * 3);
+    await assert.rejects(async () => addon.overlay(rgb2, 8, 8, new Float32Array(16), 4, 4, detaching({ low: 0, high: 1 }, 'high', rgb2)), /rgb: expected 192 bytes but received 0/);
   });
 
   it('BAD CALL - a frame that is not bytes, and a spec with a bad field', async () => {
