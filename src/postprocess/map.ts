@@ -167,7 +167,12 @@ export function postprocessMap(lowRes: FloatMap, spec: PostprocessSpec): { map: 
 }
 
 /** Checks once, at bundle load, that the score kernel fits the upsampled map. */
+/** The native kernels' limit (args.cc): a radius of 400 pixels already spans any map a bundle produces. */
+export const MAX_BLUR_SIGMA = 100;
+
 export function checkPostprocessSpec(spec: PostprocessSpec): void {
+  // Checked when the bundle opens, so the JS and native paths accept the same bundles.
+  if (spec.blur_sigma > MAX_BLUR_SIGMA) throw new RangeError(`postprocess.blur_sigma ${spec.blur_sigma} is over ${MAX_BLUR_SIGMA}, the most the native kernels take`);
   if (spec.score.method === 'avgpool_max') {
     const { kernel } = spec.score;
     if (kernel > spec.upsample.width || kernel > spec.upsample.height) {

@@ -227,6 +227,14 @@ describe('detector', { skip: pythonMissing() }, () => {
     await assert.rejects(openDetector({ bundleDir: copy }), /bigkernel\/manifest\.json: postprocess\.score\.kernel 65 is larger than the 64x64 upsampled map/);
   });
 
+  test('EXPECTED FAILURE - a blur sigma over what the native kernels take is refused at open, naming the manifest', async () => {
+    const copy = dir.file('bigsigma');
+    await cp(bundleDir, copy, { recursive: true });
+    const manifest = { ...detector.manifest, postprocess: { ...detector.manifest.postprocess, blur_sigma: 150 } };
+    await writeFile(join(copy, 'manifest.json'), JSON.stringify(manifest));
+    await assert.rejects(openDetector({ bundleDir: copy }), /bigsigma\/manifest\.json: postprocess\.blur_sigma 150 is over 100, the most the native kernels take/);
+  });
+
   test('EXPECTED FAILURE - a model whose map holds NaN fails the frame with a clear error, on both post-processing paths', async () => {
     const broken = dir.file('nan-bundle');
     await writeSyntheticBundle(broken, { kind: 'nan', size: SIZE, grid: 8 });
