@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from moead_edge.data.mvtec import (DataError, ImageFolderDataset, discover, find_categories,
-                                   has_split, load_image_for_model, load_mask)
+                                   has_split, load_image_for_model, load_mask, load_rgb)
 from conftest import TINY
 
 
@@ -136,7 +136,27 @@ def test_unknown_category(tiny_benchmark: Path) -> None:
 def test_mask_of_another_size(bench: Path, input_spec: dict) -> None:
     mask = bench / "brick/ground_truth/stain/000_mask.png"
     Image.new("L", (10, 10)).save(mask)
-    ds = ImageFolderDataset(bench, input_spec, split="test", categories=["brick"])
+    # discover (what evaluate reads the test split with) refuses it before anything runs...
+    msg = _error(bench, "test", categories=["brick"])
+    assert f"{mask}: mask is 10x10 but its image {bench / 'brick/test/stain/000.png'} is 96x96" in msg
+    # ...and the dataset also when given samples nobody checked.
+    ds = ImageFolderDataset(discover(bench, "test", ["brick"], check_files=False), input_spec)
     i = next(i for i, s in enumerate(ds.samples) if s.mask_path == mask)
     with pytest.raises(DataError, match="000_mask.png: mask is 10x10"):
         ds[i]
+
+
+@pytest.mark.parametrize("defect_value", [1, 255])
+def test_any_non_zero_mask_pixel_is_a_defect(defect_value: int, tmp_path: Path) -> None:
+    m = np.zeros((8, 8), np.uint8)
+    m[2:4, 3:6] = defect_value  # masks saved as 0/1 are as common as MVTec's 0/255
+    Image.fromarray(m).save(tmp_path / "m.png")
+    np.testing.assert_array_equal(load_mask(tmp_path / "m.png", 8, 8), (m > 0).astype(np.uint8))
+
+
+def test_16_bit_greyscale_is_scaled_to_8_bits(tmp_path: Path) -> None:
+    grey = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(grey).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    want = np.rint(grey / 257).astype(np.uint8)
+    np.testing.assert_array_equal(load_rgb(tmp_path / "g16.png"), np.repeat(want[..., None], 3, axis=2))

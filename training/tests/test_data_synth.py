@@ -93,3 +93,21 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="unknown defect"):
         synth.add_defect(np.zeros((64, 64, 3), np.uint8), "dent", "brick", np.random.default_rng(0))
     assert synth.main(["--out", "/nonexistent-never-written", "--categories", "marble"]) == 2
+
+
+def test_regenerating_refuses_a_folder_of_another_generation(tmp_path: Path) -> None:
+    small = dict(categories=["wood"], train=2, test_good=1, test_defect=6, size=64, seed=3)
+    out = tmp_path / "bench"
+    synth.generate(out, **small)
+    before = _digests(out)
+    synth.generate(out, **small)  # the same generation again: allowed, and the same bytes
+    assert _digests(out) == before
+    # Fewer images would have left train/good/001.png and the defect folders behind.
+    with pytest.raises(ValueError, match=f"{out}: not empty, and not an identical earlier generation"):
+        synth.generate(out, **{**small, "train": 1, "test_defect": 0})
+    assert _digests(out) == before  # refused before anything was written
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("not a benchmark")
+    with pytest.raises(ValueError, match="not an identical earlier generation"):
+        synth.generate(tmp_path / "mine", **small)
+    assert synth.main(["--out", str(out), "--categories", "wood", "--train", "1", "--size", "64"]) == 2

@@ -107,3 +107,29 @@ def test_pro_matches_a_plain_threshold_sweep() -> None:
     x = np.r_[fpr[keep], 0.3]
     y = np.r_[overlap[keep], y0 + (0.3 - x0) / (x1 - x0) * (y1 - y0)]
     assert pro(masks, maps) == pytest.approx(np.trapezoid(y, x) / 0.3, abs=1e-12)
+
+
+def test_pro_curve_ends_exactly_at_fpr_1() -> None:
+    # Six good pixels: six summed 1/6 weights come to 0.9999999999999999, and pro(fpr_limit=1)
+    # then interpolated past the curve's end and returned ~0 for a perfect detector.
+    mask = np.array([[[1, 1, 0, 0, 0, 0, 0, 0]]])
+    maps = np.array([[[0.9, 0.8, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]]])
+    fpr, _ = pro_curve(mask, maps)
+    assert fpr[-1] == 1.0
+    assert pro(mask, maps, fpr_limit=1.0) == pytest.approx(1.0)
+
+
+def test_metric_set_leaves_out_a_category_that_cannot_be_measured() -> None:
+    cats = ["a", "a", "b", "b"]
+    masks = np.zeros((4, 1, 4))
+    masks[1, 0, 0] = 1
+    maps = np.zeros((4, 1, 4))
+    maps[1, 0, 0] = 1.0
+    labels, scores = [0, 1, 0, 0], [0.1, 0.9, 0.2, 0.3]  # b: only good test images
+    left_out: dict[str, str] = {}
+    ms = metric_set(cats, labels, scores, masks, maps, left_out=left_out)
+    assert list(ms["per_category"]) == ["a"] and ms["image_auroc"] == 1.0
+    assert list(left_out) == ["b"] and "all 2 are good" in left_out["b"]
+    left_out.clear()
+    assert metric_set(cats[2:], labels[2:], scores[2:], masks[2:], maps[2:], left_out=left_out) == {}
+    assert list(left_out) == ["b"]

@@ -142,3 +142,40 @@ def test_gemms_as_convs_keeps_the_map_and_shares_kernels(exported, tmp_path) -> 
     x = np.random.default_rng(3).uniform(-1, 1, (2, 3, 128, 128)).astype(np.float32)
     before, after = run_onnx(path, x), run_onnx(tmp_path / "convs.onnx", x)
     assert np.abs(after - before).max() <= 1e-5 * max(1.0, float(np.abs(before).max()))
+
+
+class _MoEOnly(torch.nn.Module):
+    def __init__(self, moe: torch.nn.Module) -> None:
+        super().__init__()
+        self.moe = moe
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.moe(x)[0]
+
+
+@pytest.mark.parametrize("bias", [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0], [1.0, 0.0, 1.0, 1.0], [1.0] * 4])
+def test_tied_router_logits_pick_the_same_experts_as_onnx(bias: list[float], tmp_path) -> None:
+    """A zero router row leaves the biases as every token's logits: ties. ONNX TopK gives a tie
+    to the lower index; PyTorch must route the same way, in the dense and the sparse form."""
+    from moead_edge.model.moe import MoEFFN
+
+    torch.manual_seed(0)
+    moe = MoEFFN(dim=8, hidden=16, experts=4, top_k=2, dropout=0.0).eval()
+    with torch.no_grad():
+        moe.router.weight.zero_()
+        moe.router.bias.copy_(torch.tensor(bias))
+    x = torch.randn(1, 5, 8)
+    path = tmp_path / "moe.onnx"
+    torch.onnx.export(_MoEOnly(moe), (x,), str(path), opset_version=17, dynamo=False,
+                      input_names=["x"], output_names=["y"])
+    import onnxruntime as ort
+
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["y"], {"x": x.numpy()})[0]
+    with torch.no_grad():
+        dense = moe(x)[0]
+        sparse = moe.sparse_forward(x)
+        chosen = (moe.gates(x)[1][0, 0] > 0).nonzero().flatten().tolist()
+    lower_first = sorted(range(4), key=lambda e: (-bias[e], e))[:2]
+    assert sorted(chosen) == sorted(lower_first)
+    np.testing.assert_allclose(got, dense.numpy(), atol=1e-6)
+    assert torch.allclose(dense, sparse, atol=1e-6)

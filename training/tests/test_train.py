@@ -95,6 +95,98 @@ def test_fit_resumes_and_extends(tiny_benchmark: Path, tmp_path: Path) -> None:
     assert len(torch.load(work / "checkpoint.pt", weights_only=False)["losses"]) == 3
 
 
+def _fit(data: Path, work: Path, epochs: int, category: str = "brick") -> list[str]:
+    """One tiny in-process fit on one category (6 images) on one thread; returns what it logged."""
+    from moead_edge.train import steps
+
+    said: list[str] = []
+    steps.fit(data, work, "tiny", [category], epochs, True, said.append, progress=False)
+    return said
+
+
+@pytest.fixture
+def one_thread(monkeypatch) -> None:
+    # Another thread count may sum in another order: identical weights need the same one.
+    from moead_edge.train import steps
+
+    monkeypatch.setattr(steps, "choose_threads", lambda: 1)
+
+
+def test_fit_is_seeded(tiny_benchmark: Path, tmp_path: Path, one_thread) -> None:
+    _fit(tiny_benchmark, tmp_path / "a", 2)
+    _fit(tiny_benchmark, tmp_path / "b", 2)
+    a, b = (torch.load(tmp_path / w / "checkpoint.pt", weights_only=False) for w in "ab")
+    assert a["losses"] == b["losses"]
+    assert all(torch.equal(a["reconstruction"][k], b["reconstruction"][k]) for k in a["reconstruction"])
+
+
+def test_fit_does_not_resume_a_run_on_other_images(tiny_benchmark: Path, tmp_path: Path, one_thread) -> None:
+    # wood has as many training images as brick: the count alone cannot tell the runs apart.
+    _fit(tiny_benchmark, tmp_path / "w", 1, "brick")
+    said = _fit(tiny_benchmark, tmp_path / "w", 2, "wood")
+    assert not any("resuming" in line for line in said)
+    assert any("made from other image files" in line and "starting over" in line for line in said)
+    assert len(torch.load(tmp_path / "w" / "checkpoint.pt", weights_only=False)["losses"]) == 2
+
+
+def test_fit_refuses_fewer_epochs_than_the_checkpoint_has(tiny_benchmark: Path, tmp_path: Path, capsys,
+                                                          one_thread) -> None:
+    from moead_edge.cli import main
+
+    work = tmp_path / "w"
+    _fit(tiny_benchmark, work, 2)
+    argv = ["fit", "--data", str(tiny_benchmark), "--categories", "brick", "--work", str(work), "--config", "tiny",
+            "--quiet", "--epochs", "1"]
+    capsys.readouterr()
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and str(work / "checkpoint.pt") in lines[0] and "--no-resume" in lines[0]
+    assert main([*argv, "--no-resume"]) == 0
+    assert len(torch.load(work / "checkpoint.pt", weights_only=False)["losses"]) == 1
+
+
+def _work_copy(trained, tiny_benchmark: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the trained work folder pointing at a private copy of its data, to break."""
+    _, work, _ = trained
+    data = Path(shutil.copytree(tiny_benchmark, tmp_path / "data"))
+    copy = Path(shutil.copytree(work, tmp_path / "work", ignore=shutil.ignore_patterns("features.pt", "report")))
+    run = json.loads((copy / "run.json").read_text())
+    (copy / "run.json").write_text(json.dumps({**run, "data": str(data)}))
+    return data, copy
+
+
+def test_a_category_without_defects_is_left_out_of_the_metrics(trained, tiny_benchmark: Path,
+                                                               tmp_path: Path) -> None:
+    data, work = _work_copy(trained, tiny_benchmark, tmp_path)
+    for folder in (data / "wood" / "test").iterdir():
+        if folder.name != "good":
+            shutil.rmtree(folder)
+    shutil.rmtree(data / "wood" / "ground_truth")
+    r = cli("evaluate", "--work", str(work), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert f"{data / 'wood' / 'test'}: category 'wood' left out of the metrics" in r.stdout
+    ev = json.loads((work / "evaluation.json").read_text())
+    assert list(ev["metrics"]["int8"]["per_category"]) == ["brick"] and list(ev["metrics_left_out"]) == ["wood"]
+    assert "left out of the metrics" in (work / "report" / "report.md").read_text()
+    out = tmp_path / "bundle"
+    r = cli("package", "--work", str(work), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert list(verify_bundle(out)["metrics"]["fp32"]["per_category"]) == ["brick"]
+
+
+def test_evaluate_refuses_a_mask_of_another_size(trained, tiny_benchmark: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    data, work = _work_copy(trained, tiny_benchmark, tmp_path)
+    mask = data / "wood" / "ground_truth" / "hole" / "000_mask.png"
+    with Image.open(mask) as m:
+        m.resize((60, 40)).save(mask)
+    r = cli("evaluate", "--work", str(work), "--quiet")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(mask) in lines[0] and str(data / "wood" / "test" / "hole" / "000.png") in lines[0]
+
+
 @pytest.mark.parametrize("case", ["missing", "empty", "unreadable", "layout", "config"])
 def test_bad_input_is_one_line_naming_the_path(case: str, tiny_benchmark: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"

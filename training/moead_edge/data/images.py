@@ -26,12 +26,23 @@ def spec_field(spec: Mapping[str, Any], key: str) -> Any:
     return spec[key]
 
 
+def _eight_bit(im: Image.Image) -> Image.Image:
+    """16-bit greyscale (Pillow modes I;16*, and I, which it uses for some 16-bit files)
+    scaled to 8 bits: convert("RGB") clips such values at 255 instead of scaling them, so all
+    but the darkest 1/256 of the range came out white. Values of I beyond 16 bits are clipped."""
+    if not (im.mode == "I" or im.mode.startswith("I;16")):
+        return im
+    wide = np.clip(np.asarray(im, dtype=np.int64), 0, 65535)
+    return Image.fromarray(np.rint(wide / 257).astype(np.uint8), "L")  # 257 = 65535 / 255
+
+
 def load_rgb(path: str | Path) -> np.ndarray:
-    """The image at `path` as uint8 HxWx3 RGB (greyscale, palette and alpha are converted)."""
+    """The image at `path` as uint8 HxWx3 RGB (greyscale, palette and alpha are converted;
+    16-bit greyscale is scaled to 8 bits)."""
     path = Path(path)
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.asarray(_eight_bit(im).convert("RGB"))
     except FileNotFoundError as e:
         raise DataError(f"{path}: image file does not exist") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
@@ -71,7 +82,9 @@ def load_image_for_model(path: str | Path, input_spec: Mapping[str, Any]) -> np.
 def load_mask(mask: Any, width: int, height: int) -> np.ndarray:
     """Ground truth as uint8 HxW in {0, 1} at (width, height); all zeros for good images.
 
-    `mask` is a path, None (a good image) or a data.mvtec.Sample.
+    `mask` is a path, None (a good image) or a data.mvtec.Sample. Every non-zero pixel is a
+    defect: MVTec's masks are 0/255, but masks saved as 0/1 (or as palette index 1) are
+    common, and a threshold at 127 read them as defect-free.
     """
     if hasattr(mask, "mask_path"):
         mask = mask.mask_path
@@ -83,7 +96,7 @@ def load_mask(mask: Any, width: int, height: int) -> np.ndarray:
             m = im.convert("L")
             if m.size != (width, height):
                 m = m.resize((width, height), Image.Resampling.NEAREST)
-            return (np.asarray(m) > 127).astype(np.uint8)
+            return (np.asarray(m) > 0).astype(np.uint8)
     except FileNotFoundError as e:
         raise DataError(f"{path}: mask file does not exist") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:

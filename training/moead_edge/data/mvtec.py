@@ -19,6 +19,7 @@ API::
     normalize(rgb, input_spec) -> np.ndarray        # float32 3xHxW, manifest `input` semantics
     load_image_for_model(path, input_spec) -> np.ndarray   # load_rgb + resize_rgb + normalize
     load_mask(sample | path | None, width, height) -> np.ndarray  # uint8 HxW in {0,1}, NEAREST
+    check_mask_size(sample, image_size=None)        # DataError naming both files if they differ
     class ImageFolderDataset(torch.utils.data.Dataset):
         __init__(root_or_samples, input_spec, split="train", categories=None)
         samples: list[Sample]
@@ -110,12 +111,29 @@ def has_split(root: str | Path, split: str, categories: Sequence[str] | None = N
     return all((folder / split).is_dir() for folder in _select(root, categories).values())
 
 
-def _check_readable(path: Path) -> None:
+def _checked_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file whose structure checks out, without decoding pixels."""
     try:
         with Image.open(path) as im:
+            size = im.size
             im.verify()  # reads the header and checks structure without decoding pixels
+            return size
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: image file does not exist") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: unreadable image ({e})") from e
+
+
+def check_mask_size(sample: Sample, image_size: tuple[int, int] | None = None) -> None:
+    """A mask must be drawn at its image's size (`image_size`, read from the file when None):
+    fitting one of another size to the image would move its outline without a word."""
+    if sample.mask_path is None:
+        return
+    image_size = image_size or _checked_size(sample.path)
+    mask_size = _checked_size(sample.mask_path)
+    if mask_size != image_size:
+        raise DataError(f"{sample.mask_path}: mask is {mask_size[0]}x{mask_size[1]} but its image {sample.path} "
+                        f"is {image_size[0]}x{image_size[1]}")
 
 
 def _category_samples(name: str, folder: Path, split: str) -> list[Sample]:
@@ -159,8 +177,8 @@ def discover(root: str | Path, split: str = "train", categories: Sequence[str] |
              check_files: bool = True) -> list[Sample]:
     """All images of `split` in the selected categories (all when None), in a stable order.
 
-    With check_files every image and mask header is opened once, so a broken file is
-    reported before a long training run rather than in the middle of it.
+    With check_files every image and mask header is opened once, so a broken file, or a mask
+    of another size than its image, is reported before a long run rather than in the middle of it.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -169,9 +187,7 @@ def discover(root: str | Path, split: str = "train", categories: Sequence[str] |
         samples.extend(_category_samples(name, folder, split))
     if check_files:
         for s in samples:
-            _check_readable(s.path)
-            if s.mask_path is not None:
-                _check_readable(s.mask_path)
+            check_mask_size(s, _checked_size(s.path))
     return samples
 
 
@@ -194,12 +210,7 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         s = self.samples[index]
         rgb = load_rgb(s.path)
-        if s.mask_path is not None:
-            with Image.open(s.mask_path) as m:
-                if m.size != (rgb.shape[1], rgb.shape[0]):
-                    raise DataError(
-                        f"{s.mask_path}: mask is {m.size[0]}x{m.size[1]} but its image {s.path} "
-                        f"is {rgb.shape[1]}x{rgb.shape[0]}")
+        check_mask_size(s, (rgb.shape[1], rgb.shape[0]))
         image = normalize(resize_rgb(rgb, self.width, self.height), self.input_spec)
         mask = load_mask(s.mask_path, self.width, self.height)
         return {

@@ -29,6 +29,11 @@ Layout written (per category)::
 
 plus ``benchmark.json`` at the root (sources, licences, seed, counts) for provenance.
 
+The output folder must be new, empty, or hold an identical earlier generation (the same
+benchmark.json, which is then written again byte for byte): generating other arguments over an
+earlier set would leave its extra files behind, mixed into the new one, so that is refused and
+nothing is deleted for you.
+
 Determinism: every image draws from its own generator seeded by (seed, category name,
 split, defect, index), so the same arguments give byte-identical files, and generating a
 subset of categories gives the same bytes for those categories as generating all of them.
@@ -347,12 +352,46 @@ def _save_png(arr: np.ndarray, path: Path) -> None:
     Image.fromarray(arr).save(path, format="PNG", optimize=False, compress_level=6)
 
 
+def _defect_counts(test_defect: int) -> dict[str, int]:
+    """Defective test images per type: they cycle through DEFECT_TYPES."""
+    n = len(DEFECT_TYPES)
+    return {d: (test_defect - i + n - 1) // n for i, d in enumerate(DEFECT_TYPES)}
+
+
+def _category_meta(cat: str, train: int, test_good: int, test_defect: int) -> dict:
+    spec = CATEGORIES[cat]
+    return {"source": f"skimage.data.{spec.loader}() region {list(spec.region)}", "licence": spec.licence,
+            "description": spec.description, "train": train, "test_good": test_good,
+            "test_defect": {k: v for k, v in _defect_counts(test_defect).items() if v}}
+
+
+def _check_target(root: Path, meta: dict) -> None:
+    """Refuse a non-empty `root` unless it holds this very generation (see the module docstring)."""
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise ValueError(f"{root}: exists and is not a folder")
+    entries = {p.name for p in root.iterdir() if not p.name.startswith(".")}
+    if not entries:
+        return
+    try:
+        earlier = json.loads((root / "benchmark.json").read_text())
+    except (OSError, ValueError):
+        earlier = None
+    ours = set(meta["categories"]) | {"benchmark.json"}
+    if earlier != json.loads(json.dumps(meta)) or not entries <= ours:
+        raise ValueError(f"{root}: not empty, and not an identical earlier generation (same arguments, same "
+                         f"benchmark.json, nothing else): its old files would mix into the new set; generate "
+                         f"into a new or empty folder, or delete this one first")
+
+
 def generate(out: str | Path, categories: Sequence[str] | None = None, *, train: int = 100,
              test_good: int = 16, test_defect: int = 24, size: int = 256, seed: int = 0,
              progress: bool = False) -> dict:
     """Write the benchmark under `out`; return the metadata also written to benchmark.json.
 
     Defective test images cycle through DEFECT_TYPES, so `test_defect` = 24 gives 4 of each.
+    `out` must be new, empty or an identical earlier generation (ValueError otherwise).
     """
     cats = list(CATEGORIES) if categories is None else list(categories)
     unknown = [c for c in cats if c not in CATEGORIES]
@@ -374,10 +413,10 @@ def generate(out: str | Path, categories: Sequence[str] | None = None, *, train:
         "seed": seed,
         "size": size,
         "source": f"scikit-image {skimage.__version__} sample photographs + synthetic defects",
-        "categories": {},
+        "categories": {cat: _category_meta(cat, train, test_good, test_defect) for cat in cats},
     }
+    _check_target(root, meta)
     for cat in cats:
-        spec = CATEGORIES[cat]
         base = root / cat
         for i in range(train):
             _save_png(good_image(cat, _rng(seed, cat, "train", "good", i), size),
@@ -385,23 +424,13 @@ def generate(out: str | Path, categories: Sequence[str] | None = None, *, train:
         for i in range(test_good):
             _save_png(good_image(cat, _rng(seed, cat, "test", "good", i), size),
                       base / "test" / "good" / f"{i:03d}.png")
-        counts = dict.fromkeys(DEFECT_TYPES, 0)
         for i in range(test_defect):
             defect = DEFECT_TYPES[i % len(DEFECT_TYPES)]
-            n = counts[defect]
+            n = i // len(DEFECT_TYPES)  # this image's index among its type's
             rng = _rng(seed, cat, "test", defect, n)
             img, mask = add_defect(good_image(cat, rng, size), defect, cat, rng)
             _save_png(img, base / "test" / defect / f"{n:03d}.png")
             _save_png(mask.astype(np.uint8) * 255, base / "ground_truth" / defect / f"{n:03d}_mask.png")
-            counts[defect] += 1
-        meta["categories"][cat] = {
-            "source": f"skimage.data.{spec.loader}() region {list(spec.region)}",
-            "licence": spec.licence,
-            "description": spec.description,
-            "train": train,
-            "test_good": test_good,
-            "test_defect": {k: v for k, v in counts.items() if v},
-        }
         if progress:
             print(f"synth: {cat}: {train} train, {test_good} good + {test_defect} defective test",
                   file=sys.stderr, flush=True)

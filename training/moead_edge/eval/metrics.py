@@ -6,10 +6,13 @@ API::
     pixel_auroc(masks [N,H,W] {0,1}, maps [N,H,W]) -> float
     pro(masks [N,H,W] {0,1}, maps [N,H,W], fpr_limit=0.3) -> float
     pro_curve(masks, maps) -> tuple[np.ndarray, np.ndarray]      # (fpr, pro), thresholds descending
-    metric_set(categories [N] str, labels [N], scores [N], masks [N,H,W], maps [N,H,W])
+    metric_set(categories [N] str, labels [N], scores [N], masks [N,H,W], maps [N,H,W], left_out=None)
         -> {"image_auroc", "pixel_auroc", "pro", "per_category": {cat: {...}}}
         (the manifest's MetricSetSchema; the top-level numbers are the means over categories,
-        as MVTec papers report them)
+        as MVTec papers report them). A category whose test images cannot give every metric
+        (only good images, only defective ones, masks without a defect pixel) raises ValueError,
+        or, given a `left_out` dict, is left out of the set with the reason in left_out[category];
+        then the result is {} when no category is left.
 
 Choices:
 - No AUROC "flipping" (the reference turns an AUC below 0.5 into 1 - AUC): a detector that
@@ -93,9 +96,11 @@ def pro_curve(masks: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, np.ndarr
     order = np.argsort(-a.ravel(), kind="stable")
     scores = a.ravel()[order]
     pro_w = np.where(is_neg.ravel(), 0.0, weight.ravel())[order]
-    fpr_w = is_neg.ravel()[order] / negatives
     pro_c = np.cumsum(pro_w)
-    fpr_c = np.cumsum(fpr_w)
+    # Counted in integers and divided once, so the last point is exactly FPR 1: summed
+    # 1/negatives weights ended at 0.9999999999999998, and pro(fpr_limit=1) then found no
+    # point at the limit and interpolated past the end of the curve (it returned ~0).
+    fpr_c = np.cumsum(is_neg.ravel()[order]) / negatives
     # A threshold admits all pixels with an equal score together: keep the last of each run.
     last = np.r_[scores[1:] != scores[:-1], True]
     fpr = np.r_[0.0, fpr_c[last]]
@@ -119,9 +124,18 @@ def pro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> float:
     return float(np.trapezoid(y, x) / fpr_limit)
 
 
+def _category_metrics(y: np.ndarray, s: np.ndarray, m: np.ndarray, a: np.ndarray) -> dict[str, float]:
+    return {"image_auroc": image_auroc(y, s), "pixel_auroc": pixel_auroc(m, a), "pro": pro(m, a)}
+
+
 def metric_set(categories: Sequence[str], labels: Sequence[int] | np.ndarray,
-               scores: Sequence[float] | np.ndarray, masks: np.ndarray, maps: np.ndarray) -> dict:
-    """Per-category metrics and their means, shaped like the manifest's MetricSetSchema."""
+               scores: Sequence[float] | np.ndarray, masks: np.ndarray, maps: np.ndarray,
+               left_out: dict[str, str] | None = None) -> dict:
+    """Per-category metrics and their means, shaped like the manifest's MetricSetSchema.
+
+    A category that cannot give all three metrics is left out whole when `left_out` is given:
+    the manifest's schema wants all three for every category it lists, and a mean over the
+    categories that have a metric would not be the mean over those listed."""
     cats = np.asarray(categories)
     y = np.asarray(labels)
     s = np.asarray(scores, np.float64)
@@ -134,12 +148,12 @@ def metric_set(categories: Sequence[str], labels: Sequence[int] | np.ndarray,
     for cat in sorted(set(cats.tolist())):
         sel = cats == cat
         try:
-            per[cat] = {
-                "image_auroc": image_auroc(y[sel], s[sel]),
-                "pixel_auroc": pixel_auroc(m[sel], a[sel]),
-                "pro": pro(m[sel], a[sel]),
-            }
+            per[cat] = _category_metrics(y[sel], s[sel], m[sel], a[sel])
         except ValueError as e:
-            raise ValueError(f"category {cat!r}: {e}") from e
+            if left_out is None:
+                raise ValueError(f"category {cat!r}: {e}") from e
+            left_out[cat] = str(e)
+    if not per:
+        return {}
     mean = {k: float(np.mean([v[k] for v in per.values()])) for k in ("image_auroc", "pixel_auroc", "pro")}
     return {**mean, "per_category": per}

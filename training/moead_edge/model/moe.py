@@ -23,6 +23,19 @@ def balance_loss(logits: torch.Tensor) -> torch.Tensor:
     return importance.var(unbiased=True) / (importance.mean() ** 2 + 1e-10)
 
 
+def top_experts(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest logits and their expert indices, a tie going to the lower index.
+
+    That is ONNX TopK's rule, and the exported graph routes by TopK; torch.topk on CPU took the
+    higher index, so a token with tied logits (a zero router row, a saturated input) went to
+    other experts in PyTorch than in onnxruntime. A stable descending sort keeps tied experts in
+    index order, but does not export: the traced graph takes torch.topk, which becomes TopK."""
+    if torch.onnx.is_in_onnx_export():
+        return torch.topk(logits, k, dim=-1)
+    values, indices = torch.sort(logits, dim=-1, descending=True, stable=True)
+    return values[..., :k], indices[..., :k]
+
+
 class MoEFFN(nn.Module):
     def __init__(self, dim: int, hidden: int, experts: int, top_k: int, dropout: float):
         super().__init__()
@@ -53,7 +66,7 @@ class MoEFFN(nn.Module):
     def gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Router logits and dense gate weights: softmax over the top-k logits, 0 for the others."""
         logits = self.router(x)
-        top = torch.topk(logits, self.top_k, dim=-1).indices
+        top = top_experts(logits, self.top_k)[1]
         chosen = F.one_hot(top, self.experts).sum(-2) > 0
         weights = torch.softmax(torch.where(chosen, logits, torch.full_like(logits, float("-inf"))), dim=-1)
         return logits, weights
@@ -85,7 +98,7 @@ class MoEFFN(nn.Module):
     def _sparse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         flat = x.reshape(-1, self.dim)
         logits = self.router(flat)
-        values, idx = torch.topk(logits, self.top_k, dim=-1)
+        values, idx = top_experts(logits, self.top_k)
         scores = torch.softmax(values, dim=-1)
         y = torch.zeros_like(flat)
         for e in range(self.experts):

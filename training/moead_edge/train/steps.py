@@ -24,7 +24,8 @@ from ..data.mvtec import DataError, discover, has_split, load_image_for_model
 from ..export.onnx_export import OUTPUT_NAME, INPUT_NAME, export_onnx
 from ..model import MoEAD, count_parameters, load_config
 from ..quantize.int8 import fusion_report, quantize_int8
-from .trainer import FEATURES, MODEL_FILE, cached_features, input_spec, load_model, train_reconstruction
+from .trainer import (FEATURES, MODEL_FILE, cached_features, feature_key, input_spec, load_model, seed_everything,
+                      train_reconstruction)
 
 FP32 = "model-fp32.onnx"
 INT8 = "model-int8.onnx"
@@ -112,13 +113,15 @@ def fit(data: Path, work: Path, config: str, categories: Sequence[str] | None, e
     log(f"[fit] {len(samples)} good training images in {len(cats)} categor{'y' if len(cats) == 1 else 'ies'} "
         f"({', '.join(cats)}); config {cfg.name}, {cfg.train.epochs} epochs")
     torch.set_num_threads(choose_threads())
+    seed_everything(cfg.train.seed)  # before the model: its initial weights are drawn here
     model = MoEAD(cfg)
     spec = input_spec(cfg)
     paths = [s.path for s in samples]
     log(f"[fit] backbone features (cached in {work / FEATURES})")
     feats = cached_features(model, paths, lambda p: load_image_for_model(p, spec), work / FEATURES, progress=progress)
     log(f"[fit] training the reconstruction network ({count_parameters(model.reconstruction):,} parameters)")
-    result = train_reconstruction(model, feats, work, resume=resume, progress=progress, log=log)
+    result = train_reconstruction(model, feats, work, resume=resume, progress=progress, log=log,
+                                  data_key=feature_key(cfg, paths))
     run = {"data": str(data.resolve()), "categories": cats, "config": config, "train_images": len(samples),
            "epochs": result.epochs, "seconds": round(result.seconds, 1), "final_loss": result.losses[-1],
            "seed": cfg.train.seed, **_dataset_info(data, categories)}
@@ -253,16 +256,25 @@ def evaluate(work: Path, log: Log = print, progress: bool = True) -> dict:
         labels = np.array([s.label for s in test])
         cats = [s.category for s in test]
         sets, scores, maps = {}, {}, {}
+        left_out: dict[str, str] = {}  # the same for both models: it depends on labels and masks only
         for k, sess in sessions.items():
             maps[k], scores[k] = score_images(sess, imgs, pp)
-            sets[k] = metric_set(cats, labels, scores[k], masks, maps[k])
-            log(f"[evaluate] {k}: image AUROC {sets[k]['image_auroc']:.4f}, pixel AUROC "
-                f"{sets[k]['pixel_auroc']:.4f}, PRO {sets[k]['pro']:.4f}")
+            sets[k] = metric_set(cats, labels, scores[k], masks, maps[k], left_out=left_out)
+            if sets[k]:
+                log(f"[evaluate] {k}: image AUROC {sets[k]['image_auroc']:.4f}, pixel AUROC "
+                    f"{sets[k]['pixel_auroc']:.4f}, PRO {sets[k]['pro']:.4f}")
+        sets = {k: v for k, v in sets.items() if v}
+        split_dirs = {s.category: s.path.parent.parent for s in test}
+        notes = [f"{split_dirs[cat]}: category {cat!r} left out of the metrics ({why})"
+                 for cat, why in left_out.items()]
+        for note in notes:
+            log(f"[evaluate] {note}")
         log("[evaluate] CPU latency FP32 vs INT8 (batch 1, 1 thread)")
         speed = cpu_speed(fp32, int8, cfg.input_size)
         log(f"[evaluate] fp32 {speed['fp32_ms']:.1f} ms, int8 {speed['int8_ms']:.1f} ms: {speed['ratio']:.2f}x")
-        result["metrics"] = {"split": "test", "test_images": len(test), "fp32": sets["fp32"], "int8": sets["int8"],
-                             "cpu_speed": speed}
+        result["metrics"] = {"split": "test", "test_images": len(test), **sets, "cpu_speed": speed}
+        if left_out:
+            result["metrics_left_out"] = left_out
         result["test_scores"] = {"labels": labels.tolist(), "int8": scores["int8"].tolist(),
                                  "paths": [str(s.path) for s in test]}
         from ..bundle.writer import reference_image
@@ -273,7 +285,8 @@ def evaluate(work: Path, log: Log = print, progress: bool = True) -> dict:
                                    mask=masks[i], score=float(scores["int8"][i]),
                                    caption=f"{test[i].category}/{test[i].defect}/{test[i].path.name}") for i in picks]
         report = write_report(work / "report", title=f"MoEAD ({cfg.name}) on {run['name']}", metric_sets=sets,
-                              labels=labels, scores=scores["int8"], threshold=threshold["value"], examples=examples)
+                              labels=labels, scores=scores["int8"], threshold=threshold["value"], examples=examples,
+                              notes=notes)
         log(f"[evaluate] report: {report}")
     else:
         log(f"[evaluate] {data} has no test split: metrics are left out of the bundle")

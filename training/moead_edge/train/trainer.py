@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from ..model import MoEAD, ModelConfig, residual_weights
-from ..model.config import config_from_dict, config_to_dict
+from ..model.config import ConfigError, config_from_dict, config_to_dict
 
 CHECKPOINT = "checkpoint.pt"
 MODEL_FILE = "model.pt"
@@ -35,12 +35,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _feature_key(cfg: ModelConfig, paths: Sequence[Path]) -> str:
+def feature_key(cfg: ModelConfig, paths: Sequence[Path]) -> str:
+    """Identity of the backbone features of these images: the backbone and its input, and each
+    file's absolute path, size and mtime (so `--data x` and `--data /abs/x` are one image set)."""
     h = hashlib.sha256()
     h.update(json.dumps({"backbone": config_to_dict(cfg)["backbone"], "size": cfg.input_size,
                          "scaling": config_to_dict(cfg)["scaling"]}, sort_keys=True).encode())
     for p in paths:
-        st = Path(p).stat()
+        p = Path(p).resolve()
+        st = p.stat()
         h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
@@ -49,7 +52,7 @@ def _feature_key(cfg: ModelConfig, paths: Sequence[Path]) -> str:
 def cached_features(model: MoEAD, paths: Sequence[Path], load: Callable[[Path], np.ndarray], cache: Path | None,
                     batch: int = 16, progress: bool = True) -> torch.Tensor:
     """Neck features (N, C, h, w) of the images, computed once per (backbone, image set)."""
-    key = _feature_key(model.cfg, paths)
+    key = feature_key(model.cfg, paths)
     if cache is not None and cache.exists():
         saved = torch.load(cache, map_location="cpu", weights_only=True)
         if saved.get("key") == key:
@@ -89,8 +92,38 @@ def _resumable(config: dict) -> dict:
     return {**kept, "train": {k: v for k, v in config["train"].items() if k != "epochs"}}
 
 
+def _resumable_state(ckpt: Path, cfg: ModelConfig, images: int, data_key: str | None,
+                     log: Callable[[str], None]) -> dict | None:
+    """The checkpoint's state when this run may continue it, else None (said why)."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if _resumable(state["config"]) != _resumable(config_to_dict(cfg)):
+        log(f"{ckpt}: made with another config; starting over")
+        return None
+    if state["images"] != images:
+        log(f"{ckpt}: made from {state['images']} images, not these {images}; starting over")
+        return None
+    # The image count alone let a run on another category of the same size continue this one.
+    saved_key = state.get("data_key")
+    if data_key is not None and saved_key != data_key:
+        if saved_key is not None:
+            log(f"{ckpt}: made from other image files (or another backbone); starting over")
+            return None
+        log(f"{ckpt}: written before checkpoints recorded their image files: only its image count was checked")
+    if state["epoch"] > cfg.train.epochs:
+        # Continuing would train nothing, and run.json and the manifest would claim the smaller count.
+        raise ConfigError(f"{ckpt}: already trained for {state['epoch']} epochs, more than the {cfg.train.epochs} "
+                          f"asked for; to train {cfg.train.epochs} epochs from scratch, run again with --no-resume "
+                          f"(or another --work folder)")
+    return state
+
+
 def train_reconstruction(model: MoEAD, feats: torch.Tensor, work_dir: Path, resume: bool = True,
-                         progress: bool = True, log: Callable[[str], None] = print) -> TrainResult:
+                         progress: bool = True, log: Callable[[str], None] = print,
+                         data_key: str | None = None) -> TrainResult:
+    """Train the reconstruction on cached features, checkpointing each epoch in `work_dir`.
+
+    `data_key` (feature_key of the images) is stored in the checkpoint, and a checkpoint made
+    from other images is not resumed; None skips that check."""
     cfg = model.cfg
     tr = cfg.train
     seed_everything(tr.seed)
@@ -101,10 +134,8 @@ def train_reconstruction(model: MoEAD, feats: torch.Tensor, work_dir: Path, resu
     start, losses, seconds = 0, [], 0.0
     ckpt = work_dir / CHECKPOINT
     if resume and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if _resumable(state["config"]) != _resumable(config_to_dict(cfg)) or state["images"] != len(feats):
-            log(f"{ckpt}: made with another config or image set; starting over")
-        else:
+        state = _resumable_state(ckpt, cfg, len(feats), data_key, log)
+        if state is not None:
             net.load_state_dict(state["reconstruction"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
@@ -135,7 +166,7 @@ def train_reconstruction(model: MoEAD, feats: torch.Tensor, work_dir: Path, resu
         losses.append(total / count)
         seconds += time.perf_counter() - t0
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        _atomic_save({"epoch": epoch + 1, "config": config_to_dict(cfg), "images": len(feats),
+        _atomic_save({"epoch": epoch + 1, "config": config_to_dict(cfg), "images": len(feats), "data_key": data_key,
                       "reconstruction": net.state_dict(), "optimizer": opt.state_dict(),
                       "scheduler": sched.state_dict(), "generator": gen.get_state(),
                       "torch_rng": torch.get_rng_state(), "losses": losses, "seconds": seconds}, ckpt)
