@@ -154,6 +154,8 @@ class _MoEOnly(torch.nn.Module):
 
 
 @pytest.mark.parametrize("bias", [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0], [1.0, 0.0, 1.0, 1.0], [1.0] * 4])
+# The TorchScript exporter, as export_onnx uses it (which silences the same notices).
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_tied_router_logits_pick_the_same_experts_as_onnx(bias: list[float], tmp_path) -> None:
     """A zero router row leaves the biases as every token's logits: ties. ONNX TopK gives a tie
     to the lower index; PyTorch must route the same way, in the dense and the sparse form."""
