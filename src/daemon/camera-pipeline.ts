@@ -87,6 +87,12 @@ export class CameraPipeline {
   #inferenceSince: number | undefined;
   #stuck = false;
   #stuckTimer: NodeJS.Timeout | undefined;
+  /** Set when stop() begins: the source is never started again after it. */
+  #stopped = false;
+  /** A restart-camera under way, which stop() lets finish before it stops the source. */
+  #restarting: Promise<unknown> | undefined;
+  /** Set when stop() gave up waiting for a frame in inference: its result, if any, is dropped. */
+  #abandoned = false;
   /** The newest frame that got a score, kept for the `snapshot` command. */
   #lastScored: { frame: Frame; detection: Detection; seq: number } | undefined;
   /** Snapshots being drawn, per frame, and the frames to release once theirs are done. */
@@ -150,11 +156,24 @@ export class CameraPipeline {
   }
 
   /** Stops and starts the source (a new child process for live cameras); inference and seq go on. */
-  async restartSource(): Promise<CameraStatusReport> {
+  restartSource(): Promise<CameraStatusReport> {
+    const restart = this.#restartSource();
+    this.#restarting = restart;
+    return restart;
+  }
+
+  async #restartSource(): Promise<CameraStatusReport> {
+    this.#refuseWhenStopped();
     this.#deps.log.info('restarting the source on request');
     await this.#deps.source.stop();
+    // A stop that began meanwhile has the last word: the source stays stopped.
+    this.#refuseWhenStopped();
     await this.#startSource();
     return this.status();
+  }
+
+  #refuseWhenStopped(): void {
+    if (this.#stopped) throw new Error(`camera "${this.name}" is stopped; its source is not started again`);
   }
 
   /** Publishes the annotated JPEG of the newest scored frame on the snapshot topic. */
@@ -167,15 +186,40 @@ export class CameraPipeline {
     return { seq: last.seq, ts: new Date(last.frame.capturedAt).toISOString(), bytes: jpeg.length };
   }
 
-  /** Stops capture, lets the frame in inference finish and publish, then ends an open event. */
-  async stop(): Promise<void> {
+  /**
+   * Stops capture, lets the frames in inference finish and publish, then ends an open event.
+   * A model that does not answer within inference.stuckTimeoutS is not waited for any longer:
+   * its frames are abandoned (`abandoned` in the result), so that a hung model cannot hold the
+   * daemon's stop up.
+   */
+  async stop(): Promise<{ abandoned: boolean }> {
+    this.#stopped = true;
     clearInterval(this.#stuckTimer);
+    await this.#restarting?.catch(() => undefined);
     await this.#deps.source.stop().catch((err: unknown) => this.#deps.log.warn(`source stop: ${errorMessage(err)}`));
     this.#slot.close();
-    await this.#loop;
+    const abandoned = !(await this.#loopEnds(this.#deps.stuckTimeoutS * 1000));
+    if (abandoned) {
+      this.#abandoned = true;
+      this.#deps.log.error(`stopping without the frames still in inference: the model did not answer within ${this.#deps.stuckTimeoutS} s (inference.stuckTimeoutS); they are not published`);
+    }
     const end = this.#tracker.close(new Date().toISOString());
     if (end) await this.#publish('event', () => this.#deps.link.publishEvent(this.name, end));
     await this.#deps.seq.close().catch((err: unknown) => this.#deps.log.warn(`closing the seq file: ${errorMessage(err)}`));
+    return { abandoned };
+  }
+
+  /** Whether the frame loop ended within `ms`. */
+  async #loopEnds(ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    });
+    try {
+      return await Promise.race([(this.#loop ?? Promise.resolve()).then(() => true), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   threshold(): { value: number; good_median: number } {
@@ -191,11 +235,6 @@ export class CameraPipeline {
       threshold: this.threshold().value,
       open_event: this.#tracker.openEventId ?? null,
     };
-  }
-
-  /** Frames that failed in inference so far (a model update's probation watches it). */
-  get inferenceErrors(): number {
-    return this.#inferenceErrors;
   }
 
   /** The per-camera block of the telemetry message (reading it restarts the fps window). */
@@ -300,6 +339,11 @@ export class CameraPipeline {
       this.#inferenceSince ??= performance.now();
       ahead.push(submitAfter(ahead.length > 0 ? ahead[ahead.length - 1]! : Promise.resolve(current)));
       const outcome = await current.inference;
+      // stop() gave up on this frame: the seq file and the link may be closed by now.
+      if (this.#abandoned) {
+        frame.release?.();
+        break;
+      }
       this.#inferenceDone();
       // One publish at a time, in frame order; it overlaps the next frame's inference.
       await publishing;

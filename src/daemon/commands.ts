@@ -27,6 +27,12 @@ function parse<S extends z.ZodType>(schema: S, request: unknown): z.infer<S> {
   return parsed.data;
 }
 
+/** What the daemon holds of its commands once they are registered. */
+export interface Commands {
+  /** Refuses every command from now on, and waits for those being served. */
+  close(): Promise<void>;
+}
+
 function changeResult(change: ConfigChange): { applied: string[]; restart_required: string[] } {
   if (!change.ok) throw new Error(change.error);
   return { applied: change.applied, restart_required: change.restartRequired };
@@ -38,7 +44,7 @@ function findCamera(cameras: readonly CameraPipeline[], name: string): CameraPip
   return camera;
 }
 
-export function registerCommands(link: FleetLink, context: CommandContext): void {
+export function registerCommands(link: FleetLink, context: CommandContext): Commands {
   const handlers: Record<string, CommandHandler> = {
     status: async (request) => {
       parse(COMMAND_SCHEMAS.status, request);
@@ -75,5 +81,23 @@ export function registerCommands(link: FleetLink, context: CommandContext): void
       return context.models.rollBack(id);
     },
   };
-  for (const [name, handler] of Object.entries(handlers)) link.onCommand(name, handler);
+  // Served while the daemon stops, a command would change what is being torn down: a rollback
+  // rewriting state.json after `stopped`, a camera's source started again after it stopped.
+  const serving = new Set<Promise<unknown>>();
+  let closed = false;
+  const guarded = (handler: CommandHandler): CommandHandler => (request) => {
+    if (closed) return Promise.reject(new Error('the daemon is stopping'));
+    const served = handler(request);
+    serving.add(served);
+    const done = () => serving.delete(served);
+    served.then(done, done);
+    return served;
+  };
+  for (const [name, handler] of Object.entries(handlers)) link.onCommand(name, guarded(handler));
+  return {
+    async close() {
+      closed = true;
+      while (serving.size > 0) await Promise.allSettled(serving);
+    },
+  };
 }

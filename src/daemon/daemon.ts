@@ -23,7 +23,7 @@ import { CameraSeq } from '../scoring/seq.js';
 import { memoryAllocator } from '../util/allocator.js';
 import { errorMessage, type Logger } from '../util/log.js';
 import { CameraPipeline } from './camera-pipeline.js';
-import { registerCommands } from './commands.js';
+import { registerCommands, type Commands } from './commands.js';
 import { HeapTrimmer } from './heap-trim.js';
 import { buildTelemetry, CpuMeter } from './telemetry.js';
 import { watchLines } from './watch-lines.js';
@@ -80,6 +80,7 @@ export class Daemon {
   #updater: ModelUpdater | undefined;
   #link: LinkHandle | undefined;
   #cameras: CameraPipeline[] = [];
+  #commands: Commands | undefined;
   #telemetryTimer: NodeJS.Timeout | undefined;
   #startedMono = performance.now();
   #stopping: Promise<void> | undefined;
@@ -136,7 +137,6 @@ export class Daemon {
         openDetector: (dir) => this.#parts.openDetector(dir, inference, log.child('inference')),
         thresholdProblems: (candidate) => thresholdProblems(this.#store.current, candidate.threshold.good_median),
         health: () => this.health(),
-        inferenceErrors: () => this.#cameras.reduce((sum, c) => sum + c.inferenceErrors, 0),
         report: (status) => {
           void link.link.publishOtaStatus(status).catch((err: unknown) => otaLog.warn(`status not published: ${errorMessage(err)}`));
           // A switch or a rollback: discovery and Sparkplug births name the model, so they go out again.
@@ -160,7 +160,7 @@ export class Daemon {
             log: log.child(camera.name),
           }),
       );
-      registerCommands(link.link, { store: this.#store, cameras: this.#cameras, status: () => this.status(), models: this.#updater });
+      this.#commands = registerCommands(link.link, { store: this.#store, cameras: this.#cameras, status: () => this.status(), models: this.#updater });
       await link.link.start();
       this.#updater.start(opened.recovery);
       for (const line of watchLines({ url: link.url(), embedded: link.embedded, root: link.root }, config.mqtt.base)) print(line);
@@ -232,11 +232,14 @@ export class Daemon {
   }
 
   /**
-   * Why the daemon cannot recover by itself, or undefined while it can: a model that stopped
-   * answering (a camera in inference_stuck past inference.stuckTimeoutS) needs a restart,
-   * which systemd's watchdog gives it (src/util/sd-notify.ts).
+   * Why the daemon cannot recover by itself, or undefined while it can: a model whose
+   * inference worker died, or one that stopped answering (a camera in inference_stuck past
+   * inference.stuckTimeoutS), needs a restart, which systemd's watchdog gives it
+   * (src/util/sd-notify.ts).
    */
   health(): string | undefined {
+    const failure = this.#detector?.failure();
+    if (failure !== undefined) return `the model in force can run no frame any more (${failure})`;
     const stuck = this.#cameras.filter((c) => c.status().state === 'inference_stuck').map((c) => c.name);
     return stuck.length > 0 ? `inference stuck for camera ${stuck.join(', ')} (inference.stuckTimeoutS)` : undefined;
   }
@@ -289,8 +292,19 @@ export class Daemon {
     this.#heapTrimmer.stop();
     this.#priority?.stop();
     this.#store.unwatch();
+    // Commands first: one served later would act on parts already stopped.
+    await this.#commands?.close();
     await this.#updater?.stop().catch((err: unknown) => log.error(`stopping the model updater: ${errorMessage(err)}`));
-    await Promise.all(this.#cameras.map((c) => c.stop().catch((err: unknown) => log.error(`stopping camera ${c.name}: ${errorMessage(err)}`))));
+    const cameras = await Promise.all(
+      this.#cameras.map((c) =>
+        c.stop().catch((err: unknown) => {
+          log.error(`stopping camera ${c.name}: ${errorMessage(err)}`);
+          return { abandoned: false };
+        }),
+      ),
+    );
+    // A model that hung at the end is no model to resume a probation with.
+    if (cameras.some((c) => c.abandoned)) await this.#updater?.stoppedWithModelHung().catch((err: unknown) => log.error(`probation state not saved: ${errorMessage(err)}`));
     if (this.#link) await this.#link.link.stop().catch((err: unknown) => log.error(`stopping the MQTT link: ${errorMessage(err)}`));
     await this.#metrics?.close();
     if (this.#detector) await this.#detector.close().catch((err: unknown) => log.error(`closing the model: ${errorMessage(err)}`));

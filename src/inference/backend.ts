@@ -68,5 +68,11 @@ export interface InferenceBackend {
    * inference shares threads with other work, as on libuv's pool.
    */
   inferenceThreadIds?(): readonly number[] | undefined;
+  /**
+   * Why the backend can run nothing any more (its inference thread died), else undefined.
+   * Every later `run` fails at once; only opening the model again recovers. Undefined after
+   * `dispose` (a closed backend is not a broken one).
+   */
+  failure?(): string | undefined;
   dispose(): Promise<void>;
 }

@@ -194,6 +194,11 @@ export class Detector {
     return this.backend.inferenceThreadIds?.();
   }
 
+  /** Why this model can run no frame any more (its inference worker died), else undefined. */
+  failure(): string | undefined {
+    return this.backend.failure?.();
+  }
+
   /** What the backend could not do as asked (GPU providers dropped, subnormals not flushed), for the daemon's log. */
   providerNotes(): readonly string[] {
     return this.backend instanceof OnnxruntimeBackend ? this.backend.providerNotes() : [];

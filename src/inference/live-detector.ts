@@ -6,6 +6,7 @@
  */
 import type { Manifest } from '../bundle/manifest.js';
 import type { Frame } from '../capture/frame.js';
+import { PreprocessError } from '../preprocess/errors.js';
 import type { BackendCapabilities } from './backend.js';
 import type { Detection, Detector, PreparedFrame } from './detector.js';
 
@@ -14,6 +15,8 @@ export class LiveDetector {
   /** Frames between `prepare` and the end of `infer`, per detector. */
   readonly #inFlight = new Map<Detector, number>();
   readonly #preparedBy = new WeakMap<PreparedFrame, Detector>();
+  /** Frames that failed, per detector that prepared them (frames it could not decode aside). */
+  readonly #failures = new WeakMap<Detector, number>();
   /** Replaced detectors waiting for their frames, with what closes them. */
   readonly #retiring = new Map<Detector, () => void>();
   readonly #closing: Promise<void>[] = [];
@@ -38,6 +41,8 @@ export class LiveDetector {
       this.#preparedBy.set(prepared, detector);
       return prepared;
     } catch (err) {
+      // A frame that cannot be decoded says nothing about the model.
+      if (!(err instanceof PreprocessError)) this.#countFailure(detector);
       this.#leave(detector);
       throw err;
     }
@@ -49,9 +54,25 @@ export class LiveDetector {
     this.#preparedBy.delete(prepared);
     try {
       return await detector.infer(prepared);
+    } catch (err) {
+      this.#countFailure(detector);
+      throw err;
     } finally {
       this.#leave(detector);
     }
+  }
+
+  /**
+   * Frames prepared by `detector` that failed so far. A model update's probation counts these
+   * for the new model only: frames the model before had prepared finish (or fail) on it.
+   */
+  failures(detector: Detector): number {
+    return this.#failures.get(detector) ?? 0;
+  }
+
+  /** Why the model in force can run no frame any more (its inference worker died), else undefined. */
+  failure(): string | undefined {
+    return this.#current.failure();
   }
 
   snapshot(frame: Frame, detection: Detection, options: { threshold: { value: number; good_median: number } }): Promise<Buffer> {
@@ -95,6 +116,10 @@ export class LiveDetector {
     for (const detector of [...this.#retiring.keys()]) this.#close(detector);
     await Promise.all(this.#closing);
     await this.#current.close();
+  }
+
+  #countFailure(detector: Detector): void {
+    this.#failures.set(detector, this.failures(detector) + 1);
   }
 
   #enter(detector: Detector): void {

@@ -47,6 +47,7 @@ export class OnnxruntimeBackend implements InferenceBackend {
   #control: Pending | undefined;
   #nextId = 0;
   #fatal: Error | undefined;
+  #disposed = false;
   #caps: BackendCapabilities | undefined;
   #shapes: Shapes | undefined;
   #notes: string[] = [];
@@ -161,9 +162,16 @@ export class OnnxruntimeBackend implements InferenceBackend {
     return this.#caps;
   }
 
+  /** The worker's death (a crash, out of memory), which nothing here undoes: the daemon's health says so. */
+  failure(): string | undefined {
+    return this.#disposed ? undefined : this.#fatal?.message;
+  }
+
   async dispose(): Promise<void> {
     const worker = this.#worker;
     if (!worker) return;
+    this.#disposed = true;
+    // Runs still queued go first (terminating the worker during a run aborts the process).
     if (!this.#fatal) {
       try {
         await this.#controlRequest({ type: 'dispose' });

@@ -69,6 +69,8 @@ export function describeRecovery(recovery: StartupRecovery): string {
 export class ModelStore {
   readonly dir: string;
   #state: ModelState;
+  /** The last save, settled or not: the next one starts after it. */
+  #saving: Promise<void> = Promise.resolve();
 
   private constructor(dir: string, state: ModelState) {
     this.dir = dir;
@@ -117,7 +119,7 @@ export class ModelStore {
       } else state = saved;
     }
     const store = new ModelStore(dir, state);
-    if (recovery !== undefined) await store.#save(state);
+    if (recovery !== undefined) await store.#save(() => state);
     await store.prune();
     return { store, ...(recovery ? { recovery } : {}) };
   }
@@ -146,20 +148,20 @@ export class ModelStore {
 
   /** Makes `bundle` active, on probation until `confirm`; the active one becomes the previous. */
   async switchTo(bundle: string, request: string | null): Promise<void> {
-    const from = this.#state.active;
-    await this.#save({ ...this.#state, active: bundle, previous: from, probation: { since: new Date().toISOString(), from, request, stoppedCleanly: false } });
+    await this.#save((state) => ({ ...state, active: bundle, previous: state.active, probation: { since: new Date().toISOString(), from: state.active, request, stoppedCleanly: false } }));
   }
 
-  /** The daemon stops on purpose during probation: the next start resumes it instead of rolling back. */
-  async pauseProbation(): Promise<void> {
-    if (this.#state.probation === null) return;
-    await this.#save({ ...this.#state, probation: { ...this.#state.probation, stoppedCleanly: true } });
+  /**
+   * The daemon stops on purpose during probation: the next start resumes it instead of rolling
+   * back. With `resume` false (the model hung as the daemon stopped) it rolls back, as after a crash.
+   */
+  async pauseProbation(resume = true): Promise<void> {
+    await this.#save((state) => (state.probation === null ? undefined : { ...state, probation: { ...state.probation, stoppedCleanly: resume } }));
   }
 
   /** The active bundle passed its probation. */
   async confirm(): Promise<void> {
-    if (this.#state.probation === null) return;
-    await this.#save({ ...this.#state, probation: null });
+    await this.#save((state) => (state.probation === null ? undefined : { ...state, probation: null }));
   }
 
   /**
@@ -167,15 +169,19 @@ export class ModelStore {
    * dropped; a rollback the operator asked for keeps it as the previous one (to go forward again).
    */
   async rollBack(keepFailed: boolean): Promise<{ from: string; to: string }> {
-    const { active, previous } = this.#state;
-    if (previous === null) throw new Error('no previous model to return to');
-    await this.#save({ ...this.#state, active: previous, previous: keepFailed ? active : null, probation: null });
-    return { from: active, to: previous };
+    let rolled: { from: string; to: string } | undefined;
+    await this.#save((state) => {
+      const { active, previous } = state;
+      if (previous === null) throw new Error('no previous model to return to');
+      rolled = { from: active, to: previous };
+      return { ...state, active: previous, previous: keepFailed ? active : null, probation: null };
+    });
+    return rolled!;
   }
 
   /** Back to the configured model with no history (the installed one is unusable). */
   async reset(): Promise<void> {
-    await this.#save({ format: STATE_FORMAT, configured: this.#state.configured, active: this.#state.configured, previous: null, probation: null });
+    await this.#save((state) => ({ format: STATE_FORMAT, configured: state.configured, active: state.configured, previous: null, probation: null }));
     await this.prune();
   }
 
@@ -195,9 +201,22 @@ export class ModelStore {
     }
   }
 
-  async #save(state: ModelState): Promise<void> {
-    await writeFileAtomic(join(this.dir, 'state.json'), `${JSON.stringify(ModelStateSchema.parse(state), null, 2)}\n`);
-    this.#state = state;
+  /**
+   * Saves one change (`change` returns the new state, or undefined for none). Saves run one
+   * at a time and each change applies to the state the one before left: built from the state
+   * at the call instead, a second change in flight (a rollback during the end of probation)
+   * would be lost, or would undo the first, whichever write ended last.
+   */
+  #save(change: (state: ModelState) => ModelState | undefined): Promise<void> {
+    const saved = this.#saving.then(async () => {
+      const next = change(this.#state);
+      if (next === undefined) return;
+      await writeFileAtomic(join(this.dir, 'state.json'), `${JSON.stringify(ModelStateSchema.parse(next), null, 2)}\n`);
+      this.#state = next;
+    });
+    // A failed save leaves the state as it was; the next one goes ahead from there.
+    this.#saving = saved.catch(() => undefined);
+    return saved;
   }
 }
 

@@ -46,8 +46,6 @@ export interface ModelUpdaterDeps {
   thresholdProblems: (manifest: Manifest) => string[];
   /** Why the daemon is unhealthy now (a camera's inference stuck), else undefined. */
   health: () => string | undefined;
-  /** Frames that failed in inference so far, all cameras together. */
-  inferenceErrors: () => number;
   report: (status: OtaStatus) => void;
   log: Logger;
 }
@@ -61,13 +59,16 @@ export class ModelUpdater {
   readonly #deps: ModelUpdaterDeps;
   #busy: { request: string; step: string } | undefined;
   #status: OtaStatus;
-  #probation: { timer: NodeJS.Timeout; errorsBefore: number; deadline: number; request: string | null } | undefined;
+  #probation: { timer: NodeJS.Timeout; deadline: number; request: string | null } | undefined;
   /** The model before the switch, kept open during probation so that a rollback is immediate. */
   #standby: Detector | undefined;
   /** A model opened and not yet in force (an update being validated, a rollback's target). */
   #candidate: Detector | undefined;
   #abort = new AbortController();
-  #work: Promise<void> = Promise.resolve();
+  /** Updates, rollbacks and the end of a probation under way: stop() waits for them. */
+  readonly #work = new Set<Promise<unknown>>();
+  /** Set by stop(): nothing new starts after it. */
+  #stopped = false;
 
   constructor(deps: ModelUpdaterDeps) {
     this.#deps = deps;
@@ -110,35 +111,62 @@ export class ModelUpdater {
     const base = checkUpdateUrl(request.url.endsWith('/') ? request.url : `${request.url}/`);
     if (this.#deps.config().trustedKeys.length === 0) throw new Error('ota.trustedKeys is empty: this device accepts no update until the fleet signing key is configured');
     this.#busy = { request: request.id, step: 'downloading' };
-    this.#work = this.#update(request, base).finally(() => {
-      this.#busy = undefined;
-    });
+    void this.#track(
+      this.#update(request, base).finally(() => {
+        this.#busy = undefined;
+      }),
+    );
     return { accepted: true, url: base.href };
   }
 
   /** Returns to the previous model now (the operator's command); the rolled-back one stays installed. */
   async rollBack(request: string): Promise<{ from: OtaStatus['running']; to: OtaStatus['running'] }> {
+    this.#refuseWhenStopped();
     if (this.#busy) throw new Error(`update ${this.#busy.request} is under way (${this.#busy.step}); wait for it to end`);
     this.#endProbation();
     const from = modelOf(this.#deps.live.manifest);
-    await this.#returnToPrevious(request, true, 'rollback-model command');
+    await this.#track(this.#returnToPrevious(request, true, 'rollback-model command'));
     return { from, to: modelOf(this.#deps.live.manifest) };
   }
 
   /**
-   * Cancels an update that has not switched yet, waits for the updater to settle, and leaves
-   * a probation under way to resume at the next start.
+   * Refuses updates and rollbacks from now on, cancels an update that has not switched yet,
+   * waits for what is under way (an update, a rollback, the end of a probation) to settle,
+   * and leaves a probation under way to resume at the next start.
    */
   async stop(): Promise<void> {
+    this.#stopped = true;
     this.#abort.abort();
-    await this.#work.catch(() => undefined);
+    // Settled work may have started more (an update that switched begins its probation).
+    while (this.#work.size > 0) await Promise.allSettled(this.#work);
     const probation = this.#probation;
     this.#endProbation();
     await this.#retireStandby();
     if (probation) await this.#deps.store.pauseProbation().catch((err: unknown) => this.#deps.log.error(`probation state not saved: ${errorMessage(err)}`));
   }
 
+  /**
+   * After stop(), when the cameras could not stop cleanly (a frame hung in inference): a
+   * probation stop() left to resume rolls back at the next start instead, as after a crash.
+   */
+  async stoppedWithModelHung(): Promise<void> {
+    await this.#deps.store.pauseProbation(false);
+  }
+
+  /** Runs `work` as part of the updater's work in progress (stop() waits for it); returns it. */
+  #track<T>(work: Promise<T>): Promise<T> {
+    this.#work.add(work);
+    const untrack = () => this.#work.delete(work);
+    work.then(untrack, untrack);
+    return work;
+  }
+
+  #refuseWhenStopped(): void {
+    if (this.#stopped) throw new Error('the model updater is stopped (the daemon is stopping)');
+  }
+
   #refuseWhileBusy(): void {
+    this.#refuseWhenStopped();
     if (this.#busy) throw new Error(`update ${this.#busy.request} is under way (${this.#busy.step}); wait for it to end`);
     // A second switch during probation would make the model under watch the rollback target.
     if (this.#probation) throw new Error(`the model switched by update ${this.#probation.request ?? '(before the last restart)'} is on probation for ${Math.ceil((this.#probation.deadline - Date.now()) / 1000)} s more; wait for it to end or roll it back`);
@@ -271,33 +299,50 @@ export class ModelUpdater {
   #beginProbation(request: string | null, manifest: Manifest): void {
     const seconds = this.#deps.config().probationS;
     const deadline = Date.now() + seconds * 1000;
-    const errorsBefore = this.#deps.inferenceErrors();
+    const { live } = this.#deps;
+    // Frames the model before had prepared may still fail after the switch: they are not this model's.
+    const model = live.current;
+    const errorsBefore = live.failures(model);
     const running = modelOf(manifest);
     this.#report({ state: 'probation', request, running, target: running, message: `watching inference for ${seconds} s (ota.probationS)` });
     const check = () => {
-      const why = this.#deps.health() ?? (this.#deps.inferenceErrors() > errorsBefore ? `${this.#deps.inferenceErrors() - errorsBefore} frame(s) failed in inference` : undefined);
+      // A stop under way leaves the probation to resume at the next start.
+      if (this.#stopped) return;
+      const failed = live.failures(model) - errorsBefore;
+      const why = this.#deps.health() ?? (failed > 0 ? `${failed} frame(s) failed in inference` : undefined);
       if (why !== undefined) {
         this.#endProbation();
-        this.#work = this.#returnToPrevious(request, false, `bad health on probation: ${why}`).catch((err: unknown) => {
-          // The model under watch stays in force: nothing better can be opened.
-          this.#deps.log.error(`rollback failed: ${errorMessage(err)}`);
-          this.#report({ state: 'failed', request, running, target: running, message: `bad health on probation (${why}), and the rollback failed: ${errorMessage(err)}` });
-        });
+        void this.#track(
+          this.#returnToPrevious(request, false, `bad health on probation: ${why}`).catch((err: unknown) => {
+            // The model under watch stays in force: nothing better can be opened.
+            this.#deps.log.error(`rollback failed: ${errorMessage(err)}`);
+            this.#report({ state: 'failed', request, running, target: running, message: `bad health on probation (${why}), and the rollback failed: ${errorMessage(err)}` });
+          }),
+        );
       } else if (Date.now() >= deadline) {
         this.#endProbation();
-        this.#work = this.#deps.store.confirm().then(
-          async () => {
-            this.#report({ state: 'active', request, running, target: null, message: `passed ${seconds} s of probation` });
-            await this.#retireStandby();
-          },
-          (err: unknown) => this.#deps.log.error(`probation end not saved: ${errorMessage(err)}`),
-        );
+        void this.#track(this.#confirm(request, running, seconds));
       }
     };
     const timer = setInterval(check, Math.min(1000, Math.max(50, seconds * 100)));
     timer.unref();
-    this.#probation = { timer, errorsBefore, deadline, request };
+    this.#probation = { timer, deadline, request };
     if (seconds === 0) check();
+  }
+
+  /** Saves the end of a probation, then closes the model before. */
+  async #confirm(request: string | null, running: OtaStatus['running'], seconds: number): Promise<void> {
+    // Busy until the model before is closed: a rollback now would take it for its target.
+    this.#busy = { request: request ?? '(probation resumed at start-up)', step: 'ending probation' };
+    try {
+      await this.#deps.store.confirm();
+      await this.#retireStandby();
+      this.#report({ state: 'active', request, running, target: null, message: `passed ${seconds} s of probation` });
+    } catch (err) {
+      this.#deps.log.error(`probation end not saved: ${errorMessage(err)}`);
+    } finally {
+      this.#busy = undefined;
+    }
   }
 
   async #retireStandby(): Promise<void> {

@@ -117,6 +117,16 @@ describe('ModelStore', () => {
     assert.match(JSON.stringify((await ModelStore.open(dir.path, 'models/factory')).recovery), /not valid JSON/);
   });
 
+  test('changes saved at the same time each apply to the state the one before left: none is lost', async () => {
+    const { store } = await ModelStore.open(dir.path, 'models/factory');
+    const bundle = join(store.dir, 'b-1.0.0-x');
+    // Not awaited in between: the pause must see the probation the switch is still writing.
+    await Promise.all([store.switchTo(bundle, 'u1'), store.pauseProbation()]);
+    assert.equal(store.probation?.stoppedCleanly, true);
+    const reopened = await ModelStore.open(dir.path, 'models/factory');
+    assert.deepEqual([reopened.store.active, reopened.recovery?.kind], [bundle, 'probation_resumed']);
+  });
+
   test('rolling back with nothing before is an error', async () => {
     const { store } = await ModelStore.open(dir.path, 'models/factory');
     await assert.rejects(store.rollBack(true), /no previous model to return to/);

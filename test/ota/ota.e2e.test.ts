@@ -31,13 +31,16 @@ let broker: Mosquitto;
 let dir: TempDir;
 let server: FileServer;
 let shipped: Manifest;
+/** One of the camera frames, for scoring on a model in process. */
+let aFrame: () => ReturnType<typeof frameFromFile>;
 const shippedPresent = existsSync(join(SHIPPED_BUNDLE, 'manifest.json'));
 
 before(async () => {
   dir = await tempDir();
   broker = await Mosquitto.start();
   server = await FileServer.start(dir.file('srv'));
-  await testFrames(dir.file('frames'), {}, 4);
+  const frames = await testFrames(dir.file('frames'), {}, 4);
+  aFrame = () => frameFromFile(dir.file('frames', frames[0] ?? ''));
   if (shippedPresent) shipped = ManifestSchema.parse(JSON.parse(await readFile(join(SHIPPED_BUNDLE, 'manifest.json'), 'utf8')));
   // The updates below are 9.x bundles, newer than the shipped one until its major reaches 9.
   if (shippedPresent) assert.ok(compareVersions(shipped.version, '9.0.0') < 0, `the shipped bundle is ${shipped.version}; these tests need it below 9.0.0`);
@@ -124,7 +127,6 @@ async function inProcessUpdater(stateDir: string, probationS: number, report: (s
     openDetector: open,
     thresholdProblems: () => [],
     health: () => undefined,
-    inferenceErrors: () => 0,
     report,
     log: createLogger('ota', 'error'),
   });
@@ -399,6 +401,83 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
         const expected = [store.active, store.previous].filter((p): p is string => p !== null && dirname(p) === store.dir).map((p) => basename(p));
         assert.deepEqual((await readdir(store.dir)).sort(), ['state.json', ...expected].sort(), `after ${version}`);
       }
+    } finally {
+      await updater.stop();
+      await live.close();
+    }
+  });
+
+  test('stop() waits for a rollback under way, closes no model it puts in force, and refuses updates and rollbacks after it', async () => {
+    const url = await serveBundle('v930', { edit: bump('9.3.0') });
+    const seen: OtaStatus[] = [];
+    const { updater, live } = await inProcessUpdater('stop-rollback-state', 60, (s) => seen.push(s));
+    try {
+      updater.start(undefined);
+      updater.update({ id: 'r1', url });
+      await waitFor(() => seen.some((s) => s.state === 'probation' || s.state === 'failed'), () => JSON.stringify(seen));
+      let rolledBack = false;
+      const rollback = updater.rollBack('rb').then(() => {
+        rolledBack = true;
+      });
+      // As the daemon's stop does when a SIGTERM follows the rollback-model command.
+      await updater.stop();
+      assert.ok(rolledBack, 'stop() returned before the rollback ended');
+      await rollback;
+      assert.equal(live.manifest.version, shipped.version);
+      // The model before, kept open through probation, is in force again: stop() must not have closed it.
+      assert.equal((await live.infer(await live.prepare(await aFrame()))).manifest.version, shipped.version);
+      await assert.rejects(updater.rollBack('late'), /the model updater is stopped/);
+      assert.throws(() => updater.update({ id: 'late', url }), /the model updater is stopped/);
+    } finally {
+      await updater.stop();
+      await live.close();
+    }
+  });
+
+  test('a rollback asked for while the end of probation is being saved is refused: the model in force stays open and saved', async () => {
+    const url = await serveBundle('v940', { edit: bump('9.4.0') });
+    const seen: OtaStatus[] = [];
+    const { store, updater, live } = await inProcessUpdater('confirm-rollback-state', 1, (s) => seen.push(s));
+    let during: Promise<unknown> | undefined;
+    const confirm = store.confirm.bind(store);
+    store.confirm = () => {
+      const saving = confirm();
+      during = updater.rollBack('rb');
+      // Checked below, once the update has ended.
+      during.catch(() => undefined);
+      return saving;
+    };
+    try {
+      updater.start(undefined);
+      assert.equal((await updateInProcess(updater, seen, { id: 'c1', url })).state, 'active', JSON.stringify(seen));
+      assert.ok(during, 'test setup: the rollback came during the save');
+      await assert.rejects(during, /update c1 is under way \(ending probation\)/);
+      assert.equal((await live.infer(await live.prepare(await aFrame()))).manifest.version, '9.4.0');
+      const reopened = await ModelStore.open(store.dir.replace(/\/models$/, ''), SHIPPED_BUNDLE);
+      assert.deepEqual([reopened.store.active, reopened.store.probation], [store.active, null]);
+      assert.equal(basename(store.active).startsWith(`${shipped.name}-9.4.0-`), true, store.active);
+    } finally {
+      await updater.stop();
+      await live.close();
+    }
+  });
+
+  test('probation counts the failures of frames the new model prepared, not of those the model before still ran', async () => {
+    const url = await serveBundle('v950', { edit: bump('9.5.0') });
+    const seen: OtaStatus[] = [];
+    const { updater, live, first } = await inProcessUpdater('failures-state', 2, (s) => seen.push(s));
+    try {
+      updater.start(undefined);
+      // Prepared by the model before, still in flight at the switch, failing after it (that model's worker is gone).
+      const inFlight = await live.prepare(await aFrame());
+      const ended = updateInProcess(updater, seen, { id: 'f1', url });
+      await waitFor(() => seen.some((s) => s.state === 'probation' || s.state === 'failed'), () => JSON.stringify(seen));
+      await first.close();
+      await assert.rejects(live.infer(inFlight), /backend disposed/);
+      assert.equal(live.failures(first), 1);
+      const last = await ended;
+      assert.equal(last.state, 'active', JSON.stringify(last));
+      assert.equal(live.manifest.version, '9.5.0');
     } finally {
       await updater.stop();
       await live.close();

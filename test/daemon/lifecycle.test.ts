@@ -1,0 +1,199 @@
+/**
+ * The daemon's stop and health on real parts (onnxruntime worker, MQTT link to Mosquitto, a
+ * folder camera), in this process so that a command can be served at a chosen moment of the
+ * stop: commands that arrive once the stop began are refused, a camera stopped is never
+ * restarted, a model that never answers cannot hold the stop up, and a dead inference
+ * worker makes the daemon unhealthy (so systemd's watchdog restarts it).
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Worker } from 'node:worker_threads';
+import type { FrameSource } from '../../src/capture/frame.js';
+import { CameraConfigSchema, createFrameSource } from '../../src/capture/index.js';
+import { loadConfig } from '../../src/config/load.js';
+import { ScoringConfigSchema } from '../../src/config/schema.js';
+import { ConfigStore } from '../../src/config/store.js';
+import { CameraPipeline, type FrameDetector } from '../../src/daemon/camera-pipeline.js';
+import { Daemon, type DaemonParts } from '../../src/daemon/daemon.js';
+import { realParts } from '../../src/daemon/wiring.js';
+import { openDetector, type Detector } from '../../src/inference/detector.js';
+import type { CommandHandler } from '../../src/mqtt/link.js';
+import { MqttConfigSchema } from '../../src/mqtt/config.js';
+import { MqttFleetLink } from '../../src/mqtt/fleet-link.js';
+import { CameraSeq } from '../../src/scoring/seq.js';
+import { createLogger } from '../../src/util/log.js';
+import { Mosquitto, tempDir, type TempDir } from '../harness/index.js';
+import { testBundle, testFrames, writeOneCameraConfig } from './fixtures.js';
+
+let dir: TempDir;
+let broker: Mosquitto;
+let bundle: string;
+
+before(async () => {
+  dir = await tempDir();
+  broker = await Mosquitto.start();
+  bundle = (await testBundle(dir.path)).dir;
+  await testFrames(dir.file('frames'), {}, 2);
+});
+after(async () => {
+  await broker?.teardown();
+  await dir?.remove();
+});
+
+/** Polls `done` until it holds; after 30 s gives up with `what` (a hang, not a slow machine). */
+async function waitFor(done: () => boolean, what: string): Promise<void> {
+  for (const deadline = Date.now() + 30_000; !done(); await new Promise((r) => setTimeout(r, 10))) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting: ${what}`);
+  }
+}
+
+/** A daemon on the real parts, one folder camera at `fps`; `handlers` are its command handlers, to call directly. */
+async function startDaemon(device: string, fps: number): Promise<{ daemon: Daemon; handlers: Map<string, CommandHandler> }> {
+  const file = await writeOneCameraConfig(dir.file(`${device}.yaml`), {
+    stateDir: dir.file(`${device}-state`),
+    camera: { name: 'cam', path: dir.file('frames'), fps },
+    model: bundle,
+    broker: broker.url,
+    device,
+  });
+  const handlers = new Map<string, CommandHandler>();
+  const parts: DaemonParts = {
+    ...realParts,
+    async createLink(config, model, log) {
+      const handle = await realParts.createLink(config, model, log);
+      const register = handle.link.onCommand.bind(handle.link);
+      handle.link.onCommand = (name, handler) => {
+        handlers.set(name, handler);
+        register(name, handler);
+      };
+      return handle;
+    },
+  };
+  const daemon = new Daemon(new ConfigStore(await loadConfig(file)), parts, createLogger(device, 'error'));
+  await daemon.start(() => undefined);
+  return { daemon, handlers };
+}
+
+test('commands that arrive once the daemon began to stop are refused, not served on parts being torn down', async () => {
+  const { daemon, handlers } = await startDaemon('stopping', 10);
+  const stopped = daemon.stop();
+  try {
+    for (const [name, request] of [
+      ['rollback-model', { id: 'late-1' }],
+      ['restart-camera', { id: 'late-2', camera: 'cam' }],
+    ] as const) {
+      const handler = handlers.get(name);
+      assert.ok(handler, name);
+      await assert.rejects(handler(request), /the daemon is stopping/, name);
+    }
+  } finally {
+    await stopped;
+  }
+});
+
+test('a dead inference worker makes the daemon unhealthy, so that the watchdog restarts it', async () => {
+  // The model's worker is the one the backend posts to.
+  const workers = new Set<Worker>();
+  // Called with apply on the worker, and put back once the daemon started.
+  // eslint-disable-next-line @typescript-eslint/unbound-method
+  const post = Worker.prototype.postMessage;
+  Worker.prototype.postMessage = function (this: Worker, ...args: Parameters<Worker['postMessage']>) {
+    workers.add(this);
+    post.apply(this, args);
+  };
+  let started: Awaited<ReturnType<typeof startDaemon>>;
+  try {
+    // One frame a second: right after a score, nothing runs in the worker for most of a second
+    // (terminating it during a run would abort the process, not just the worker).
+    started = await startDaemon('worker-dies', 1);
+  } finally {
+    Worker.prototype.postMessage = post;
+  }
+  const { daemon } = started;
+  try {
+    const frames = () => (daemon.status().cameras as Record<string, { frames: number }>).cam?.frames ?? 0;
+    await waitFor(() => frames() > 0, 'a first score');
+    const scored = frames();
+    await waitFor(() => frames() > scored, 'a score to follow');
+    assert.equal(daemon.health(), undefined);
+    assert.equal(workers.size, 1, 'test setup: one inference worker');
+    for (const worker of workers) await worker.terminate();
+    await waitFor(() => daemon.health() !== undefined, 'the daemon to say it is unhealthy');
+    assert.match(daemon.health() ?? '', /the model in force can run no frame any more \(inference worker exited/);
+  } finally {
+    await daemon.stop();
+  }
+});
+
+/** A camera on the folder of frames whose source counts its starts, with `detector`, publishing on a real link. */
+async function camera(name: string, detector: FrameDetector, link: MqttFleetLink): Promise<{ pipeline: CameraPipeline; starts: () => number }> {
+  const config = CameraConfigSchema.parse({ type: 'folder', name, path: dir.file('frames'), fps: 10 });
+  const source = createFrameSource(config);
+  let starts = 0;
+  const counted: FrameSource = {
+    camera: source.camera,
+    start: (onFrame, onStatus) => {
+      starts += 1;
+      return source.start(onFrame, onStatus);
+    },
+    stop: () => source.stop(),
+    stats: () => source.stats(),
+  };
+  const pipeline = new CameraPipeline({
+    camera: config,
+    source: counted,
+    detector,
+    link,
+    seq: await CameraSeq.open(dir.file(`${name}-state`), name),
+    scoring: () => ScoringConfigSchema.parse({}),
+    stuckTimeoutS: 0.5,
+    framesAhead: 1,
+    log: createLogger(name, 'error'),
+  });
+  return { pipeline, starts: () => starts };
+}
+
+/** Runs `body` with a real link and the test bundle opened; closes both after. */
+async function withModel(device: string, body: (link: MqttFleetLink, model: Detector) => Promise<void>): Promise<void> {
+  const link = new MqttFleetLink(MqttConfigSchema.parse({ url: broker.url, device }), { stateDir: dir.file(`${device}-state`) });
+  let detector: Detector | undefined;
+  try {
+    await link.start();
+    detector = await openDetector({ bundleDir: bundle, backend: { threads: 1 } });
+    await body(link, detector);
+  } finally {
+    await link.stop().catch(() => undefined);
+    await detector?.close();
+  }
+}
+
+test('a camera that stopped is not restarted by a restart-camera', async () => {
+  await withModel('restart', async (link, model) => {
+    const { pipeline, starts } = await camera('restart', model, link);
+    await pipeline.start();
+    await waitFor(() => pipeline.status().frames > 0, 'a score');
+    await pipeline.stop();
+    await assert.rejects(pipeline.restartSource(), /camera "restart" is stopped/);
+    assert.equal(starts(), 1, 'the source was started again after the stop');
+  });
+});
+
+test('a model that never answers holds a camera\'s stop up for inference.stuckTimeoutS at most; its frames are abandoned', { timeout: 60_000 }, async () => {
+  await withModel('hung', async (link, model) => {
+    let submitted = 0;
+    const hung: FrameDetector = {
+      manifest: model.manifest,
+      prepare: (frame) => model.prepare(frame),
+      infer: () => {
+        submitted += 1;
+        return new Promise(() => undefined);
+      },
+      snapshot: (frame, detection, options) => model.snapshot(frame, detection, options),
+    };
+    const { pipeline } = await camera('hung', hung, link);
+    await pipeline.start();
+    await waitFor(() => submitted > 0, 'a frame in inference');
+    assert.deepEqual(await pipeline.stop(), { abandoned: true });
+    assert.equal(pipeline.status().frames, 0);
+  });
+});
