@@ -29,8 +29,11 @@ function parse<S extends z.ZodType>(schema: S, request: unknown): z.infer<S> {
 
 /** What the daemon holds of its commands once they are registered. */
 export interface Commands {
-  /** Refuses every command from now on, and waits for those being served. */
-  close(): Promise<void>;
+  /**
+   * Refuses every command from now on, and waits for those being served, at most `waitMs`
+   * (a handler that never settles must not hold the stop up). Returns how many were left running.
+   */
+  close(waitMs: number): Promise<number>;
 }
 
 function changeResult(change: ConfigChange): { applied: string[]; restart_required: string[] } {
@@ -95,9 +98,18 @@ export function registerCommands(link: FleetLink, context: CommandContext): Comm
   };
   for (const [name, handler] of Object.entries(handlers)) link.onCommand(name, guarded(handler));
   return {
-    async close() {
+    async close(waitMs) {
       closed = true;
-      while (serving.size > 0) await Promise.allSettled(serving);
+      let timer: NodeJS.Timeout | undefined;
+      const gaveUp = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, waitMs);
+      });
+      const settled = (async () => {
+        while (serving.size > 0) await Promise.allSettled(serving);
+      })();
+      await Promise.race([settled, gaveUp]);
+      clearTimeout(timer);
+      return serving.size;
     },
   };
 }

@@ -292,8 +292,11 @@ export class Daemon {
     this.#heapTrimmer.stop();
     this.#priority?.stop();
     this.#store.unwatch();
-    // Commands first: one served later would act on parts already stopped.
-    await this.#commands?.close();
+    // Commands first: one served later would act on parts already stopped. A command gets as
+    // long as its requester was promised an answer in.
+    const waitMs = this.#store.current.mqtt.commands.timeoutMs;
+    const running = (await this.#commands?.close(waitMs)) ?? 0;
+    if (running > 0) log.error(`stopping with ${running} command(s) still running after ${waitMs} ms (mqtt.commands.timeoutMs)`);
     await this.#updater?.stop().catch((err: unknown) => log.error(`stopping the model updater: ${errorMessage(err)}`));
     const cameras = await Promise.all(
       this.#cameras.map((c) =>

@@ -14,10 +14,12 @@ import { loadConfig } from '../../src/config/load.js';
 import { ScoringConfigSchema } from '../../src/config/schema.js';
 import { ConfigStore } from '../../src/config/store.js';
 import { CameraPipeline, type FrameDetector } from '../../src/daemon/camera-pipeline.js';
+import { registerCommands } from '../../src/daemon/commands.js';
 import { Daemon, type DaemonParts } from '../../src/daemon/daemon.js';
 import { realParts } from '../../src/daemon/wiring.js';
 import { openDetector, type Detector } from '../../src/inference/detector.js';
-import type { CommandHandler } from '../../src/mqtt/link.js';
+import type { CommandHandler, FleetLink } from '../../src/mqtt/link.js';
+import type { ModelUpdater } from '../../src/ota/index.js';
 import { MqttConfigSchema } from '../../src/mqtt/config.js';
 import { MqttFleetLink } from '../../src/mqtt/fleet-link.js';
 import { CameraSeq } from '../../src/scoring/seq.js';
@@ -196,4 +198,15 @@ test('a model that never answers holds a camera\'s stop up for inference.stuckTi
     assert.deepEqual(await pipeline.stop(), { abandoned: true });
     assert.equal(pipeline.status().frames, 0);
   });
+});
+
+test('a command that never settles holds the stop up for the wait it is given at most, and later ones are refused', { timeout: 10_000 }, async () => {
+  const handlers = new Map<string, CommandHandler>();
+  // Only what registerCommands touches: the link's onCommand and a rollback that never ends.
+  const link = { onCommand: (name: string, handler: CommandHandler) => handlers.set(name, handler) } as unknown as FleetLink;
+  const models = { rollBack: () => new Promise<never>(() => undefined) } as unknown as ModelUpdater;
+  const commands = registerCommands(link, { store: new ConfigStore(await loadConfig(undefined)), cameras: [], status: () => ({}), models });
+  void handlers.get('rollback-model')!({ id: 'hangs' });
+  assert.equal(await commands.close(200), 1, 'one command left running');
+  await assert.rejects(handlers.get('status')!({ id: 'late' }), /the daemon is stopping/);
 });
