@@ -6,7 +6,7 @@
 import { z } from 'zod';
 
 /** A fragment of a gst-launch description, e.g. `nvv4l2decoder mjpeg=1` or `videoconvert ! videoscale`. */
-const gstFragment = z.string().min(1).regex(/^[^"\\]*$/, 'expected gst-launch elements without quotes or backslashes');
+const gstFragment = z.string().min(1).regex(/^[^"\\\0]*$/, 'expected gst-launch elements without quotes, backslashes or NUL');
 
 export const BoardCaptureSchema = z.strictObject({
   /** Launcher for cameras that do not choose one. ffmpeg is everywhere; Jetson's ffmpeg has no NVDEC, so Jetson profiles pick gstreamer. */
@@ -30,7 +30,7 @@ export const BoardCaptureSchema = z.strictObject({
   ffmpeg: z
     .strictObject({
       /** Arguments placed before `-i`, e.g. ["-hwaccel", "cuda"] on a desktop NVIDIA board. */
-      inputArgs: z.array(z.string().min(1)).default([]),
+      inputArgs: z.array(z.string().min(1).refine((a) => !a.includes('\0'), 'expected no NUL character (exec cannot pass one)')).default([]),
     })
     .prefault({}),
 });

@@ -4,6 +4,12 @@ import { gstTokens } from './pipeline.js';
 
 const cameraName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'expected [a-zA-Z0-9_-], used in MQTT topics');
 
+/**
+ * Text that ends up in a child's argv or in a file path. A NUL cannot be passed to exec or open:
+ * left in, the camera would fail at every spawn and be retried forever.
+ */
+const argText = z.string().min(1).refine((s) => !s.includes('\0'), 'expected no NUL character (a process argument or file path cannot hold one)');
+
 /** Fields every camera has, whatever its source. */
 const common = {
   name: cameraName,
@@ -15,7 +21,7 @@ export const FolderCameraSchema = z.strictObject({
   type: z.literal('folder'),
   ...common,
   /** Folder of JPEG/PNG images, replayed in name order. */
-  path: z.string().min(1),
+  path: argText,
   fps: z.number().positive().max(120).default(2),
   loop: z.boolean().default(true),
 });
@@ -82,14 +88,14 @@ const rawSource = {
    * setups. It must deliver video/x-raw,format=RGB frames of width×height; `! fdsink fd=1`
    * is appended when it does not end in an fdsink.
    */
-  pipeline: z.string().min(1).superRefine(splitsIntoTokens).optional(),
+  pipeline: argText.superRefine(splitsIntoTokens).optional(),
 };
 
 export const FileCameraSchema = z.strictObject({
   type: z.literal('file'),
   ...rawSource,
   /** Video file, replayed at its own rate (then capped at fps). */
-  path: z.string().min(1),
+  path: argText,
   loop: z.boolean().default(true),
 });
 
@@ -123,8 +129,8 @@ export const CsiCameraSchema = z.strictObject({
 
 const credentials = {
   /** Credentials go into the connection, never into logs or status messages. */
-  username: z.string().min(1).optional(),
-  password: z.string().min(1).optional(),
+  username: argText.optional(),
+  password: argText.optional(),
   /** Names of environment variables holding the credentials (take precedence). */
   usernameEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
   passwordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),

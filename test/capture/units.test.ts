@@ -190,4 +190,7 @@ test('config: bad camera entries are refused with the field named', () => {
   assert.match(issue({ type: 'v4l2', pipeline: 'filesrc location="/v/a.avi ! decodebin' }), /^pipeline: unbalanced double quote/);
   assert.match(issue({ type: 'v4l2', reconnect: { initialMs: 5000, maxMs: 1000 } }), /^reconnect\.initialMs: expected at most reconnect\.maxMs \(1000\)/);
   assert.match(String(BoardCaptureSchema.safeParse({ gstreamer: { scaler: 'x location="y"' } }).error), /without quotes/);
+  assert.match(issue({ type: 'v4l2', pipeline: 'v4l2src device=/dev/video0\0 ! fakesink' }), /^pipeline: expected no NUL character/);
+  assert.match(String(BoardCaptureSchema.safeParse({ gstreamer: { scaler: 'videoscale\0' } }).error), /backslashes or NUL/);
+  assert.match(String(BoardCaptureSchema.safeParse({ ffmpeg: { inputArgs: ['-hwaccel', 'cu\0da'] } }).error), /expected no NUL character/);
 });

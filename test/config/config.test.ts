@@ -112,6 +112,30 @@ describe('bad input names the file, the key path, the value and what was expecte
     const { config } = validateConfigText(`cameras: [{type: v4l2, name: a, pipeline: 'v4l2src extra-controls="c,a=1" ! video/x-raw,format=RGB'}]`, file, {});
     assert.equal(config.cameras[0]?.type === 'v4l2' && config.cameras[0].pipeline, 'v4l2src extra-controls="c,a=1" ! video/x-raw,format=RGB');
   });
+  test('a NUL in a pipeline, path or credential, refused before it is ever spawned', () => {
+    const nul = 'expected no NUL character (a process argument or file path cannot hold one)';
+    assert.deepEqual(problems(() => validateConfigText('cameras: [{type: v4l2, name: a, pipeline: "v4l2src\\0 ! fakesink"}]', file, {})), [
+      `cameras[0].pipeline: ${nul}; received "v4l2src\\u0000 ! fakesink"`,
+    ]);
+    assert.deepEqual(
+      problems(() =>
+        validateConfigText(
+          'cameras: [{type: folder, name: a, path: "f\\0"}, {type: file, name: b, path: "c.mp4\\0"}, {type: rtsp, name: c, url: "rtsp://x", username: "u\\0", password: "p\\0"}]',
+          file,
+          {},
+        ),
+      ),
+      [
+        `cameras[0].path: ${nul}; received "f\\u0000"`,
+        `cameras[1].path: ${nul}; received "c.mp4\\u0000"`,
+        `cameras[2].username: ${nul}; received "u\\u0000"`,
+        `cameras[2].password: ${nul}; received "p\\u0000"`,
+      ],
+    );
+    // Device paths and URLs were already held to patterns that leave NUL out.
+    assert.match(problems(() => validateConfigText('cameras: [{type: v4l2, name: a, device: "/dev/video0\\0"}]', file, {}))[0] ?? '', /^cameras\[0\]\.device: expected a device path/);
+    assert.match(problems(() => validateConfigText('cameras: [{type: http, name: a, url: "http://x\\0"}]', file, {}))[0] ?? '', /^cameras\[0\]\.url: expected an http:\/\//);
+  });
   test('a first reconnect delay longer than the longest, named by its field', () => {
     assert.deepEqual(problems(() => validateConfigText('cameras: [{type: rtsp, name: a, url: "rtsp://x", reconnect: {initialMs: 60000, maxMs: 10}}]', file, {})), [
       'cameras[0].reconnect.initialMs: expected at most reconnect.maxMs (10), which caps every delay, the first one too (initialMs is 1000 when not set); received 60000',
