@@ -11,7 +11,7 @@ __global__ void heatmap_kernel(const uint8_t* rgb, const float* map, size_t n, f
   const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   float colour[3];
-  ColourRamp<float>((map[i] - low) / span, colour);
+  ColourRamp<float>(RampPosition<float>(map[i], low, span), colour);
 #pragma unroll
   for (int c = 0; c < 3; ++c) out[3 * i + c] = BlendChannel<float>(rgb[3 * i + c], colour[c], alpha);
 }

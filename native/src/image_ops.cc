@@ -323,7 +323,7 @@ void Heatmap(const uint8_t* rgb, const float* map, uint32_t width, uint32_t heig
   const double span = static_cast<double>(spec.high) - spec.low;
   for (size_t i = 0; i < n; ++i) {
     double colour[3];
-    ColourRamp<double>((map[i] - spec.low) / span, colour);
+    ColourRamp<double>(RampPosition<double>(map[i], spec.low, span), colour);
     for (int c = 0; c < 3; ++c) out[3 * i + c] = BlendChannel<double>(rgb[3 * i + c], colour[c], spec.alpha);
   }
 }
@@ -363,7 +363,7 @@ void SnapshotOverlay(const uint8_t* rgb, uint32_t width, uint32_t height, const 
   std::vector<float> overlay(cells * 4);
   const double span = static_cast<double>(high) - low;
   for (size_t i = 0; i < cells; ++i) {
-    const double t = Clamp((map[i] - low) / span, 0.0, 1.0);
+    const double t = RampPosition<double>(map[i], low, span);
     double colour[3];
     ColourRamp<double>(t, colour);
     // 8-bit colour and opacity, as the RGBA image sharp resizes holds them.

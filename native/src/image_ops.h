@@ -71,7 +71,8 @@ float MaxScore(const float* map, uint32_t width, uint32_t height);
 float AvgPoolMaxScore(const float* map, uint32_t width, uint32_t height, uint32_t kernel);
 
 // The anomaly map coloured by ColourRamp((v - low) / (high - low)) and blended over an RGB
-// frame of the same size: out = (1 - alpha) * frame + alpha * colour, rounded.
+// frame of the same size: out = (1 - alpha) * frame + alpha * colour, rounded. NaN and -inf
+// map values get the low end's colour, +inf the high end's (RampPosition).
 struct HeatmapSpec {
   float low = 0;
   float high = 1;
@@ -81,10 +82,10 @@ void Heatmap(const uint8_t* rgb, const float* map, uint32_t width, uint32_t heig
              uint8_t* out);
 
 // An event snapshot's overlay, as the daemon's sharp path draws it (src/postprocess/snapshot.ts):
-// each map value coloured by the ramp of t = (v - low) / (high - low) with opacity 0.15 + 0.55 t,
-// both rounded to 8 bits, premultiplied, enlarged to the frame by half-pixel bilinear
-// interpolation (map_width <= width, map_height <= height), and composited over the frame
-// ("over"). rgb and out: width × height × 3.
+// each map value coloured by the ramp of t = (v - low) / (high - low) with opacity 0.15 + 0.55 t
+// (t is 0 for NaN and -inf, 1 for +inf: RampPosition), both rounded to 8 bits, premultiplied,
+// enlarged to the frame by half-pixel bilinear interpolation (map_width <= width, map_height <=
+// height), and composited over the frame ("over"). rgb and out: width × height × 3.
 void SnapshotOverlay(const uint8_t* rgb, uint32_t width, uint32_t height, const float* map, uint32_t map_width,
                      uint32_t map_height, float low, float high, uint8_t* out);
 

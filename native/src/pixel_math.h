@@ -132,6 +132,16 @@ MOEAD_HD void LoadRgb(const uint8_t* src, PixelFormat format, int width, int hei
   }
 }
 
+// Where map value v falls on the colour ramp, (v - low) / span clamped to 0..1. A NaN has no
+// place on it and is drawn as the low end (as the daemon's JS path draws it), +inf as the top
+// and -inf as the bottom: left as NaN it would reach the 8-bit casts below, whose result is
+// then undefined behaviour. Comparisons with NaN are false, hence the order of the tests.
+template <typename T>
+MOEAD_HD T RampPosition(T v, T low, T span) {
+  const T t = (v - low) / span;
+  return t > T(0) ? (t < T(1) ? t : T(1)) : T(0);
+}
+
 // A blue → cyan → yellow → red ramp ("jet"-like), t in 0..1, channel values in 0..1.
 template <typename T>
 MOEAD_HD void ColourRamp(T t, T* rgb) {

@@ -44,9 +44,9 @@ export interface PostprocessPlan {
  * good_median colour each pixel by the same normalized score the daemon publishes.
  */
 export interface HeatmapSpec {
-  /** Map value drawn as the coolest colour. */
+  /** Map value drawn as the coolest colour; so are NaN and -Infinity. */
   low: number;
-  /** Map value drawn as the hottest colour. */
+  /** Map value drawn as the hottest colour; so is +Infinity. */
   high: number;
   /** Weight of the colour over the frame, 0..1. */
   alpha: number;

@@ -15,11 +15,17 @@ export function jet(t: number): [number, number, number] {
   return [clamp(1.5 - Math.abs(4 * t - 3)), clamp(1.5 - Math.abs(4 * t - 2)), clamp(1.5 - Math.abs(4 * t - 1))];
 }
 
-/** RGBA heatmap at the map's size; low values are nearly transparent so the part stays visible. */
+/**
+ * RGBA heatmap at the map's size; low values are nearly transparent so the part stays visible.
+ * A NaN value is drawn as the low end and ±Infinity as the ends, as the native kernels draw them.
+ */
 export function heatmapRgba(map: FloatMap, threshold: ThresholdPoint): Buffer {
   const out = Buffer.alloc(map.width * map.height * 4);
   for (let i = 0; i < map.data.length; i++) {
-    const t = normalizeScore(map.data[i]!, threshold);
+    // normalizeScore keeps a NaN (a published score must not hide one); here it would become a
+    // transparent black pixel, unlike the addon's overlay (pixel_math.h, RampPosition).
+    const n = normalizeScore(map.data[i]!, threshold);
+    const t = Number.isNaN(n) ? 0 : n;
     const [r, g, b] = jet(t);
     out[4 * i] = Math.round(r * 255);
     out[4 * i + 1] = Math.round(g * 255);

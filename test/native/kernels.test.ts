@@ -7,6 +7,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { loadNative, nativeOps, type NormalizeSpec, type PostprocessPlan } from '../../src/native/binding.js';
 import { postprocessMap } from '../../src/postprocess/map.js';
+import { heatmapRgba } from '../../src/postprocess/snapshot.js';
 import {
   frameBytes, maxRelError, randomPostprocessCase, randomPreprocessCase, refHeatmap, refOverlay, refPostprocess, refPreprocess, rng, randInt,
 } from './reference.js';
@@ -155,6 +156,24 @@ describe('native CPU kernels', () => {
       assert.equal(got.length, want.length);
       for (let i = 0; i < want.length; i++) assert.ok(Math.abs((got[i] ?? -9) - (want[i] ?? 0)) <= 1, `seed ${seed} (${mw}x${mh} → ${w}x${h}) byte ${i}: ${got[i]} vs ${want[i]}`);
     }
+  });
+
+  it('heatmap and overlay draw NaN and -Infinity as the low end and +Infinity as the high end, as the JS path does', async () => {
+    // Unhandled, a NaN reaches a float-to-uint8_t cast (undefined behaviour) and, in the overlay, spreads to its neighbours.
+    const [w, h, mw, mh] = [6, 4, 3, 2];
+    const r = rng(9);
+    const rgb = Uint8Array.from({ length: w * h * 3 }, () => randInt(r, 0, 255));
+    const spec = { low: 0.25, high: 1.75, alpha: 0.6 };
+    const odd = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 1];
+    const map = Float32Array.from({ length: w * h }, (_, i) => odd[i % 4]!);
+    const ends = map.map((v) => (Number.isNaN(v) || v === Number.NEGATIVE_INFINITY ? spec.low : v === Number.POSITIVE_INFINITY ? spec.high : v));
+    assert.deepEqual(await ops.heatmap(rgb, map, w, h, spec), await ops.heatmap(rgb, ends, w, h, spec));
+    const small = map.subarray(0, mw * mh);
+    const smallEnds = ends.subarray(0, mw * mh);
+    assert.deepEqual(await addon.overlay(rgb, w, h, small, mw, mh, spec), await addon.overlay(rgb, w, h, smallEnds, mw, mh, spec));
+    // The sharp path's colours for the same range (normalizedRange: good_median → low, 2·value - good_median → high).
+    const threshold = { good_median: spec.low, value: (spec.low + spec.high) / 2 };
+    assert.deepEqual(heatmapRgba({ data: small, width: mw, height: mh }, threshold), heatmapRgba({ data: smallEnds, width: mw, height: mh }, threshold));
   });
 
   it('runs many calls concurrently on the thread pool, each with its own result', async () => {
