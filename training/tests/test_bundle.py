@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from moead_edge.bundle import manifest
 from moead_edge.bundle.manifest import ManifestError, normalized_score, validate_manifest
 from moead_edge.bundle.writer import (BundleError, ReferenceFrame, threshold_from_good,
                                       toolchain_versions, verify_bundle, write_bundle)
@@ -202,6 +205,34 @@ def test_schema_is_the_daemons(bundle: Path) -> None:
     bad["format"] = "moead-edge.bundle/v2"
     with pytest.raises(ManifestError, match="manifest.format"):
         validate_manifest(bad)
+
+
+def _manifest_module_at(folder: Path):
+    """manifest.py as it runs when the package was installed or copied into `folder`."""
+    copied = folder / "moead_edge" / "bundle" / "manifest.py"
+    copied.parent.mkdir(parents=True)
+    shutil.copy(manifest.__file__, copied)
+    spec = importlib.util.spec_from_file_location("moved_manifest", copied)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_schema_found_when_the_package_is_elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo_schema = Path(__file__).resolve().parents[2] / "models" / "manifest.schema.json"
+    moved = _manifest_module_at(tmp_path / "site-packages")
+    monkeypatch.delenv("MOEAD_EDGE_MANIFEST_SCHEMA", raising=False)
+    monkeypatch.chdir(repo_schema.parents[1] / "training")
+    assert moved.schema_path() == repo_schema
+    assert moved.load_schema()["$schema"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(FileNotFoundError, match=r"no models/manifest\.schema\.json in any folder above "
+                       r".*site-packages/moead_edge/bundle or above .*elsewhere .*MOEAD_EDGE_MANIFEST_SCHEMA"):
+        moved.schema_path()
+    monkeypatch.setenv("MOEAD_EDGE_MANIFEST_SCHEMA", str(repo_schema))
+    assert moved.schema_path() == repo_schema
 
 
 def test_normalized_score() -> None:

@@ -10,7 +10,7 @@ carries itself, as dependentRequired.)
 API::
 
     class ManifestError(ValueError)        # lists every problem as "manifest.<path>: message"
-    schema_path() -> Path                  # $MOEAD_EDGE_MANIFEST_SCHEMA or <repo>/models/manifest.schema.json
+    schema_path() -> Path                  # $MOEAD_EDGE_MANIFEST_SCHEMA or the nearest models/manifest.schema.json above
     load_schema(path=None) -> dict
     validate_manifest(manifest: Mapping, schema: Mapping | None = None) -> None
     is_bundle_path(p: str) -> bool         # relative, forward slashes, no ".."
@@ -32,11 +32,29 @@ class ManifestError(ValueError):
     """A manifest that the daemon would refuse; the message names each bad field."""
 
 
+SCHEMA_ENV = "MOEAD_EDGE_MANIFEST_SCHEMA"
+_SCHEMA_IN_REPO = Path("models") / "manifest.schema.json"
+
+
 def schema_path() -> Path:
-    env = os.environ.get("MOEAD_EDGE_MANIFEST_SCHEMA")
+    """$MOEAD_EDGE_MANIFEST_SCHEMA, else models/manifest.schema.json in the nearest folder above
+    this package or above the working directory that holds one.
+
+    The package's own checkout comes first (its schema matches its code); the working directory
+    still finds the repo's when the package was installed or copied somewhere else.
+    """
+    env = os.environ.get(SCHEMA_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "models" / "manifest.schema.json"
+    starts = [Path(__file__).resolve().parent, Path.cwd().resolve()]
+    for start in starts:
+        for folder in (start, *start.parents):
+            if (folder / _SCHEMA_IN_REPO).is_file():
+                return folder / _SCHEMA_IN_REPO
+    raise FileNotFoundError(
+        f"manifest JSON schema not found: no {_SCHEMA_IN_REPO} in any folder above {starts[0]} or "
+        f"above {starts[1]} (run the toolchain inside the repo, generate the schema with "
+        f"`npm run schema`, or set {SCHEMA_ENV} to its path)")
 
 
 @lru_cache(maxsize=4)
