@@ -169,14 +169,11 @@ export class ModelStore {
    * dropped; a rollback the operator asked for keeps it as the previous one (to go forward again).
    */
   async rollBack(keepFailed: boolean): Promise<{ from: string; to: string }> {
-    let rolled: { from: string; to: string } | undefined;
-    await this.#save((state) => {
+    return this.#update((state) => {
       const { active, previous } = state;
       if (previous === null) throw new Error('no previous model to return to');
-      rolled = { from: active, to: previous };
-      return { ...state, active: previous, previous: keepFailed ? active : null, probation: null };
+      return { next: { ...state, active: previous, previous: keepFailed ? active : null, probation: null }, result: { from: active, to: previous } };
     });
-    return rolled!;
   }
 
   /** Back to the configured model with no history (the installed one is unusable). */
@@ -208,14 +205,21 @@ export class ModelStore {
    * would be lost, or would undo the first, whichever write ended last.
    */
   #save(change: (state: ModelState) => ModelState | undefined): Promise<void> {
+    return this.#update((state) => ({ next: change(state), result: undefined }));
+  }
+
+  /** #save, for a change that also tells its caller something about the state it was applied to. */
+  #update<T>(change: (state: ModelState) => { next: ModelState | undefined; result: T }): Promise<T> {
     const saved = this.#saving.then(async () => {
-      const next = change(this.#state);
-      if (next === undefined) return;
-      await writeFileAtomic(join(this.dir, 'state.json'), `${JSON.stringify(ModelStateSchema.parse(next), null, 2)}\n`);
-      this.#state = next;
+      const { next, result } = change(this.#state);
+      if (next !== undefined) {
+        await writeFileAtomic(join(this.dir, 'state.json'), `${JSON.stringify(ModelStateSchema.parse(next), null, 2)}\n`);
+        this.#state = next;
+      }
+      return result;
     });
     // A failed save leaves the state as it was; the next one goes ahead from there.
-    this.#saving = saved.catch(() => undefined);
+    this.#saving = saved.then(() => undefined, () => undefined);
     return saved;
   }
 }
