@@ -130,6 +130,8 @@ export const MetricSetSchema = z.strictObject({
 export const MetricsSchema = z.strictObject({
   split: z.string().min(1),
   test_images: z.number().int().min(0),
+  /** Categories trained on that had no test split: in no metric, so the means leave them out. */
+  untested_categories: z.array(z.string()).optional(),
   fp32: MetricSetSchema.optional(),
   int8: MetricSetSchema.optional(),
   /** INT8 vs FP32 onnxruntime CPU latency at batch 1, measured by the toolchain. */

@@ -174,6 +174,31 @@ def test_a_category_without_defects_is_left_out_of_the_metrics(trained, tiny_ben
     assert list(verify_bundle(out)["metrics"]["fp32"]["per_category"]) == ["brick"]
 
 
+def test_a_category_without_a_test_split_leaves_the_others_measured(trained, tiny_benchmark: Path,
+                                                                    tmp_path: Path) -> None:
+    data, work = _work_copy(trained, tiny_benchmark, tmp_path)
+    shutil.rmtree(data / "wood" / "test")
+    r = cli("evaluate", "--work", str(work), "--quiet")
+    assert r.returncode == 0, r.stderr
+    note = f"{data / 'wood' / 'test'}: category 'wood' left out of the metrics (no test split)"
+    assert note in r.stdout
+    ev = json.loads((work / "evaluation.json").read_text())
+    assert ev["metrics"]["split"] == "test" and ev["metrics"]["untested_categories"] == ["wood"]
+    assert list(ev["metrics"]["int8"]["per_category"]) == ["brick"] and "metrics_left_out" not in ev
+    assert note in (work / "report" / "report.md").read_text()
+    out = tmp_path / "bundle"
+    r = cli("package", "--work", str(work), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    metrics = verify_bundle(out)["metrics"]
+    assert metrics["untested_categories"] == ["wood"] and list(metrics["fp32"]["per_category"]) == ["brick"]
+    # With no test split anywhere there is nothing to measure, and the metrics still say which categories.
+    shutil.rmtree(data / "brick" / "test")
+    r = cli("evaluate", "--work", str(work), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((work / "evaluation.json").read_text())["metrics"] == {
+        "split": "none", "test_images": 0, "untested_categories": ["brick", "wood"]}
+
+
 def test_evaluate_refuses_a_mask_of_another_size(trained, tiny_benchmark: Path, tmp_path: Path) -> None:
     from PIL import Image
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..backbones import weights_provenance
-from ..data.mvtec import DataError, discover, has_split, load_image_for_model
+from ..data.mvtec import DataError, discover, find_categories, has_split, load_image_for_model
 from ..export.onnx_export import OUTPUT_NAME, INPUT_NAME, export_onnx
 from ..model import MoEAD, count_parameters, load_config
 from ..quantize.int8 import fusion_report, quantize_int8
@@ -247,9 +247,15 @@ def evaluate(work: Path, log: Log = print, progress: bool = True) -> dict:
     train_imgs = [load_image_for_model(s.path, spec) for s in tqdm(train, desc="train images", disable=not progress)]
     _, good_scores = score_images(sessions["int8"], train_imgs, pp)
     threshold = threshold_from_good(good_scores)
-    result: dict = {"threshold": threshold, "metrics": {"split": "none", "test_images": 0}}
-    if has_split(data, "test", run["categories"]):
-        test = discover(data, "test", run["categories"])
+    # One category without test/ must not cost the others their metrics: those that have one are
+    # measured, and the metrics (so the manifest too) name the rest, whose absence the means hide.
+    tested = [c for c in run["categories"] if has_split(data, "test", [c])]
+    folders = find_categories(data)
+    untested = {c: folders[c] / "test" for c in run["categories"] if c not in tested}
+    coverage = {"untested_categories": list(untested)} if untested else {}
+    result: dict = {"threshold": threshold, "metrics": {"split": "none", "test_images": 0, **coverage}}
+    if tested:
+        test = discover(data, "test", tested)
         log(f"[evaluate] {len(test)} test images, FP32 and INT8")
         imgs = [load_image_for_model(s.path, spec) for s in tqdm(test, desc="test images", disable=not progress)]
         masks = np.stack([load_mask(s.mask_path, cfg.input_size, cfg.input_size) for s in test])
@@ -267,12 +273,14 @@ def evaluate(work: Path, log: Log = print, progress: bool = True) -> dict:
         split_dirs = {s.category: s.path.parent.parent for s in test}
         notes = [f"{split_dirs[cat]}: category {cat!r} left out of the metrics ({why})"
                  for cat, why in left_out.items()]
+        notes += [f"{split_dir}: category {cat!r} left out of the metrics (no test split)"
+                  for cat, split_dir in untested.items()]
         for note in notes:
             log(f"[evaluate] {note}")
         log("[evaluate] CPU latency FP32 vs INT8 (batch 1, 1 thread)")
         speed = cpu_speed(fp32, int8, cfg.input_size)
         log(f"[evaluate] fp32 {speed['fp32_ms']:.1f} ms, int8 {speed['int8_ms']:.1f} ms: {speed['ratio']:.2f}x")
-        result["metrics"] = {"split": "test", "test_images": len(test), **sets, "cpu_speed": speed}
+        result["metrics"] = {"split": "test", "test_images": len(test), **coverage, **sets, "cpu_speed": speed}
         if left_out:
             result["metrics_left_out"] = left_out
         result["test_scores"] = {"labels": labels.tolist(), "int8": scores["int8"].tolist(),
