@@ -3,7 +3,7 @@
 // so `npm ci` builds it from source; fails with a message naming the missing tool.
 //
 //   node scripts/build-native.mjs            release build → build/native/Release/moead_native.node
-//   node scripts/build-native.mjs --asan     AddressSanitizer build → build/native-asan/
+//   node scripts/build-native.mjs --asan     AddressSanitizer + UBSan build → build/native-asan/
 //   node scripts/build-native.mjs --cuda     fetches nvcc + CUDA runtime headers as pip wheels
 //                                            into .cache/cuda (unless CUDACXX is set) and builds
 //                                            with WITH_CUDA=ON → build/native-cuda/

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// `npm run test:asan`: builds the addon with -fsanitize=address (build/native-asan) and runs
-// the randomized kernel test (dist/test/native/kernels.test.js) against it with libasan
-// preloaded into node, with more cases than `npm test` runs. Any out-of-bounds read or
-// write in a kernel aborts the run with ASan's report.
+// `npm run test:asan`: builds the addon with AddressSanitizer and UBSan, float-cast-overflow
+// included (build/native-asan), and runs the randomized kernel test
+// (dist/test/native/kernels.test.js) against it with libasan preloaded into node, with more
+// cases than `npm test` runs. Any out-of-bounds read or write, and any undefined arithmetic
+// or float-to-integer cast, aborts the run with a report.
 import { spawnSync } from 'node:child_process';
 
 const root = new URL('../..', import.meta.url).pathname;
