@@ -46,6 +46,12 @@ export class CommandDispatcher {
     return { id: null, ok: false, error };
   }
 
+  /** Why a request of `bytes` is refused for its size, or undefined when it fits; needs nothing decoded. */
+  oversize(bytes: number): string | undefined {
+    const limit = this.#limits.maxPayloadBytes;
+    return bytes > limit ? `request of ${bytes} bytes is over the ${limit}-byte limit (mqtt.commands.maxPayloadBytes)` : undefined;
+  }
+
   get names(): string[] {
     return [...this.#handlers.keys()].sort();
   }
@@ -60,9 +66,8 @@ export class CommandDispatcher {
 
   async #dispatch(name: string, payload: Buffer): Promise<CommandReply> {
     const fail = (id: string | null, error: string): CommandReply => ({ id, ok: false, error });
-    if (payload.length > this.#limits.maxPayloadBytes) {
-      return fail(null, `request of ${payload.length} bytes is over the ${this.#limits.maxPayloadBytes}-byte limit (mqtt.commands.maxPayloadBytes)`);
-    }
+    const oversize = this.oversize(payload.length);
+    if (oversize !== undefined) return fail(null, oversize);
     let body: unknown;
     try {
       body = JSON.parse(payload.toString('utf8'));

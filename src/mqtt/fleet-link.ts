@@ -204,6 +204,11 @@ export class MqttFleetLink implements FleetLinkHandle {
         backoff: cfg.backoff, groupId: cfg.sparkplug.groupId, nodeId: this.topics.device,
         stateDir: this.#deps.stateDir, log: this.#log, cameras: () => [...this.#cameras], model: () => this.#deps.model?.(),
         command: (name, request) => this.#commands.dispatch(name, Buffer.from(JSON.stringify(request))),
+        refuseOversize: (bytes) => {
+          const error = this.#commands.oversize(bytes);
+          if (error !== undefined) this.#commands.refuse(error);
+          return error;
+        },
       });
     }
     await Promise.all([conn.start(), this.#sparkplug?.start()]);

@@ -13,7 +13,8 @@
  * Commands: NCMD `Node Control/Rebirth` and `Node Control/Reload Config`; DCMD `threshold`
  * (a Double), `Device Control/Snapshot` and `Device Control/Restart` (Booleans, true).
  * Except for rebirth they go through the same dispatcher as the JSON command topics (size,
- * allow-list, schema, handler); Sparkplug has no replies, so outcomes are logged.
+ * allow-list, schema, handler); Sparkplug has no replies, so outcomes are logged. The size
+ * limit is checked on the raw payload, before it is decoded.
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -34,6 +35,8 @@ export interface SparkplugOptions {
   model: () => { name: string; version: string } | undefined;
   /** Runs a daemon command as the JSON command topics would. */
   command: (name: string, request: { id: string } & Record<string, unknown>) => Promise<CommandReply>;
+  /** The error that refuses (and counts) a raw command payload over mqtt.commands.maxPayloadBytes; undefined when it fits. */
+  refuseOversize: (bytes: number) => string | undefined;
 }
 
 export const REBIRTH = 'Node Control/Rebirth';
@@ -194,6 +197,13 @@ export class SparkplugNode {
   #onCommand(topic: string, payload: Buffer): void {
     const devicePrefix = `${this.topic('DCMD')}/`;
     const camera = topic.startsWith(devicePrefix) ? topic.slice(devicePrefix.length) : undefined;
+    // The limit applies to the bytes received: decoding an oversized payload first would already
+    // spend the memory and CPU the limit is there to bound.
+    const oversize = this.#o.refuseOversize(payload.length);
+    if (oversize !== undefined) {
+      this.#o.log('warn', `sparkplug: ${topic}: command refused, not decoded: ${oversize}`);
+      return;
+    }
     let metrics: Metric[];
     try {
       metrics = decodePayload(payload).metrics;

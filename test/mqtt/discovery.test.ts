@@ -132,6 +132,41 @@ test('Sparkplug B: NBIRTH with bdSeq, DBIRTH per camera, DDATA per score, rebirt
   }
 });
 
+test('EXPECTED FAILURE - a Sparkplug command over mqtt.commands.maxPayloadBytes is refused on its raw size, before it is decoded', async () => {
+  const broker = await Mosquitto.start();
+  const state = await tempDir('moead-spb-size-');
+  const w = await MqttCollector.connect(broker.url, 'spBv1.0/plant3/#');
+  const logs: string[] = [];
+  const link = createFleetLink(testConfig(broker.url, { sparkplug: { enabled: true, groupId: 'plant3' }, commands: { maxPayloadBytes: 64 } }), { stateDir: state.path, cameras: ['cam1'], log: (_level, line) => logs.push(line) });
+  const thresholds: unknown[] = [];
+  link.onCommand('set-threshold', async (request) => {
+    thresholds.push(request.threshold);
+    return {};
+  });
+  const dcmd = (metrics: Array<{ name: string; type: 'Double' | 'Boolean'; value: number | boolean }>): Buffer =>
+    Buffer.from(tahu.encodePayload({ timestamp: Date.now(), metrics }));
+  try {
+    await link.start();
+    await w.waitFor('spBv1.0/plant3/DBIRTH/dev1/cam1');
+    // Padded by an ignored metric: over the limit as received, yet its set-threshold request
+    // as JSON would fit, so only a check on the raw bytes refuses it.
+    const big = dcmd([{ name: 'threshold', type: 'Double', value: 0.7 }, { name: 'x'.repeat(100), type: 'Boolean', value: false }]);
+    assert.ok(big.length > 64);
+    await w.publish('spBv1.0/plant3/DCMD/dev1/cam1', big, { qos: 0 });
+    const small = dcmd([{ name: 'threshold', type: 'Double', value: 0.5 }]);
+    assert.ok(small.length <= 64);
+    await w.publish('spBv1.0/plant3/DCMD/dev1/cam1', small, { qos: 0 });
+    const deadline = Date.now() + 5000;
+    while (thresholds.length < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(thresholds, [0.5], 'only the payload within the limit runs');
+    assert.equal(logs.filter((l) => l.includes(`sparkplug: spBv1.0/plant3/DCMD/dev1/cam1: command refused, not decoded: request of ${big.length} bytes is over the 64-byte limit (mqtt.commands.maxPayloadBytes)`)).length, 1, logs.join('\n'));
+    assert.ok(!logs.some((l) => l.includes('is not a command here')), 'the padding metric was never decoded');
+    assert.equal(link.stats().command_errors, 1);
+  } finally {
+    await closeLinkTest({ link, watcher: w, broker, state });
+  }
+});
+
 test('Home Assistant discovery is retained, and re-sent when Home Assistant announces itself', async () => {
   const broker = await Mosquitto.start();
   const state = await tempDir('moead-ha-');
