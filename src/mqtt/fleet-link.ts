@@ -126,6 +126,11 @@ export class MqttFleetLink implements FleetLinkHandle {
   #otaStatus: string | undefined;
   readonly #snapshots = new Map<string, Buffer>();
   readonly #drainWaiters = new Set<() => void>();
+  /**
+   * Replies of commands that finished while the link was down, sent after the next connect.
+   * Requests only come in while connected and the dispatcher bounds how many wait, so few can pile up.
+   */
+  readonly #heldReplies: Array<{ name: string; body: string; request: IPublishPacket }> = [];
   #url = '';
   #broker: EmbeddedBroker | undefined;
   #outbox: Outbox | undefined;
@@ -194,6 +199,7 @@ export class MqttFleetLink implements FleetLinkHandle {
       if (cfg.homeassistant.enabled) filters[`${cfg.homeassistant.prefix}/status`] = { qos: 1 };
       client.subscribe(filters, (err) => (err ? reject(new Error(`subscribing to commands failed: ${err.message}`)) : resolve()));
     }));
+    conn.onConnected(() => this.#sendHeldReplies());
     conn.onConnected(() => this.#republishRetained());
     conn.onConnected(() => this.#pump());
     conn.onDisconnected(() => this.#outbox?.releaseInflight());
@@ -279,6 +285,10 @@ export class MqttFleetLink implements FleetLinkHandle {
     });
     this.#outbox?.close();
     await this.#broker?.close();
+    if (this.#heldReplies.length > 0) {
+      this.#log('warn', `mqtt: ${this.#heldReplies.length} command replies never sent (the link was down until stop): ${this.#heldReplies.map((r) => this.topics.reply(r.name)).join(', ')}`);
+      this.#heldReplies.length = 0;
+    }
   }
 
   // ---- internals ----------------------------------------------------------------------
@@ -399,7 +409,24 @@ export class MqttFleetLink implements FleetLinkHandle {
 
   async #reply(name: string, reply: CommandReply, request: IPublishPacket): Promise<void> {
     if (!reply.ok) this.#log('warn', `mqtt: command ${name} refused: ${reply.error}`);
-    const body = JSON.stringify(reply);
+    await this.#sendReply(name, JSON.stringify(reply), request);
+  }
+
+  async #sendHeldReplies(): Promise<void> {
+    for (const r of this.#heldReplies.splice(0)) await this.#sendReply(r.name, r.body, r.request);
+  }
+
+  async #sendReply(name: string, body: string, request: IPublishPacket): Promise<void> {
+    if (!this.#conn?.connected) {
+      if (this.#stopped) {
+        this.#log('warn', `mqtt: command ${name} finished after the link stopped; its reply to ${this.topics.reply(name)} is not sent`);
+        return;
+      }
+      // The requester is still waiting: a late reply (it carries the request id) beats none.
+      this.#heldReplies.push({ name, body, request });
+      this.#log('warn', `mqtt: command ${name} finished while the link was down; its reply to ${this.topics.reply(name)} is sent after the next connect`);
+      return;
+    }
     await this.#publishIfConnected(this.topics.reply(name), body, DELIVERY.reply);
     const responseTopic = request.properties?.responseTopic;
     if (responseTopic && !/[#+]/.test(responseTopic) && this.#conn?.connected) {

@@ -65,3 +65,37 @@ test('after a broker restart (state lost): online, camera status and snapshot ar
     await state.remove();
   }
 });
+
+test('a command that finishes while the broker is away is answered after the reconnect', async () => {
+  // Persistent: the watcher's session, and the reply queued for it, outlive the restart.
+  const broker = await Mosquitto.start({ extraConfig: ['persistence true'] });
+  const state = await tempDir('moead-held-reply-');
+  const logs: string[] = [];
+  const link = createFleetLink(testConfig(broker.url), { stateDir: state.path, log: (_level, line) => logs.push(line) });
+  let started = false;
+  let finish: () => void = () => undefined;
+  link.onCommand('slow', async () => {
+    started = true;
+    await new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    return 'done';
+  });
+  const w = await MqttCollector.connect(broker.url, 'moead/dev1/cmd/+/reply', { clean: false, clientId: 'held-reply-watcher' });
+  try {
+    await link.start();
+    await w.publish('moead/dev1/cmd/slow', JSON.stringify({ id: 'h1' }));
+    await until(() => started, 5000, 'the handler to start');
+    await broker.stop();
+    await until(() => !link.connected, 5000, 'the link to notice');
+    finish();
+    await until(() => logs.some((l) => l.includes('command slow finished while the link was down; its reply to moead/dev1/cmd/slow/reply is sent after the next connect')), 5000, `the held reply logged; log:\n${logs.join('\n')}`);
+    await broker.restart();
+    assert.deepEqual((await w.waitFor('moead/dev1/cmd/slow/reply', { timeoutMs: 10_000 })).json(), { id: 'h1', ok: true, result: 'done' });
+  } finally {
+    await link.stop();
+    await w.close();
+    await broker.teardown();
+    await state.remove();
+  }
+});
