@@ -6,7 +6,8 @@
  * A fresh client per attempt also means subscriptions and retained state are renewed on every
  * connect by the onConnected hooks, never left to a library's memory of them.
  */
-import { connect, type IClientOptions, type IClientPublishOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import { connect, ReasonCodes, type IClientOptions, type IClientPublishOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import { z } from 'zod';
 import { Backoff } from './backoff.js';
 
 export type Log = (level: 'info' | 'warn' | 'error', message: string) => void;
@@ -29,6 +30,10 @@ export type MessageListener = (topic: string, payload: Buffer, packet: IPublishP
 const STABLE_MS = 5000;
 /** Longest wait for a graceful disconnect at stop. */
 const END_GRACE_MS = 3000;
+/** A SUBACK's reason codes, one per filter asked for; 0x80 and up refuse it (only 0x80 in MQTT 3.1.1). */
+const SubackCodesSchema = z.array(z.number().int().min(0).max(255));
+
+export type SubscriptionFilters = Record<string, { qos: 0 | 1 }>;
 
 export class Connection {
   readonly #opts: ConnectionOptions;
@@ -40,6 +45,8 @@ export class Connection {
   #connected = false;
   #stopped = false;
   #timer: NodeJS.Timeout | undefined;
+  /** Pending retries of refused subscriptions; they belong to the live session only. */
+  readonly #subscribeRetries = new Set<NodeJS.Timeout>();
   #connectedAt = 0;
   #reconnects = 0;
   #everConnected = false;
@@ -106,10 +113,55 @@ export class Connection {
     });
   }
 
+  /**
+   * Subscribes on the session of `client` and resolves at the SUBACK; rejects when none came.
+   * A filter the broker refuses is logged with its reason code and asked for again with
+   * backoff while this session lasts: the broker's ACL may allow it later, and what it carries
+   * (commands) must not stay off until some unrelated reconnect. The next session subscribes afresh.
+   */
+  subscribe(client: MqttClient, filters: SubscriptionFilters, what: string): Promise<void> {
+    const generation = this.#generation;
+    const backoff = new Backoff(this.#opts.backoff.minMs, this.#opts.backoff.maxMs);
+    const live = (): boolean => generation === this.#generation && this.#connected;
+    const attempt = (wanted: SubscriptionFilters): Promise<void> => new Promise((resolve, reject) => {
+      client.subscribe(wanted, (err, subs, packet) => {
+        const topics = (subs ?? []).map((sub) => sub.topic);
+        const codes = SubackCodesSchema.safeParse(packet?.granted);
+        if (!codes.success || codes.data.length !== topics.length) {
+          reject(new Error(`subscribing to ${what} failed: ${err ? errorText(err) : 'the SUBACK does not answer every filter'}`));
+          return;
+        }
+        const refused = topics.filter((_, i) => codes.data[i]! >= 0x80);
+        if (refused.length === 0) {
+          if (backoff.attempts > 0) this.#opts.log('info', `mqtt: subscribed to ${topics.join(', ')} (${what}) after ${backoff.attempts} refusal(s)`);
+          resolve();
+          return;
+        }
+        const delay = backoff.next();
+        for (const [i, topic] of topics.entries()) {
+          const code = codes.data[i]!;
+          if (code < 0x80) continue;
+          this.#opts.log('warn', `mqtt: the broker refused the subscription to ${topic} (${what}; SUBACK reason code 0x${code.toString(16)}: ${(ReasonCodes as Record<number, string | undefined>)[code] ?? 'unknown'}); asking again in ${delay} ms`);
+        }
+        const timer = setTimeout(() => {
+          this.#subscribeRetries.delete(timer);
+          if (!live()) return;
+          attempt(Object.fromEntries(refused.map((t) => [t, wanted[t] ?? { qos: 1 }]))).catch((retryErr: unknown) => {
+            if (live()) this.#opts.log('warn', `mqtt: ${errorText(retryErr)}`);
+          });
+        }, delay);
+        this.#subscribeRetries.add(timer);
+        resolve();
+      });
+    });
+    return attempt(filters);
+  }
+
   /** Runs `last` on the live session (e.g. publish offline), then closes it and stops reconnecting. */
   async stop(last?: (client: MqttClient) => Promise<void>): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    this.#clearSubscribeRetries();
     const client = this.#client;
     if (!client) return;
     if (this.#connected && last) {
@@ -165,6 +217,7 @@ export class Connection {
       closed = true;
       const wasConnected = this.#connected;
       this.#connected = false;
+      this.#clearSubscribeRetries();
       if (wasConnected) {
         if (Date.now() - this.#connectedAt >= STABLE_MS) this.#backoff.reset();
         for (const h of this.#onDisconnected) h();
@@ -177,6 +230,11 @@ export class Connection {
       this.#settleFirst();
       this.#timer = setTimeout(() => this.#attempt(), delay);
     });
+  }
+
+  #clearSubscribeRetries(): void {
+    for (const t of this.#subscribeRetries) clearTimeout(t);
+    this.#subscribeRetries.clear();
   }
 
   async #runConnectedHooks(client: MqttClient, generation: number): Promise<void> {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { IClientOptions, IPublishPacket } from 'mqtt';
 import { CommandDispatcher } from './commands.js';
 import type { MqttConfig } from './config.js';
-import { Connection, errorText, type Log } from './connection.js';
+import { Connection, errorText, type Log, type SubscriptionFilters } from './connection.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './embedded-broker.js';
 import { discoveryMessages } from './homeassistant.js';
 import type { CommandHandler, EventMessage, FleetLink, ScoreMessage } from './link.js';
@@ -194,11 +194,11 @@ export class MqttFleetLink implements FleetLinkHandle {
     }
     const conn = new Connection({ url: this.#url, client: options, backoff: cfg.backoff, log: this.#log, configPath: 'mqtt' });
     this.#conn = conn;
-    conn.onConnected((client) => new Promise<void>((resolve, reject) => {
-      const filters: Record<string, { qos: 0 | 1 }> = { [this.topics.commandFilter]: { qos: 1 } };
+    conn.onConnected((client) => {
+      const filters: SubscriptionFilters = { [this.topics.commandFilter]: { qos: 1 } };
       if (cfg.homeassistant.enabled) filters[`${cfg.homeassistant.prefix}/status`] = { qos: 1 };
-      client.subscribe(filters, (err) => (err ? reject(new Error(`subscribing to commands failed: ${err.message}`)) : resolve()));
-    }));
+      return conn.subscribe(client, filters, 'commands');
+    });
     conn.onConnected(() => this.#sendHeldReplies());
     conn.onConnected(() => this.#republishRetained());
     conn.onConnected(() => this.#pump());

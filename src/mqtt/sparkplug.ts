@@ -76,9 +76,7 @@ export class SparkplugNode {
         return { will: { topic: this.topic('NDEATH'), payload: this.#death(), qos: 1, retain: false } };
       },
     });
-    this.#conn.onConnected((client) => new Promise<void>((resolve, reject) => {
-      client.subscribe([this.topic('NCMD'), `${this.topic('DCMD')}/+`], { qos: 0 }, (err) => (err ? reject(err) : resolve()));
-    }));
+    this.#conn.onConnected((client) => this.#conn.subscribe(client, { [this.topic('NCMD')]: { qos: 0 }, [`${this.topic('DCMD')}/+`]: { qos: 0 } }, 'Sparkplug commands'));
     this.#conn.onConnected(() => this.#birth());
     this.#conn.onDisconnected(() => {
       this.#born = false;
