@@ -167,7 +167,7 @@ export class Daemon {
 
       const prometheus = config.telemetry.prometheus;
       if (prometheus.enabled) {
-        this.#metrics = new MetricsExporter();
+        this.#metrics = new MetricsExporter(log.child('prometheus'));
         log.info(`Prometheus metrics on ${await this.#metrics.listen(prometheus.host, prometheus.port)}`);
       }
 

@@ -8,6 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Gauge, Registry } from 'prom-client';
 import { z } from 'zod';
+import type { Logger } from '../util/log.js';
 
 const num = z.number().nullable().optional();
 const numbers = z.record(z.string(), z.number().nullable());
@@ -48,8 +49,11 @@ export class MetricsExporter {
   #server: Server | undefined;
   readonly #g: Record<string, Gauge<string>>;
   #updates = 0;
+  readonly #log: Pick<Logger, 'error'>;
 
-  constructor() {
+  /** `log` gets what goes wrong with the endpoint after it started listening. */
+  constructor(log: Pick<Logger, 'error'>) {
+    this.#log = log;
     const gauge = (name: string, help: string, labelNames: string[] = []): Gauge<string> =>
       new Gauge({ name, help, labelNames, registers: [this.registry] });
     this.#g = {
@@ -150,13 +154,21 @@ export class MetricsExporter {
       );
     });
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) =>
-        reject(new Error(`telemetry.prometheus: cannot listen on ${host}:${port}: ${err.code === 'EADDRINUSE' ? 'port in use' : err.message}`)));
-      server.listen(port, host, () => resolve());
+      const refuse = (err: NodeJS.ErrnoException): void =>
+        reject(new Error(`telemetry.prometheus: cannot listen on ${host}:${port}: ${err.code === 'EADDRINUSE' ? 'port in use' : err.message}`));
+      server.once('error', refuse);
+      server.listen(port, host, () => {
+        server.off('error', refuse);
+        resolve();
+      });
     });
     this.#server = server;
     const addr = server.address() as AddressInfo;
-    return `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}/metrics`;
+    const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}/metrics`;
+    // An error now (a failed accept) leaves the server listening; with no listener Node would
+    // throw it and end the daemon over its metrics endpoint.
+    server.on('error', (err: NodeJS.ErrnoException) => this.#log.error(`telemetry.prometheus: the endpoint ${url} failed: ${err.message}; scrapes may fail until it recovers`));
+    return url;
   }
 
   close(): Promise<void> {
