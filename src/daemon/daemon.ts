@@ -25,6 +25,7 @@ import { errorMessage, type Logger } from '../util/log.js';
 import { CameraPipeline } from './camera-pipeline.js';
 import { registerCommands, type Commands } from './commands.js';
 import { HeapTrimmer } from './heap-trim.js';
+import { ModelReopener } from './reopen.js';
 import { buildTelemetry, CpuMeter } from './telemetry.js';
 import { watchLines } from './watch-lines.js';
 
@@ -78,6 +79,7 @@ export class Daemon {
   #log: Logger;
   #detector: LiveDetector | undefined;
   #updater: ModelUpdater | undefined;
+  #reopener: ModelReopener | undefined;
   #link: LinkHandle | undefined;
   #cameras: CameraPipeline[] = [];
   #commands: Commands | undefined;
@@ -163,6 +165,14 @@ export class Daemon {
       this.#commands = registerCommands(link.link, { store: this.#store, cameras: this.#cameras, status: () => this.status(), models: this.#updater });
       await link.link.start();
       this.#updater.start(opened.recovery);
+      const updater = this.#updater;
+      this.#reopener = new ModelReopener({
+        live: detector,
+        open: (dir) => this.#parts.openDetector(dir, inference, log.child('inference')),
+        onProbation: () => updater.status().state === 'probation',
+        log: log.child('inference'),
+      });
+      this.#reopener.start();
       for (const line of watchLines({ url: link.url(), embedded: link.embedded, root: link.root }, config.mqtt.base)) print(line);
 
       const prometheus = config.telemetry.prometheus;
@@ -232,14 +242,17 @@ export class Daemon {
   }
 
   /**
-   * Why the daemon cannot recover by itself, or undefined while it can: a model whose
-   * inference worker died, or one that stopped answering (a camera in inference_stuck past
-   * inference.stuckTimeoutS), needs a restart, which systemd's watchdog gives it
-   * (src/util/sd-notify.ts).
+   * Why the daemon is unhealthy, or undefined when it is not: a model whose inference worker
+   * died (until the reopener has it running again), or one that stopped answering (a camera in
+   * inference_stuck past inference.stuckTimeoutS). What does not come back by itself is cured
+   * by a restart, which systemd's watchdog gives (src/util/sd-notify.ts).
    */
   health(): string | undefined {
     const failure = this.#detector?.failure();
-    if (failure !== undefined) return `the model in force can run no frame any more (${failure})`;
+    if (failure !== undefined) {
+      const reopening = this.#reopener?.progress();
+      return `the model in force can run no frame any more (${failure})${reopening === undefined ? '' : `; ${reopening}`}`;
+    }
     const stuck = this.#cameras.filter((c) => c.status().state === 'inference_stuck').map((c) => c.name);
     return stuck.length > 0 ? `inference stuck for camera ${stuck.join(', ')} (inference.stuckTimeoutS)` : undefined;
   }
@@ -297,6 +310,8 @@ export class Daemon {
     const waitMs = this.#store.current.mqtt.commands.timeoutMs;
     const running = (await this.#commands?.close(waitMs)) ?? 0;
     if (running > 0) log.error(`stopping with ${running} command(s) still running after ${waitMs} ms (mqtt.commands.timeoutMs)`);
+    // Before anything closes the model: a reopen finishing later would leave its worker running.
+    await this.#reopener?.stop();
     await this.#updater?.stop().catch((err: unknown) => log.error(`stopping the model updater: ${errorMessage(err)}`));
     const cameras = await Promise.all(
       this.#cameras.map((c) =>

@@ -3,11 +3,10 @@
  * folder camera), in this process so that a command can be served at a chosen moment of the
  * stop: commands that arrive once the stop began are refused, a camera stopped is never
  * restarted, a model that never answers cannot hold the stop up, and a dead inference
- * worker makes the daemon unhealthy (so systemd's watchdog restarts it).
+ * worker makes the daemon unhealthy until the model runs again in a fresh worker.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Worker } from 'node:worker_threads';
 import type { FrameSource } from '../../src/capture/frame.js';
 import { CameraConfigSchema, createFrameSource } from '../../src/capture/index.js';
 import { loadConfig } from '../../src/config/load.js';
@@ -26,6 +25,7 @@ import { CameraSeq } from '../../src/scoring/seq.js';
 import { createLogger } from '../../src/util/log.js';
 import { Mosquitto, tempDir, type TempDir } from '../harness/index.js';
 import { testBundle, testFrames, writeOneCameraConfig } from './fixtures.js';
+import { watchInferenceWorkers } from './inference-workers.js';
 
 let dir: TempDir;
 let broker: Mosquitto;
@@ -93,37 +93,53 @@ test('commands that arrive once the daemon began to stop are refused, not served
   }
 });
 
-test('a dead inference worker makes the daemon unhealthy, so that the watchdog restarts it', async () => {
-  // The model's worker is the one the backend posts to.
-  const workers = new Set<Worker>();
-  // Called with apply on the worker, and put back once the daemon started.
-  // eslint-disable-next-line @typescript-eslint/unbound-method
-  const post = Worker.prototype.postMessage;
-  Worker.prototype.postMessage = function (this: Worker, ...args: Parameters<Worker['postMessage']>) {
-    workers.add(this);
-    post.apply(this, args);
-  };
-  let started: Awaited<ReturnType<typeof startDaemon>>;
+test('a dead inference worker makes the daemon unhealthy until it has opened the model again in a fresh worker; then frames score again', async () => {
+  const workers = watchInferenceWorkers();
+  let started: Awaited<ReturnType<typeof startDaemon>> | undefined;
   try {
     // One frame a second: right after a score, nothing runs in the worker for most of a second
     // (terminating it during a run would abort the process, not just the worker).
     started = await startDaemon('worker-dies', 1);
-  } finally {
-    Worker.prototype.postMessage = post;
-  }
-  const { daemon } = started;
-  try {
+    const { daemon } = started;
     const frames = () => (daemon.status().cameras as Record<string, { frames: number }>).cam?.frames ?? 0;
     await waitFor(() => frames() > 0, 'a first score');
     const scored = frames();
     await waitFor(() => frames() > scored, 'a score to follow');
     assert.equal(daemon.health(), undefined);
-    assert.equal(workers.size, 1, 'test setup: one inference worker');
-    for (const worker of workers) await worker.terminate();
-    await waitFor(() => daemon.health() !== undefined, 'the daemon to say it is unhealthy');
-    assert.match(daemon.health() ?? '', /the model in force can run no frame any more \(inference worker exited/);
+    assert.equal(workers.all.length, 1, 'test setup: one inference worker');
+    await workers.all[0]!.terminate();
+    let health = '';
+    await waitFor(() => /opening it again/.test((health = daemon.health() ?? '')), 'the daemon to say it is unhealthy, and reopening');
+    assert.match(health, /^the model in force can run no frame any more \(inference worker exited \(code 1\)\); opening it again in a fresh inference worker$/);
+    await waitFor(() => daemon.health() === undefined, 'the daemon to be healthy again');
+    const reopened = frames();
+    await waitFor(() => frames() > reopened, 'a score from the model opened again');
+    assert.equal(workers.running().length, 1, 'one fresh worker, the dead one gone');
   } finally {
+    workers.restore();
+    await started?.daemon.stop();
+  }
+  assert.deepEqual(workers.running(), [], 'the stop closed the fresh worker');
+});
+
+test('a stop while the daemon waits to open a dead model again cancels the reopen and leaves no worker running', async () => {
+  const workers = watchInferenceWorkers();
+  let started: Awaited<ReturnType<typeof startDaemon>> | undefined;
+  try {
+    started = await startDaemon('worker-dies-at-stop', 1);
+    const { daemon } = started;
+    const frames = () => (daemon.status().cameras as Record<string, { frames: number }>).cam?.frames ?? 0;
+    await waitFor(() => frames() > 0, 'a first score');
+    await workers.all[0]!.terminate();
+    await waitFor(() => /opening it again/.test(daemon.health() ?? ''), 'the reopen to be scheduled');
     await daemon.stop();
+    // Past the first try's delay (1 s, REOPEN_BACKOFF): a try left pending would have started a worker.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(workers.all.length, 1, 'no worker started after the stop');
+    assert.deepEqual(workers.running(), []);
+  } finally {
+    workers.restore();
+    await started?.daemon.stop();
   }
 });
 
