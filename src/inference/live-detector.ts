@@ -70,6 +70,14 @@ export class LiveDetector {
     return this.#failures.get(detector) ?? 0;
   }
 
+  /**
+   * Frames `detector` prepared (or is preparing) whose inference has not ended. After the
+   * cameras stopped, these are the frames they abandoned on it.
+   */
+  inFlight(detector: Detector): number {
+    return this.#inFlight.get(detector) ?? 0;
+  }
+
   /** Why the model in force can run no frame any more (its inference worker died), else undefined. */
   failure(): string | undefined {
     return this.#current.failure();

@@ -59,7 +59,9 @@ export class ModelUpdater {
   readonly #deps: ModelUpdaterDeps;
   #busy: { request: string; step: string } | undefined;
   #status: OtaStatus;
-  #probation: { timer: NodeJS.Timeout; deadline: number; request: string | null } | undefined;
+  #probation: { timer: NodeJS.Timeout; deadline: number; request: string | null; model: Detector } | undefined;
+  /** The model whose probation stop() left to resume, for stoppedWithModelHung(). */
+  #paused: Detector | undefined;
   /** The model before the switch, kept open during probation so that a rollback is immediate. */
   #standby: Detector | undefined;
   /** A model opened and not yet in force (an update being validated, a rollback's target). */
@@ -141,15 +143,24 @@ export class ModelUpdater {
     while (this.#work.size > 0) await Promise.allSettled(this.#work);
     const probation = this.#probation;
     this.#endProbation();
-    await this.#retireStandby();
-    if (probation) await this.#deps.store.pauseProbation().catch((err: unknown) => this.#deps.log.error(`probation state not saved: ${errorMessage(err)}`));
+    // Not waited for: the model before closes after its frames, which the cameras' stop bounds
+    // (inference.stuckTimeoutS) and LiveDetector.close() waits for. Waiting here, before the
+    // cameras stop, would let a hung model before hold the stop up.
+    void this.#retireStandby();
+    if (probation) {
+      this.#paused = probation.model;
+      await this.#deps.store.pauseProbation().catch((err: unknown) => this.#deps.log.error(`probation state not saved: ${errorMessage(err)}`));
+    }
   }
 
   /**
    * After stop(), when the cameras could not stop cleanly (a frame hung in inference): a
-   * probation stop() left to resume rolls back at the next start instead, as after a crash.
+   * probation stop() left to resume rolls back at the next start instead, as after a crash,
+   * when a frame the model on probation prepared is among those abandoned. The model
+   * before's are not the new model's fault (as probation counts failures).
    */
   async stoppedWithModelHung(): Promise<void> {
+    if (this.#paused === undefined || this.#deps.live.inFlight(this.#paused) === 0) return;
     await this.#deps.store.pauseProbation(false);
   }
 
@@ -326,7 +337,7 @@ export class ModelUpdater {
     };
     const timer = setInterval(check, Math.min(1000, Math.max(50, seconds * 100)));
     timer.unref();
-    this.#probation = { timer, deadline, request };
+    this.#probation = { timer, deadline, request, model };
     if (seconds === 0) check();
   }
 

@@ -12,7 +12,7 @@ import { basename, dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ManifestSchema, type Manifest } from '../../src/bundle/manifest.js';
 import { frameFromFile, openDetector } from '../../src/inference/index.js';
-import type { Detector } from '../../src/inference/detector.js';
+import type { Detector, PreparedFrame } from '../../src/inference/detector.js';
 import { OtaStatusPayloadSchema, ScorePayloadSchema, type OtaStatusPayload } from '../../src/mqtt/topics.js';
 import { OtaConfigSchema } from '../../src/ota/config.js';
 import { compareVersions } from '../../src/ota/version.js';
@@ -481,6 +481,37 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
     } finally {
       await updater.stop();
       await live.close();
+    }
+  });
+
+  test('frames abandoned at a stop make the paused probation roll back only when the new model prepared them', { timeout: 120_000 }, async () => {
+    const url = await serveBundle('v960', { edit: bump('9.6.0') });
+    for (const [whose, expected] of [
+      ['the model before', 'probation_resumed'],
+      ['the new model', 'rolled_back'],
+    ] as const) {
+      const stateDir = dir.file(`abandoned-${expected}-state`);
+      const seen: OtaStatus[] = [];
+      const { updater, live } = await inProcessUpdater(basename(stateDir), 60, (s) => seen.push(s));
+      // Prepared and never run: in flight when the cameras stop, as a frame they abandoned.
+      let abandoned: PreparedFrame | undefined;
+      try {
+        updater.start(undefined);
+        if (whose === 'the model before') abandoned = await live.prepare(await aFrame());
+        updater.update({ id: 'h1', url });
+        await waitFor(() => seen.some((s) => s.state === 'probation' || s.state === 'failed'), () => JSON.stringify(seen));
+        assert.equal(seen.at(-1)?.state, 'probation', JSON.stringify(seen));
+        if (whose === 'the new model') abandoned = await live.prepare(await aFrame());
+        // The daemon's stop: the updater, then the cameras (which abandoned the frame), then this.
+        await updater.stop();
+        await updater.stoppedWithModelHung();
+        const { recovery } = await ModelStore.open(stateDir, SHIPPED_BUNDLE);
+        assert.equal(recovery?.kind, expected, `a frame of ${whose} abandoned: ${JSON.stringify(recovery)}`);
+      } finally {
+        if (abandoned) await live.infer(abandoned).catch(() => undefined);
+        await updater.stop();
+        await live.close();
+      }
     }
   });
 
