@@ -39,6 +39,8 @@ export class ModelReopener {
   /** The dead model being replaced, while a reopen is under way. */
   #dead: Detector | undefined;
   #failuresInRow = 0;
+  /** The model last opened again, and when (monotonic ms): its death soon after is no fresh start. */
+  #reopened: { detector: Detector; at: number } | undefined;
   #lastError: string | undefined;
   #stopped = false;
 
@@ -73,7 +75,11 @@ export class ModelReopener {
     const why = current.failure();
     if (why === undefined || this.#deps.onProbation()) return;
     this.#dead = current;
-    this.#failuresInRow = 0;
+    // One opened again that died within the longest delay did not run: the backoff goes on
+    // growing, so that a model that dies again at once (out of memory) does not spin.
+    const reopened = this.#reopened;
+    const soon = reopened?.detector === current && performance.now() - reopened.at < this.#backoff.maxMs;
+    this.#failuresInRow = soon ? this.#failuresInRow + 1 : 0;
     this.#lastError = undefined;
     this.#schedule(`${current.manifest.name} ${current.manifest.version} can run no frame any more (${why})`);
   }
@@ -116,6 +122,7 @@ export class ModelReopener {
     }
     live.swap(fresh);
     this.#dead = undefined;
+    this.#reopened = { detector: fresh, at: performance.now() };
     log.info(`${fresh.manifest.name} ${fresh.manifest.version} runs again, in a fresh inference worker (after ${this.#failuresInRow} failed attempt(s))`);
   }
 }

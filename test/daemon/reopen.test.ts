@@ -156,3 +156,23 @@ test('no reopen while a probation is under way: its rollback answers the death o
     await live.close();
   }
 });
+
+test('a model that dies again soon after it was opened again is reopened at a growing delay, not every second', async () => {
+  const first = await open(bundle);
+  const live = new LiveDetector(first);
+  // Deaths within the longest delay of a reopen count as failures in a row.
+  const { reopener: r, lines } = reopener(live, { backoff: { initialMs: 20, maxMs: 30_000, jitter: 0 } });
+  try {
+    let dying = first;
+    for (let death = 1; death <= 3; death += 1) {
+      await killWorkerOf(dying);
+      await waitFor(() => live.current !== dying, `reopen ${death}`);
+      dying = live.current;
+    }
+    const delays = lines.map((l) => /can run no frame any more .* in (\d+) ms$/.exec(l)?.[1]).filter((d) => d !== undefined).map(Number);
+    assert.deepEqual(delays, [20, 40, 80], lines.join('\n'));
+  } finally {
+    await r.stop();
+    await live.close();
+  }
+});
