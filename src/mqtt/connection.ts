@@ -137,11 +137,18 @@ export class Connection {
           resolve();
           return;
         }
-        const delay = backoff.next();
+        // A refusal that answers after the session ended (or during stop) is not asked for again:
+        // a timer set then would outlive the close that clears the others.
+        const retry = live() && !this.#stopped;
+        const delay = retry ? backoff.next() : 0;
         for (const [i, topic] of topics.entries()) {
           const code = codes.data[i]!;
           if (code < 0x80) continue;
-          this.#opts.log('warn', `mqtt: the broker refused the subscription to ${topic} (${what}; SUBACK reason code 0x${code.toString(16)}: ${(ReasonCodes as Record<number, string | undefined>)[code] ?? 'unknown'}); asking again in ${delay} ms`);
+          this.#opts.log('warn', `mqtt: the broker refused the subscription to ${topic} (${what}; SUBACK reason code 0x${code.toString(16)}: ${(ReasonCodes as Record<number, string | undefined>)[code] ?? 'unknown'}); ${retry ? `asking again in ${delay} ms` : 'not asked again, the session ended'}`);
+        }
+        if (!retry) {
+          resolve();
+          return;
         }
         const timer = setTimeout(() => {
           this.#subscribeRetries.delete(timer);
