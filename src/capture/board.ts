@@ -4,6 +4,7 @@
  * Jetson uses NVDEC/VIC (nvv4l2decoder, nvvidconv) and other boards decode in software.
  */
 import { z } from 'zod';
+import { osText } from '../util/os-text.js';
 
 /** A fragment of a gst-launch description, e.g. `nvv4l2decoder mjpeg=1` or `videoconvert ! videoscale`. */
 const gstFragment = z.string().min(1).regex(/^[^"\\\0]*$/, 'expected gst-launch elements without quotes, backslashes or NUL');
@@ -30,7 +31,7 @@ export const BoardCaptureSchema = z.strictObject({
   ffmpeg: z
     .strictObject({
       /** Arguments placed before `-i`, e.g. ["-hwaccel", "cuda"] on a desktop NVIDIA board. */
-      inputArgs: z.array(z.string().min(1).refine((a) => !a.includes('\0'), 'expected no NUL character (exec cannot pass one)')).default([]),
+      inputArgs: z.array(osText()).default([]),
     })
     .prefault({}),
 });

@@ -1,14 +1,12 @@
 /** Camera entries under `cameras:` in the config. The capture folder owns this schema. */
 import { z } from 'zod';
+import { osText } from '../util/os-text.js';
 import { gstTokens } from './pipeline.js';
 
 const cameraName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'expected [a-zA-Z0-9_-], used in MQTT topics');
 
-/**
- * Text that ends up in a child's argv or in a file path. A NUL cannot be passed to exec or open:
- * left in, the camera would fail at every spawn and be retried forever.
- */
-const argText = z.string().min(1).refine((s) => !s.includes('\0'), 'expected no NUL character (a process argument or file path cannot hold one)');
+/** Text that ends up in a child's argv or in a file path (a NUL in it would fail every spawn). */
+const argText = osText();
 
 /** Fields every camera has, whatever its source. */
 const common = {

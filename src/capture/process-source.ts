@@ -17,7 +17,7 @@ import type { RawCameraConfig } from './config.js';
 import type { Frame, FrameSource, SourceStatus } from './frame.js';
 import { FrameAssembler } from './frame-assembler.js';
 import { buildChildCommand, RGB_BYTES_PER_PIXEL, type Binaries, type ChildCommand } from './pipeline.js';
-import { redact } from './redact.js';
+import { redact } from '../util/redact.js';
 import { SourceReporter, type CaptureLog, type CaptureStats, type RestartReason } from './reporter.js';
 import { crop, rotate, type RawImage } from './transform.js';
 import { errorMessage } from '../util/log.js';

@@ -4,6 +4,7 @@
  */
 import type { z } from 'zod';
 import { formatKeyPath } from '../bundle/load.js';
+import { redact } from '../util/redact.js';
 
 export { formatKeyPath };
 
@@ -29,9 +30,18 @@ export function valueAt(root: unknown, path: ReadonlyArray<PropertyKey>): unknow
   return node;
 }
 
-function show(value: unknown): string {
+/** Keys whose values are credentials (user names too, as the capture logs treat them). */
+const SECRET_KEY = /^(user(name)?|pass(word)?)$|secret|token/i;
+
+/**
+ * The value found, as an error line shows it. Config errors go to the terminal and the
+ * journal, so a credential in the wrong shape is hidden and URLs lose their user-info.
+ */
+function show(value: unknown, path: readonly PropertyKey[]): string {
   if (value === undefined) return 'nothing';
-  const text = JSON.stringify(value);
+  const key = path.at(-1);
+  if (typeof key === 'string' && SECRET_KEY.test(key)) return `a ${typeof value} (not shown: a credential)`;
+  const text = redact(JSON.stringify(value));
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
@@ -54,8 +64,8 @@ export function describeIssues(issues: readonly z.core.$ZodIssue[], input: unkno
         .join('\n');
     }
     if (issue.code === 'invalid_union' && 'discriminator' in issue && issue.discriminator) {
-      return `${at}: ${issue.message}, received ${show(valueAt(input, issue.path))}`;
+      return `${at}: ${issue.message}, received ${show(valueAt(input, issue.path), issue.path)}`;
     }
-    return `${at}: ${issue.message}; received ${show(valueAt(input, issue.path))}`;
+    return `${at}: ${issue.message}; received ${show(valueAt(input, issue.path), issue.path)}`;
   }).flatMap((line) => line.split('\n'));
 }

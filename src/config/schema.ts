@@ -13,6 +13,7 @@ import { MqttConfigSchema } from '../mqtt/config.js';
 import { OtaConfigSchema } from '../ota/config.js';
 import { PrometheusConfigSchema } from '../telemetry/config.js';
 import { LOG_LEVELS } from '../util/log.js';
+import { osText } from '../util/os-text.js';
 import { BoardNameSchema, DEFAULT_BOARD } from './board.js';
 
 const threshold = z.number().refine(Number.isFinite, 'expected a finite number').refine((v) => v > 0, 'expected a threshold > 0 (raw score units)');
@@ -52,7 +53,7 @@ export const ConfigSchema = z
     board: BoardNameSchema.default(DEFAULT_BOARD),
     logLevel: z.enum(LOG_LEVELS).default('info'),
     /** Folder for what must survive a restart: score sequence numbers, the MQTT outbox. */
-    stateDir: z.string().min(1).default(DEFAULT_STATE_DIR),
+    stateDir: osText().default(DEFAULT_STATE_DIR),
     cameras: z.array(CameraConfigSchema).min(1).prefault(() => DEFAULT_CAMERAS.map((c) => ({ ...c }))),
     inference: InferenceConfigSchema.prefault({}),
     mqtt: MqttConfigSchema.prefault({}),

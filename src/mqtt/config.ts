@@ -1,14 +1,15 @@
 /** The `mqtt:` section of the config. The mqtt folder owns this schema. */
 import { z } from 'zod';
+import { osText } from '../util/os-text.js';
 
 const topicLevel = z.string().regex(/^[^#+/]+$/, 'expected one topic level without / # +');
 
 export const TlsConfigSchema = z.strictObject({
   /** PEM file of the CA that signed the broker's certificate (absent: the system CAs). */
-  ca: z.string().min(1).optional(),
+  ca: osText().optional(),
   /** PEM client certificate and key for mutual TLS. */
-  cert: z.string().min(1).optional(),
-  key: z.string().min(1).optional(),
+  cert: osText().optional(),
+  key: osText().optional(),
   /** Only for lab brokers with self-signed certificates; never turn off in a fleet. */
   rejectUnauthorized: z.boolean().default(true),
   /** Name to check the broker certificate against when it differs from the URL's host. */
@@ -20,7 +21,7 @@ export const TlsConfigSchema = z.strictObject({
 
 export const OutboxConfigSchema = z.strictObject({
   /** Folder of the on-disk queue; absent: <state dir>/outbox. */
-  path: z.string().min(1).optional(),
+  path: osText().optional(),
   /** Most messages kept while the broker is away; past it the oldest scores are dropped (events are kept). */
   maxMessages: z.number().int().min(10).max(10_000_000).default(100_000),
   /** A segment file is closed and a new one started past this size. */
@@ -49,10 +50,10 @@ export const MqttConfigSchema = z.strictObject({
   cleanSession: z.boolean().default(true),
   username: z.string().optional(),
   /** File holding the user name (e.g. a container secret); wins over `username`. */
-  usernameFile: z.string().min(1).optional(),
+  usernameFile: osText().optional(),
   password: z.string().optional(),
   /** File holding the password; wins over `password`. Trailing newline is ignored. */
-  passwordFile: z.string().min(1).optional(),
+  passwordFile: osText().optional(),
   tls: TlsConfigSchema.optional(),
   /** Reconnect delay: uniform in [0, min(maxMs, minMs·2^attempt)] ("full jitter"). */
   backoff: z.strictObject({

@@ -5,7 +5,7 @@ import { BoardCaptureSchema, JETSON_CAPTURE } from '../../src/capture/board.js';
 import { CameraConfigSchema, type RawCameraConfig } from '../../src/capture/config.js';
 import { FrameAssembler } from '../../src/capture/frame-assembler.js';
 import { buildChildCommand, gstQuote, gstTokens } from '../../src/capture/pipeline.js';
-import { redact } from '../../src/capture/redact.js';
+import { redact } from '../../src/util/redact.js';
 import { crop, rotate } from '../../src/capture/transform.js';
 
 test('assembler: frames straddling chunks come out whole; a partial tail is reported, not emitted', () => {

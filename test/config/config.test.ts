@@ -128,13 +128,29 @@ describe('bad input names the file, the key path, the value and what was expecte
       [
         `cameras[0].path: ${nul}; received "f\\u0000"`,
         `cameras[1].path: ${nul}; received "c.mp4\\u0000"`,
-        `cameras[2].username: ${nul}; received "u\\u0000"`,
-        `cameras[2].password: ${nul}; received "p\\u0000"`,
+        `cameras[2].username: ${nul}; received a string (not shown: a credential)`,
+        `cameras[2].password: ${nul}; received a string (not shown: a credential)`,
       ],
     );
     // Device paths and URLs were already held to patterns that leave NUL out.
     assert.match(problems(() => validateConfigText('cameras: [{type: v4l2, name: a, device: "/dev/video0\\0"}]', file, {}))[0] ?? '', /^cameras\[0\]\.device: expected a device path/);
     assert.match(problems(() => validateConfigText('cameras: [{type: http, name: a, url: "http://x\\0"}]', file, {}))[0] ?? '', /^cameras\[0\]\.url: expected an http:\/\//);
+  });
+  test('a config error names a credential but never shows it, nor the user-info of a URL', () => {
+    const lines = problems(() =>
+      validateConfigText(
+        'mqtt: {url: "mqtt://broker:1883", username: 42, password: 31337}\ncameras: [{type: rtsp, name: a, url: "rtsq://cam:hunter2@10.0.0.9/s"}]',
+        file,
+        {},
+      ),
+    );
+    assert.deepEqual(lines.filter((l) => l.startsWith('mqtt.')), [
+      'mqtt.username: Invalid input: expected string, received number; received a number (not shown: a credential)',
+      'mqtt.password: Invalid input: expected string, received number; received a number (not shown: a credential)',
+    ]);
+    const camera = lines.find((l) => l.startsWith('cameras[0].url')) ?? '';
+    assert.match(camera, /rtsq:\/\/\*\*\*@10\.0\.0\.9/);
+    for (const line of lines) assert.ok(!/31337|hunter2|42/.test(line), line);
   });
   test('a first reconnect delay longer than the longest, named by its field', () => {
     assert.deepEqual(problems(() => validateConfigText('cameras: [{type: rtsp, name: a, url: "rtsp://x", reconnect: {initialMs: 60000, maxMs: 10}}]', file, {})), [
