@@ -2,6 +2,7 @@
 import { ConfigError } from '../config/errors.js';
 import { loadConfig } from '../config/load.js';
 import { loadBoard } from '../config/board.js';
+import { withoutSecrets } from '../config/secrets.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MANIFEST_FILE, parseManifest } from '../bundle/load.js';
@@ -12,7 +13,7 @@ export const CONFIG_USAGE = `usage: moead-edge config check FILE [--print]
   Validates FILE as \`moead-edge run --config FILE\` would (MOEAD_* environment overrides
   included; the board profile and the bundle's manifest are read, thresholds checked against
   it) and exits 0 when it is valid, 1 with every problem listed when it is not.
-  --print   also print the complete config, defaults filled in, as JSON`;
+  --print   also print the complete config, defaults filled in, as JSON (credentials as ***)`;
 
 export async function configCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
@@ -42,8 +43,8 @@ export async function configCommand(argv: string[]): Promise<number> {
     }
     const problems = thresholdProblems(config, goodMedian);
     if (problems.length) throw new ConfigError(file, problems);
-    if (values.print) console.log(JSON.stringify(config, null, 2));
-    console.error(`${file}: valid (${config.cameras.length} camera(s), board ${config.board}, ${config.mqtt.url ? `broker ${config.mqtt.url}` : 'embedded broker'})`);
+    if (values.print) console.log(JSON.stringify(withoutSecrets(config), null, 2));
+    console.error(`${file}: valid (${config.cameras.length} camera(s), board ${config.board}, ${config.mqtt.url ? `broker ${String(withoutSecrets(config.mqtt.url))}` : 'embedded broker'})`);
     return EXIT.ok;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;

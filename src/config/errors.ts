@@ -5,6 +5,7 @@
 import type { z } from 'zod';
 import { formatKeyPath } from '../bundle/load.js';
 import { redact } from '../util/redact.js';
+import { isSecretKey } from './secrets.js';
 
 export { formatKeyPath };
 
@@ -30,17 +31,13 @@ export function valueAt(root: unknown, path: ReadonlyArray<PropertyKey>): unknow
   return node;
 }
 
-/** Keys whose values are credentials (user names too, as the capture logs treat them). */
-const SECRET_KEY = /^(user(name)?|pass(word)?)$|secret|token/i;
-
 /**
  * The value found, as an error line shows it. Config errors go to the terminal and the
  * journal, so a credential in the wrong shape is hidden and URLs lose their user-info.
  */
 function show(value: unknown, path: readonly PropertyKey[]): string {
   if (value === undefined) return 'nothing';
-  const key = path.at(-1);
-  if (typeof key === 'string' && SECRET_KEY.test(key)) return `a ${typeof value} (not shown: a credential)`;
+  if (isSecretKey(path.at(-1))) return `a ${typeof value} (not shown: a credential)`;
   const text = redact(JSON.stringify(value));
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }

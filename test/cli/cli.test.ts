@@ -111,6 +111,17 @@ describe('config check and refusing to start', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /good\.yaml: valid \(1 camera\(s\), board jetson-orin-nano, embedded broker\)/);
   });
+  test('--print shows the whole config with credentials and URL user-info as ***', async () => {
+    const file = dir.file('secrets.yaml');
+    await writeFile(file, `inference: {model: ${bundle}}\nmqtt: {url: "mqtts://fleet:pw1@broker:8883", username: fleet, password: s3cret}\ncameras: [{type: rtsp, name: c, url: "rtsp://cam:pw2@10.0.0.9/s", password: pw3}]\n`);
+    const r = await runCli(['config', 'check', file, '--print']);
+    assert.equal(r.code, 0, r.stderr);
+    const printed = JSON.parse(r.stdout) as { mqtt: { url: string; username: string; password: string; tls?: unknown }; cameras: { url: string; password: string }[] };
+    assert.deepEqual([printed.mqtt.url, printed.mqtt.username, printed.mqtt.password], ['mqtts://***@broker:8883', '***', '***']);
+    assert.deepEqual([printed.cameras[0]?.url, printed.cameras[0]?.password], ['rtsp://***@10.0.0.9/s', '***']);
+    assert.doesNotMatch(r.stdout + r.stderr, /pw1|pw2|pw3|s3cret/);
+    assert.match(r.stderr, /broker mqtts:\/\/\*\*\*@broker:8883\)/);
+  });
   test('thresholds are checked against the bundle; a missing bundle is named', async () => {
     const manifest = ManifestSchema.parse(JSON.parse(await readFile(`${bundle}/manifest.json`, 'utf8')));
     const low = manifest.threshold.good_median / 2;
