@@ -8,6 +8,7 @@
  */
 import { connect, ReasonCodes, type IClientOptions, type IClientPublishOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import { z } from 'zod';
+import { redact } from '../util/redact.js';
 import { Backoff } from './backoff.js';
 
 export type Log = (level: 'info' | 'warn' | 'error', message: string) => void;
@@ -37,6 +38,8 @@ export type SubscriptionFilters = Record<string, { qos: 0 | 1 }>;
 
 export class Connection {
   readonly #opts: ConnectionOptions;
+  /** The broker URL as logs and errors show it: user-info in mqtt.url must not reach the journal. */
+  readonly #shownUrl: string;
   readonly #backoff: Backoff;
   readonly #onConnected: Array<(client: MqttClient) => Promise<void> | void> = [];
   readonly #onDisconnected: Array<() => void> = [];
@@ -58,6 +61,7 @@ export class Connection {
 
   constructor(opts: ConnectionOptions) {
     this.#opts = opts;
+    this.#shownUrl = redact(opts.url);
     this.#backoff = new Backoff(opts.backoff.minMs, opts.backoff.maxMs);
     this.#firstOutcome = new Promise((resolve) => {
       this.#settleFirst = resolve;
@@ -107,7 +111,7 @@ export class Connection {
   /** Publishes on the live session; rejects when there is none or the broker refuses. */
   publish(topic: string, payload: string | Buffer, options: IClientPublishOptions): Promise<void> {
     const client = this.client;
-    if (!client) return Promise.reject(new Error(`not connected to ${this.#opts.url}`));
+    if (!client) return Promise.reject(new Error(`not connected to ${this.#shownUrl}`));
     return new Promise((resolve, reject) => {
       client.publish(topic, payload, options, (err) => (err ? reject(err) : resolve()));
     });
@@ -175,7 +179,7 @@ export class Connection {
       try {
         await last(client);
       } catch (err) {
-        this.#opts.log('warn', `mqtt: while closing ${this.#opts.url}: ${errorText(err)}`);
+        this.#opts.log('warn', `mqtt: while closing ${this.#shownUrl}: ${errorText(err)}`);
       }
     }
     const wasConnected = this.#connected;
@@ -208,7 +212,7 @@ export class Connection {
       this.#everConnected = true;
       this.#connectedAt = Date.now();
       this.#lastError = undefined;
-      this.#opts.log('info', `mqtt: connected to ${this.#opts.url}`);
+      this.#opts.log('info', `mqtt: connected to ${this.#shownUrl}`);
       void this.#runConnectedHooks(client, generation);
     });
     client.on('message', (topic, payload, packet) => {
@@ -217,7 +221,7 @@ export class Connection {
     });
     client.on('error', (err) => {
       if (!current()) return;
-      this.#lastError = describeConnectError(err, this.#opts.url, this.#opts.configPath);
+      this.#lastError = describeConnectError(err, this.#shownUrl, this.#opts.configPath);
     });
     client.on('close', () => {
       if (closed || !current()) return;
@@ -229,11 +233,11 @@ export class Connection {
         if (Date.now() - this.#connectedAt >= STABLE_MS) this.#backoff.reset();
         for (const h of this.#onDisconnected) h();
       }
-      this.#lastError ??= `connection to ${this.#opts.url} closed`;
+      this.#lastError ??= `connection to ${this.#shownUrl} closed`;
       // Force-end so the abandoned client does no reconnecting or resending of its own.
       client.end(true);
       const delay = this.#backoff.next();
-      this.#opts.log(wasConnected ? 'warn' : 'error', `mqtt: ${wasConnected ? 'lost' : 'cannot connect to'} ${this.#opts.url}: ${this.#lastError}; retrying in ${delay} ms`);
+      this.#opts.log(wasConnected ? 'warn' : 'error', `mqtt: ${wasConnected ? 'lost' : 'cannot connect to'} ${this.#shownUrl}: ${this.#lastError}; retrying in ${delay} ms`);
       this.#settleFirst();
       this.#timer = setTimeout(() => this.#attempt(), delay);
     });
@@ -250,7 +254,7 @@ export class Connection {
       try {
         await hook(client);
       } catch (err) {
-        this.#opts.log('warn', `mqtt: after connecting to ${this.#opts.url}: ${errorText(err)}`);
+        this.#opts.log('warn', `mqtt: after connecting to ${this.#shownUrl}: ${errorText(err)}`);
       }
     }
     this.#settleFirst();

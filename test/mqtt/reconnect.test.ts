@@ -99,3 +99,25 @@ test('a command that finishes while the broker is away is answered after the rec
     await state.remove();
   }
 });
+
+test('credentials in mqtt.url never reach the log: connected, lost and cannot-connect lines show ***@', async () => {
+  const broker = await Mosquitto.start();
+  const state = await tempDir('moead-url-secret-');
+  const logs: string[] = [];
+  const url = broker.url.replace('mqtt://', 'mqtt://fleet:pw-in-url@');
+  const link = createFleetLink(testConfig(url), { stateDir: state.path, log: (_level, line) => logs.push(line) });
+  try {
+    await link.start();
+    await broker.kill();
+    await until(() => logs.some((l) => l.startsWith('mqtt: cannot connect to')), 10_000, `a failed reconnect logged; log:\n${logs.join('\n')}`);
+    const shown = broker.url.replace('mqtt://', 'mqtt://***@');
+    for (const start of ['mqtt: connected to', 'mqtt: lost', 'mqtt: cannot connect to']) {
+      assert.ok(logs.some((l) => l.startsWith(`${start} ${shown}`)), `"${start} ${shown}" in:\n${logs.join('\n')}`);
+    }
+    assert.deepEqual(logs.filter((l) => l.includes('pw-in-url')), []);
+  } finally {
+    await link.stop();
+    await broker.teardown();
+    await state.remove();
+  }
+});
