@@ -67,6 +67,23 @@ async function readPem(path: string, key: string): Promise<Buffer> {
   }
 }
 
+/**
+ * The MQTT 5 Maximum Packet Size the daemon declares in CONNECT. The size check on commands runs
+ * only after MQTT.js has read a whole PUBLISH into memory, so without it anyone allowed to
+ * publish on a command topic could make the daemon buffer whatever the broker accepts (256 MB
+ * with Mosquitto's defaults); a conforming broker drops a larger packet for this client instead
+ * (one that sends it anyway makes MQTT.js close the session with 0x95, and we reconnect).
+ * Four times mqtt.commands.maxPayloadBytes still lets a request that is merely too big through,
+ * so that its sender gets the "over the limit" reply; 64 KiB more is room for the topic, the
+ * response topic, correlation data and user properties. Everything subscribed to is a command
+ * (cmd/+, Sparkplug NCMD/DCMD, bounded by maxPayloadBytes) or Home Assistant's few-byte status,
+ * so nothing legitimate is larger. It bounds only what the broker sends: MQTT.js does not apply
+ * it to our own publishes (snapshots are larger). At most 4 MiB + 64 KiB (maxPayloadBytes ≤ 1 MiB).
+ */
+export function maxIncomingPacketBytes(maxPayloadBytes: number): number {
+  return 4 * maxPayloadBytes + 65_536;
+}
+
 /** MQTT.js options from the config: credentials and TLS material read from their files. */
 export async function clientOptions(config: MqttConfig, clientId: string, will: IClientOptions['will']): Promise<IClientOptions> {
   const opts: IClientOptions = {
@@ -80,6 +97,8 @@ export async function clientOptions(config: MqttConfig, clientId: string, will: 
     queueQoSZero: false,
     resubscribe: false,
   };
+  // MQTT 3.1.1 has no such property: there the broker's own limit is the only bound.
+  if (config.protocolVersion === 5) opts.properties = { maximumPacketSize: maxIncomingPacketBytes(config.commands.maxPayloadBytes) };
   const username = config.usernameFile ? await readSecret(config.usernameFile, 'mqtt.usernameFile') : config.username;
   const password = config.passwordFile ? await readSecret(config.passwordFile, 'mqtt.passwordFile') : config.password;
   if (username !== undefined) opts.username = username;
@@ -182,8 +201,11 @@ export class MqttFleetLink implements FleetLinkHandle {
     const will = { topic: this.topics.availability, payload: Buffer.from('offline'), qos: DELIVERY.availability.qos, retain: true };
     // Everything that can fail on bad config is checked before a broker or file is touched.
     const options = await clientOptions(cfg, clientId, will);
-    // aedes speaks MQTT 3.1.1 only.
-    if (!cfg.url) options.protocolVersion = 4;
+    // aedes speaks MQTT 3.1.1 only, so there are no MQTT 5 properties to declare either.
+    if (!cfg.url) {
+      options.protocolVersion = 4;
+      delete options.properties;
+    }
     this.#outbox = Outbox.open(cfg.outbox.path ?? join(this.#deps.stateDir, 'outbox'), cfg.outbox);
     if (cfg.url) {
       this.#url = cfg.url;
