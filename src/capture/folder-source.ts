@@ -4,11 +4,13 @@
  * at the start of every pass, so images added or removed while running are picked up; a
  * file that vanished or cannot be read is counted and skipped.
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { FolderCameraConfig } from './config.js';
 import type { Frame, FrameSource, SourceStatus } from './frame.js';
+import { errorMessage } from '../util/log.js';
 import { SourceReporter, type CaptureLog, type CaptureStats } from './reporter.js';
 
 const IMAGE = /\.(jpe?g|png)$/i;
@@ -16,6 +18,21 @@ const IMAGE = /\.(jpe?g|png)$/i;
 export async function listImages(folder: string): Promise<string[]> {
   const names = await readdir(folder);
   return names.filter((n) => IMAGE.test(n)).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+}
+
+/**
+ * Reads one image file. Opened non-blocking and checked to be a regular file first: a FIFO
+ * named like an image would block the open until a writer came (the camera stalled, a libuv
+ * pool thread held), and a device such as /dev/zero would be read until memory gave out.
+ */
+async function readImage(file: string): Promise<Buffer> {
+  const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    if (!(await handle.stat()).isFile()) throw new Error('not a regular file');
+    return await handle.readFile();
+  } finally {
+    await handle.close();
+  }
 }
 
 export class FolderSource implements FrameSource {
@@ -86,9 +103,9 @@ export class FolderSource implements FrameSource {
       const file = join(this.config.path, name);
       let data: Buffer;
       try {
-        data = await readFile(file);
+        data = await readImage(file);
       } catch (err) {
-        this.reporter.drop('unreadable', `${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+        this.reporter.drop('unreadable', `${file}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
         continue;
       }
       if (!this.running) return;

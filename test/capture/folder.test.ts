@@ -1,9 +1,10 @@
 import { strict as assert } from 'node:assert';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CameraConfigSchema, createFrameSource, type CaptureStats } from '../../src/capture/index.js';
+import { CameraConfigSchema, createFrameSource, type CaptureLog, type CaptureStats } from '../../src/capture/index.js';
 import type { Frame, SourceStatus } from '../../src/capture/frame.js';
 
 /** Collects frames and statuses until `until` holds, or fails after `timeoutMs`. */
@@ -11,8 +12,9 @@ async function collect(
   cfg: unknown,
   until: (frames: Frame[], statuses: SourceStatus[]) => boolean,
   timeoutMs = 5000,
+  log?: CaptureLog,
 ): Promise<{ frames: Frame[]; statuses: SourceStatus[]; stats: CaptureStats }> {
-  const source = createFrameSource(CameraConfigSchema.parse(cfg));
+  const source = createFrameSource(CameraConfigSchema.parse(cfg), log ? { log } : {});
   const frames: Frame[] = [];
   const statuses: SourceStatus[] = [];
   const deadline = Date.now() + timeoutMs;
@@ -60,6 +62,20 @@ test('folder: an unreadable entry is counted and skipped, the rest still play', 
   assert.deepEqual(frames.slice(0, 4).map((f) => f.origin?.slice(dir.length + 1)), ['a.png', 'c.png', 'a.png', 'c.png']);
   assert.ok(stats.drops.unreadable >= 1);
   assert.equal(stats.dropped, stats.drops.unreadable);
+  await rm(dir, { recursive: true });
+});
+
+test('folder: a FIFO or a device named like an image is skipped naming it, without blocking the camera', async () => {
+  const dir = await folderWith(['a.png', 'd.png']);
+  // Opening a FIFO for reading waits for a writer: forever, and a libuv pool thread with it.
+  execFileSync('mkfifo', [join(dir, 'b.png')]);
+  // /dev/zero never ends: read whole, it would grow memory until Node gives up at 2 GiB.
+  await symlink('/dev/zero', join(dir, 'c.png'));
+  const lines: string[] = [];
+  const { frames, stats } = await collect({ type: 'folder', name: 'cam', path: dir, fps: 50 }, (f) => f.length >= 4, 5000, (_level, line) => lines.push(line));
+  assert.deepEqual(frames.slice(0, 4).map((f) => f.origin?.slice(dir.length + 1)), ['a.png', 'd.png', 'a.png', 'd.png']);
+  assert.ok(stats.drops.unreadable >= 2);
+  for (const name of ['b.png', 'c.png']) assert.ok(lines.some((l) => l.includes(`${join(dir, name)}: not a regular file`)), lines.join('\n'));
   await rm(dir, { recursive: true });
 });
 
