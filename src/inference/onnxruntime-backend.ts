@@ -39,6 +39,17 @@ function checkDim(model: TensorInfo, axis: number, expected: number, what: strin
   }
 }
 
+/**
+ * The model's input and output must be float32 NCHW tensors, as the manifest's contract says
+ * (input.dtype, input.layout, a [N, 1, H, W] map): one that is not still loads in onnxruntime,
+ * and every frame would then fail in inference instead of the model being refused here.
+ */
+function checkTensor(model: TensorInfo, what: string, file: string): void {
+  if (model.type !== 'float32' || model.shape.length !== 4) {
+    throw new Error(`${file}: ${what} "${model.name}" is ${model.type} [${model.shape.join(', ')}], the manifest says float32 NCHW (4 dimensions)`);
+  }
+}
+
 export class OnnxruntimeBackend implements InferenceBackend {
   readonly name = 'onnxruntime' as const;
   #worker: Worker | undefined;
@@ -82,6 +93,8 @@ export class OnnxruntimeBackend implements InferenceBackend {
     const input = reply.inputs.find((t) => t.name === manifest.input.name)!;
     const output = reply.outputs.find((t) => t.name === manifest.output.name)!;
     try {
+      checkTensor(input, 'input', modelPath);
+      checkTensor(output, 'output', modelPath);
       checkDim(input, 1, 3, `input "${input.name}" channels`, modelPath);
       checkDim(input, 2, manifest.input.height, `input "${input.name}" height`, modelPath);
       checkDim(input, 3, manifest.input.width, `input "${input.name}" width`, modelPath);

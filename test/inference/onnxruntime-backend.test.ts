@@ -135,6 +135,19 @@ describe('onnxruntime backend', { skip }, () => {
     await assert.rejects(new OnnxruntimeBackend().load(broken, CPU), /protobuf|parse|Load model/i);
   });
 
+  test('EXPECTED FAILURE - a model whose input or output is not the float32 NCHW tensor the manifest describes is refused at load, naming the file and tensor', async () => {
+    // Each loads in onnxruntime; without the check every frame would fail in inference instead.
+    const cases = [
+      ['uint8-input', /model\.onnx: input "image" is uint8 \[batch, 3, 32, 32\], the manifest says float32 NCHW \(4 dimensions\)/],
+      ['flat-input', /model\.onnx: input "image" is float32 \[batch, 3072\], the manifest says float32 NCHW \(4 dimensions\)/],
+      ['fp16-output', /model\.onnx: output "anomaly_map" is float16 \[batch, 1, 4, 4\], the manifest says float32 NCHW \(4 dimensions\)/],
+    ] as const;
+    for (const [kind, message] of cases) {
+      await writeSyntheticBundle(dir.file(kind), { kind, size: 32, grid: 4 });
+      await assert.rejects(new OnnxruntimeBackend().load(await loadBundle(dir.file(kind)), CPU), message, kind);
+    }
+  });
+
   test('GPU providers the binding cannot use are reported, and CPU is what runs', async () => {
     const bin = join(dirname(createRequire(import.meta.url).resolve('onnxruntime-node')), '..', 'bin', 'napi-v6', process.platform, process.arch);
     const cudaPresent = existsSync(join(bin, 'libonnxruntime_providers_cuda.so'));

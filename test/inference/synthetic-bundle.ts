@@ -44,7 +44,7 @@ export function runPython(args: string[], input?: string): string {
 }
 
 export interface SyntheticOptions {
-  kind?: 'pool' | 'subnormal' | 'heavy' | 'nan';
+  kind?: 'pool' | 'subnormal' | 'heavy' | 'nan' | 'uint8-input' | 'flat-input' | 'fp16-output';
   size?: number;
   grid?: number;
   /**
