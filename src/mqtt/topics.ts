@@ -137,8 +137,16 @@ export const TelemetryPayloadSchema = z.looseObject({
   link: LinkStatsSchema.optional(),
 });
 
-/** Ids are echoed back so a requester can match replies; bounded so a reply cannot be inflated. */
-export const CommandIdSchema = z.string().min(1).max(128);
+/**
+ * Ids are echoed back so a requester can match replies; bounded so a reply cannot be inflated.
+ * No control characters (a newline in an id logged as `update <id> failed` would forge a log
+ * line) nor unpaired surrogates (not encodable as UTF-8): other unicode is fine.
+ */
+export const CommandIdSchema = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[^\p{Cc}\p{Cs}]*$/u, 'expected no control characters or unpaired surrogates');
 
 const modelId = z.strictObject({ name: z.string().min(1), version: z.string().min(1) });
 

@@ -55,3 +55,21 @@ test('EXPECTED FAILURE - a request that waits longer than the timeout for its tu
   assert.deepEqual(events, ['stuck start', 'stuck end'], 'the refused request never ran, not even after the stuck one ended');
   assert.deepEqual({ handled: d.handled, errors: d.errors }, { handled: 2, errors: 2 });
 });
+
+test('EXPECTED FAILURE - an id with a control character or an unpaired surrogate is refused naming id, and the handler never runs', async () => {
+  const d = new CommandDispatcher({ maxPayloadBytes: 1024, timeoutMs: 1000 });
+  const ran: string[] = [];
+  d.register('status', async (r) => {
+    ran.push(r.id);
+    return 'ok';
+  });
+  // The id goes into log lines (`update <id> failed ...`): a newline in it would forge a line.
+  for (const id of ['a\nERROR [daemon] forged', 'nul\u0000', 'c1\u0085', 'esc\u001b[31m', 'half\ud800']) {
+    const reply = await d.dispatch('status', request(id));
+    assert.equal(reply.id, null, JSON.stringify(id));
+    assert.match(errorOf(reply), /^invalid status request: id: expected no control characters or unpaired surrogates/, JSON.stringify(id));
+  }
+  assert.deepEqual(ran, []);
+  // Other unicode is an id like any other, echoed as sent.
+  for (const id of ['📷 caméra-1', 'ид-٣', 'a\u200db']) assert.deepEqual(await d.dispatch('status', request(id)), { id, ok: true, result: 'ok' });
+});
