@@ -44,6 +44,9 @@ export interface DownloadLimits {
 }
 
 const MAX_RETRY_DELAY_MS = 30_000;
+/** As many as browsers and fetch follow before they give up on a loop. */
+const MAX_REDIRECTS = 10;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 /** Only plain HTTP(S): a `file:` or `data:` URL from a remote command must not read the device's disk. */
 export function checkUpdateUrl(text: string): URL {
@@ -71,13 +74,30 @@ interface Progress {
 async function attempt(url: string, out: FileHandle, progress: Progress, limit: number, signal: AbortSignal, limits: DownloadLimits, aborted: () => string | undefined): Promise<void> {
   const resumeAt = progress.received;
   let response: Response;
-  try {
-    response = await fetch(url, { signal, redirect: 'follow', headers: resumeAt > 0 ? { range: `bytes=${resumeAt}-` } : {} });
-  } catch (err) {
-    const why = aborted();
-    if (why !== undefined) throw new DownloadError(url, why);
-    const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
-    throw new DownloadError(url, `${err instanceof Error ? err.message : String(err)}${cause}`, true);
+  // Redirects are followed here rather than by fetch: fetch refuses one to file: or data:, but
+  // as a network error, which would be retried although the server will say the same again.
+  for (let current = url, hops = 0; ; hops++) {
+    try {
+      response = await fetch(current, { signal, redirect: 'manual', headers: resumeAt > 0 ? { range: `bytes=${resumeAt}-` } : {} });
+    } catch (err) {
+      const why = aborted();
+      if (why !== undefined) throw new DownloadError(url, why);
+      const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+      throw new DownloadError(url, `${err instanceof Error ? err.message : String(err)}${cause}`, true);
+    }
+    const location = REDIRECTS.has(response.status) ? response.headers.get('location') : null;
+    if (location === null) break;
+    await response.body?.cancel().catch(() => undefined);
+    let next: URL;
+    try {
+      next = new URL(location, current);
+    } catch {
+      throw new DownloadError(url, `HTTP ${response.status} to a Location that is not a URL`);
+    }
+    if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new DownloadError(url, `redirected to a ${next.protocol} URL; only http: and https: are followed`);
+    if (next.username || next.password) throw new DownloadError(url, 'redirected to a URL with credentials; they would be published in status messages');
+    if (hops >= MAX_REDIRECTS) throw new DownloadError(url, `more than ${MAX_REDIRECTS} redirects`);
+    current = next.href;
   }
   if (!response.ok) throw new DownloadError(url, `HTTP ${response.status} ${response.statusText}`.trim(), transientStatus(response.status));
   if (response.body === null) throw new DownloadError(url, 'the response has no body', true);

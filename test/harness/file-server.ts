@@ -20,7 +20,9 @@ export type Fault =
   | { kind: 'stall' }
   | { kind: 'status'; code: number }
   /** No Content-Length, and the file followed by this many extra bytes. */
-  | { kind: 'pad'; extraBytes: number };
+  | { kind: 'pad'; extraBytes: number }
+  /** 302 to this Location, whatever its scheme. */
+  | { kind: 'redirect'; location: string };
 
 export class FileServer {
   readonly faults = new Map<string, Fault>();
@@ -64,6 +66,10 @@ export class FileServer {
     const fault = this.faults.get(path);
     if (fault?.kind === 'status') {
       res.writeHead(fault.code).end();
+      return;
+    }
+    if (fault?.kind === 'redirect') {
+      res.writeHead(302, { location: fault.location }).end();
       return;
     }
     const file = normalize(join(this.#root, path));

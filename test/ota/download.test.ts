@@ -117,6 +117,35 @@ describe('retries', () => {
   });
 });
 
+describe('redirects', () => {
+  const limits = { bytes: body.length, sha256: sha, maxBytes: 1 << 20, timeoutMs: 10_000, retryDelayMs: 10 };
+
+  test('an http(s) redirect is followed, relative or absolute, with the Range of a resumed transfer', async () => {
+    server.faults.set('moved.bin', { kind: 'redirect', location: '/file.bin' });
+    server.faults.set('elsewhere.bin', { kind: 'redirect', location: server.url('moved.bin') });
+    assert.deepEqual(await downloadFile(server.url('elsewhere.bin'), out(), limits), { bytes: body.length, sha256: sha });
+    server.faults.clear();
+  });
+
+  test('EXPECTED FAILURE - a redirect to another scheme, to credentials or in a loop is refused at once, naming the URL and why', async () => {
+    const cases = [
+      ['file:///etc/passwd', /file\.bin: redirected to a file: URL; only http: and https: are followed$/],
+      ['data:text/plain,hello', /file\.bin: redirected to a data: URL; only http: and https: are followed$/],
+      ['ftp://127.0.0.1/file.bin', /file\.bin: redirected to a ftp: URL; only http: and https: are followed$/],
+      [server.url('file.bin').replace('//', '//user:pw@'), /file\.bin: redirected to a URL with credentials; they would be published in status messages$/],
+      [server.url('file.bin'), /file\.bin: more than 10 redirects$/],
+    ] as const;
+    for (const [location, message] of cases) {
+      server.faults.set('file.bin', { kind: 'redirect', location });
+      server.requests.length = 0;
+      await assert.rejects(downloadFile(server.url('file.bin'), out(), { ...limits, retries: 3 }), message, location);
+      // Not worth another attempt: the server will send the same Location again.
+      assert.ok(server.requests.length <= 11, `${server.requests.length} requests for ${location}`);
+    }
+    server.faults.delete('file.bin');
+  });
+});
+
 describe('checkUpdateUrl', () => {
   test('takes http and https; refuses other schemes, credentials and non-URLs by field', () => {
     assert.equal(checkUpdateUrl('https://fleet.example/b/').href, 'https://fleet.example/b/');
