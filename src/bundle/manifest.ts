@@ -10,12 +10,16 @@ export const BUNDLE_FORMAT = 'moead-edge.bundle/v1';
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex characters');
 const positiveInt = z.number().int().positive();
-/** A path inside the bundle folder: relative, forward slashes, never climbing out. */
+/**
+ * A path inside the bundle folder: relative, forward slashes, never climbing out. No control
+ * characters: a NUL would only fail in the OS call (as a "missing" file), a newline would
+ * reach the logs and the OTA status.
+ */
 const bundlePath = z
   .string()
   .min(1)
-  .refine((p) => !p.startsWith('/') && !p.includes('\\') && !p.split('/').includes('..'), {
-    message: 'expected a relative path inside the bundle (no "..", no leading "/")',
+  .refine((p) => !p.startsWith('/') && !p.includes('\\') && !p.split('/').includes('..') && !/[\u0000-\u001f\u007f-\u009f]/.test(p), {
+    message: 'expected a relative path inside the bundle (no "..", no leading "/", no control characters)',
   });
 const rgbTriple = z.tuple([z.number(), z.number(), z.number()]);
 

@@ -139,3 +139,14 @@ test('EXPECTED FAILURE - a reference frame the manifest lists is absent', async 
   await rm(join(b, 'reference', 'frame-0.png'));
   await assert.rejects(loadBundle(b), /reference\/frame-0\.png: missing/);
 });
+
+test('EXPECTED FAILURE - a file name with a control character is refused naming its key path', async () => {
+  // A NUL would only fail later, in the OS call, as a "missing" file; a newline would reach logs.
+  for (const name of ['model\u0000.onnx', 'model\n.onnx', 'model\u007f.onnx']) {
+    const b = await freshBundle('control-name');
+    await editManifest(b, (m) => {
+      (m['model'] as Record<string, unknown>)['file'] = name;
+    });
+    await assert.rejects(loadBundle(b), /manifest\.json: invalid manifest: model\.file: expected a relative path inside the bundle \(no "\.\.", no leading "\/", no control characters\)/, JSON.stringify(name));
+  }
+});
