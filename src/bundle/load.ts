@@ -67,8 +67,10 @@ async function resolveInside(dir: string, file: string, manifestFile: string): P
   let target: string;
   try {
     target = await realpath(join(root, file));
-  } catch {
-    throw new BundleError(join(dir, file), `missing (named by ${manifestFile})`);
+  } catch (err) {
+    // Only ENOENT means missing; EACCES, ENOTDIR or ELOOP say what to fix instead.
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new BundleError(join(dir, file), code === 'ENOENT' ? `missing (named by ${manifestFile})` : `unreadable (${code ?? String(err)}; named by ${manifestFile})`);
   }
   const rel = relative(root, target);
   // Outside means a first segment of exactly "..": a file named "..ref.png" is inside.

@@ -134,6 +134,19 @@ test('EXPECTED FAILURE - missing model file and missing manifest', async () => {
   await assert.rejects(loadBundle(dir.file('nowhere')), /nowhere\/manifest\.json: missing: not a model bundle folder/);
 });
 
+test('EXPECTED FAILURE - a file that exists but cannot be reached says why, not "missing"', async () => {
+  // Through a regular file (ENOTDIR) and through a symlink loop (ELOOP): both are there to fix, not to add.
+  const b = await freshBundle('unreachable');
+  await editManifest(b, (m) => {
+    (m['model'] as Record<string, unknown>)['file'] = 'model.onnx/inner.onnx';
+  });
+  await assert.rejects(loadBundle(b), /model\.onnx\/inner\.onnx: unreadable \(ENOTDIR; named by .*manifest\.json\)/);
+  const loop = await freshBundle('loop');
+  await rm(join(loop, 'model.onnx'));
+  await symlink('model.onnx', join(loop, 'model.onnx'));
+  await assert.rejects(loadBundle(loop), /model\.onnx: unreadable \(ELOOP; named by .*manifest\.json\)/);
+});
+
 test('EXPECTED FAILURE - a reference frame the manifest lists is absent', async () => {
   const b = await freshBundle('noref');
   await rm(join(b, 'reference', 'frame-0.png'));
