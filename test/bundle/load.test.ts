@@ -147,6 +147,20 @@ test('EXPECTED FAILURE - a file that exists but cannot be reached says why, not 
   await assert.rejects(loadBundle(loop), /model\.onnx: unreadable \(ELOOP; named by .*manifest\.json\)/);
 });
 
+test('EXPECTED FAILURE - two entries naming one file, or one naming manifest.json, are refused naming both', async () => {
+  const b = await freshBundle('same-file');
+  await editManifest(b, (m) => {
+    const frames = m['reference_frames'] as Record<string, unknown>[];
+    (frames[0] as Record<string, unknown>)['file'] = './model.onnx';
+  });
+  await assert.rejects(loadBundle(b), /manifest\.json: invalid manifest: reference_frames\[0\]\.file: names the same file as model\.file/);
+  const c = await freshBundle('manifest-name');
+  await editManifest(c, (m) => {
+    (m['model'] as Record<string, unknown>)['file'] = 'manifest.sig';
+  });
+  await assert.rejects(loadBundle(c), /model\.file: names the same file as the signature/);
+});
+
 test('EXPECTED FAILURE - a reference frame the manifest lists is absent', async () => {
   const b = await freshBundle('noref');
   await rm(join(b, 'reference', 'frame-0.png'));
