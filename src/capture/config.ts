@@ -22,6 +22,11 @@ export const FolderCameraSchema = z.strictObject({
   path: argText,
   fps: z.number().positive().max(120).default(2),
   loop: z.boolean().default(true),
+  /**
+   * Largest image file read: each is read whole before the decoder sees it, so a stray video
+   * or disk image in the folder must not be. 128 MiB holds an uncompressed 8K RGB PNG.
+   */
+  maxFileBytes: z.number().int().min(1024).max(2 ** 31 - 1).default(128 * 2 ** 20),
 });
 
 /** Region of interest, in pixels of the frame the pipeline delivers (before rotation). */

@@ -25,10 +25,12 @@ export async function listImages(folder: string): Promise<string[]> {
  * named like an image would block the open until a writer came (the camera stalled, a libuv
  * pool thread held), and a device such as /dev/zero would be read until memory gave out.
  */
-async function readImage(file: string): Promise<Buffer> {
+async function readImage(file: string, maxBytes: number): Promise<Buffer> {
   const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
-    if (!(await handle.stat()).isFile()) throw new Error('not a regular file');
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw new Error('not a regular file');
+    if (stat.size > maxBytes) throw new Error(`${stat.size} bytes, over maxFileBytes (${maxBytes})`);
     return await handle.readFile();
   } finally {
     await handle.close();
@@ -103,7 +105,7 @@ export class FolderSource implements FrameSource {
       const file = join(this.config.path, name);
       let data: Buffer;
       try {
-        data = await readImage(file);
+        data = await readImage(file, this.config.maxFileBytes);
       } catch (err) {
         this.reporter.drop('unreadable', `${file}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
         continue;

@@ -79,6 +79,18 @@ test('folder: a FIFO or a device named like an image is skipped naming it, witho
   await rm(dir, { recursive: true });
 });
 
+test('folder: a file over maxFileBytes is skipped naming it, never read', async () => {
+  const dir = await folderWith(['a.png', 'c.png']);
+  // A stray video or disk image named like a frame: 4 MiB of it against a 1 MiB limit.
+  await writeFile(join(dir, 'b.png'), Buffer.alloc(4 << 20));
+  const lines: string[] = [];
+  const { frames, stats } = await collect({ type: 'folder', name: 'cam', path: dir, fps: 50, maxFileBytes: 1 << 20 }, (f) => f.length >= 4, 5000, (_level, line) => lines.push(line));
+  assert.deepEqual(frames.slice(0, 4).map((f) => f.origin?.slice(dir.length + 1)), ['a.png', 'c.png', 'a.png', 'c.png']);
+  assert.ok(stats.drops.unreadable >= 1);
+  assert.ok(lines.some((l) => l.includes(`${join(dir, 'b.png')}: 4194304 bytes, over maxFileBytes (1048576)`)), lines.join('\n'));
+  await rm(dir, { recursive: true });
+});
+
 test('folder: a missing folder reports no_frames, then plays once it appears', async () => {
   const parent = await mkdtemp(join(tmpdir(), 'capture-folder-'));
   const dir = join(parent, 'later');

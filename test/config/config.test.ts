@@ -54,7 +54,7 @@ describe('defaults', () => {
   test('no file: sample frames at 2 fps, the shipped bundle, the embedded broker', async () => {
     const { config, file } = await loadConfig(undefined, {});
     assert.equal(file, undefined);
-    assert.deepEqual(config.cameras, [{ type: 'folder', name: 'samples', enabled: true, path: join(PACKAGE_ROOT, 'samples/frames'), fps: 2, loop: true }]);
+    assert.deepEqual(config.cameras, [{ type: 'folder', name: 'samples', enabled: true, path: join(PACKAGE_ROOT, 'samples/frames'), fps: 2, loop: true, maxFileBytes: 128 * 2 ** 20 }]);
     assert.equal(config.inference.model, join(PACKAGE_ROOT, 'models/quantized/moead-mnv2-synth'));
     assert.equal(config.mqtt.url, undefined);
     assert.equal(config.board, 'generic-x86');
@@ -73,7 +73,7 @@ describe('a good file', () => {
     const { config } = validateConfigText(GOOD, file, {});
     assert.equal(config.stateDir, join(dir.path, 'etc', 'state'));
     assert.equal(config.inference.model, join(dir.path, 'etc', 'bundle'));
-    assert.deepEqual(config.cameras[0], { type: 'folder', name: 'line1', enabled: true, path: join(dir.path, 'etc', 'frames'), fps: 5, loop: true });
+    assert.deepEqual(config.cameras[0], { type: 'folder', name: 'line1', enabled: true, path: join(dir.path, 'etc', 'frames'), fps: 5, loop: true, maxFileBytes: 128 * 2 ** 20 });
     assert.equal(config.mqtt.device, 'cell-7');
     assert.deepEqual(config.scoring, { threshold: 0.9, cameraThresholds: {}, startFrames: 3, endFrames: 4, snapshotOnEvent: false });
     assert.equal(config.telemetry.intervalS, 30);
