@@ -11,6 +11,7 @@ import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { z } from 'zod';
 import type { LoadedBundle } from '../inference/backend.js';
 import { ManifestSchema, type Manifest } from './manifest.js';
+import { formatKeyPath } from '../util/key-path.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 
@@ -23,16 +24,6 @@ export class BundleError extends Error {
   ) {
     super(`${file}: ${message}`);
   }
-}
-
-/** `model.file`, `reference_frames[2].score`: the key path the way a user finds it in the JSON. */
-export function formatKeyPath(path: ReadonlyArray<PropertyKey>): string {
-  let out = '';
-  for (const key of path) {
-    if (typeof key === 'number') out += `[${key}]`;
-    else out += out === '' ? String(key) : `.${String(key)}`;
-  }
-  return out === '' ? '(root)' : out;
 }
 
 function describeIssues(issues: z.core.$ZodIssue[]): string {

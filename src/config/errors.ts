@@ -3,7 +3,7 @@
  * path, what value was there and what was expected.
  */
 import type { z } from 'zod';
-import { formatKeyPath } from '../bundle/load.js';
+import { formatKeyPath } from '../util/key-path.js';
 import { redact } from '../util/redact.js';
 import { isSecretKey } from './secrets.js';
 

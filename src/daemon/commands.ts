@@ -6,7 +6,7 @@ import type { z } from 'zod';
 import { COMMAND_SCHEMAS } from '../mqtt/topics.js';
 import type { CommandHandler, FleetLink } from '../mqtt/link.js';
 import type { ConfigChange, ConfigStore } from '../config/store.js';
-import { formatKeyPath } from '../config/errors.js';
+import { formatKeyPath } from '../util/key-path.js';
 import type { ModelUpdater } from '../ota/index.js';
 import type { CameraPipeline } from './camera-pipeline.js';
 

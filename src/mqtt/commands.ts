@@ -12,6 +12,7 @@
 import type { z } from 'zod';
 import type { CommandHandler } from './link.js';
 import { COMMAND_SCHEMAS, CommandIdSchema, CommandRequestSchema, type CommandReply } from './topics.js';
+import { formatKeyPath } from '../util/key-path.js';
 
 export interface CommandLimits {
   allow?: string[] | undefined;
@@ -85,7 +86,7 @@ export class CommandDispatcher {
     const schema: z.ZodType<{ id: string }> = (COMMAND_SCHEMAS as Record<string, z.ZodType<{ id: string }>>)[name] ?? CommandRequestSchema;
     const parsed = schema.safeParse(body);
     if (!parsed.success) {
-      const issues = parsed.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(request)'}: ${i.message}`).join('; ');
+      const issues = parsed.error.issues.map((i) => `${i.path.length ? formatKeyPath(i.path) : '(request)'}: ${i.message}`).join('; ');
       return fail(id, `invalid ${name} request: ${issues}`);
     }
     if (this.#backlog >= MAX_BACKLOG) return fail(id, `busy: ${this.#backlog} commands are waiting; try again later`);

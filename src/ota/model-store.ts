@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { formatKeyPath } from '../bundle/load.js';
+import { formatKeyPath } from '../util/key-path.js';
 import type { Manifest } from '../bundle/manifest.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 

@@ -5,7 +5,7 @@
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
-import { formatKeyPath } from '../bundle/load.js';
+import { formatKeyPath } from '../util/key-path.js';
 
 export const SIGNATURE_FILE = 'manifest.sig';
 export const SIGNATURE_FORMAT = 'moead-edge.signature/v1';
