@@ -20,6 +20,7 @@ import { decide, thresholdFor } from '../scoring/decide.js';
 import { EventTracker } from '../scoring/hysteresis.js';
 import type { CameraSeq } from '../scoring/seq.js';
 import { errorMessage, type Logger } from '../util/log.js';
+import { RepeatLimiter } from '../util/repeat-log.js';
 import { LatestFrameSlot } from './slot.js';
 import { LatencyWindow, RateMeter } from './stats.js';
 
@@ -98,10 +99,17 @@ export class CameraPipeline {
   /** Snapshots being drawn, per frame, and the frames to release once theirs are done. */
   readonly #drawing = new Map<Frame, number>();
   readonly #releaseAfterDrawing = new Set<Frame>();
+  /**
+   * The log for failures that can repeat on every frame: the drops counters count each one,
+   * the log says once in a while that it goes on, so a broken camera or model cannot flood
+   * the journal.
+   */
+  readonly #repeats: RepeatLimiter;
 
   constructor(deps: CameraPipelineDeps) {
     this.#deps = deps;
     this.name = deps.camera.name;
+    this.#repeats = new RepeatLimiter(deps.log);
     const { startFrames, endFrames } = deps.scoring();
     this.#tracker = new EventTracker(this.name, { startFrames, endFrames });
     this.#status = { camera: this.name, state: 'starting' };
@@ -206,6 +214,8 @@ export class CameraPipeline {
     const end = this.#tracker.close(new Date().toISOString());
     if (end) await this.#publish('event', () => this.#deps.link.publishEvent(this.name, end));
     await this.#deps.seq.close().catch((err: unknown) => this.#deps.log.warn(`closing the seq file: ${errorMessage(err)}`));
+    // Last, after the event publish above, which can fail too: what was held back is said now.
+    this.#repeats.flush();
     return { abandoned };
   }
 
@@ -281,7 +291,7 @@ export class CameraPipeline {
       return true;
     } catch (err) {
       this.#publishErrors += 1;
-      this.#deps.log.error(`${what} not published: ${errorMessage(err)}`);
+      this.#repeats.error(`${what} not published: ${errorMessage(err)}`);
       return false;
     }
   }
@@ -302,10 +312,10 @@ export class CameraPipeline {
   #countFailure(frame: Frame, err: unknown): void {
     if (err instanceof PreprocessError) {
       this.#decodeErrors += 1;
-      this.#deps.log.warn(`frame ${frame.index} skipped (${err.reason}): ${err.message}`);
+      this.#repeats.warn(`frame ${frame.index} skipped (${err.reason}): ${err.message}`);
     } else {
       this.#inferenceErrors += 1;
-      this.#deps.log.error(`frame ${frame.index} failed in inference: ${errorMessage(err)}`);
+      this.#repeats.error(`frame ${frame.index} failed in inference: ${errorMessage(err)}`);
     }
   }
 
@@ -325,7 +335,6 @@ export class CameraPipeline {
   }
 
   async #run(): Promise<void> {
-    const { log } = this.#deps;
     let publishing: Promise<void> = Promise.resolve();
     // Submissions in frame order; each takes its frame from the slot once the one before it is
     // queued (the slot has one taker), and none follows a closed slot.
@@ -354,7 +363,7 @@ export class CameraPipeline {
       }
       publishing = this.#finish(frame, outcome.detection).catch((err: unknown) => {
         // Whatever went wrong with this frame (state dir unwritable, a bug) must not end the camera.
-        log.error(`frame ${frame.index}: ${errorMessage(err)}`);
+        this.#repeats.error(`frame ${frame.index}: ${errorMessage(err)}`);
       });
     }
     await publishing;

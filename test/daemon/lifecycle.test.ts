@@ -2,10 +2,13 @@
  * The daemon's stop and health on real parts (onnxruntime worker, MQTT link to Mosquitto, a
  * folder camera), in this process so that a command can be served at a chosen moment of the
  * stop: commands that arrive once the stop began are refused, a camera stopped is never
- * restarted, a model that never answers cannot hold the stop up, and a dead inference
- * worker makes the daemon unhealthy until the model runs again in a fresh worker.
+ * restarted, a model that never answers cannot hold the stop up, a dead inference worker
+ * makes the daemon unhealthy until the model runs again in a fresh worker, and a failure on
+ * every frame is counted on every frame but logged once in a while.
  */
 import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { FrameSource } from '../../src/capture/frame.js';
 import { CameraConfigSchema, createFrameSource } from '../../src/capture/index.js';
@@ -22,9 +25,9 @@ import type { ModelUpdater } from '../../src/ota/index.js';
 import { MqttConfigSchema } from '../../src/mqtt/config.js';
 import { MqttFleetLink } from '../../src/mqtt/fleet-link.js';
 import { CameraSeq } from '../../src/scoring/seq.js';
-import { createLogger } from '../../src/util/log.js';
-import { Mosquitto, tempDir, type TempDir } from '../harness/index.js';
-import { testBundle, testFrames, writeOneCameraConfig } from './fixtures.js';
+import { createLogger, type Logger } from '../../src/util/log.js';
+import { Mosquitto, MqttCollector, tempDir, type TempDir } from '../harness/index.js';
+import { CORRUPT_PNG, testBundle, testFrames, writeOneCameraConfig } from './fixtures.js';
 import { watchInferenceWorkers } from './inference-workers.js';
 
 let dir: TempDir;
@@ -49,14 +52,23 @@ async function waitFor(done: () => boolean, what: string): Promise<void> {
   }
 }
 
-/** A daemon on the real parts, one folder camera at `fps`; `handlers` are its command handlers, to call directly. */
-async function startDaemon(device: string, fps: number): Promise<{ daemon: Daemon; handlers: Map<string, CommandHandler> }> {
+/**
+ * A daemon on the real parts, one folder camera at `fps` (on the test frames unless `o.frames`
+ * names another folder), logging to `o.log` if given; `handlers` are its command handlers, to
+ * call directly.
+ */
+async function startDaemon(
+  device: string,
+  fps: number,
+  o: { frames?: string; log?: Logger; extra?: string[] } = {},
+): Promise<{ daemon: Daemon; handlers: Map<string, CommandHandler> }> {
   const file = await writeOneCameraConfig(dir.file(`${device}.yaml`), {
     stateDir: dir.file(`${device}-state`),
-    camera: { name: 'cam', path: dir.file('frames'), fps },
+    camera: { name: 'cam', path: o.frames ?? dir.file('frames'), fps },
     model: bundle,
     broker: broker.url,
     device,
+    ...(o.extra ? { extra: o.extra } : {}),
   });
   const handlers = new Map<string, CommandHandler>();
   const parts: DaemonParts = {
@@ -71,7 +83,7 @@ async function startDaemon(device: string, fps: number): Promise<{ daemon: Daemo
       return handle;
     },
   };
-  const daemon = new Daemon(new ConfigStore(await loadConfig(file)), parts, createLogger(device, 'error'));
+  const daemon = new Daemon(new ConfigStore(await loadConfig(file)), parts, o.log ?? createLogger(device, 'error'));
   await daemon.start(() => undefined);
   return { daemon, handlers };
 }
@@ -140,6 +152,39 @@ test('a stop while the daemon waits to open a dead model again cancels the reope
   } finally {
     workers.restore();
     await started?.daemon.stop();
+  }
+});
+
+test('a camera sending only corrupt frames counts every one but logs it once, and says at stop how many it held back', async () => {
+  // Frame names differ only in digits, which the log's repeat limiter masks: one failure, one kind.
+  const frames = dir.file('corrupt-frames');
+  await mkdir(frames);
+  for (let i = 0; i < 5; i++) await writeFile(join(frames, `corrupt-${i}.png`), CORRUPT_PNG);
+  const lines: string[] = [];
+  const log = createLogger('flood', 'warn', (line) => lines.push(line));
+  const sub = await MqttCollector.connect(broker.url, 'moead/flood/telemetry');
+  let started: Awaited<ReturnType<typeof startDaemon>> | undefined;
+  try {
+    started = await startDaemon('flood', 50, { frames, log, extra: ['telemetry: {intervalS: 1}'] });
+    const decodeErrors = (m: { json(): unknown }) => (m.json() as { cameras?: { cam?: { drops?: { decode_error?: number } } } }).cameras?.cam?.drops?.decode_error ?? 0;
+    // About 2 s of frames at 50 fps, well inside the limiter's 10 s window.
+    const telemetry = await sub.waitFor((m) => decodeErrors(m) >= 60, { timeoutMs: 15_000 });
+    const counted = decodeErrors(telemetry);
+    const skipped = () => lines.filter((l) => / skipped \(/.test(l));
+    // One line for the first frame; a second only if this machine took past the 10 s window.
+    const before = skipped().length;
+    assert.ok(before >= 1 && before <= 2, `${counted} corrupt frames counted, ${before} "skipped" lines logged; the first two:\n${skipped().slice(0, 2).join('\n')}`);
+    assert.match(skipped()[0]!, /WARN +\[flood:cam\] frame \d+ skipped \(decode\): /);
+    await started.daemon.stop();
+    const atStop = skipped();
+    assert.equal(atStop.length, before + 1, `the stop did not say what it held back:\n${atStop.join('\n')}`);
+    assert.match(atStop.at(-1)!, / \(and \d+ more like it in the last \d+ s\)$/);
+    // Each corrupt frame is logged or counted in a logged line, and frames went on failing after that telemetry.
+    const said = atStop.reduce((sum, l) => sum + 1 + Number(/ \(and (\d+) more like it/.exec(l)?.[1] ?? 0), 0);
+    assert.ok(said >= counted, `the log accounts for ${said} corrupt frames, telemetry counted ${counted}`);
+  } finally {
+    await started?.daemon.stop();
+    await sub.close();
   }
 });
 
