@@ -6,6 +6,7 @@
  */
 import { posix } from 'node:path';
 import { z } from 'zod';
+import { formatKeyPath } from '../util/key-path.js';
 
 export const BUNDLE_FORMAT = 'moead-edge.bundle/v1';
 
@@ -221,15 +222,15 @@ export const ManifestSchema = z.strictObject({
   // Every file of a bundle is fetched to its own name next to manifest.json and manifest.sig: two
   // entries naming one file, or one naming those two, could only fail mid-update ("file exists").
   const seen = new Map<string, string>([['manifest.json', 'the manifest itself'], ['manifest.sig', 'the signature']]);
-  const entries: { file: string; path: (string | number)[]; label: string }[] = [
-    { file: m.model.file, path: ['model', 'file'], label: 'model.file' },
-    ...(m.fp32_model ? [{ file: m.fp32_model.file, path: ['fp32_model', 'file'], label: 'fp32_model.file' }] : []),
-    ...m.reference_frames.map((f, i) => ({ file: f.file, path: ['reference_frames', i, 'file'], label: `reference_frames[${i}].file` })),
+  const entries: { file: string; path: (string | number)[] }[] = [
+    { file: m.model.file, path: ['model', 'file'] },
+    ...(m.fp32_model ? [{ file: m.fp32_model.file, path: ['fp32_model', 'file'] }] : []),
+    ...m.reference_frames.map((f, i) => ({ file: f.file, path: ['reference_frames', i, 'file'] })),
   ];
-  for (const { file, path, label } of entries) {
+  for (const { file, path } of entries) {
     const name = posix.normalize(file);
     const taken = seen.get(name);
-    if (taken === undefined) seen.set(name, label);
+    if (taken === undefined) seen.set(name, formatKeyPath(path));
     else ctx.addIssue({ code: 'custom', message: `names the same file as ${taken}`, path });
   }
 });

@@ -31,7 +31,7 @@ export const BoardCaptureSchema = z.strictObject({
   ffmpeg: z
     .strictObject({
       /** Arguments placed before `-i`, e.g. ["-hwaccel", "cuda"] on a desktop NVIDIA board. */
-      inputArgs: z.array(osText()).default([]),
+      inputArgs: z.array(osText).default([]),
     })
     .prefault({}),
 });

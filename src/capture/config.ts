@@ -5,9 +5,6 @@ import { gstTokens } from './pipeline.js';
 
 const cameraName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'expected [a-zA-Z0-9_-], used in MQTT topics');
 
-/** Text that ends up in a child's argv or in a file path (a NUL in it would fail every spawn). */
-const argText = osText();
-
 /** Fields every camera has, whatever its source. */
 const common = {
   name: cameraName,
@@ -19,7 +16,7 @@ export const FolderCameraSchema = z.strictObject({
   type: z.literal('folder'),
   ...common,
   /** Folder of JPEG/PNG images, replayed in name order. */
-  path: argText,
+  path: osText,
   fps: z.number().positive().max(120).default(2),
   loop: z.boolean().default(true),
   /**
@@ -91,14 +88,14 @@ const rawSource = {
    * setups. It must deliver video/x-raw,format=RGB frames of width×height; `! fdsink fd=1`
    * is appended when it does not end in an fdsink.
    */
-  pipeline: argText.superRefine(splitsIntoTokens).optional(),
+  pipeline: osText.superRefine(splitsIntoTokens).optional(),
 };
 
 export const FileCameraSchema = z.strictObject({
   type: z.literal('file'),
   ...rawSource,
   /** Video file, replayed at its own rate (then capped at fps). */
-  path: argText,
+  path: osText,
   loop: z.boolean().default(true),
 });
 
@@ -132,8 +129,8 @@ export const CsiCameraSchema = z.strictObject({
 
 const credentials = {
   /** Credentials go into the connection, never into logs or status messages. */
-  username: argText.optional(),
-  password: argText.optional(),
+  username: osText.optional(),
+  password: osText.optional(),
   /** Names of environment variables holding the credentials (take precedence). */
   usernameEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
   passwordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),

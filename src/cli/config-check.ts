@@ -3,6 +3,7 @@ import { ConfigError } from '../config/errors.js';
 import { loadConfig } from '../config/load.js';
 import { loadBoard } from '../config/board.js';
 import { withoutSecrets } from '../config/secrets.js';
+import { redact } from '../util/redact.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MANIFEST_FILE, parseManifest } from '../bundle/load.js';
@@ -44,7 +45,7 @@ export async function configCommand(argv: string[]): Promise<number> {
     const problems = thresholdProblems(config, goodMedian);
     if (problems.length) throw new ConfigError(file, problems);
     if (values.print) console.log(JSON.stringify(withoutSecrets(config), null, 2));
-    console.error(`${file}: valid (${config.cameras.length} camera(s), board ${config.board}, ${config.mqtt.url ? `broker ${String(withoutSecrets(config.mqtt.url))}` : 'embedded broker'})`);
+    console.error(`${file}: valid (${config.cameras.length} camera(s), board ${config.board}, ${config.mqtt.url ? `broker ${redact(config.mqtt.url)}` : 'embedded broker'})`);
     return EXIT.ok;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;

@@ -53,7 +53,7 @@ export const ConfigSchema = z
     board: BoardNameSchema.default(DEFAULT_BOARD),
     logLevel: z.enum(LOG_LEVELS).default('info'),
     /** Folder for what must survive a restart: score sequence numbers, the MQTT outbox. */
-    stateDir: osText().default(DEFAULT_STATE_DIR),
+    stateDir: osText.default(DEFAULT_STATE_DIR),
     cameras: z.array(CameraConfigSchema).min(1).prefault(() => DEFAULT_CAMERAS.map((c) => ({ ...c }))),
     inference: InferenceConfigSchema.prefault({}),
     mqtt: MqttConfigSchema.prefault({}),

@@ -4,7 +4,7 @@ import { osText } from '../util/os-text.js';
 
 export const InferenceConfigSchema = z.strictObject({
   /** Bundle folder (models/quantized/<name>) with model.onnx + manifest.json. */
-  model: osText().default('models/quantized/moead-mnv2-synth'),
+  model: osText.default('models/quantized/moead-mnv2-synth'),
   backend: z.enum(['onnxruntime', 'native']).default('onnxruntime'),
   providers: z.array(z.enum(['cpu', 'cuda', 'tensorrt'])).min(1).default(['cpu']),
   threads: z.number().int().min(0).max(64).default(0),

@@ -6,10 +6,10 @@ const topicLevel = z.string().regex(/^[^#+/]+$/, 'expected one topic level witho
 
 export const TlsConfigSchema = z.strictObject({
   /** PEM file of the CA that signed the broker's certificate (absent: the system CAs). */
-  ca: osText().optional(),
+  ca: osText.optional(),
   /** PEM client certificate and key for mutual TLS. */
-  cert: osText().optional(),
-  key: osText().optional(),
+  cert: osText.optional(),
+  key: osText.optional(),
   /** Only for lab brokers with self-signed certificates; never turn off in a fleet. */
   rejectUnauthorized: z.boolean().default(true),
   /** Name to check the broker certificate against when it differs from the URL's host. */
@@ -21,7 +21,7 @@ export const TlsConfigSchema = z.strictObject({
 
 export const OutboxConfigSchema = z.strictObject({
   /** Folder of the on-disk queue; absent: <state dir>/outbox. */
-  path: osText().optional(),
+  path: osText.optional(),
   /** Most messages kept while the broker is away; past it the oldest scores are dropped (events are kept). */
   maxMessages: z.number().int().min(10).max(10_000_000).default(100_000),
   /** A segment file is closed and a new one started past this size. */
@@ -50,10 +50,10 @@ export const MqttConfigSchema = z.strictObject({
   cleanSession: z.boolean().default(true),
   username: z.string().optional(),
   /** File holding the user name (e.g. a container secret); wins over `username`. */
-  usernameFile: osText().optional(),
+  usernameFile: osText.optional(),
   password: z.string().optional(),
   /** File holding the password; wins over `password`. Trailing newline is ignored. */
-  passwordFile: osText().optional(),
+  passwordFile: osText.optional(),
   tls: TlsConfigSchema.optional(),
   /** Reconnect delay: uniform in [0, min(maxMs, minMs·2^attempt)] ("full jitter"). */
   backoff: z.strictObject({

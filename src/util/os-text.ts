@@ -8,4 +8,4 @@ import { z } from 'zod';
 
 const NO_NUL = 'expected no NUL character (a process argument or file path cannot hold one)';
 
-export const osText = (): z.ZodString => z.string().min(1).regex(/^[^\0]*$/, NO_NUL);
+export const osText = z.string().min(1).regex(/^[^\0]*$/, NO_NUL);
