@@ -7,15 +7,33 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RepeatLimiter, repeatKind } from '../../src/util/repeat-log.js';
 
-/** A limiter writing `level message` lines into `lines`, on a clock set by `at(ms)`. */
-function limiter(windowMs = 10_000): { repeats: RepeatLimiter; lines: string[]; at: (ms: number) => void } {
+/**
+ * A limiter writing `level message` lines into `lines`, on a clock set by `at(ms)`. Its
+ * timers only run when the test calls `fire()`, which runs those due by then: a test that
+ * never fires them sees what happens when the next line comes before its timer.
+ */
+function limiter(windowMs = 10_000): { repeats: RepeatLimiter; lines: string[]; at: (ms: number) => void; fire: () => void; timers: () => number } {
   const lines: string[] = [];
   let now = 0;
+  let pending: { due: number; fn: () => void }[] = [];
+  const schedule = (fn: () => void, delayMs: number): (() => void) => {
+    const timer = { due: now + delayMs, fn };
+    pending.push(timer);
+    return () => (pending = pending.filter((t) => t !== timer));
+  };
   const repeats = new RepeatLimiter(
     { warn: (m) => lines.push(`warn ${m}`), error: (m) => lines.push(`error ${m}`) },
-    { windowMs, now: () => now },
+    { windowMs, now: () => now, schedule },
   );
-  return { repeats, lines, at: (ms) => (now = ms) };
+  const fire = (): void => {
+    for (;;) {
+      const due = pending.filter((t) => t.due <= now).sort((a, b) => a.due - b.due)[0];
+      if (!due) return;
+      pending = pending.filter((t) => t !== due);
+      due.fn();
+    }
+  };
+  return { repeats, lines, at: (ms) => (now = ms), fire, timers: () => pending.length };
 }
 
 test('the first line of a kind is logged at once; repeats within the window are held; the next after it says how many', () => {
@@ -106,6 +124,86 @@ test('kinds are bounded: when a message changes kind every time, the oldest kind
   repeats.warn('first kind');
   assert.equal(lines.at(-1), 'warn first kind', 'logged at once: forgotten');
   assert.equal(lines.length, 67);
+});
+
+test('a burst that stopped is told when its window is over, not at the next stop', () => {
+  const { repeats, lines, at, fire, timers } = limiter();
+  for (let i = 1; i <= 5; i++) {
+    at(i * 40);
+    repeats.warn(`frame ${i} skipped (decode): cam: not a PNG`);
+  }
+  at(10_039);
+  fire();
+  assert.deepEqual(lines, ['warn frame 1 skipped (decode): cam: not a PNG'], 'the window is not over yet');
+  at(10_040);
+  fire();
+  assert.deepEqual(lines, ['warn frame 1 skipped (decode): cam: not a PNG', 'warn frame 5 skipped (decode): cam: not a PNG (and 3 more like it in the last 10 s)']);
+  assert.equal(timers(), 0, 'nothing held, nothing scheduled');
+  repeats.flush();
+  assert.equal(lines.length, 2, 'the stop has nothing left to say');
+});
+
+test('a failure on every frame logs one line per window, and every frame is logged or counted', () => {
+  const { repeats, lines, at, fire } = limiter();
+  // 30 fps for 35 s, the timers running as a real event loop would run them between frames.
+  const frames = 35 * 30;
+  for (let i = 0; i < frames; i++) {
+    at(Math.round((i * 1000) / 30));
+    fire();
+    repeats.error(`frame ${i} failed in inference: worker exited`);
+  }
+  at(35_000);
+  repeats.flush();
+  assert.deepEqual(
+    lines.map((l) => l.replace(/frame \d+/, 'frame N')),
+    [
+      'error frame N failed in inference: worker exited',
+      // The first window's 299 held lines: the newest is told, with the 298 before it.
+      'error frame N failed in inference: worker exited (and 298 more like it in the last 10 s)',
+      // The frame at 10 s came just after that line: a full 300 per window from then on.
+      'error frame N failed in inference: worker exited (and 299 more like it in the last 10 s)',
+      'error frame N failed in inference: worker exited (and 299 more like it in the last 10 s)',
+      'error frame N failed in inference: worker exited (and 149 more like it in the last 5 s)',
+    ],
+  );
+  const said = lines.reduce((sum, l) => sum + 1 + Number(/ \(and (\d+) more like it/.exec(l)?.[1] ?? 0), 0);
+  assert.equal(said, frames);
+});
+
+test('a line after the window whose timer has not run yet carries the count and cancels the timer', () => {
+  const { repeats, lines, at, fire, timers } = limiter();
+  repeats.warn('score not published: broker refused');
+  repeats.warn('score not published: broker refused');
+  assert.equal(timers(), 1);
+  at(10_000);
+  repeats.warn('score not published: broker refused');
+  assert.equal(lines.at(-1), 'warn score not published: broker refused (and 1 more like it in the last 10 s)');
+  assert.equal(timers(), 0);
+  fire();
+  assert.equal(lines.length, 2, 'told once');
+});
+
+test('flush and the bound on kinds cancel the timers of what they tell', () => {
+  const { repeats, lines, at, fire, timers } = limiter();
+  repeats.warn('score not published: broker refused');
+  repeats.warn('score not published: broker refused');
+  repeats.flush();
+  assert.equal(timers(), 0);
+  at(10_000);
+  fire();
+  assert.equal(lines.length, 2, 'the held line was told by flush, and only there');
+});
+
+test('the default timer is a real one: a held line is told about one window later without another line', async () => {
+  const lines: string[] = [];
+  const repeats = new RepeatLimiter({ warn: (m) => lines.push(m), error: (m) => lines.push(m) }, { windowMs: 50 });
+  repeats.warn('frame 1 skipped (decode): cam: not a PNG');
+  repeats.warn('frame 2 skipped (decode): cam: not a PNG');
+  repeats.warn('frame 3 skipped (decode): cam: not a PNG');
+  assert.equal(lines.length, 1);
+  // Unref'd, so something must hold the event loop open while the test waits.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.deepEqual(lines, ['frame 1 skipped (decode): cam: not a PNG', 'frame 3 skipped (decode): cam: not a PNG (and 1 more like it in the last 1 s)']);
 });
 
 test('the kind masks what changes per frame (digits) and keeps the words', () => {
