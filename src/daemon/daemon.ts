@@ -132,6 +132,8 @@ export class Daemon {
       const link = await this.#parts.createLink(config, () => ({ name: detector.manifest.name, version: detector.manifest.version }), log.child('mqtt'));
       this.#link = link;
       const otaLog = log.child('ota');
+      // What discovery and the Sparkplug births last named: the link announced it as it connected.
+      let announced = `${detector.manifest.name} ${detector.manifest.version}`;
       this.#updater = new ModelUpdater({
         store: models,
         config: () => this.#store.current.ota,
@@ -141,8 +143,11 @@ export class Daemon {
         health: () => this.health(),
         report: (status) => {
           void link.link.publishOtaStatus(status).catch((err: unknown) => otaLog.warn(`status not published: ${errorMessage(err)}`));
-          // A switch or a rollback: discovery and Sparkplug births name the model, so they go out again.
-          if (status.state === 'probation' || status.state === 'rolled_back') {
+          // A switch or a rollback: discovery and Sparkplug births name the model, so they go out
+          // again; only then, not at each report (a probation reports again while its end cannot be saved).
+          const running = `${status.running.name} ${status.running.version}`;
+          if (running !== announced) {
+            announced = running;
             void link.link.modelChanged().catch((err: unknown) => otaLog.warn(`model change not announced: ${errorMessage(err)}`));
           }
         },
@@ -169,7 +174,7 @@ export class Daemon {
       this.#reopener = new ModelReopener({
         live: detector,
         open: (dir) => this.#parts.openDetector(dir, inference, log.child('inference')),
-        onProbation: () => updater.status().state === 'probation',
+        onProbation: () => updater.onProbation(),
         log: log.child('inference'),
       });
       this.#reopener.start();

@@ -26,6 +26,8 @@ export type OtaStatus = Omit<OtaStatusPayload, 'ts'>;
 const MANIFEST_MAX_BYTES = 1 << 20;
 const SIGNATURE_MAX_BYTES = 4096;
 const PROGRESS_EVERY_MS = 1000;
+/** How long a probation whose end could not be saved goes on before its end is saved again. */
+const CONFIRM_RETRY_MS = 30_000;
 
 export interface UpdateRequest {
   id: string;
@@ -48,7 +50,23 @@ export interface ModelUpdaterDeps {
   health: () => string | undefined;
   report: (status: OtaStatus) => void;
   log: Logger;
+  /** CONFIRM_RETRY_MS, unless a test needs it shorter. */
+  confirmRetryMs?: number;
 }
+
+/** A probation under way: what it watches, from which failure count, until when. */
+interface Probation {
+  request: string | null;
+  running: OtaStatus['running'];
+  seconds: number;
+  /** The model on probation, and its failures counted before the watch began (not its fault). */
+  model: Detector;
+  errorsBefore: number;
+  deadline: number;
+}
+
+/** The busy step while a probation's end is saved and the model before closed. */
+const ENDING_PROBATION = 'ending probation';
 
 const modelOf = (m: Manifest) => ({ name: m.name, version: m.version });
 
@@ -59,7 +77,7 @@ export class ModelUpdater {
   readonly #deps: ModelUpdaterDeps;
   #busy: { request: string; step: string } | undefined;
   #status: OtaStatus;
-  #probation: { timer: NodeJS.Timeout; deadline: number; request: string | null; model: Detector } | undefined;
+  #probation: (Probation & { timer: NodeJS.Timeout }) | undefined;
   /** The model whose probation stop() left to resume, for stoppedWithModelHung(). */
   #paused: Detector | undefined;
   /** The model before the switch, kept open during probation so that a rollback is immediate. */
@@ -89,6 +107,14 @@ export class ModelUpdater {
   /** The latest status (what `<root>/ota` holds). */
   status(): OtaStatus {
     return this.#status;
+  }
+
+  /**
+   * Whether a probation watches the model in force, its end being saved included: its
+   * rollback, not a reopen, answers that model's death.
+   */
+  onProbation(): boolean {
+    return this.#probation !== undefined || this.#busy?.step === ENDING_PROBATION;
   }
 
   /** Reports the state after start-up, and resumes a probation the last run left open. */
@@ -309,13 +335,17 @@ export class ModelUpdater {
 
   #beginProbation(request: string | null, manifest: Manifest): void {
     const seconds = this.#deps.config().probationS;
-    const deadline = Date.now() + seconds * 1000;
     const { live } = this.#deps;
     // Frames the model before had prepared may still fail after the switch: they are not this model's.
     const model = live.current;
-    const errorsBefore = live.failures(model);
     const running = modelOf(manifest);
     this.#report({ state: 'probation', request, running, target: running, message: `watching inference for ${seconds} s (ota.probationS)` });
+    this.#watch({ request, running, seconds, model, errorsBefore: live.failures(model), deadline: Date.now() + seconds * 1000 });
+  }
+
+  #watch(probation: Probation): void {
+    const { live } = this.#deps;
+    const { request, running, model, errorsBefore, deadline } = probation;
     const check = () => {
       // A stop under way leaves the probation to resume at the next start.
       if (this.#stopped) return;
@@ -332,25 +362,38 @@ export class ModelUpdater {
         );
       } else if (Date.now() >= deadline) {
         this.#endProbation();
-        void this.#track(this.#confirm(request, running, seconds));
+        void this.#track(this.#confirm(probation));
       }
     };
-    const timer = setInterval(check, Math.min(1000, Math.max(50, seconds * 100)));
+    const timer = setInterval(check, Math.min(1000, Math.max(50, probation.seconds * 100)));
     timer.unref();
-    this.#probation = { timer, deadline, request, model };
-    if (seconds === 0) check();
+    this.#probation = { ...probation, timer };
+    if (Date.now() >= deadline) check();
   }
 
-  /** Saves the end of a probation, then closes the model before. */
-  async #confirm(request: string | null, running: OtaStatus['running'], seconds: number): Promise<void> {
+  /**
+   * Saves the end of a probation, then closes the model before. A probation whose end could
+   * not be saved (a full or read-only disk) goes on, and saving is tried again later: over,
+   * but with state.json still saying probation, the next start would take the model for one
+   * that died on probation and roll it back.
+   */
+  async #confirm(probation: Probation): Promise<void> {
+    const { request, running, seconds } = probation;
     // Busy until the model before is closed: a rollback now would take it for its target.
-    this.#busy = { request: request ?? '(probation resumed at start-up)', step: 'ending probation' };
+    this.#busy = { request: request ?? '(probation resumed at start-up)', step: ENDING_PROBATION };
     try {
-      await this.#deps.store.confirm();
+      try {
+        await this.#deps.store.confirm();
+      } catch (err) {
+        const retryMs = this.#deps.confirmRetryMs ?? CONFIRM_RETRY_MS;
+        this.#deps.log.error(`probation end not saved: ${errorMessage(err)}; the probation goes on, and its end is saved again in ${retryMs / 1000} s`);
+        this.#report({ state: 'probation', request, running, target: running, message: `passed ${seconds} s of probation, but its end was not saved (${errorMessage(err)}); still watching, saving again in ${retryMs / 1000} s` });
+        // Also when a stop is under way: it then finds a probation to leave for the next start.
+        this.#watch({ ...probation, deadline: Date.now() + retryMs });
+        return;
+      }
       await this.#retireStandby();
       this.#report({ state: 'active', request, running, target: null, message: `passed ${seconds} s of probation` });
-    } catch (err) {
-      this.#deps.log.error(`probation end not saved: ${errorMessage(err)}`);
     } finally {
       this.#busy = undefined;
     }

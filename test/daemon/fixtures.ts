@@ -55,6 +55,8 @@ export interface OneCameraConfig {
   inference?: string;
   broker: string;
   device: string;
+  /** More keys of the `mqtt` section, as YAML flow pairs: `homeassistant: {enabled: true}`. */
+  mqtt?: string;
   /** More top-level YAML lines. */
   extra?: string[];
 }
@@ -65,7 +67,7 @@ export async function writeOneCameraConfig(file: string, c: OneCameraConfig): Pr
     `stateDir: ${c.stateDir}`,
     `cameras: [{type: folder, name: ${c.camera.name}, path: ${c.camera.path}, fps: ${c.camera.fps}}]`,
     `inference: {model: ${c.model}, threads: 1${c.inference ? `, ${c.inference}` : ''}}`,
-    `mqtt: {url: "${c.broker}", device: ${c.device}}`,
+    `mqtt: {url: "${c.broker}", device: ${c.device}${c.mqtt ? `, ${c.mqtt}` : ''}}`,
     ...(c.extra ?? []),
   ];
   await writeFile(file, `${lines.join('\n')}\n`);

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ManifestSchema, type Manifest } from '../../src/bundle/manifest.js';
@@ -18,7 +18,7 @@ import { OtaConfigSchema } from '../../src/ota/config.js';
 import { compareVersions } from '../../src/ota/version.js';
 import { LiveDetector } from '../../src/inference/live-detector.js';
 import { ModelStore } from '../../src/ota/model-store.js';
-import { ModelUpdater, type OtaStatus, type UpdateRequest } from '../../src/ota/updater.js';
+import { ModelUpdater, type ModelUpdaterDeps, type OtaStatus, type UpdateRequest } from '../../src/ota/updater.js';
 import { generateSigningKey, signManifest } from '../../src/ota/signature.js';
 import { createLogger } from '../../src/util/log.js';
 import { FileServer, Mosquitto, MqttCollector, spawnCli, tempDir, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
@@ -82,18 +82,19 @@ interface Running {
   config: string;
 }
 
-async function startDaemon(device: string, o: { probationS: number; inference?: string; ota?: string; keep?: Running } = { probationS: 1 }): Promise<Running> {
+async function startDaemon(device: string, o: { probationS: number; inference?: string; mqtt?: string; ota?: string; keep?: Running } = { probationS: 1 }): Promise<Running> {
   const config = await writeOneCameraConfig(dir.file(`${device}.yaml`), {
     stateDir: dir.file(`${device}-state`),
     camera: { name: 'cam', path: dir.file('frames'), fps: 10 },
     model: SHIPPED_BUNDLE,
     ...(o.inference ? { inference: o.inference } : {}),
+    ...(o.mqtt ? { mqtt: o.mqtt } : {}),
     broker: broker.url,
     device,
     extra: [`ota: {trustedKeys: ["${fleetKey.publicKey}"], probationS: ${o.probationS}${o.ota ? `, ${o.ota}` : ''}}`],
   });
   const root = `moead/${device}`;
-  const mqtt = o.keep?.mqtt ?? (await MqttCollector.connect(broker.url, [`${root}/ota`, `${root}/cam/score`, `${root}/cmd/+/reply`]));
+  const mqtt = o.keep?.mqtt ?? (await MqttCollector.connect(broker.url, [`${root}/ota`, `${root}/cam/score`, `${root}/cmd/+/reply`, `homeassistant/sensor/${device}/#`]));
   const from = mqtt.mark;
   const daemon = spawnCli(['run', '--config', config]);
   await mqtt.waitFor((m) => m.topic === `${root}/ota` && !m.retain, { from, timeoutMs: 30_000 }).catch((err: unknown) => {
@@ -115,7 +116,12 @@ const ota = (m: ReceivedMessage): OtaStatusPayload => OtaStatusPayloadSchema.par
  * test folder, the shipped bundle in force (`first`), the rest of the daemon stubbed healthy.
  * Not started: the caller's `report` may use what this returns.
  */
-async function inProcessUpdater(stateDir: string, probationS: number, report: (s: OtaStatus) => void): Promise<{ store: ModelStore; live: LiveDetector; first: Detector; updater: ModelUpdater }> {
+async function inProcessUpdater(
+  stateDir: string,
+  probationS: number,
+  report: (s: OtaStatus) => void,
+  extra: Pick<ModelUpdaterDeps, 'log' | 'confirmRetryMs'> = { log: createLogger('ota', 'error') },
+): Promise<{ store: ModelStore; live: LiveDetector; first: Detector; updater: ModelUpdater }> {
   const { store } = await ModelStore.open(dir.file(stateDir), SHIPPED_BUNDLE);
   const open = (bundleDir: string) => openDetector({ bundleDir, backend: { threads: 1 } });
   const first = await open(SHIPPED_BUNDLE);
@@ -128,7 +134,7 @@ async function inProcessUpdater(stateDir: string, probationS: number, report: (s
     thresholdProblems: () => [],
     health: () => undefined,
     report,
-    log: createLogger('ota', 'error'),
+    ...extra,
   });
   return { store, live, first, updater };
 }
@@ -177,7 +183,10 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
   test('a signed update is fetched (resuming a broken transfer), validated and switched with no gap in seq; it stays after a restart and rolls back on command', async () => {
     const url = await serveBundle('v950', { edit: bump('9.5.0') });
     server.faults.set('v950/model.onnx', { kind: 'truncate', afterBytes: 500_000, times: 1 });
-    let r = await startDaemon('ota-good', { probationS: 1 });
+    let r = await startDaemon('ota-good', { probationS: 1, mqtt: 'homeassistant: {enabled: true}' });
+    /** The models Home Assistant's discovery named since `from`, one entry per discovery message. */
+    const discovered = (from: number) =>
+      r.mqtt.on('homeassistant/sensor/ota-good/cam_score/config').flatMap((m) => (m.index >= from && !m.retain ? [(m.json() as { device: { model: string } }).device.model] : []));
     try {
       assert.equal(await nextScoreVersion(r), shipped.version);
       const from = r.mqtt.mark;
@@ -197,15 +206,21 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
       const seqs = scores.map((s) => s.seq);
       assert.deepEqual(seqs, seqs.map((_, i) => (seqs[0] ?? 0) + i), 'seq has no gap across the switch');
       assert.deepEqual([...new Set(scores.map((s) => s.model.version))], [shipped.version, '9.5.0']);
+      // Announced again once, at the switch: not at each report of the update.
+      await r.mqtt.waitFor((m) => m.topic === 'homeassistant/sensor/ota-good/cam_score/config' && m.index >= from, { timeoutMs: 10_000 });
+      assert.deepEqual(discovered(from), [`${shipped.name} 9.5.0`]);
 
       await stopDaemon(r, false);
-      r = await startDaemon('ota-good', { probationS: 1, keep: r });
+      r = await startDaemon('ota-good', { probationS: 1, mqtt: 'homeassistant: {enabled: true}', keep: r });
       await r.daemon.waitForLine(/model moead-mnv2-synth 9\.5\.0 from .*ota-good-state\/models\/moead-mnv2-synth-9\.5\.0-/);
       assert.equal(await nextScoreVersion(r), '9.5.0');
 
+      const beforeRollback = r.mqtt.mark;
       const back = await command(r, 'rollback-model', { id: 'r1' });
       assert.deepEqual(back, { id: 'r1', ok: true, result: { from: { name: shipped.name, version: '9.5.0' }, to: { name: shipped.name, version: shipped.version } } });
       while ((await nextScoreVersion(r)) !== shipped.version);
+      await r.mqtt.waitFor((m) => m.topic === 'homeassistant/sensor/ota-good/cam_score/config' && m.index >= beforeRollback, { timeoutMs: 10_000 });
+      assert.deepEqual(discovered(beforeRollback), [`${shipped.name} ${shipped.version}`]);
       const again = await command(r, 'rollback-model', { id: 'r2' });
       assert.equal(again.ok, true, 'the rolled-back update stays installed: a second rollback goes forward again');
     } finally {
@@ -456,6 +471,68 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
       const reopened = await ModelStore.open(store.dir.replace(/\/models$/, ''), SHIPPED_BUNDLE);
       assert.deepEqual([reopened.store.active, reopened.store.probation], [store.active, null]);
       assert.equal(basename(store.active).startsWith(`${shipped.name}-9.4.0-`), true, store.active);
+    } finally {
+      await updater.stop();
+      await live.close();
+    }
+  });
+
+  test('a probation whose end cannot be saved goes on, still answering for the model, and ends once saving works', async () => {
+    const url = await serveBundle('v945', { edit: bump('9.4.5') });
+    const seen: OtaStatus[] = [];
+    const lines: string[] = [];
+    const stateDir = dir.file('unsaved-confirm-state');
+    const { store, updater, live } = await inProcessUpdater(basename(stateDir), 1, (s) => seen.push(s), { log: createLogger('ota', 'warn', (l) => lines.push(l)), confirmRetryMs: 500 });
+    const stateFile = join(store.dir, 'state.json');
+    try {
+      updater.start(undefined);
+      updater.update({ id: 'u1', url });
+      await waitFor(() => seen.some((s) => s.state === 'probation' || s.state === 'failed'), () => JSON.stringify(seen));
+      // A folder where state.json goes: every save fails (EISDIR), as on a disk gone bad.
+      await rm(stateFile);
+      await mkdir(join(stateFile, 'blocked'), { recursive: true });
+      await waitFor(() => lines.some((l) => l.includes('probation end not saved')), () => lines.join('\n'));
+      assert.equal(updater.status().state, 'probation', JSON.stringify(updater.status()));
+      assert.match(updater.status().message ?? '', /passed 1 s of probation, but its end was not saved \(.*\); still watching, saving again in 0\.5 s/);
+      assert.equal(updater.onProbation(), true, 'the reopener must leave the model to the probation');
+      assert.throws(() => updater.update({ id: 'u2', url }), /is on probation/);
+      assert.ok(!seen.some((s) => s.state === 'active' && s.request === 'u1'), 'not active before its end is saved');
+      // The disk works again: the next try saves it, and the model before is closed.
+      await rm(stateFile, { recursive: true });
+      await waitFor(() => seen.some((s) => s.state === 'active' && s.request === 'u1'), () => JSON.stringify(seen.slice(-3)));
+      assert.equal(updater.onProbation(), false);
+      const reopened = await ModelStore.open(stateDir, SHIPPED_BUNDLE);
+      assert.equal(reopened.store.probation, null, 'saved: the next start does not take it for a model that died on probation');
+      assert.equal(reopened.recovery, undefined);
+      assert.equal(live.manifest.version, '9.4.5');
+    } finally {
+      await rm(stateFile, { recursive: true, force: true }).catch(() => undefined);
+      await updater.stop();
+      await live.close();
+    }
+  });
+
+  test('a stop while the end of probation cannot be saved leaves it to resume, not to roll back', async () => {
+    const url = await serveBundle('v946', { edit: bump('9.4.6') });
+    const seen: OtaStatus[] = [];
+    const lines: string[] = [];
+    const stateDir = dir.file('unsaved-stop-state');
+    const { store, updater, live } = await inProcessUpdater(basename(stateDir), 1, (s) => seen.push(s), { log: createLogger('ota', 'warn', (l) => lines.push(l)), confirmRetryMs: 60_000 });
+    const stateFile = join(store.dir, 'state.json');
+    try {
+      updater.start(undefined);
+      updater.update({ id: 's1', url });
+      await waitFor(() => seen.some((s) => s.state === 'probation' || s.state === 'failed'), () => JSON.stringify(seen));
+      const saved = await readFile(stateFile);
+      await rm(stateFile);
+      await mkdir(join(stateFile, 'blocked'), { recursive: true });
+      await waitFor(() => lines.some((l) => l.includes('probation end not saved')), () => lines.join('\n'));
+      // The disk works again just as the daemon stops (SIGTERM before the next try).
+      await rm(stateFile, { recursive: true });
+      await writeFile(stateFile, saved);
+      await updater.stop();
+      const { recovery } = await ModelStore.open(stateDir, SHIPPED_BUNDLE);
+      assert.equal(recovery?.kind, 'probation_resumed', JSON.stringify(recovery));
     } finally {
       await updater.stop();
       await live.close();
