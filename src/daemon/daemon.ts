@@ -174,7 +174,7 @@ export class Daemon {
       this.#reopener = new ModelReopener({
         live: detector,
         open: (dir) => this.#parts.openDetector(dir, inference, log.child('inference')),
-        onProbation: () => updater.onProbation(),
+        probationOrRollback: () => updater.probationOrRollback(),
         log: log.child('inference'),
       });
       this.#reopener.start();

@@ -21,10 +21,10 @@ export interface ModelReopenerDeps {
   /** Opens a bundle the way the model in force was opened (backend, threads, pre/post-processing). */
   open: (bundleDir: string) => Promise<Detector>;
   /**
-   * Whether a model update's probation is under way. Its rollback answers the death of the
-   * model under watch; a reopen first would hide that death from it.
+   * Whether a model update's probation, or a rollback, is under way. The rollback answers the
+   * death of the model under watch; a reopen first would hide that death from the probation.
    */
-  onProbation: () => boolean;
+  probationOrRollback: () => boolean;
   log: Logger;
   backoff?: BackoffPolicy;
 }
@@ -73,7 +73,7 @@ export class ModelReopener {
     if (this.#stopped || this.#dead !== undefined) return;
     const current = this.#deps.live.current;
     const why = current.failure();
-    if (why === undefined || this.#deps.onProbation()) return;
+    if (why === undefined || this.#deps.probationOrRollback()) return;
     this.#dead = current;
     // One opened again that died within the longest delay did not run: the backoff goes on
     // growing, so that a model that dies again at once (out of memory) does not spin.

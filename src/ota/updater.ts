@@ -65,8 +65,9 @@ interface Probation {
   deadline: number;
 }
 
-/** The busy step while a probation's end is saved and the model before closed. */
+/** Busy steps: a probation's end being saved (the model before then closed), a rollback. */
 const ENDING_PROBATION = 'ending probation';
+const ROLLING_BACK = 'rolling back';
 
 const modelOf = (m: Manifest) => ({ name: m.name, version: m.version });
 
@@ -110,11 +111,11 @@ export class ModelUpdater {
   }
 
   /**
-   * Whether a probation watches the model in force, its end being saved included: its
-   * rollback, not a reopen, answers that model's death.
+   * Whether a probation watches the model in force (its end being saved included) or a
+   * rollback is replacing it: that, not a reopen, answers the model's death.
    */
-  onProbation(): boolean {
-    return this.#probation !== undefined || this.#busy?.step === ENDING_PROBATION;
+  probationOrRollback(): boolean {
+    return this.#probation !== undefined || this.#busy?.step === ENDING_PROBATION || this.#busy?.step === ROLLING_BACK;
   }
 
   /** Reports the state after start-up, and resumes a probation the last run left open. */
@@ -421,7 +422,7 @@ export class ModelUpdater {
     const previous = store.previous;
     if (previous === null) throw new Error('no previous model to return to');
     // Busy while the previous model opens: an update or a second rollback now would race this one.
-    this.#busy = { request: request ?? '(automatic rollback)', step: 'rolling back' };
+    this.#busy = { request: request ?? '(automatic rollback)', step: ROLLING_BACK };
     try {
       // During probation the model before is still open; later it is opened again from disk.
       const standby = this.#standby;

@@ -45,7 +45,7 @@ async function waitFor(done: () => boolean, what: string): Promise<void> {
 /** A reopener on `live` with a short backoff; `lines` gets what it logs. */
 function reopener(live: LiveDetector, deps: Partial<ModelReopenerDeps> = {}): { reopener: ModelReopener; lines: string[] } {
   const lines: string[] = [];
-  const r = new ModelReopener({ live, open, onProbation: () => false, log: createLogger('reopen', 'info', (l) => lines.push(l)), backoff: BACKOFF, ...deps });
+  const r = new ModelReopener({ live, open, probationOrRollback: () => false, log: createLogger('reopen', 'info', (l) => lines.push(l)), backoff: BACKOFF, ...deps });
   r.start();
   return { reopener: r, lines };
 }
@@ -141,7 +141,7 @@ test('no reopen while a probation is under way: its rollback answers the death o
   const first = await open(bundle);
   const live = new LiveDetector(first);
   let probation = true;
-  const { reopener: r } = reopener(live, { onProbation: () => probation });
+  const { reopener: r } = reopener(live, { probationOrRollback: () => probation });
   try {
     await killWorkerOf(first);
     await new Promise((resolve) => setTimeout(resolve, 500));
