@@ -111,11 +111,12 @@ export class ModelUpdater {
   }
 
   /**
-   * Whether a probation watches the model in force (its end being saved included) or a
-   * rollback is replacing it: that, not a reopen, answers the model's death.
+   * Whether a probation watches the model in force (from the switch to the save of its end)
+   * or a rollback is replacing it: that, not a reopen, answers the model's death.
    */
   probationOrRollback(): boolean {
-    return this.#probation !== undefined || this.#busy?.step === ENDING_PROBATION || this.#busy?.step === ROLLING_BACK;
+    const step = this.#busy?.step;
+    return this.#probation !== undefined || step === 'switching' || step === ENDING_PROBATION || step === ROLLING_BACK;
   }
 
   /** Reports the state after start-up, and resumes a probation the last run left open. */
