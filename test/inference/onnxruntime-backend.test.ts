@@ -272,7 +272,7 @@ describe('inference never blocks the event loop', { skip }, () => {
     }
   });
 
-  test('back-to-back inference in the worker: loop delay p99 < 20 ms (or a busy core\'s baseline + 10 ms), MQTT keepalive (1 s) holds', async (t) => {
+  test('back-to-back inference in the worker: loop delay p99 well under one run (at least 20 ms, or a busy core\'s baseline + 10 ms), MQTT keepalive (1 s) holds', async (t) => {
     const backend = new OnnxruntimeBackend();
     await backend.load(heavy, CPU);
     const client = await mqtt.connectAsync(broker.url, { keepalive: 1, reconnectPeriod: 0, clientId: `loop-${process.pid}` });
@@ -291,7 +291,7 @@ describe('inference never blocks the event loop', { skip }, () => {
       // it stays far below 20 ms and the limit is the 20 ms; on an oversubscribed CI box the
       // loop waits for a core whatever it runs, and that wait is not charged to inference.
       const spin = await measure(() => burnOneCore(1500));
-      const limit = Math.max(20, spin.p99Ms + 10);
+      const started = performance.now();
       const { p99Ms, maxMs, result: runs } = await measure(async () => {
         let n = 0;
         const until = performance.now() + 3500;
@@ -302,9 +302,13 @@ describe('inference never blocks the event loop', { skip }, () => {
         }
         return n;
       });
+      // A run on the loop's thread would hold it for a whole run (the test above): half a run
+      // tells that apart from a machine where other processes also want the cores.
+      const runMs = (performance.now() - started) / runs;
+      const limit = Math.max(20, spin.p99Ms + 10, runMs / 2);
       t.diagnostic(`${runs} runs, loop delay p99 ${p99Ms.toFixed(1)} ms, max ${maxMs.toFixed(1)} ms (one busy core: p99 ${spin.p99Ms.toFixed(1)} ms), ${pings} keepalive pings`);
       assert.ok(runs >= 3, `only ${runs} runs completed`);
-      assert.ok(p99Ms < limit, `event-loop delay p99 ${p99Ms.toFixed(1)} ms (max ${maxMs.toFixed(1)} ms) during ${runs} runs; limit ${limit.toFixed(1)} ms (one busy core: p99 ${spin.p99Ms.toFixed(1)} ms)`);
+      assert.ok(p99Ms < limit, `event-loop delay p99 ${p99Ms.toFixed(1)} ms (max ${maxMs.toFixed(1)} ms) during ${runs} runs of ${runMs.toFixed(1)} ms; limit ${limit.toFixed(1)} ms (one busy core: p99 ${spin.p99Ms.toFixed(1)} ms)`);
       assert.deepEqual(dropped, [], 'the MQTT connection stayed up');
       assert.ok(pings >= 2, `keepalive pings answered: ${pings}`);
       assert.equal(client.connected, true);
