@@ -44,11 +44,13 @@ function resolveFrom(base: string, path: string): string {
 }
 
 /**
- * Makes every file path in the config absolute. `given(path)` says whether the user wrote
- * the key (file or environment), which decides the folder it is relative to.
+ * Makes every file path in the config absolute. Who set the key decides the folder it is
+ * relative to: the file (its folder), an environment variable (the working directory), or
+ * nobody (the package, for the built-in defaults).
  */
-function resolvePaths(config: Config, raw: Record<string, unknown>, userBase: string): Config {
-  const base = (keyPath: (string | number)[]) => (valueAt(raw, keyPath) === undefined ? PACKAGE_ROOT : userBase);
+function resolvePaths(config: Config, raw: Record<string, unknown>, userBase: string, overrides: readonly EnvOverride[]): Config {
+  const fromEnv = (keyPath: (string | number)[]) => overrides.some((o) => o.path.length <= keyPath.length && o.path.every((key, i) => key === keyPath[i]));
+  const base = (keyPath: (string | number)[]) => (valueAt(raw, keyPath) === undefined ? PACKAGE_ROOT : fromEnv(keyPath) ? process.cwd() : userBase);
   const out = structuredClone(config);
   out.stateDir = resolveFrom(base(['stateDir']), out.stateDir);
   out.inference.model = resolveFrom(base(['inference', 'model']), out.inference.model);
@@ -56,13 +58,13 @@ function resolvePaths(config: Config, raw: Record<string, unknown>, userBase: st
     if (camera.type === 'folder' || camera.type === 'file') camera.path = resolveFrom(base(['cameras', i, 'path']), camera.path);
   });
   const mqtt = out.mqtt;
-  if (mqtt.usernameFile) mqtt.usernameFile = resolveFrom(userBase, mqtt.usernameFile);
-  if (mqtt.passwordFile) mqtt.passwordFile = resolveFrom(userBase, mqtt.passwordFile);
-  if (mqtt.outbox.path) mqtt.outbox.path = resolveFrom(userBase, mqtt.outbox.path);
+  if (mqtt.usernameFile) mqtt.usernameFile = resolveFrom(base(['mqtt', 'usernameFile']), mqtt.usernameFile);
+  if (mqtt.passwordFile) mqtt.passwordFile = resolveFrom(base(['mqtt', 'passwordFile']), mqtt.passwordFile);
+  if (mqtt.outbox.path) mqtt.outbox.path = resolveFrom(base(['mqtt', 'outbox', 'path']), mqtt.outbox.path);
   if (mqtt.tls) {
     for (const key of ['ca', 'cert', 'key'] as const) {
       const value = mqtt.tls[key];
-      if (value) mqtt.tls[key] = resolveFrom(userBase, value);
+      if (value) mqtt.tls[key] = resolveFrom(base(['mqtt', 'tls', key]), value);
     }
   }
   return out;
@@ -90,7 +92,7 @@ export function validateConfig(
     });
     throw new ConfigError(options.source, problems);
   }
-  return resolvePaths(parsed.data, raw, options.baseDir);
+  return resolvePaths(parsed.data, raw, options.baseDir, options.overrides ?? []);
 }
 
 /** Inverse of formatKeyPath for the paths it writes (`a.b[2].c`). */

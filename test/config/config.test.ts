@@ -209,6 +209,21 @@ describe('environment overrides', () => {
     assert.equal(config.cameras[0]?.type === 'folder' && config.cameras[0].fps, 1);
     assert.equal(config.scoring.threshold, 1.5);
   });
+  test('paths set by a variable are relative to the working directory, those in the file to its folder', () => {
+    const file = join(dir.path, 'etc', 'moead.yaml');
+    const { config } = validateConfigText(GOOD, file, {
+      MOEAD_INFERENCE__MODEL: 'env-bundle',
+      MOEAD_MQTT__PASSWORD_FILE: 'env-secret',
+      MOEAD_CAMERAS__0__FPS: '1',
+    });
+    assert.equal(config.inference.model, join(process.cwd(), 'env-bundle'));
+    assert.equal(config.mqtt.passwordFile, join(process.cwd(), 'env-secret'));
+    // Not set by a variable: still relative to the file.
+    assert.equal(config.stateDir, join(dir.path, 'etc', 'state'));
+    assert.equal(config.cameras[0]?.type === 'folder' && config.cameras[0].path, join(dir.path, 'etc', 'frames'));
+    const whole = validateConfigText(GOOD, file, { MOEAD_CAMERAS: '[{"type":"folder","name":"a","path":"env-frames"}]' }).config;
+    assert.equal(whole.cameras[0]?.type === 'folder' && whole.cameras[0].path, join(process.cwd(), 'env-frames'));
+  });
   test('a bad value names the variable', async () => {
     await assert.rejects(loadConfig(undefined, { MOEAD_MQTT__EMBEDDED_PORT: '70000' }), (err: ConfigError) => {
       assert.deepEqual(err.problems, ['mqtt.embeddedPort (from MOEAD_MQTT__EMBEDDED_PORT): Too big: expected number to be <=65535; received 70000']);
