@@ -110,7 +110,7 @@ export async function calibrateCommand(argv: string[]): Promise<number> {
   }
   if (!values.model) throw new UsageError('calibrate: --model BUNDLE is required', CALIBRATE_USAGE);
   if (!values.good) throw new UsageError('calibrate: --good DIR is required', CALIBRATE_USAGE);
-  const quantile = numberOption(values.quantile, 'quantile', CALIBRATE_USAGE, (n) => n > 0 && n <= 1, 'a number in (0, 1]') ?? DEFAULT_THRESHOLD_RULE.quantile;
+  const quantile = numberOption(values.quantile, 'quantile', CALIBRATE_USAGE, (n) => n >= 0.5 && n <= 1, 'a number in [0.5, 1]') ?? DEFAULT_THRESHOLD_RULE.quantile;
   const margin = numberOption(values.margin, 'margin', CALIBRATE_USAGE, (n) => n >= 0, 'a number >= 0') ?? DEFAULT_THRESHOLD_RULE.margin;
   const threads = numberOption(values.threads, 'threads', CALIBRATE_USAGE, (n) => Number.isInteger(n) && n >= 0 && n <= 64, 'an integer 0..64');
   // A config that cannot take the result is refused before minutes of scoring.

@@ -235,7 +235,11 @@ describe('score and calibrate', () => {
   test('calibrate with bad options: exit 2 naming the option', async () => {
     const r = await runCli(['calibrate', '--model', bundle, '--good', frames, '--quantile', '7']);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /--quantile: expected a number in \(0, 1\], received "7"/);
+    assert.match(r.stderr, /--quantile: expected a number in \[0\.5, 1\], received "7"/);
+    // Below the median the rule has no meaning: refused before any image is scored, not after.
+    const low = await runCli(['calibrate', '--model', bundle, '--good', frames, '--quantile', '0.3']);
+    assert.equal(low.code, 2, low.stderr);
+    assert.match(low.stderr, /--quantile: expected a number in \[0\.5, 1\], received "0\.3"/);
   });
 });
 
