@@ -20,12 +20,13 @@ export const SCORE_USAGE = `usage: moead-edge score --model BUNDLE [--json] [--h
   --threads N      intra-op threads (default: one per core)
   Exit code 0 when every image was scored, 1 when any could not be read (the rest are still scored).`;
 
-export const CALIBRATE_USAGE = `usage: moead-edge calibrate --model BUNDLE --good DIR [--out FILE] [--config FILE] [--quantile Q] [--margin M]
+export const CALIBRATE_USAGE = `usage: moead-edge calibrate --model BUNDLE --good DIR [--out FILE] [--config FILE] [--quantile Q] [--margin M] [--threads N]
   Scores every image in DIR (all good) and derives a threshold: the Q quantile of their
   scores plus M times its distance from the median (defaults Q=${DEFAULT_THRESHOLD_RULE.quantile}, M=${DEFAULT_THRESHOLD_RULE.margin}).
   --out FILE      write a copy of the bundle's manifest with the new threshold to FILE
                   (put it next to model.onnx in a bundle copy to ship it)
   --config FILE   set scoring.threshold in that config file (validated first, comments kept)
+  --threads N     intra-op threads (default: one per core)
   Prints the threshold as JSON on stdout; progress goes to stderr.`;
 
 async function open(model: string, threads: number | undefined): Promise<Detector> {
