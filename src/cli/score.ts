@@ -9,6 +9,8 @@ import { openDetector, type Detector } from '../inference/index.js';
 import { calibrate, DEFAULT_THRESHOLD_RULE, scoreImages, writeManifestWithThreshold, type ScoredImage } from '../inference/files.js';
 import { ConfigStore } from '../config/store.js';
 import { loadConfig } from '../config/load.js';
+import { DEFAULT_MAX_REGIONS } from '../postprocess/regions.js';
+import { decide, regionsOf } from '../scoring/decide.js';
 import { EXIT, numberOption, parse, UsageError } from './args.js';
 
 export const SCORE_USAGE = `usage: moead-edge score --model BUNDLE [--json] [--heatmaps DIR] [--threshold T] [--threads N] IMAGE...
@@ -77,7 +79,8 @@ export async function scoreCommand(argv: string[]): Promise<number> {
         await writeFile(out, await detector.snapshot(r.frame, r.detection, { threshold }));
       }
       if (values.json) {
-        console.log(JSON.stringify({ file: r.file, score: r.score, normalized: r.normalized, threshold: threshold.value, anomalous: r.anomalous }));
+        const where = regionsOf(r.detection, decide(r.score, threshold), DEFAULT_MAX_REGIONS);
+        console.log(JSON.stringify({ file: r.file, score: r.score, normalized: r.normalized, threshold: threshold.value, anomalous: r.anomalous, ...where }));
       } else {
         console.log(`${r.anomalous ? 'ANOMALOUS' : 'ok       '}  score ${r.score.toFixed(5)}  normalized ${r.normalized.toFixed(3)}  ${r.file}`);
       }

@@ -11,6 +11,7 @@ import { CameraConfigSchema } from '../capture/config.js';
 import { InferenceConfigSchema } from '../inference/config.js';
 import { MqttConfigSchema } from '../mqtt/config.js';
 import { OtaConfigSchema } from '../ota/config.js';
+import { DEFAULT_MAX_REGIONS, MAX_REGIONS } from '../postprocess/regions.js';
 import { PrometheusConfigSchema } from '../telemetry/config.js';
 import { LOG_LEVELS } from '../util/log.js';
 import { osText } from '../util/os-text.js';
@@ -30,6 +31,8 @@ export const ScoringConfigSchema = z.strictObject({
   endFrames: z.number().int().min(1).max(10_000).default(3),
   /** Publish a JPEG with the heatmap blended over the frame when an event starts. */
   snapshotOnEvent: z.boolean().default(true),
+  /** Anomalous frames' score messages name at most this many areas where they are anomalous (0: none). */
+  maxRegions: z.number().int().min(0).max(MAX_REGIONS).default(DEFAULT_MAX_REGIONS),
 });
 export type ScoringConfig = z.infer<typeof ScoringConfigSchema>;
 

@@ -16,7 +16,7 @@ import type { ScoringConfig } from '../config/schema.js';
 import type { Detection, PreparedFrame } from '../inference/detector.js';
 import type { FleetLink } from '../mqtt/link.js';
 import { PreprocessError } from '../preprocess/errors.js';
-import { decide, thresholdFor } from '../scoring/decide.js';
+import { decide, regionsOf, thresholdFor } from '../scoring/decide.js';
 import { EventTracker } from '../scoring/hysteresis.js';
 import type { CameraSeq } from '../scoring/seq.js';
 import { errorMessage, type Logger } from '../util/log.js';
@@ -391,6 +391,7 @@ export class CameraPipeline {
         anomalous: decision.anomalous,
         model: { name: manifest.name, version: manifest.version },
         latency_ms: Math.round(latency * 10) / 10,
+        ...regionsOf(detection, decision, scoring.maxRegions),
       }),
     );
     // A message the link refused keeps its number for the next one: seq never has gaps.

@@ -2,6 +2,7 @@
  * What the daemon needs from its MQTT link. The topic layout and payload schemas live in
  * topics.ts; this interface is how the rest of the daemon publishes and takes commands.
  */
+import type { AnomalyRegion } from '../postprocess/regions.js';
 import type { OtaStatusPayload } from './topics.js';
 
 export interface ScoreMessage {
@@ -13,6 +14,7 @@ export interface ScoreMessage {
   anomalous: boolean;
   model: { name: string; version: string };
   latency_ms: number;
+  regions?: AnomalyRegion[];
 }
 
 export interface EventMessage {

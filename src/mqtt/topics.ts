@@ -5,6 +5,7 @@
  * docs/mqtt.md documents the same table for humans; keep both in step.
  */
 import { z } from 'zod';
+import { MAX_REGIONS } from '../postprocess/regions.js';
 
 /** One topic level: no separators or wildcards, non-empty. Camera and command names obey it. */
 export const TopicLevelSchema = z.string().regex(/^[^#+/\u0000]{1,128}$/, 'expected one MQTT topic level (1-128 characters, no / # +)');
@@ -80,6 +81,18 @@ export const AvailabilitySchema = z.enum(['online', 'offline']);
 const isoTime = z.iso.datetime({ offset: true });
 const finite = z.number().refine(Number.isFinite, 'expected a finite number');
 
+const fraction = z.number().min(0).max(1);
+
+/** Where a frame is anomalous: a box in fractions of the frame (src/postprocess/regions.ts). */
+export const RegionSchema = z.strictObject({
+  x: fraction,
+  y: fraction,
+  w: fraction,
+  h: fraction,
+  peak: finite,
+  cells: z.number().int().min(1),
+});
+
 export const ScorePayloadSchema = z.strictObject({
   ts: isoTime,
   seq: z.number().int().min(0),
@@ -89,6 +102,8 @@ export const ScorePayloadSchema = z.strictObject({
   anomalous: z.boolean(),
   model: z.strictObject({ name: z.string().min(1), version: z.string().min(1) }),
   latency_ms: z.number().min(0),
+  /** On anomalous frames only: where, the strongest area first. */
+  regions: z.array(RegionSchema).min(1).max(MAX_REGIONS).optional(),
 });
 
 export const EventPayloadSchema = z.strictObject({

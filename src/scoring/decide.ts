@@ -3,7 +3,9 @@
  * score every consumer can read without knowing the model's units.
  */
 import type { ThresholdSpec } from '../bundle/manifest.js';
+import type { FloatMap } from '../postprocess/map.js';
 import { normalizeScore, type ThresholdPoint } from '../postprocess/normalize.js';
+import { anomalyRegions, type AnomalyRegion } from '../postprocess/regions.js';
 import type { ScoringConfig } from '../config/schema.js';
 
 export interface Decision {
@@ -17,6 +19,16 @@ export interface Decision {
 /** At the threshold counts as anomalous, as the toolchain's evaluation and `moead-edge score` decide. */
 export function decide(score: number, threshold: ThresholdPoint): Decision {
   return { score, threshold: threshold.value, normalized: normalizeScore(score, threshold), anomalous: score >= threshold.value };
+}
+
+/**
+ * The `regions` of a score message: where an anomalous frame is anomalous, measured against
+ * the threshold that decided it; nothing for a frame under it, or with `max` 0.
+ */
+export function regionsOf(detection: { lowRes: FloatMap }, decision: Decision, max: number): { regions?: AnomalyRegion[] } {
+  if (!decision.anomalous || max <= 0) return {};
+  const regions = anomalyRegions(detection.lowRes, decision.threshold, max);
+  return regions.length > 0 ? { regions } : {};
 }
 
 export class ThresholdError extends Error {

@@ -58,7 +58,7 @@ describe('defaults', () => {
     assert.equal(config.inference.model, join(PACKAGE_ROOT, 'models/quantized/moead-mnv2-synth'));
     assert.equal(config.mqtt.url, undefined);
     assert.equal(config.board, 'generic-x86');
-    assert.deepEqual(config.scoring, { cameraThresholds: {}, startFrames: 2, endFrames: 3, snapshotOnEvent: true });
+    assert.deepEqual(config.scoring, { cameraThresholds: {}, startFrames: 2, endFrames: 3, snapshotOnEvent: true, maxRegions: 4 });
   });
 
   test('an empty file is the defaults', () => {
@@ -75,7 +75,7 @@ describe('a good file', () => {
     assert.equal(config.inference.model, join(dir.path, 'etc', 'bundle'));
     assert.deepEqual(config.cameras[0], { type: 'folder', name: 'line1', enabled: true, path: join(dir.path, 'etc', 'frames'), fps: 5, loop: true, maxFileBytes: 128 * 2 ** 20 });
     assert.equal(config.mqtt.device, 'cell-7');
-    assert.deepEqual(config.scoring, { threshold: 0.9, cameraThresholds: {}, startFrames: 3, endFrames: 4, snapshotOnEvent: false });
+    assert.deepEqual(config.scoring, { threshold: 0.9, cameraThresholds: {}, startFrames: 3, endFrames: 4, snapshotOnEvent: false, maxRegions: 4 });
     assert.equal(config.telemetry.intervalS, 30);
   });
 
@@ -94,6 +94,7 @@ describe('bad input names the file, the key path, the value and what was expecte
   test('inference.framesAhead must leave at least one frame queued', () => {
     const [p] = problems(() => validateConfigText('inference: {framesAhead: 0}', file, {}));
     assert.equal(p, 'inference.framesAhead: Too small: expected number to be >=1; received 0');
+    assert.deepEqual(problems(() => validateConfigText('scoring: {maxRegions: 17}', file, {})), ['scoring.maxRegions: Too big: expected number to be <=16; received 17']);
   });
   test('a wrong type', () => {
     assert.deepEqual(problems(() => validateConfigText('scoring: {startFrames: "three"}', file, {})), [

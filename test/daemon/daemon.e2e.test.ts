@@ -98,7 +98,16 @@ test('publishes the contract, survives a corrupt frame, answers commands, stops 
       assert.equal(s.anomalous, s.score >= s.threshold);
       const expected = Math.min(1, Math.max(0, 0.5 + (0.5 * (s.score - s.threshold)) / (s.threshold - manifest.threshold.good_median)));
       assert.ok(Math.abs(s.normalized - expected) < 1e-12, `normalized ${s.normalized} != ${expected}`);
+      // Where, on anomalous frames only (scoring.maxRegions, 4 by default): the strongest area first, each at or over the threshold.
+      if (s.anomalous) {
+        assert.ok(s.regions && s.regions.length >= 1 && s.regions.length <= 4, JSON.stringify(s));
+        for (const r of s.regions) assert.ok(r.peak >= s.threshold && r.x + r.w <= 1 + 1e-9 && r.y + r.h <= 1 + 1e-9, JSON.stringify(r));
+        assert.deepEqual(s.regions.map((r) => r.peak), s.regions.map((r) => r.peak).sort((a, b) => b - a));
+      } else {
+        assert.equal(s.regions, undefined, JSON.stringify(s));
+      }
     }
+    assert.ok(first.some((s) => s.anomalous), 'test setup: some frames are anomalous');
 
     // Telemetry counts the corrupt frame and carries the figures the contract promises.
     const telemetry = await sub.waitFor(
