@@ -15,6 +15,19 @@ test('backoff: full jitter within a window that doubles up to the cap, reset sta
   r = 0.5;
   assert.equal(b.next(), 50);
   assert.throws(() => new Backoff(100, 50), /0 < minMs <= maxMs/);
+  // A zero window would retry in a tight loop for ever; a fixed window (min = max) is fine.
+  assert.throws(() => new Backoff(0, 1000), /0 < minMs <= maxMs/);
+  assert.equal(new Backoff(100, 100, () => 0.5).next(), 50);
+});
+
+test('backoff counts the attempts since the last reset (the log says how many refusals came before a success)', () => {
+  const b = new Backoff(100, 1000, () => 0);
+  assert.equal(b.attempts, 0);
+  b.next();
+  b.next();
+  assert.equal(b.attempts, 2);
+  b.reset();
+  assert.equal(b.attempts, 0);
 });
 
 test('backoff spreads a fleet: 1000 devices do not all retry in the same 100 ms', () => {
