@@ -107,6 +107,13 @@ test('backoff: doubles per failure in a row, capped, spread by at most ±jitter'
   assert.deepEqual([1, 2, 3, 4, 5, 9].map((n) => backoffDelay(n, p, () => 0.5)), [100, 200, 400, 800, 1000, 1000]);
   assert.equal(backoffDelay(1, p, () => 0), 80);
   assert.equal(backoffDelay(1, p, () => 1), 120);
+  // The spread is a fraction of the current delay, not of the first one: at 400 ms it is ±80.
+  assert.equal(backoffDelay(3, p, () => 0), 320);
+  assert.equal(backoffDelay(3, p, () => 1), 480);
+  // At the cap the jitter still works both ways, so cameras that all reached maxMs do not
+  // restart in lockstep; the cap bounds the base delay, not the jittered one.
+  assert.equal(backoffDelay(9, p, () => 0), 800);
+  assert.equal(backoffDelay(9, p, () => 1), 1200);
   for (let i = 0; i < 100; i++) {
     const d = backoffDelay(3, p);
     assert.ok(d >= 320 && d <= 480, `delay ${d}`);
