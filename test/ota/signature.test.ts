@@ -36,6 +36,16 @@ describe('bundle signatures', () => {
     assert.throws(() => parseSignatureFile(JSON.stringify({ ...good, key: 'abc' })), /manifest\.sig: key: expected an Ed25519 public key/);
     assert.throws(() => parseSignatureFile(JSON.stringify({ ...good, format: 'v0' })), /manifest\.sig: format/);
     assert.throws(() => parseSignatureFile(JSON.stringify({ ...good, extra: 1 })), /manifest\.sig: \(root\)/);
+    // The whole field must be the encoding: a well-formed value with text before or after it is
+    // refused here, not later by the crypto library with a message that names no field.
+    for (const [field, value] of [
+      ['key', `AAAA${good.key}`],
+      ['key', `${good.key}AAAA`],
+      ['signature', `AAAA${good.signature}`],
+      ['signature', `${good.signature}AAAA`],
+    ] as const) {
+      assert.throws(() => parseSignatureFile(JSON.stringify({ ...good, [field]: value })), new RegExp(`manifest\\.sig: ${field}: expected`), `${field}: ${value}`);
+    }
   });
 
   test('signing refuses a key that is not Ed25519', async () => {
