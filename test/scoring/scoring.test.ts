@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { describe, test } from 'node:test';
-import { CameraSeq, decide, EventTracker, thresholdFor } from '../../src/scoring/index.js';
+import { CameraSeq, decide, EventTracker, thresholdFor, thresholdProblems } from '../../src/scoring/index.js';
 import { withTempDir } from '../harness/index.js';
 
 describe('decide', () => {
@@ -20,6 +20,17 @@ describe('decide', () => {
     assert.deepEqual(thresholdFor('a', manifest, { threshold: 3, cameraThresholds: {} }), { value: 3, good_median: 1 });
     assert.deepEqual(thresholdFor('a', manifest, { threshold: 3, cameraThresholds: { a: 4 } }), { value: 4, good_median: 1 });
     assert.throws(() => thresholdFor('b', manifest, { threshold: 0.5, cameraThresholds: {} }), /threshold 0\.5 for camera b must be above the model's median good score 1/);
+    // At the median itself the normalized score would divide by zero.
+    assert.throws(() => thresholdFor('b', manifest, { threshold: 1, cameraThresholds: {} }), /threshold 1 for camera b must be above/);
+  });
+  test('config problems name the key that set each bad threshold and the value received; none when the manifest decides', () => {
+    const cameras = [{ name: 'a' }, { name: 'b' }, { name: 'c' }];
+    assert.deepEqual(thresholdProblems({ cameras, scoring: { threshold: 0.5, cameraThresholds: { b: 3, c: 1 } } }, 1), [
+      "scoring.threshold: threshold 0.5 for camera a must be above the model's median good score 1 (raw score units); received 0.5",
+      "scoring.cameraThresholds.c: threshold 1 for camera c must be above the model's median good score 1 (raw score units); received 1",
+    ]);
+    assert.deepEqual(thresholdProblems({ cameras, scoring: { cameraThresholds: {} } }, 1), []);
+    assert.deepEqual(thresholdProblems({ cameras, scoring: { threshold: 2, cameraThresholds: { c: 1.5 } } }, 1), []);
   });
 });
 
@@ -42,6 +53,14 @@ describe('hysteresis', () => {
     assert.deepEqual(events.map((e) => e?.type ?? null), ['start', 'end', 'start']);
     assert.deepEqual(events.map((e) => e?.id ?? null), ['c-0', 'c-0', 'c-2']);
   });
+  test('new N and M apply from the next frame to the run or event already under way', () => {
+    const tracker = new EventTracker('c', { startFrames: 3, endFrames: 3 });
+    assert.equal(tracker.update({ seq: 0, score: 5, anomalous: true, ts: 't0' }), undefined);
+    tracker.setOptions({ startFrames: 2, endFrames: 1 });
+    // The pending run keeps its first frame: it reaches the new N = 2 with its second.
+    assert.deepEqual(tracker.update({ seq: 1, score: 6, anomalous: true, ts: 't1' }), { id: 'c-0', type: 'start', ts: 't1', peak_score: 6, frames: 2 });
+    assert.deepEqual(tracker.update({ seq: 2, score: 0, anomalous: false, ts: 't2' }), { id: 'c-0', type: 'end', ts: 't2', peak_score: 6, frames: 2 });
+  });
   test('close() ends an open event on shutdown', () => {
     const tracker = new EventTracker('c', { startFrames: 1, endFrames: 5 });
     feed(tracker, '11');
@@ -57,6 +76,8 @@ describe('seq persistence', () => {
       assert.equal(seq.next, 0);
       for (const n of [0, 1, 2]) await seq.commit(n);
       await assert.rejects(seq.commit(7), /committing seq 7 but 3 is next/);
+      // A number already used is refused too: committing it would hand it out a second time.
+      await assert.rejects(seq.commit(2), /committing seq 2 but 3 is next/);
       const again = await CameraSeq.open(dir.path, 'cam1');
       assert.equal(again.next, 3);
       assert.equal((await CameraSeq.open(dir.path, 'cam2')).next, 0, 'each camera has its own');
@@ -65,6 +86,16 @@ describe('seq persistence', () => {
       // Two checksummed slots: the newest commit and the one before it.
       const slots = (await readFile(dir.file('seq', 'cam1.json'), 'utf8')).split('\n').filter((l) => l.trim());
       assert.deepEqual(slots.map((l) => (JSON.parse(l) as { next: number }).next).sort(), [2, 3]);
+    });
+  });
+  test('a commit after close() opens the file again and goes on from the same number', async () => {
+    await withTempDir(async (dir) => {
+      const seq = await CameraSeq.open(dir.path, 'cam1');
+      await seq.commit(0);
+      await seq.close();
+      await seq.commit(1);
+      await seq.close();
+      assert.equal((await CameraSeq.open(dir.path, 'cam1')).next, 2);
     });
   });
   test('a slot torn by a power cut falls back to the other one: a number repeats, none is skipped', async () => {
