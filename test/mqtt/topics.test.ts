@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
 import { MqttConfigSchema } from '../../src/mqtt/config.js';
-import { deviceTopics } from '../../src/mqtt/topics.js';
+import { COMMAND_SCHEMAS, DELIVERY, deviceTopics, type KnownCommand } from '../../src/mqtt/topics.js';
+import { repoPath } from '../harness/index.js';
 
 test('topic builders keep everything under <base>/<device>', () => {
   const t = deviceTopics('moead', 'line-3');
@@ -45,4 +47,53 @@ test('config: defaults work out of the box, bad values name their key', () => {
   assert.deepEqual(paths({ outbox: { maxMessages: 5 } }), ['outbox.maxMessages']);
   assert.deepEqual(paths({ sparkplug: { groupId: 'a/b' } }), ['sparkplug.groupId']);
   assert.deepEqual(paths({ unknownKey: 1 }), ['']);
+});
+
+test('a topic level is 1 to 128 characters with no NUL; the base is checked like the device', () => {
+  assert.equal(deviceTopics('moead', 'd'.repeat(128)).root, `moead/${'d'.repeat(128)}`);
+  assert.throws(() => deviceTopics('moead', 'd'.repeat(129)), /topic level/);
+  // MQTT forbids U+0000 in a topic name: a broker would drop the connection over it.
+  assert.throws(() => deviceTopics('moead', 'a\u0000b'), /topic level/);
+  // A base with a separator would move the device out of the one-ACL-pattern subtree.
+  assert.throws(() => deviceTopics('plant/moead', 'd'), /topic level/);
+});
+
+test('the QoS and retain flag of each topic are the ones the table in docs/mqtt.md promises', async () => {
+  const docs = await readFile(repoPath('docs', 'mqtt.md'), 'utf8');
+  // The docs name topics by their last level; DELIVERY by kind.
+  const kinds: Record<string, keyof typeof DELIVERY> = { availability: 'availability', score: 'score', event: 'event', snapshot: 'snapshot', status: 'cameraStatus', telemetry: 'telemetry', ota: 'ota', reply: 'reply' };
+  const documented = new Map<string, { qos: number; retain: boolean }>();
+  for (const m of docs.matchAll(/^\| `<base>\/<device>\/(?:[^`|]*\/)?([a-z]+)` \| device → \| (\d) \| (yes|no) \|/gm)) {
+    const kind = kinds[m[1] as string];
+    assert.ok(kind, `docs/mqtt.md lists a topic kind the code does not know: ${m[1]}`);
+    documented.set(kind, { qos: Number(m[2]), retain: m[3] === 'yes' });
+  }
+  assert.deepEqual(Object.fromEntries(documented), { ...DELIVERY });
+});
+
+test('command requests: ids of 1-128 characters, thresholds above 0, URLs up to 2048 characters, no unknown fields', () => {
+  const ok = (name: KnownCommand, request: unknown): boolean => COMMAND_SCHEMAS[name].safeParse(request).success;
+  assert.equal(ok('status', { id: 'i'.repeat(128) }), true);
+  assert.equal(ok('status', { id: 'i'.repeat(129) }), false);
+  assert.equal(ok('status', { id: '' }), false);
+  assert.equal(ok('set-threshold', { id: 'a', threshold: 0 }), false);
+  assert.equal(ok('set-threshold', { id: 'a', threshold: 1e-9 }), true);
+  const url = 'https://models.example/' + 'b'.repeat(2048 - 'https://models.example/'.length);
+  assert.equal(ok('update-model', { id: 'a', url }), true);
+  assert.equal(ok('update-model', { id: 'a', url: `${url}x` }), false);
+  // Every known command is strict: a field the device does not know (a typo, or a newer
+  // requester's option) is refused rather than silently ignored.
+  const minimal: Record<KnownCommand, object> = {
+    status: { id: 'a' },
+    'set-threshold': { id: 'a', threshold: 1 },
+    snapshot: { id: 'a', camera: 'c' },
+    'restart-camera': { id: 'a', camera: 'c' },
+    'reload-config': { id: 'a' },
+    'update-model': { id: 'a', url: 'https://m/' },
+    'rollback-model': { id: 'a' },
+  };
+  for (const name of Object.keys(COMMAND_SCHEMAS) as KnownCommand[]) {
+    assert.equal(ok(name, minimal[name]), true, name);
+    assert.equal(ok(name, { ...minimal[name], extra: 1 }), false, `${name} with an unknown field`);
+  }
 });
