@@ -163,3 +163,71 @@ test('a refusal for good takes the message off the queue for good; a passing one
     assert.deepEqual(seqs(b), [1, 2, 3], 'the refused one does not come back after a restart');
     b.close();
   }));
+
+test('ids after a reopen continue above every id ever written, so a new put is neither shadowed by an old ack nor sent first', () =>
+  withTempDir(async (dir) => {
+    const a = Outbox.open(dir.path, opts());
+    for (let seq = 0; seq < 3; seq++) a.put('score', 't/score', JSON.stringify({ seq }));
+    for (const m of a.take(2)) a.ack(m.id);
+    a.close();
+    // One pending message but ids 0..2 used: the next id must be 3, not 1 (whose ack is on disk).
+    const b = Outbox.open(dir.path, opts());
+    assert.equal(b.put('score', 't/score', JSON.stringify({ seq: 3 }))?.id, 3);
+    b.close();
+    const c = Outbox.open(dir.path, opts());
+    assert.deepEqual(seqs(c), [2, 3]);
+    c.close();
+  }));
+
+test('messages spread over several segments replay in order', () =>
+  withTempDir(async (dir) => {
+    // Small segments and no acks: a handful of segments, fewer than compaction would merge.
+    const a = Outbox.open(dir.path, opts({ segmentBytes: 256, fsyncMs: 1000 }));
+    for (let seq = 0; seq < 8; seq++) a.put('score', 't/score', JSON.stringify({ seq, pad: 'x'.repeat(40) }));
+    a.close();
+    const written = readdirSync(dir.path).filter((f) => f.endsWith('.log')).sort();
+    assert.ok(written.length >= 3, `segments: ${written.join(', ')}`);
+    const b = Outbox.open(dir.path, opts());
+    assert.deepEqual(seqs(b), [...Array(8).keys()]);
+    // Appends go to a fresh segment numbered after the newest, never into an old one.
+    const last = Number(/\d+/.exec(written.at(-1)!)![0]);
+    assert.ok(readdirSync(dir.path).includes(`seg-${String(last + 1).padStart(10, '0')}.log`));
+    b.close();
+  }));
+
+test('when full, a score in flight is not the one dropped: the next oldest goes, or the incoming one when all are in flight', () =>
+  withTempDir(async (dir) => {
+    const box = Outbox.open(dir.path, opts({ maxMessages: 3 }));
+    for (let seq = 0; seq < 3; seq++) box.put('score', 't/score', JSON.stringify({ seq }));
+    const [sending] = box.take(1);
+    box.put('score', 't/score', JSON.stringify({ seq: 3 }));
+    assert.equal(box.stats().droppedScores, 1);
+    box.ack(sending!.id);
+    assert.deepEqual(seqs(box), [2, 3], 'seq 0 was delivered, seq 1 dropped');
+    box.put('score', 't/score', JSON.stringify({ seq: 4 }));
+    assert.equal(box.take(10).length, 1);
+    // All three pending scores are in flight now: the newcomer is the one dropped.
+    assert.equal(box.put('score', 't/score', JSON.stringify({ seq: 5 })), undefined);
+    assert.equal(box.stats().droppedScores, 2);
+    box.releaseInflight();
+    assert.deepEqual(seqs(box), [2, 3, 4]);
+    box.close();
+  }));
+
+test('after thousands of drops the oldest score is still the next one dropped (the drop list is trimmed without losing its head)', () =>
+  withTempDir(async (dir) => {
+    const box = Outbox.open(dir.path, opts({ maxMessages: 10, fsyncMs: 1000, segmentBytes: 1 << 16 }));
+    // More than 4096 drops, so the list of score ids is trimmed at least once on the way.
+    for (let seq = 0; seq < 5000; seq++) box.put('score', 't/score', JSON.stringify({ seq }));
+    assert.equal(box.stats().droppedScores, 4990);
+    assert.deepEqual(seqs(box), [...Array(10).keys()].map((i) => 4990 + i));
+    box.close();
+  }));
+
+test('a closed outbox refuses a put by name', () =>
+  withTempDir(async (dir) => {
+    const box = Outbox.open(dir.path, opts());
+    box.close();
+    box.close();
+    assert.throws(() => box.put('score', 't/score', '{}'), /outbox .* is closed/);
+  }));
