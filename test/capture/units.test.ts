@@ -123,6 +123,11 @@ test('backoff: doubles per failure in a row, capped, spread by at most ±jitter'
 test('redact: user-info of any URL and every known secret (raw or percent-encoded) become ***', () => {
   assert.equal(redact('rtsp://admin:pw@cam/1: refused; http://u@h/x'), 'rtsp://***@cam/1: refused; http://***@h/x');
   assert.equal(redact('auth with p@ss/1 and p%40ss%2F1 failed', ['p@ss/1']), 'auth with *** and *** failed');
+  // Every occurrence, not just the first; schemes in any case (URL schemes are case-insensitive).
+  assert.equal(redact('pw=hunter2 retry pw=hunter2', ['hunter2']), 'pw=*** retry pw=***');
+  assert.equal(redact('RTSP://admin:pw@cam/1'), 'RTSP://***@cam/1');
+  // An @ after the host is part of the path, not user-info: the host stays readable in the log.
+  assert.equal(redact('rtsp://cam/stream@main refused'), 'rtsp://cam/stream@main refused');
 });
 
 test('gst tokens keep quoted values whole; gstQuote escapes what would end the quotes', () => {
