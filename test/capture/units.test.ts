@@ -20,6 +20,7 @@ test('assembler: frames straddling chunks come out whole; a partial tail is repo
   assert.deepEqual([...out[3]!], [5, 5, 5, 5], 'a new stream starts clean after end()');
   assert.equal(a.end(), 0);
   assert.throws(() => new FrameAssembler(0, () => {}), /positive integer/);
+  assert.throws(() => new FrameAssembler(2.5, () => {}), /positive integer, got 2\.5/);
 });
 
 test('assembler: a released buffer is filled again, once however often it is released; a held one never is', () => {
@@ -58,6 +59,10 @@ test('assembler: a reader filling target() in place gets the same whole frames; 
   assert.deepEqual(out, [[1, 1, 1], [2, 2, 2]]);
   assert.equal(a.target().length, 2, 'the third frame has one byte so far');
   assert.throws(() => a.advance(3), /cannot advance 3 bytes with 2 left in the frame/);
+  // A negative or fractional count would move the fill mark backwards or off a byte boundary.
+  assert.throws(() => a.advance(-1), /cannot advance -1 bytes/);
+  assert.throws(() => a.advance(0.5), /cannot advance 0\.5 bytes/);
+  assert.equal(a.target().length, 2, 'a refused advance moved nothing');
   assert.equal(a.end(), 1);
 });
 
@@ -84,6 +89,8 @@ test('assembler: rows padded in the stream (GStreamer RGB) come out packed, read
   }
   assert.deepEqual(inPlace, [[1, 1, 1, 2, 2, 2], [3, 3, 3, 4, 4, 4], [5, 5, 5, 6, 6, 6]]);
   assert.throws(() => new FrameAssembler(6, () => {}, { rows: 2, stride: 2 }), /6 bytes cannot be 2 rows of a 2-byte stride/);
+  // Rows must split the frame evenly: 7 bytes are not 2 whole rows.
+  assert.throws(() => new FrameAssembler(7, () => {}, { rows: 2, stride: 4 }), /7 bytes cannot be 2 rows of a 4-byte stride/);
 });
 
 test('crop and rotate move whole pixels (clockwise), on a 3x2 image of 1-byte pixels', () => {
