@@ -43,6 +43,45 @@ test('our Sparkplug encoder and decoder agree with Tahu\'s in both directions', 
   assert.throws(() => decodePayload(Buffer.from([0x12, 0x50, 0x01])), /Sparkplug payload: truncated/);
 });
 
+test('Sparkplug edge cases agree with Tahu: Float, metric timestamps, negative Int32, no seq (NDEATH), is_null, and an unknown datatype is skipped', () => {
+  const ours = encodePayload({ timestamp: 5, metrics: [
+    { name: 'f', type: 'Float', value: 0.5, timestamp: 42 },
+    { name: 'n', type: 'Double', value: null },
+  ] });
+  const theirs = decode(ours);
+  assert.equal(theirs.seq ?? undefined, undefined, 'a payload without seq (NDEATH) carries none');
+  assert.equal(metric(theirs, 'f')?.value, 0.5);
+  const f = metric(theirs, 'f');
+  assert.equal(asNumber(f && 'timestamp' in f ? f.timestamp : undefined), 42);
+  // is_null (field 7, varint 1) is what tells a host "no value yet" rather than a zero.
+  const nullMetric = encodePayload({ timestamp: 0, metrics: [{ name: 'n', type: 'Double', value: null }] });
+  assert.ok(nullMetric.includes(Buffer.from([0x38, 0x01])), `is_null not set: ${nullMetric.toString('hex')}`);
+
+  const back = decodePayload(ours);
+  assert.deepEqual(back.metrics[0], { name: 'f', type: 'Float', value: 0.5, timestamp: 42 });
+  assert.equal(back.seq, undefined);
+
+  // Int32 travels as a uint32: a negative one from Tahu comes back negative.
+  const fromTahu = Buffer.from(tahu.encodePayload({ timestamp: 1, metrics: [
+    { name: 'i', type: 'Int32', value: -5 },
+    { name: 'ds', type: 'DataSet', value: { numOfColumns: 1, columns: ['a'], types: ['Int32'], rows: [[1]] } },
+    { name: 'b', type: 'Boolean', value: false },
+  ] }));
+  assert.deepEqual(decodePayload(fromTahu).metrics.map((m) => [m.name, m.value]), [['i', -5], ['b', false]], 'the DataSet this node does not use is skipped');
+  // Past 2^53 a number would lose its last digits: such values come back as bigint.
+  const big = 2n ** 53n + 1n;
+  assert.equal(decodePayload(encodePayload({ timestamp: 0, metrics: [{ name: 'u', type: 'UInt64', value: big }] })).metrics[0]?.value, big);
+});
+
+test('a malformed Sparkplug payload (from the broker, untrusted) is refused with a reason, not half-read', () => {
+  // Field 2 (metric) claiming 3 bytes with 2 present: short by exactly one.
+  assert.throws(() => decodePayload(Buffer.from([0x12, 0x03, 0x0a, 0x00])), /Sparkplug payload: truncated field/);
+  // Wire types 3, 4 (groups), 6 and 7 do not occur in Sparkplug B.
+  assert.throws(() => decodePayload(Buffer.from([0x0b])), /unsupported wire type 3/);
+  // Ten continuation bytes: longer than any 64-bit varint.
+  assert.throws(() => decodePayload(Buffer.from([0x08, ...Array<number>(10).fill(0xff), 0x01])), /varint too long/);
+});
+
 test('Sparkplug B: NBIRTH with bdSeq, DBIRTH per camera, DDATA per score, rebirth and commands on NCMD/DCMD, NDEATH', async () => {
   const broker = await Mosquitto.start();
   const state = await tempDir('moead-spb-');
