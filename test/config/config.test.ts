@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ConfigError, ConfigStore, loadConfig, validateConfigText } from '../../src/config/index.js';
+import { applyOverrides, ConfigError, ConfigStore, loadConfig, validateConfigText } from '../../src/config/index.js';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
 import { tempDir, type TempDir } from '../harness/index.js';
 
@@ -233,6 +233,26 @@ describe('environment overrides', () => {
   });
   test('a nested variable naming no key is an error, not ignored', async () => {
     await assert.rejects(loadConfig(undefined, { MOEAD_MQTT__URLL: 'x' }), /MOEAD_MQTT__URLL: URLL is not a key of mqtt \(expected one of: url, /);
+  });
+  test('a list position must be a number: a name there is an error naming the list', async () => {
+    await assert.rejects(loadConfig(undefined, { MOEAD_CAMERAS__FIRST__FPS: '1' }), /MOEAD_CAMERAS__FIRST__FPS: FIRST is not a key of cameras/);
+  });
+  test('keys of a map (camera names) are taken as written, not matched against the schema', () => {
+    const { config } = validateConfigText(GOOD, join(dir.path, 'c.yaml'), { MOEAD_SCORING__CAMERA_THRESHOLDS__line1: '2.5' });
+    assert.deepEqual(config.scoring.cameraThresholds, { line1: 2.5 });
+  });
+  test('a whole section set from JSON is applied before a variable that refines one of its keys, whatever their names', () => {
+    // MOEAD_M_QTT__URL sorts before MOEAD_MQTT by name; by path length it comes after.
+    const { config } = validateConfigText(GOOD, join(dir.path, 'c.yaml'), { MOEAD_M_QTT__URL: 'mqtt://b:1883', MOEAD_MQTT: '{"url":"mqtt://a:1883","device":"d2"}' });
+    assert.deepEqual([config.mqtt.url, config.mqtt.device], ['mqtt://b:1883', 'd2']);
+  });
+  test('an override reaches into a section left empty in the file (YAML null), and builds a list before a position', () => {
+    const { config } = validateConfigText('mqtt:\n', join(dir.path, 'c.yaml'), { MOEAD_MQTT__DEVICE: 'd3' });
+    assert.equal(config.mqtt.device, 'd3');
+    const file = { mqtt: { device: 'd1' } };
+    const raw = applyOverrides(file, [{ variable: 'MOEAD_CAMERAS__0__FPS', path: ['cameras', 0, 'fps'], value: 1 }, { variable: 'MOEAD_MQTT__DEVICE', path: ['mqtt', 'device'], value: 'd2' }]);
+    assert.deepEqual(raw, { mqtt: { device: 'd2' }, cameras: [{ fps: 1 }] });
+    assert.deepEqual(file, { mqtt: { device: 'd1' } }, 'the parsed file itself is left as it was');
   });
 });
 
