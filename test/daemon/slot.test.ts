@@ -54,6 +54,24 @@ test('latency percentiles by nearest rank over a bounded window; rate between re
   const rate = new RateMeter(0);
   assert.equal(rate.read(10, 2000), 5);
   assert.equal(rate.read(10, 3000), 0);
+  // Two readings at the same instant: no time has passed, so no rate (not NaN or Infinity).
+  assert.equal(rate.read(12, 3000), 0);
+});
+
+test('latency samples sort as numbers, the window keeps exactly its size, figures are rounded to 0.1 ms', () => {
+  // As text, "10" sorts before "9": the median of 9 and 10 would come out as 10.
+  const w = new LatencyWindow();
+  w.add(10);
+  w.add(9);
+  assert.equal(w.percentiles().p50, 9);
+  // Falling samples: the window's largest is the oldest it still holds, so it shows whether one
+  // sample too many is kept (5 instead of 4).
+  const four = new LatencyWindow(4);
+  for (let v = 20; v >= 1; v--) four.add(v);
+  assert.deepEqual(four.percentiles(), { p50: 2, p95: 4, p99: 4 });
+  const r = new LatencyWindow();
+  r.add(1.234);
+  assert.equal(r.percentiles().p50, 1.2);
 });
 
 test('watch lines: host, port and topic to paste', () => {
