@@ -135,6 +135,8 @@ test('redact: user-info of any URL and every known secret (raw or percent-encode
   assert.equal(redact('RTSP://admin:pw@cam/1'), 'RTSP://***@cam/1');
   // An @ after the host is part of the path, not user-info: the host stays readable in the log.
   assert.equal(redact('rtsp://cam/stream@main refused'), 'rtsp://cam/stream@main refused');
+  // An empty secret (an empty password variable) hides nothing, and breaks nothing.
+  assert.equal(redact('connection refused', ['', 'hunter2']), 'connection refused');
 });
 
 test('gst tokens keep quoted values whole; gstQuote escapes what would end the quotes', () => {
