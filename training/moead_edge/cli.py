@@ -7,6 +7,7 @@
     quantize  --work DIR [--activations u8|s8]
     evaluate  --work DIR
     package   --work DIR --out BUNDLE_DIR [--name NAME] [--version X.Y.Z]
+    profile   --bundle BUNDLE_DIR [--threads N] [--runs N] [--warmup N] [--by op,part,region] [--json]
 
 Bad input (missing folder, no images, unreadable files, wrong layout, bad config) prints one
 line naming the path and exits with status 2.
@@ -58,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     pk = sub.add_parser("package", help="write the bundle folder")
     pk.add_argument("--work", type=Path, required=True)
     bundle_args(pk)
+    pr = sub.add_parser("profile", help="onnxruntime's kernel times of a bundle's INT8 and FP32 graphs, "
+                        "by op type, part and region")
+    pr.add_argument("--bundle", required=True, type=Path, help="bundle folder (model.onnx and/or model-fp32.onnx)")
+    pr.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    pr.add_argument("--runs", type=int, default=100, help="measured runs per model (default 100)")
+    pr.add_argument("--warmup", type=int, default=20, help="warm-up runs per model (default 20)")
+    pr.add_argument("--by", default="op,part", help="comma-separated tables: op, part, region (default op,part)")
+    pr.add_argument("--json", action="store_true", help="print the whole profile as JSON instead of tables")
     return p
 
 
@@ -101,6 +110,29 @@ def run(args: argparse.Namespace) -> None:
         steps.evaluate(args.work, say, progress=not args.quiet)
     elif cmd == "package":
         steps.package(args.work, args.out, _bundle_name(args), args.version, say)
+    elif cmd == "profile":
+        _profile(args)
+
+
+def _profile(args: argparse.Namespace) -> None:
+    """Checks the arguments and the bundle before onnxruntime and torch are loaded, so bad
+    input fails in a fraction of a second with the usual one-line error."""
+    import json
+
+    from .eval import profile
+
+    for name in ("threads", "runs"):
+        if getattr(args, name) < 1:
+            raise _bad(f"--{name}: must be >= 1, got {getattr(args, name)}")
+    if args.warmup < 0:
+        raise _bad(f"--warmup: must be >= 0, got {args.warmup}")
+    groupings = [g.strip() for g in args.by.split(",") if g.strip()]
+    unknown = [g for g in groupings if g not in profile.GROUPINGS]
+    if unknown or not groupings:
+        raise _bad(f"--by: {args.by!r}: choose from {', '.join(profile.GROUPINGS)}")
+    profile.bundle_models(args.bundle)
+    result = profile.profile_bundle(args.bundle, args.threads, args.runs, args.warmup)
+    print(json.dumps(result, indent=2) if args.json else profile.format_report(result, groupings))
 
 
 class _BadInput(Exception):
@@ -117,11 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     from .bundle.manifest import ManifestError
     from .bundle.writer import BundleError
     from .data.images import DataError
+    from .eval.profile import ProfileError
     from .model.config import ConfigError
 
     try:
         run(args)
-    except (_BadInput, DataError, ConfigError, BundleError, ManifestError, ConversionError) as e:
+    except (_BadInput, DataError, ConfigError, BundleError, ManifestError, ConversionError, ProfileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
