@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ManifestSchema } from '../../src/bundle/manifest.js';
 import { DAEMON_NODE_FLAGS } from '../../src/cli/node-flags.js';
+import { RegionSchema } from '../../src/mqtt/topics.js';
 import { allocatorFromMaps } from '../../src/util/allocator.js';
 import { DAEMON_NODE_SCRIPT, repoPath, runCli, runProcess, tempDir, type CliResult, type TempDir } from '../harness/index.js';
 import { CORRUPT_PNG, testBundle, testFrames } from '../daemon/fixtures.js';
@@ -190,8 +191,10 @@ describe('score and calibrate', () => {
     const good = lines.filter((l) => !('error' in l));
     assert.equal(good.length, images.length - 1);
     for (const line of good) {
-      assert.deepEqual(Object.keys(line), ['file', 'score', 'normalized', 'threshold', 'anomalous']);
       assert.equal(line.anomalous, (line.score as number) >= (line.threshold as number));
+      // Where, for an anomalous image only (as in the daemon's score messages).
+      assert.deepEqual(Object.keys(line), ['file', 'score', 'normalized', 'threshold', 'anomalous', ...(line.anomalous ? ['regions'] : [])]);
+      if (line.anomalous) RegionSchema.array().min(1).max(4).parse(line.regions);
     }
     const bad = lines.find((l) => 'error' in l);
     assert.equal(bad?.file, `${frames}/zz-corrupt.png`);
