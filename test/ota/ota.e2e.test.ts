@@ -478,59 +478,61 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
     }
   });
 
-  test('a probation whose end cannot be saved goes on, still answering for the model, and ends once saving works', async () => {
-    const url = await serveBundle('v945', { edit: bump('9.4.5') });
+  /**
+   * An in-process update of the shipped bundle to `version` on probation for 1 s, whose end
+   * cannot be saved: state.json is a folder (every save fails with EISDIR, as on a disk gone
+   * bad) by the time the probation ends. Resolves once the updater has said so.
+   */
+  async function probationEndUnsaved(version: string, confirmRetryMs: number) {
+    const url = await serveBundle(`unsaved-${version}`, { edit: bump(version) });
     const seen: OtaStatus[] = [];
     const lines: string[] = [];
-    const stateDir = dir.file('unsaved-confirm-state');
-    const { store, updater, live } = await inProcessUpdater(basename(stateDir), 1, (s) => seen.push(s), { log: createLogger('ota', 'warn', (l) => lines.push(l)), confirmRetryMs: 500 });
+    const stateDir = dir.file(`unsaved-${version}-state`);
+    const { store, updater, live } = await inProcessUpdater(basename(stateDir), 1, (s) => seen.push(s), { log: createLogger('ota', 'warn', (l) => lines.push(l)), confirmRetryMs });
     const stateFile = join(store.dir, 'state.json');
+    updater.start(undefined);
+    updater.update({ id: version, url });
+    await waitFor(() => seen.some((s) => s.state === 'probation' || s.state === 'failed'), () => JSON.stringify(seen));
+    const saved = await readFile(stateFile);
+    await rm(stateFile);
+    await mkdir(join(stateFile, 'blocked'), { recursive: true });
+    await waitFor(() => lines.some((l) => l.includes('probation end not saved')), () => lines.join('\n'));
+    /** The disk works again: state.json as it was before the probation ended. */
+    const repair = async () => {
+      await rm(stateFile, { recursive: true, force: true });
+      await writeFile(stateFile, saved);
+    };
+    return { url, seen, stateDir, updater, live, repair };
+  }
+
+  test('a probation whose end cannot be saved goes on, still answering for the model, and ends once saving works', async () => {
+    const { url, seen, stateDir, updater, live, repair } = await probationEndUnsaved('9.4.5', 500);
     try {
-      updater.start(undefined);
-      updater.update({ id: 'u1', url });
-      await waitFor(() => seen.some((s) => s.state === 'probation' || s.state === 'failed'), () => JSON.stringify(seen));
-      // A folder where state.json goes: every save fails (EISDIR), as on a disk gone bad.
-      await rm(stateFile);
-      await mkdir(join(stateFile, 'blocked'), { recursive: true });
-      await waitFor(() => lines.some((l) => l.includes('probation end not saved')), () => lines.join('\n'));
       assert.equal(updater.status().state, 'probation', JSON.stringify(updater.status()));
       assert.match(updater.status().message ?? '', /passed 1 s of probation, but its end was not saved \(.*\); still watching, saving again in 0\.5 s/);
       assert.equal(updater.probationOrRollback(), true, 'the reopener must leave the model to the probation');
       assert.throws(() => updater.update({ id: 'u2', url }), /is on probation/);
-      assert.ok(!seen.some((s) => s.state === 'active' && s.request === 'u1'), 'not active before its end is saved');
-      // The disk works again: the next try saves it, and the model before is closed.
-      await rm(stateFile, { recursive: true });
-      await waitFor(() => seen.some((s) => s.state === 'active' && s.request === 'u1'), () => JSON.stringify(seen.slice(-3)));
+      assert.ok(!seen.some((s) => s.state === 'active' && s.request === '9.4.5'), 'not active before its end is saved');
+      // The next try saves it, and the model before is closed.
+      await repair();
+      await waitFor(() => seen.some((s) => s.state === 'active' && s.request === '9.4.5'), () => JSON.stringify(seen.slice(-3)));
       assert.equal(updater.probationOrRollback(), false);
       const reopened = await ModelStore.open(stateDir, SHIPPED_BUNDLE);
       assert.equal(reopened.store.probation, null, 'saved: the next start does not take it for a model that died on probation');
       assert.equal(reopened.recovery, undefined);
       assert.equal(live.manifest.version, '9.4.5');
     } finally {
-      await rm(stateFile, { recursive: true, force: true }).catch(() => undefined);
+      await repair();
       await updater.stop();
       await live.close();
     }
   });
 
   test('a stop while the end of probation cannot be saved leaves it to resume, not to roll back', async () => {
-    const url = await serveBundle('v946', { edit: bump('9.4.6') });
-    const seen: OtaStatus[] = [];
-    const lines: string[] = [];
-    const stateDir = dir.file('unsaved-stop-state');
-    const { store, updater, live } = await inProcessUpdater(basename(stateDir), 1, (s) => seen.push(s), { log: createLogger('ota', 'warn', (l) => lines.push(l)), confirmRetryMs: 60_000 });
-    const stateFile = join(store.dir, 'state.json');
+    const { stateDir, updater, live, repair } = await probationEndUnsaved('9.4.6', 60_000);
     try {
-      updater.start(undefined);
-      updater.update({ id: 's1', url });
-      await waitFor(() => seen.some((s) => s.state === 'probation' || s.state === 'failed'), () => JSON.stringify(seen));
-      const saved = await readFile(stateFile);
-      await rm(stateFile);
-      await mkdir(join(stateFile, 'blocked'), { recursive: true });
-      await waitFor(() => lines.some((l) => l.includes('probation end not saved')), () => lines.join('\n'));
       // The disk works again just as the daemon stops (SIGTERM before the next try).
-      await rm(stateFile, { recursive: true });
-      await writeFile(stateFile, saved);
+      await repair();
       await updater.stop();
       const { recovery } = await ModelStore.open(stateDir, SHIPPED_BUNDLE);
       assert.equal(recovery?.kind, 'probation_resumed', JSON.stringify(recovery));
