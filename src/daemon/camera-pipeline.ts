@@ -16,7 +16,7 @@ import type { ScoringConfig } from '../config/schema.js';
 import type { Detection, PreparedFrame } from '../inference/detector.js';
 import type { FleetLink } from '../mqtt/link.js';
 import { PreprocessError } from '../preprocess/errors.js';
-import { decide, regionsOf, thresholdFor } from '../scoring/decide.js';
+import { decide, describeRegion, regionsOf, thresholdFor } from '../scoring/decide.js';
 import { EventTracker } from '../scoring/hysteresis.js';
 import type { CameraSeq } from '../scoring/seq.js';
 import { errorMessage, type Logger } from '../util/log.js';
@@ -378,6 +378,7 @@ export class CameraPipeline {
     const { manifest } = detection;
     const threshold = thresholdFor(this.name, manifest.threshold, scoring);
     const decision = decide(detection.score, threshold);
+    const where = regionsOf(detection, decision, scoring.maxRegions);
     const ts = new Date(frame.capturedAt).toISOString();
     const latency = performance.now() - frame.capturedMono;
     const number = seq.next;
@@ -391,7 +392,7 @@ export class CameraPipeline {
         anomalous: decision.anomalous,
         model: { name: manifest.name, version: manifest.version },
         latency_ms: Math.round(latency * 10) / 10,
-        ...regionsOf(detection, decision, scoring.maxRegions),
+        ...where,
       }),
     );
     // A message the link refused keeps its number for the next one: seq never has gaps.
@@ -409,7 +410,9 @@ export class CameraPipeline {
     this.#tracker.setOptions({ startFrames: scoring.startFrames, endFrames: scoring.endFrames });
     const event = this.#tracker.update({ seq: number, score: decision.score, anomalous: decision.anomalous, ts });
     if (!event) return;
-    log.info(`event ${event.id} ${event.type} (peak ${event.peak_score.toFixed(4)}, ${event.frames} frames)`);
+    // A start names where this frame is anomalous, so that the log alone says where to look.
+    const at = event.type === 'start' && where.regions ? ` at ${describeRegion(where.regions[0]!)}` : '';
+    log.info(`event ${event.id} ${event.type} (peak ${event.peak_score.toFixed(4)}, ${event.frames} frames)${at}`);
     await this.#publish('event', () => link.publishEvent(this.name, event));
     if (event.type === 'start' && scoring.snapshotOnEvent) {
       try {

@@ -31,6 +31,12 @@ export function regionsOf(detection: { lowRes: FloatMap }, decision: Decision, m
   return regions.length > 0 ? { regions } : {};
 }
 
+/** A region for people: `x 0.29–0.50, y 0.43–0.71 of the frame`. */
+export function describeRegion(region: AnomalyRegion): string {
+  const span = (from: number, size: number) => `${from.toFixed(2)}–${Math.min(1, from + size).toFixed(2)}`;
+  return `x ${span(region.x, region.w)}, y ${span(region.y, region.h)} of the frame`;
+}
+
 export class ThresholdError extends Error {
   override readonly name = 'ThresholdError';
 }

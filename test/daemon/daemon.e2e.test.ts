@@ -10,6 +10,7 @@ import { ManifestSchema, type Manifest } from '../../src/bundle/manifest.js';
 import { openDetector } from '../../src/inference/index.js';
 import { CameraSeq } from '../../src/scoring/seq.js';
 import { scoreImages } from '../../src/inference/files.js';
+import { describeRegion } from '../../src/scoring/decide.js';
 import { CommandReplySchema, EventPayloadSchema, ScorePayloadSchema, TelemetryPayloadSchema } from '../../src/mqtt/topics.js';
 import { Mosquitto, MqttCollector, spawnCli, tempDir, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
 import { writeSyntheticBundle } from '../inference/synthetic-bundle.js';
@@ -139,6 +140,10 @@ test('publishes the contract, survives a corrupt frame, answers commands, stops 
     const firstAnomalous = scores(sub).find((s) => s.anomalous);
     assert.equal(start?.id, `cam1-${firstAnomalous?.seq}`);
     assert.ok((start?.peak_score ?? 0) >= threshold);
+    // The log says where the frame that opened it is anomalous: its strongest region.
+    const where = firstAnomalous?.regions?.[0];
+    assert.ok(where, JSON.stringify(firstAnomalous));
+    await daemon.waitForLine(`event ${start?.id} start (peak ${start?.peak_score.toFixed(4)}, 1 frames) at ${describeRegion(where)}`);
     const snapshot = await sub.waitFor(`${ROOT}/cam1/snapshot`);
     assert.deepEqual([...snapshot.payload.subarray(0, 3)], [0xff, 0xd8, 0xff], 'the snapshot is a JPEG');
 

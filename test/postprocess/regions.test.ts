@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { anomalyRegions, type FloatMap } from '../../src/postprocess/index.js';
-import { decide, regionsOf } from '../../src/scoring/decide.js';
+import { decide, describeRegion, regionsOf } from '../../src/scoring/decide.js';
 
 /** A map from rows of digits: each digit d is the value d / 10 (`.` is 0). */
 function map(...rows: string[]): FloatMap {
@@ -66,4 +66,9 @@ test('score messages name regions for anomalous frames only, against the thresho
   assert.deepEqual(regionsOf({ lowRes }, decide(0.75, threshold), 0), {}, 'scoring.maxRegions 0');
   // A lower camera threshold finds the weaker cell too.
   assert.equal(regionsOf({ lowRes }, decide(0.75, { value: 0.55, good_median: 0.2 }), 4).regions?.length, 2);
+});
+
+test('a region for the log: its spans in fractions of the frame, two decimals', () => {
+  assert.equal(describeRegion({ x: 0.2857, y: 0.4286, w: 0.2143, h: 0.2857, peak: 0.67, cells: 8 }), 'x 0.29–0.50, y 0.43–0.71 of the frame');
+  assert.equal(describeRegion({ x: 0.9286, y: 0, w: 0.0714, h: 1, peak: 0.9, cells: 14 }), 'x 0.93–1.00, y 0.00–1.00 of the frame');
 });
