@@ -80,7 +80,7 @@ export class SaturatingSource implements FrameSource {
   }
 
   stats(): FrameSourceStats {
-    return { frames: this.#index, dropped: 0, restarts: 0, stalls: 0 };
+    return { frames: this.#index, dropped: 0, restarts: 0, stalls: 0, restartsLastHour: 0, stallsLastHour: 0 };
   }
 }
 

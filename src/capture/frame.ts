@@ -45,6 +45,9 @@ export interface FrameSourceStats {
   dropped: number;
   restarts: number;
   stalls: number;
+  /** Restarts and stalls within the last hour. */
+  restartsLastHour: number;
+  stallsLastHour: number;
 }
 
 export interface FrameSource {

@@ -13,9 +13,6 @@ export interface CaptureStats extends FrameSourceStats {
   state: SourceState;
   drops: Record<DropReason, number>;
   restartReasons: Record<RestartReason, number>;
-  /** Restarts and stalls within the last hour: connection quality at a glance, like Frigate's. */
-  restartsLastHour: number;
-  stallsLastHour: number;
   /** Last failure, already redacted. */
   lastError?: string;
 }

@@ -15,6 +15,7 @@ import type { Frame, FrameSource, SourceStatus } from '../capture/frame.js';
 import type { ScoringConfig } from '../config/schema.js';
 import type { Detection, PreparedFrame } from '../inference/detector.js';
 import type { FleetLink } from '../mqtt/link.js';
+import type { CameraTelemetry } from '../mqtt/topics.js';
 import { PreprocessError } from '../preprocess/errors.js';
 import { decide, describeRegion, regionsOf, thresholdFor } from '../scoring/decide.js';
 import { EventTracker } from '../scoring/hysteresis.js';
@@ -79,6 +80,9 @@ export class CameraPipeline {
   #loop: Promise<void> | undefined;
   #status: CameraStatus;
   #scored = 0;
+  /** Scored frames at or over the threshold, and events started: how often this camera alarms. */
+  #anomalous = 0;
+  #events = 0;
   #decodeErrors = 0;
   #inferenceErrors = 0;
   #publishErrors = 0;
@@ -248,16 +252,22 @@ export class CameraPipeline {
   }
 
   /** The per-camera block of the telemetry message (reading it restarts the fps window). */
-  telemetry(): { fps: number; frames: number; latency_ms: { p50: number | null; p95: number | null; p99: number | null }; drops: Record<string, number> } {
+  telemetry(): CameraTelemetry {
+    const source = this.#deps.source.stats();
     return {
       fps: this.#rate.read(this.#scored),
       frames: this.#scored,
+      anomalous: this.#anomalous,
+      events: this.#events,
       latency_ms: this.#latency.percentiles(),
+      // The connection's quality at a glance: a camera that keeps dropping out shows here
+      // before anyone looks at its status history.
+      capture: { restarts: source.restarts, stalls: source.stalls, restarts_last_hour: source.restartsLastHour, stalls_last_hour: source.stallsLastHour },
       drops: {
         /** Replaced in the slot because inference was busy (the newest frame won). */
         backpressure: this.#slot.dropped,
         /** Dropped by the source itself (unreadable file, truncated frame, over the fps cap). */
-        source: this.#deps.source.stats().dropped,
+        source: source.dropped,
         decode_error: this.#decodeErrors,
         inference_error: this.#inferenceErrors,
         publish_error: this.#publishErrors,
@@ -402,6 +412,7 @@ export class CameraPipeline {
     }
     await seq.commit(number);
     this.#scored += 1;
+    if (decision.anomalous) this.#anomalous += 1;
     const previous = this.#lastScored?.frame;
     this.#lastScored = { frame, detection, seq: number };
     if (previous !== undefined) this.#releaseWhenDrawn(previous);
@@ -410,6 +421,7 @@ export class CameraPipeline {
     this.#tracker.setOptions({ startFrames: scoring.startFrames, endFrames: scoring.endFrames });
     const event = this.#tracker.update({ seq: number, score: decision.score, anomalous: decision.anomalous, ts });
     if (!event) return;
+    if (event.type === 'start') this.#events += 1;
     // A start names where this frame is anomalous, so that the log alone says where to look.
     const at = event.type === 'start' && where.regions ? ` at ${describeRegion(where.regions[0]!)}` : '';
     log.info(`event ${event.id} ${event.type} (peak ${event.peak_score.toFixed(4)}, ${event.frames} frames)${at}`);

@@ -123,11 +123,18 @@ export const CameraStatusPayloadSchema = z.strictObject({
 const percentiles = z.strictObject({ p50: z.number().nullable(), p95: z.number().nullable(), p99: z.number().nullable() });
 
 /** Open: the daemon may add per-camera figures; the ones named here are typed. */
+const count = z.number().int().min(0);
+
 export const CameraTelemetrySchema = z.looseObject({
   fps: z.number().min(0),
-  frames: z.number().int().min(0),
+  frames: count,
+  /** Scored frames at or over the threshold, and events started, since the daemon started. */
+  anomalous: count,
+  events: count,
   latency_ms: percentiles,
-  drops: z.record(z.string(), z.number().int().min(0)),
+  /** The capture's restarts and stalls (no frame for stallTimeoutS), in all and within the last hour. */
+  capture: z.strictObject({ restarts: count, stalls: count, restarts_last_hour: count, stalls_last_hour: count }),
+  drops: z.record(z.string(), count),
 });
 
 export const LinkStatsSchema = z.strictObject({

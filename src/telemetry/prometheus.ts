@@ -19,7 +19,10 @@ const TelemetryShape = z.looseObject({
   cameras: z.record(z.string(), z.looseObject({
     fps: num,
     frames: num,
+    anomalous: num,
+    events: num,
     latency_ms: z.looseObject({ p50: num, p95: num, p99: num }).optional(),
+    capture: z.looseObject({ restarts: num, stalls: num, restarts_last_hour: num, stalls_last_hour: num }).optional(),
     drops: numbers.optional(),
   })).optional(),
   link: z.looseObject({
@@ -60,6 +63,10 @@ export class MetricsExporter {
       uptime: gauge('moead_uptime_seconds', 'Seconds since the daemon started'),
       fps: gauge('moead_camera_fps', 'Frames scored per second over the last telemetry interval', ['camera']),
       frames: gauge('moead_camera_frames_scored', 'Frames scored since start', ['camera']),
+      anomalous: gauge('moead_camera_frames_anomalous', 'Frames scored at or over the threshold since start', ['camera']),
+      events: gauge('moead_camera_events', 'Anomaly events started since start', ['camera']),
+      restarts: gauge('moead_camera_capture_restarts', 'Capture restarts (child exited, could not start, or stalled) since start, and within the last hour', ['camera', 'window']),
+      stalls: gauge('moead_camera_capture_stalls', 'Capture stalls (no frame for stallTimeoutS) since start, and within the last hour', ['camera', 'window']),
       latency: gauge('moead_camera_latency_ms', 'Capture to publish latency percentile over recent frames', ['camera', 'quantile']),
       drops: gauge('moead_camera_drops', 'Frames dropped since start, by reason', ['camera', 'reason']),
       connected: gauge('moead_mqtt_connected', '1 while the MQTT session is up'),
@@ -103,6 +110,12 @@ export class MetricsExporter {
     for (const [camera, c] of Object.entries(t.cameras ?? {})) {
       set(g.fps!, c.fps, { camera });
       set(g.frames!, c.frames, { camera });
+      set(g.anomalous!, c.anomalous, { camera });
+      set(g.events!, c.events, { camera });
+      set(g.restarts!, c.capture?.restarts, { camera, window: 'total' });
+      set(g.restarts!, c.capture?.restarts_last_hour, { camera, window: 'last_hour' });
+      set(g.stalls!, c.capture?.stalls, { camera, window: 'total' });
+      set(g.stalls!, c.capture?.stalls_last_hour, { camera, window: 'last_hour' });
       for (const [q, v] of [['0.5', c.latency_ms?.p50], ['0.95', c.latency_ms?.p95], ['0.99', c.latency_ms?.p99]] as const) set(g.latency!, v, { camera, quantile: q });
       for (const [reason, v] of Object.entries(c.drops ?? {})) set(g.drops!, v, { camera, reason });
     }

@@ -18,8 +18,9 @@ import { MqttConfigSchema } from '../../src/mqtt/config.js';
 import { MqttFleetLink } from '../../src/mqtt/fleet-link.js';
 import { CameraSeq } from '../../src/scoring/seq.js';
 import { createLogger } from '../../src/util/log.js';
-import { testClip } from '../capture/helpers.js';
+import { childrenNamed, testClip } from '../capture/helpers.js';
 import { Mosquitto } from '../harness/mosquitto.js';
+import { MqttCollector } from '../harness/subscriber.js';
 import { tempDir } from '../harness/tmp.js';
 import { writeSyntheticBundle } from '../inference/synthetic-bundle.js';
 import { testFrames } from './fixtures.js';
@@ -152,6 +153,69 @@ test('a live camera reuses the pixel buffers of frames it is done with, and neve
   } finally {
     await link.stop().catch(() => undefined);
     await detector?.close();
+    await broker.teardown();
+    await scratch.remove();
+  }
+});
+
+test('a camera whose capture restarts says so in its telemetry, in all and within the last hour; anomalous frames and events are counted as published', async () => {
+  const scratch = await tempDir();
+  const broker = await Mosquitto.start();
+  const sub = await MqttCollector.connect(broker.url, ['moead/restarts/flaky/score', 'moead/restarts/flaky/event']);
+  const link = new MqttFleetLink(MqttConfigSchema.parse({ url: broker.url, device: 'restarts' }), { stateDir: scratch.path });
+  let detector: Detector | undefined;
+  let pipeline: CameraPipeline | undefined;
+  try {
+    await link.start();
+    const bundle = scratch.file('bundle');
+    await writeSyntheticBundle(bundle, { size: 64, grid: 4 });
+    detector = await openDetector({ bundleDir: bundle, backend: { providers: ['cpu'], threads: 1 } });
+    const config = CameraConfigSchema.parse({ type: 'file', name: 'flaky', path: testClip(160, 120, 25, 4), width: 160, height: 120, fps: 25, reconnect: { initialMs: 100, maxMs: 400, jitter: 0.2 } });
+    // Just over the model's good median, so that about half the frames are anomalous and events come and go.
+    const scoring = ScoringConfigSchema.parse({ threshold: detector.manifest.threshold.good_median + 1e-9, startFrames: 1, endFrames: 1, snapshotOnEvent: false });
+    pipeline = new CameraPipeline({
+      camera: config,
+      source: createFrameSource(config),
+      detector,
+      link,
+      seq: await CameraSeq.open(scratch.path, config.name),
+      scoring: () => scoring,
+      stuckTimeoutS: 30,
+      framesAhead: 2,
+      log: createLogger('restarts', 'error'),
+    });
+    await pipeline.start();
+    const running = pipeline;
+    const until = async (done: () => boolean, what: string) => {
+      for (const deadline = performance.now() + 20_000; !done(); await sleep(20)) {
+        if (performance.now() > deadline) throw new Error(`gave up waiting for ${what}: ${JSON.stringify(running.telemetry())}`);
+      }
+    };
+    await until(() => running.status().frames >= 3, 'first frames');
+    assert.deepEqual(pipeline.telemetry().capture, { restarts: 0, stalls: 0, restarts_last_hour: 0, stalls_last_hour: 0 });
+    // The camera drops out: its ffmpeg child dies, and the source starts it again.
+    const [ffmpeg] = childrenNamed('ffmpeg');
+    assert.ok(ffmpeg !== undefined, 'expected an ffmpeg child');
+    process.kill(ffmpeg, 'SIGKILL');
+    await until(() => running.telemetry().capture.restarts >= 1, 'the restart');
+    const after = pipeline.status().frames;
+    await until(() => running.status().frames >= after + 3, 'frames after the restart');
+    await pipeline.stop();
+    const telemetry = pipeline.telemetry();
+    assert.deepEqual(telemetry.capture, { restarts: 1, stalls: 0, restarts_last_hour: 1, stalls_last_hour: 0 });
+    // The counters agree with what subscribers were told.
+    const scores = await sub.waitForCount('moead/restarts/flaky/score', telemetry.frames);
+    assert.equal(telemetry.anomalous, scores.filter((m) => (m.json() as { anomalous: boolean }).anomalous).length);
+    // Each event started was ended by the stop at the latest: a start and an end message each.
+    const events = await sub.waitForCount('moead/restarts/flaky/event', 2 * telemetry.events);
+    const starts = events.filter((m) => (m.json() as { type: string }).type === 'start');
+    assert.equal(telemetry.events, starts.length);
+    assert.ok(telemetry.anomalous > 0, `test setup: no frame scored over ${scoring.threshold}`);
+  } finally {
+    await sub.close();
+    await pipeline?.stop();
+    await detector?.close();
+    await link.stop();
     await broker.teardown();
     await scratch.remove();
   }

@@ -11,7 +11,7 @@ import { openDetector } from '../../src/inference/index.js';
 import { CameraSeq } from '../../src/scoring/seq.js';
 import { scoreImages } from '../../src/inference/files.js';
 import { describeRegion } from '../../src/scoring/decide.js';
-import { CommandReplySchema, EventPayloadSchema, ScorePayloadSchema, TelemetryPayloadSchema } from '../../src/mqtt/topics.js';
+import { CameraTelemetrySchema, CommandReplySchema, EventPayloadSchema, ScorePayloadSchema, TelemetryPayloadSchema } from '../../src/mqtt/topics.js';
 import { Mosquitto, MqttCollector, spawnCli, tempDir, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
 import { writeSyntheticBundle } from '../inference/synthetic-bundle.js';
 import { CORRUPT_PNG, testBundle, testFrames, writeOneCameraConfig, writeStuckCameraConfig } from './fixtures.js';
@@ -117,6 +117,10 @@ test('publishes the contract, survives a corrupt frame, answers commands, stops 
     );
     const health = TelemetryPayloadSchema.parse(telemetry.json()) as Record<string, unknown> & { cameras: Record<string, { frames: number; latency_ms: { p50: number | null } }> };
     assert.ok((health.cameras.cam1?.frames ?? 0) > 0);
+    // How often it alarms, counted as the score messages decide; a folder camera never restarts.
+    const cam1 = CameraTelemetrySchema.parse(health.cameras.cam1);
+    assert.ok(cam1.anomalous >= 1 && cam1.anomalous <= cam1.frames, JSON.stringify(cam1));
+    assert.deepEqual(cam1.capture, { restarts: 0, stalls: 0, restarts_last_hour: 0, stalls_last_hour: 0 });
     assert.equal(typeof health.cameras.cam1?.latency_ms.p50, 'number');
     assert.deepEqual(Object.keys(health.process as object).sort(), ['allocator', 'cpu_percent', 'heap_mb', 'memory_budget_mb', 'over_budget', 'rss_mb']);
     // spawnCli starts it as `npm start` does: the C library's malloc unless MOEAD_MALLOC asks for jemalloc.
