@@ -153,9 +153,17 @@ export class ModelUpdater {
   async rollBack(request: string): Promise<{ from: OtaStatus['running']; to: OtaStatus['running'] }> {
     this.#refuseWhenStopped();
     if (this.#busy) throw new Error(`update ${this.#busy.request} is under way (${this.#busy.step}); wait for it to end`);
+    const probation = this.#probation;
     this.#endProbation();
     const from = modelOf(this.#deps.live.manifest);
-    await this.#track(this.#returnToPrevious(request, true, 'rollback-model command'));
+    try {
+      await this.#track(this.#returnToPrevious(request, true, 'rollback-model command'));
+    } catch (err) {
+      // Nothing was rolled back (state.json could not be saved): the model under watch stays in
+      // force and state.json still says probation, so the probation goes on, as its status says.
+      if (probation) this.#watch(probation);
+      throw err;
+    }
     return { from, to: modelOf(this.#deps.live.manifest) };
   }
 

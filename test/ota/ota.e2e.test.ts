@@ -542,6 +542,26 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
     }
   });
 
+  test('EXPECTED FAILURE - a rollback-model that cannot be saved either is refused, and the probation goes on rather than being dropped', async () => {
+    const { stateDir, updater, live, repair } = await probationEndUnsaved('9.4.7', 60_000);
+    try {
+      await assert.rejects(updater.rollBack('rb-unsaved'), /EISDIR|state\.json/);
+      assert.equal(live.manifest.version, '9.4.7', 'nothing was rolled back');
+      assert.equal(updater.status().state, 'probation');
+      assert.equal(updater.probationOrRollback(), true, 'still under watch: the reopener must leave the model to the probation');
+      assert.throws(() => updater.update({ id: 'u3', url: 'http://127.0.0.1:1/x/' }), /is on probation/);
+      // A stop finds the probation and leaves it to resume; dropped, the next start would roll back.
+      await repair();
+      await updater.stop();
+      const { recovery } = await ModelStore.open(stateDir, SHIPPED_BUNDLE);
+      assert.equal(recovery?.kind, 'probation_resumed', JSON.stringify(recovery));
+    } finally {
+      await repair();
+      await updater.stop();
+      await live.close();
+    }
+  });
+
   test('probation counts the failures of frames the new model prepared, not of those the model before still ran', async () => {
     const url = await serveBundle('v950', { edit: bump('9.5.0') });
     const seen: OtaStatus[] = [];
