@@ -192,6 +192,18 @@ test('flush and the bound on kinds cancel the timers of what they tell', () => {
   at(10_000);
   fire();
   assert.equal(lines.length, 2, 'the held line was told by flush, and only there');
+
+  // The bound: 64 newer kinds push a held one out, which tells it and cancels its timer.
+  const bounded = limiter();
+  bounded.repeats.warn('score not published: broker refused');
+  bounded.repeats.warn('score not published: broker refused');
+  assert.equal(bounded.timers(), 1);
+  for (let i = 1; i <= 64; i++) bounded.repeats.warn(`kind ${'x'.repeat(i)}`);
+  assert.equal(bounded.timers(), 0);
+  assert.equal(bounded.lines.filter((l) => l.startsWith('warn score not published')).length, 2);
+  bounded.at(10_000);
+  bounded.fire();
+  assert.equal(bounded.lines.length, 66, 'the pushed-out line was told once');
 });
 
 test('the default timer is a real one: a held line is told about one window later without another line', async () => {
