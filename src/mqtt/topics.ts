@@ -122,9 +122,9 @@ export const CameraStatusPayloadSchema = z.strictObject({
 
 const percentiles = z.strictObject({ p50: z.number().nullable(), p95: z.number().nullable(), p99: z.number().nullable() });
 
-/** Open: the daemon may add per-camera figures; the ones named here are typed. */
 const count = z.number().int().min(0);
 
+/** Open: the daemon may add per-camera figures; the ones named here are typed. */
 export const CameraTelemetrySchema = z.looseObject({
   fps: z.number().min(0),
   frames: count,

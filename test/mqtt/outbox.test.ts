@@ -224,7 +224,7 @@ test('after thousands of drops the oldest score is still the next one dropped (t
     box.close();
   }));
 
-test('a closed outbox refuses a put by name', () =>
+test('BAD CALL - a put on a closed outbox is refused, naming the outbox', () =>
   withTempDir(async (dir) => {
     const box = Outbox.open(dir.path, opts());
     box.close();
