@@ -115,8 +115,9 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _profile(args: argparse.Namespace) -> None:
-    """Checks the arguments and the bundle before onnxruntime and torch are loaded, so bad
-    input fails in a fraction of a second with the usual one-line error."""
+    """Checks the arguments and the bundle before onnxruntime is loaded and any model is
+    opened, so bad input fails at once with the usual one-line error (torch is loaded by then:
+    main() imports the other commands' error classes)."""
     import json
 
     from .eval import profile

@@ -17,7 +17,7 @@ import torch
 
 from moead_edge.backbones import build_backbone
 from moead_edge.cli import main
-from moead_edge.eval.profile import PARTS
+from moead_edge.eval.profile import PARTS, ProfileError, _measured
 from moead_edge.export.onnx_export import export_onnx
 from moead_edge.model import MoEAD, load_config
 from moead_edge.quantize.int8 import quantize_int8
@@ -113,3 +113,10 @@ def test_missing_bundle_or_models_is_one_clear_line(tmp_path: Path, capsys) -> N
     assert str(tmp_path / "model.onnx") in err and str(tmp_path / "model-fp32.onnx") in err
     assert main(["profile", "--bundle", str(tmp_path), "--by", "layer"]) == 2
     assert "--by" in capsys.readouterr().err
+
+
+def test_a_profile_that_lost_runs_is_refused_naming_the_model() -> None:
+    """Every ProfileError names the path, as the one-line errors of the other commands do."""
+    events = [{"cat": "Session", "name": "model_run", "ts": t, "dur": 1} for t in range(3)]
+    with pytest.raises(ProfileError, match=r"^/b/model\.onnx: the profile holds 3 runs, not 7: use fewer --runs$"):
+        _measured(Path("/b/model.onnx"), events, 2, 5)

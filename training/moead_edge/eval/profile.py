@@ -102,7 +102,7 @@ def _session(path: Path, threads: int, profile_dir: Path | None):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def _feed(session) -> dict[str, np.ndarray]:
+def _feed(session, path: Path) -> dict[str, np.ndarray]:
     """A seeded batch-1 input in [0, 1), the range of the bundles' normalized images (scale
     1/256, mean 0, std 1); dynamic axes get 1. The same values for both graphs."""
     kinds = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
@@ -110,7 +110,7 @@ def _feed(session) -> dict[str, np.ndarray]:
     feed = {}
     for inp in session.get_inputs():
         if inp.type not in kinds:
-            raise ProfileError(f"input {inp.name!r} is {inp.type}; only float inputs can be profiled")
+            raise ProfileError(f"{path}: input {inp.name!r} is {inp.type}; only float inputs can be profiled")
         shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
         feed[inp.name] = rng.random(shape).astype(kinds[inp.type])
     return feed
@@ -119,7 +119,7 @@ def _feed(session) -> dict[str, np.ndarray]:
 def _unprofiled_run_us(path: Path, threads: int, warmup: int, runs: int) -> float:
     """Median wall time of a run without the profiler, what the daemon's session would take."""
     session = _session(path, threads, None)
-    feed = _feed(session)
+    feed = _feed(session, path)
     for _ in range(warmup):
         session.run(None, feed)
     times = []
@@ -133,7 +133,7 @@ def _unprofiled_run_us(path: Path, threads: int, warmup: int, runs: int) -> floa
 def _profile_events(path: Path, threads: int, warmup: int, runs: int, tmp: Path) -> list[dict]:
     """onnxruntime's trace events of warmup + runs runs; the JSON file is read and deleted."""
     session = _session(path, threads, tmp)
-    feed = _feed(session)
+    feed = _feed(session, path)
     for _ in range(warmup + runs):
         session.run(None, feed)
     trace = Path(session.end_profiling())
@@ -143,14 +143,14 @@ def _profile_events(path: Path, threads: int, warmup: int, runs: int, tmp: Path)
         trace.unlink(missing_ok=True)
 
 
-def _measured(events: list[dict], warmup: int, runs: int) -> tuple[list[dict], list[float]]:
+def _measured(path: Path, events: list[dict], warmup: int, runs: int) -> tuple[list[dict], list[float]]:
     """The kernel events and model_run durations of the runs after the warm-up. Runs are told
     apart by their model_run events' start times; a profile that lost events (onnxruntime caps
     how many it keeps) is refused rather than averaged over the wrong count."""
     model_runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
                         key=lambda e: e["ts"])
     if len(model_runs) != warmup + runs:
-        raise ProfileError(f"the profile holds {len(model_runs)} runs, not {warmup + runs}: use fewer --runs")
+        raise ProfileError(f"{path}: the profile holds {len(model_runs)} runs, not {warmup + runs}: use fewer --runs")
     measured = model_runs[warmup:]
     cut = measured[0]["ts"]
     kernels = sorted((e for e in events if e.get("cat") == "Node" and e["name"].endswith(KERNEL_SUFFIX)
@@ -262,7 +262,7 @@ def profile_model(path: Path, precision: str, threads: int = 1, runs: int = 100,
     unprofiled = _unprofiled_run_us(path, threads, warmup, runs)
     with tempfile.TemporaryDirectory(prefix="moead-profile-") as tmp:
         events = _profile_events(path, threads, warmup, runs, Path(tmp))
-    kernels, run_us = _measured(events, warmup, runs)
+    kernels, run_us = _measured(path, events, warmup, runs)
     times, ops = _node_times(kernels)
     if len(kernels) != len(times) * runs:
         raise ProfileError(f"{path}: the profile lost kernel events ({len(kernels)} for {runs} runs of "
