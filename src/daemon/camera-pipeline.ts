@@ -422,8 +422,10 @@ export class CameraPipeline {
     const event = this.#tracker.update({ seq: number, score: decision.score, anomalous: decision.anomalous, ts });
     if (!event) return;
     if (event.type === 'start') this.#events += 1;
-    // A start names where this frame is anomalous, so that the log alone says where to look.
-    const at = event.type === 'start' && where.regions ? ` at ${describeRegion(where.regions[0]!)}` : '';
+    // A start names where this frame is anomalous, so that the log alone says where to look
+    // (also with scoring.maxRegions 0, which only keeps the regions out of the messages).
+    const strongest = event.type === 'start' ? (where.regions ?? regionsOf(detection, decision, 1).regions)?.[0] : undefined;
+    const at = strongest ? ` at ${describeRegion(strongest)}` : '';
     log.info(`event ${event.id} ${event.type} (peak ${event.peak_score.toFixed(4)}, ${event.frames} frames)${at}`);
     await this.#publish('event', () => link.publishEvent(this.name, event));
     if (event.type === 'start' && scoring.snapshotOnEvent) {

@@ -171,8 +171,10 @@ test('a camera whose capture restarts says so in its telemetry, in all and withi
     await writeSyntheticBundle(bundle, { size: 64, grid: 4 });
     detector = await openDetector({ bundleDir: bundle, backend: { providers: ['cpu'], threads: 1 } });
     const config = CameraConfigSchema.parse({ type: 'file', name: 'flaky', path: testClip(160, 120, 25, 4), width: 160, height: 120, fps: 25, reconnect: { initialMs: 100, maxMs: 400, jitter: 0.2 } });
-    // Just over the model's good median, so that about half the frames are anomalous and events come and go.
-    const scoring = ScoringConfigSchema.parse({ threshold: detector.manifest.threshold.good_median + 1e-9, startFrames: 1, endFrames: 1, snapshotOnEvent: false });
+    // Just over the model's good median, so that about half the frames are anomalous and events
+    // come and go; regions kept out of the messages (the event log still says where).
+    const scoring = ScoringConfigSchema.parse({ threshold: detector.manifest.threshold.good_median + 1e-9, startFrames: 1, endFrames: 1, snapshotOnEvent: false, maxRegions: 0 });
+    const lines: string[] = [];
     pipeline = new CameraPipeline({
       camera: config,
       source: createFrameSource(config),
@@ -182,7 +184,7 @@ test('a camera whose capture restarts says so in its telemetry, in all and withi
       scoring: () => scoring,
       stuckTimeoutS: 30,
       framesAhead: 2,
-      log: createLogger('restarts', 'error'),
+      log: createLogger('restarts', 'info', (line) => lines.push(line)),
     });
     await pipeline.start();
     const running = pipeline;
@@ -210,6 +212,10 @@ test('a camera whose capture restarts says so in its telemetry, in all and withi
     const events = await sub.waitForCount('moead/restarts/flaky/event', 2 * telemetry.events);
     const starts = events.filter((m) => (m.json() as { type: string }).type === 'start');
     assert.equal(telemetry.events, starts.length);
+    assert.ok(scores.every((m) => !('regions' in (m.json() as object))), 'scoring.maxRegions 0: no regions in the messages');
+    const startLines = lines.filter((l) => / event flaky-\d+ start /.test(l));
+    assert.equal(startLines.length, starts.length);
+    for (const l of startLines) assert.match(l, / at x \d\.\d\d–\d\.\d\d, y \d\.\d\d–\d\.\d\d of the frame$/);
     assert.ok(telemetry.anomalous > 0, `test setup: no frame scored over ${scoring.threshold}`);
   } finally {
     await sub.close();
