@@ -25,6 +25,7 @@ import { errorMessage, type Logger } from '../util/log.js';
 import { CameraPipeline } from './camera-pipeline.js';
 import { registerCommands, type Commands } from './commands.js';
 import { HeapTrimmer } from './heap-trim.js';
+import { modelChangeAnnouncer } from './model-announcer.js';
 import { ModelReopener } from './reopen.js';
 import { buildTelemetry, CpuMeter } from './telemetry.js';
 import { watchLines } from './watch-lines.js';
@@ -132,8 +133,10 @@ export class Daemon {
       const link = await this.#parts.createLink(config, () => ({ name: detector.manifest.name, version: detector.manifest.version }), log.child('mqtt'));
       this.#link = link;
       const otaLog = log.child('ota');
-      // What discovery and the Sparkplug births last named: the link announced it as it connected.
-      let announced = `${detector.manifest.name} ${detector.manifest.version}`;
+      // Discovery and the Sparkplug births name the model: the link announced this one as it connected.
+      const modelReported = modelChangeAnnouncer(detector.manifest, () => {
+        void link.link.modelChanged().catch((err: unknown) => otaLog.warn(`model change not announced: ${errorMessage(err)}`));
+      });
       this.#updater = new ModelUpdater({
         store: models,
         config: () => this.#store.current.ota,
@@ -143,13 +146,7 @@ export class Daemon {
         health: () => this.health(),
         report: (status) => {
           void link.link.publishOtaStatus(status).catch((err: unknown) => otaLog.warn(`status not published: ${errorMessage(err)}`));
-          // A switch or a rollback: discovery and Sparkplug births name the model, so they go out
-          // again; only then, not at each report (a probation reports again while its end cannot be saved).
-          const running = `${status.running.name} ${status.running.version}`;
-          if (running !== announced) {
-            announced = running;
-            void link.link.modelChanged().catch((err: unknown) => otaLog.warn(`model change not announced: ${errorMessage(err)}`));
-          }
+          modelReported(status.running);
         },
         log: otaLog,
       });
