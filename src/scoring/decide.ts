@@ -3,7 +3,7 @@
  * score every consumer can read without knowing the model's units.
  */
 import type { ThresholdSpec } from '../bundle/manifest.js';
-import type { FloatMap } from '../postprocess/map.js';
+import { mapMax, type FloatMap } from '../postprocess/map.js';
 import { normalizeScore, type ThresholdPoint } from '../postprocess/normalize.js';
 import { anomalyRegions, type AnomalyRegion } from '../postprocess/regions.js';
 import type { ScoringConfig } from '../config/schema.js';
@@ -27,7 +27,10 @@ export function decide(score: number, threshold: ThresholdPoint): Decision {
  */
 export function regionsOf(detection: { lowRes: FloatMap }, decision: Decision, max: number): { regions?: AnomalyRegion[] } {
   if (!decision.anomalous || max <= 0) return {};
-  const regions = anomalyRegions(detection.lowRes, decision.threshold, max);
+  // The score never exceeds the largest cell but in rounding (a float32 post-processing): the
+  // bar comes down to that cell then, so that an anomalous frame always says where.
+  const bar = Math.min(decision.threshold, mapMax(detection.lowRes));
+  const regions = anomalyRegions(detection.lowRes, bar, max);
   return regions.length > 0 ? { regions } : {};
 }
 

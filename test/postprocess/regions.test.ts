@@ -75,3 +75,11 @@ test('a region for the log: its spans in fractions of the frame, two decimals', 
   assert.equal(describeRegion({ x: 0.2857, y: 0.4286, w: 0.2143, h: 0.2857, peak: 0.67, cells: 8 }), 'x 0.29–0.50, y 0.43–0.71 of the frame');
   assert.equal(describeRegion({ x: 0.9286, y: 0, w: 0.0714, h: 1, peak: 0.9, cells: 14 }), 'x 0.93–1.00, y 0.00–1.00 of the frame');
 });
+
+test('an anomalous frame always says where: a score a rounding above the largest cell still finds that cell', () => {
+  const lowRes = map('....', '.6..', '....', '....');
+  const largest = lowRes.data[5]!;
+  const decision = decide(largest + 1e-7, { value: largest + 5e-8, good_median: 0.1 });
+  assert.equal(decision.anomalous, true);
+  assert.deepEqual(regionsOf({ lowRes }, decision, 4), { regions: [{ x: 0.25, y: 0.25, w: 0.25, h: 0.25, peak: largest, cells: 1 }] });
+});
