@@ -14,6 +14,7 @@ import { Connection, errorText, type Log, type SubscriptionFilters } from './con
 import { startEmbeddedBroker, type EmbeddedBroker } from './embedded-broker.js';
 import { discoveryMessages } from './homeassistant.js';
 import type { CommandHandler, EventMessage, FleetLink, ScoreMessage } from './link.js';
+import { RepeatLimiter } from '../util/repeat-log.js';
 import { Outbox } from './outbox.js';
 import { SparkplugNode } from './sparkplug.js';
 import {
@@ -153,6 +154,11 @@ export class MqttFleetLink implements FleetLinkHandle {
   #url = '';
   #broker: EmbeddedBroker | undefined;
   #outbox: Outbox | undefined;
+  #outboxDir = '';
+  /** Set while the outbox's disk refuses puts (said once when it starts, once when it ends). */
+  #diskRefusing = false;
+  /** A disk that keeps filling and freeing must not flood the journal either. */
+  readonly #diskLog = new RepeatLimiter({ warn: (m) => this.#log('warn', m), error: (m) => this.#log('error', m) });
   #conn: Connection | undefined;
   #sparkplug: SparkplugNode | undefined;
   #announced = false;
@@ -189,6 +195,8 @@ export class MqttFleetLink implements FleetLinkHandle {
       queue_dropped_scores: box?.droppedScores ?? 0,
       queue_sync_failures: box?.syncFailures ?? 0,
       queue_refused: box?.refused ?? 0,
+      queue_unsaved: box?.unsaved ?? 0,
+      queue_write_failures: box?.writeFailures ?? 0,
       published: this.#published,
       commands: this.#commands.handled,
       command_errors: this.#commands.errors,
@@ -206,7 +214,8 @@ export class MqttFleetLink implements FleetLinkHandle {
       options.protocolVersion = 4;
       delete options.properties;
     }
-    this.#outbox = Outbox.open(cfg.outbox.path ?? join(this.#deps.stateDir, 'outbox'), cfg.outbox);
+    this.#outboxDir = cfg.outbox.path ?? join(this.#deps.stateDir, 'outbox');
+    this.#outbox = Outbox.open(this.#outboxDir, cfg.outbox);
     if (cfg.url) {
       this.#url = cfg.url;
     } else {
@@ -305,7 +314,9 @@ export class MqttFleetLink implements FleetLinkHandle {
     await conn?.stop(async (client) => {
       await client.publishAsync(this.topics.availability, 'offline', DELIVERY.availability);
     });
+    if (this.#outbox && this.#outbox.unsaved > 0) this.#log('error', `mqtt: ${this.#outbox.unsaved} queued messages are lost at stop: the disk of ${this.#outboxDir} refused them (${this.#outbox.diskError ?? 'write failed'})`);
     this.#outbox?.close();
+    this.#diskLog.flush();
     await this.#broker?.close();
     if (this.#heldReplies.length > 0) {
       this.#log('warn', `mqtt: ${this.#heldReplies.length} command replies never sent (the link was down until stop): ${this.#heldReplies.map((r) => this.topics.reply(r.name)).join(', ')}`);
@@ -327,7 +338,22 @@ export class MqttFleetLink implements FleetLinkHandle {
     if (!this.#outbox) throw new Error('the MQTT link is not started');
     if (this.#stopped) throw new Error(`the MQTT link is stopped; ${kind} for ${topic} not accepted`);
     this.#outbox.put(kind, topic, payload);
+    this.#checkDisk();
     this.#pump();
+  }
+
+  /** Says when the outbox's disk starts refusing puts (full) and when it takes them again. */
+  #checkDisk(): void {
+    const box = this.#outbox;
+    if (!box) return;
+    const error = box.diskError;
+    if (error !== undefined && !this.#diskRefusing) {
+      this.#diskRefusing = true;
+      this.#diskLog.error(`mqtt: the outbox cannot write to ${this.#outboxDir} (${error}); scores and events are still sent, but queued in memory only (lost if the daemon stops) until the disk takes writes again (telemetry: queue_unsaved)`);
+    } else if (error === undefined && this.#diskRefusing && box.unsaved === 0) {
+      this.#diskRefusing = false;
+      this.#log('info', `mqtt: the outbox writes to ${this.#outboxDir} again; the messages held in memory are saved`);
+    }
   }
 
   /** Hands queued messages to the live session, keeping at most outbox.inflight unacknowledged. */

@@ -23,6 +23,12 @@
  * while every put they hold is resolved (only a prefix, so an ack record is never deleted
  * before the put it resolves). When a long-pending message pins old segments, the pending
  * messages are rewritten into one fresh segment (compaction) and the old ones deleted.
+ *
+ * A full disk (or any other write error) never makes a put, ack or drop throw: the daemon
+ * keeps scoring and delivering. A put the disk refused stays queued in memory only (`unsaved`:
+ * lost if the process stops before there is room), and is written at the next put the disk
+ * takes again. A record the disk took only part of is cut off, so the next one starts on a
+ * clean line; an ack or drop the disk refused only means a re-send after a restart.
  */
 import { close, closeSync, fdatasync, fdatasyncSync, fsync, ftruncateSync, mkdirSync, open, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -53,6 +59,10 @@ export interface OutboxStats {
   syncFailures: number;
   /** Messages the broker refused for good (e.g. not authorized for the topic), taken off the queue. */
   refused: number;
+  /** Queued messages the disk refused (full): held in memory only until a later write succeeds. */
+  unsaved: number;
+  /** Records (puts, acks, drops) the disk refused, since open. */
+  writeFailures: number;
 }
 
 const RecordSchema = z.discriminatedUnion('o', [
@@ -91,6 +101,12 @@ export class Outbox {
   #corrupt = 0;
   #syncFailures = 0;
   #refused = 0;
+  /** Pending puts not on disk (the write failed), in id order; written again at the next put. */
+  readonly #unsaved = new Set<number>();
+  #writeFailures = 0;
+  /** Why the last put could not be written; undefined once a put is written again. */
+  #diskError: string | undefined;
+  #lastWriteError = '';
   #syncTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -112,7 +128,23 @@ export class Outbox {
   }
 
   stats(): OutboxStats {
-    return { depth: this.#pending.size, droppedScores: this.#droppedScores, segments: this.#segments.length, corruptRecords: this.#corrupt, syncFailures: this.#syncFailures, refused: this.#refused };
+    return {
+      depth: this.#pending.size, droppedScores: this.#droppedScores, segments: this.#segments.length, corruptRecords: this.#corrupt,
+      syncFailures: this.#syncFailures, refused: this.#refused, unsaved: this.#unsaved.size, writeFailures: this.#writeFailures,
+    };
+  }
+
+  /**
+   * Why the disk refused the last put (e.g. `ENOSPC: no space left on device, write`); undefined
+   * while puts are written. Acks and drops do not change it: a short one may fit where a put does not.
+   */
+  get diskError(): string | undefined {
+    return this.#diskError;
+  }
+
+  /** Queued messages held in memory only (see stats().unsaved). */
+  get unsaved(): number {
+    return this.#unsaved.size;
   }
 
   /**
@@ -126,11 +158,18 @@ export class Outbox {
       this.#droppedScores += 1;
       return undefined;
     }
+    // Earlier puts the disk refused go first, while this one may still find room.
+    this.#saveUnsaved();
     const message: Pending = { id: this.#nextId++, kind, topic, payload, segment: this.#active() };
     // Tracked before the append: a rotation inside it must see this put as live in its segment.
     this.#track(message);
-    this.#append({ o: 'p', i: message.id, k: kind, t: topic, p: payload });
-    if (this.#opts.fsyncMs === 0) fdatasyncSync(this.#fd);
+    if (!this.#append({ o: 'p', i: message.id, k: kind, t: topic, p: payload })) {
+      this.#unsaved.add(message.id);
+      this.#diskError = this.#lastWriteError;
+      return message;
+    }
+    this.#diskError = undefined;
+    if (this.#opts.fsyncMs === 0) this.#syncNow();
     else this.#scheduleSync();
     return message;
   }
@@ -191,7 +230,7 @@ export class Outbox {
     this.#closed = true;
     clearTimeout(this.#syncTimer);
     if (this.#fd >= 0) {
-      fdatasyncSync(this.#fd);
+      this.#syncNow();
       closeSync(this.#fd);
       this.#fd = -1;
     }
@@ -260,6 +299,7 @@ export class Outbox {
     if (!m) return;
     this.#pending.delete(id);
     this.#parked.delete(id);
+    this.#unsaved.delete(id);
     const live = (this.#liveBySegment.get(m.segment) ?? 1) - 1;
     if (live > 0) this.#liveBySegment.set(m.segment, live);
     else this.#liveBySegment.delete(m.segment);
@@ -301,17 +341,77 @@ export class Outbox {
     return this.#segments[this.#segments.length - 1]!;
   }
 
-  #append(rec: z.infer<typeof RecordSchema>): void {
+  /** Writes one record; false when the disk refused it (counted, nothing half-written left). */
+  #append(rec: z.infer<typeof RecordSchema>): boolean {
     const line = Buffer.from(`${JSON.stringify(rec)}\n`);
-    writeSync(this.#fd, line);
+    try {
+      // writeSync may write only part of the buffer (a disk with a few bytes left) without throwing.
+      for (let done = 0; done < line.length; ) done += writeSync(this.#fd, line, done);
+    } catch (err) {
+      this.#writeFailed(err);
+      return false;
+    }
     this.#activeBytes += line.length;
     if (this.#activeBytes >= this.#opts.segmentBytes) this.#rotate();
+    return true;
+  }
+
+  #writeFailed(err: unknown): void {
+    this.#writeFailures += 1;
+    this.#lastWriteError = err instanceof Error ? err.message : String(err);
+    // A torn record would swallow the next one at replay (two records on one line). Shrinking
+    // a file needs no free space.
+    try {
+      ftruncateSync(this.#fd, this.#activeBytes);
+    } catch {
+      // The descriptor is unusable too; the next write fails and is counted likewise.
+    }
+  }
+
+  /** Writes the puts the disk refused before, in id order, stopping at the first it refuses again. */
+  #saveUnsaved(): void {
+    for (const id of this.#unsaved) {
+      const m = this.#pending.get(id)!;
+      // Counted in the segment it is written to now: the one it was counted in may have been deleted.
+      this.#move(m, this.#active());
+      if (!this.#append({ o: 'p', i: m.id, k: m.kind, t: m.topic, p: m.payload })) {
+        this.#diskError = this.#lastWriteError;
+        return;
+      }
+      this.#unsaved.delete(id);
+    }
+  }
+
+  #move(m: Pending, segment: number): void {
+    if (m.segment === segment) return;
+    const live = (this.#liveBySegment.get(m.segment) ?? 1) - 1;
+    if (live > 0) this.#liveBySegment.set(m.segment, live);
+    else this.#liveBySegment.delete(m.segment);
+    m.segment = segment;
+    this.#liveBySegment.set(segment, (this.#liveBySegment.get(segment) ?? 0) + 1);
+  }
+
+  #syncNow(): void {
+    try {
+      fdatasyncSync(this.#fd);
+    } catch {
+      this.#syncFailures += 1;
+    }
   }
 
   #rotate(): void {
-    if (this.#fd >= 0) this.#retire(this.#fd);
     const n = (this.#segments[this.#segments.length - 1] ?? 0) + 1;
-    this.#fd = openSync(join(this.#dir, segmentName(n)), 'a');
+    let fd: number;
+    try {
+      // Opened before the old one is retired: when the disk refuses a new file, appends go on
+      // in the old segment (or fail there, counted) rather than to a closed descriptor.
+      fd = openSync(join(this.#dir, segmentName(n)), 'a');
+    } catch (err) {
+      this.#writeFailed(err);
+      return;
+    }
+    if (this.#fd >= 0) this.#retire(this.#fd);
+    this.#fd = fd;
     this.#syncDir();
     this.#segments.push(n);
     this.#activeBytes = 0;
@@ -323,16 +423,24 @@ export class Outbox {
   #compact(): void {
     const active = this.#active();
     let bytes = 0;
-    for (const m of this.#pending.values()) {
-      const line = Buffer.from(`${JSON.stringify({ o: 'p', i: m.id, k: m.kind, t: m.topic, p: m.payload })}\n`);
-      writeSync(this.#fd, line);
-      bytes += line.length;
+    try {
+      for (const m of this.#pending.values()) {
+        const line = Buffer.from(`${JSON.stringify({ o: 'p', i: m.id, k: m.kind, t: m.topic, p: m.payload })}\n`);
+        for (let done = 0; done < line.length; ) done += writeSync(this.#fd, line, done);
+        bytes += line.length;
+      }
+      // The copies must be on disk before the originals go.
+      fdatasyncSync(this.#fd);
+    } catch (err) {
+      // The disk refused the copies: the originals stay, and the copies written are cut off.
+      this.#writeFailed(err);
+      return;
     }
-    // The copies must be on disk before the originals go.
-    fdatasyncSync(this.#fd);
     this.#activeBytes += bytes;
     this.#liveBySegment.clear();
     for (const m of this.#pending.values()) m.segment = active;
+    // Every pending put is on disk now, the unsaved ones included.
+    this.#unsaved.clear();
     if (this.#pending.size > 0) this.#liveBySegment.set(active, this.#pending.size);
     for (const n of this.#segments.slice(0, -1)) unlinkSync(join(this.#dir, segmentName(n)));
     this.#segments = [active];

@@ -146,6 +146,10 @@ export const LinkStatsSchema = z.strictObject({
   queue_sync_failures: z.number().int().min(0),
   /** Messages the broker refused for good (PUBACK not authorized, topic or payload invalid), taken off the queue. */
   queue_refused: z.number().int().min(0),
+  /** Queued messages the disk refused (full): kept in memory only, lost if the daemon stops before there is room. */
+  queue_unsaved: z.number().int().min(0),
+  /** Outbox records the disk refused since start. */
+  queue_write_failures: z.number().int().min(0),
   published: z.number().int().min(0),
   commands: z.number().int().min(0),
   command_errors: z.number().int().min(0),

@@ -32,6 +32,8 @@ const TelemetryShape = z.looseObject({
     queue_dropped_scores: num,
     queue_sync_failures: num.optional(),
     queue_refused: num.optional(),
+    queue_unsaved: num.optional(),
+    queue_write_failures: num.optional(),
     published: num,
     commands: num,
     command_errors: num,
@@ -74,6 +76,8 @@ export class MetricsExporter {
       queueDepth: gauge('moead_mqtt_queue_depth', 'Messages waiting in the on-disk outbox'),
       queueDropped: gauge('moead_mqtt_queue_dropped_scores', 'Scores dropped because the outbox was full'),
       queueSyncFailures: gauge('moead_mqtt_queue_sync_failures', 'Outbox fdatasyncs that failed (queued messages may not survive a power cut)'),
+      queueUnsaved: gauge('moead_mqtt_queue_unsaved', 'Queued messages the disk refused (full), held in memory only'),
+      queueWriteFailures: gauge('moead_mqtt_queue_write_failures', 'Outbox records the disk refused since start'),
       queueRefused: gauge('moead_mqtt_queue_refused', 'Queued messages the broker refused for good (not authorized, invalid topic or payload)'),
       published: gauge('moead_mqtt_published', 'Messages acknowledged by the broker since start'),
       commands: gauge('moead_mqtt_commands', 'Commands handled since start'),
@@ -126,6 +130,8 @@ export class MetricsExporter {
       set(g.queueDropped!, t.link.queue_dropped_scores);
       set(g.queueSyncFailures!, t.link.queue_sync_failures);
       set(g.queueRefused!, t.link.queue_refused);
+      set(g.queueUnsaved!, t.link.queue_unsaved);
+      set(g.queueWriteFailures!, t.link.queue_write_failures);
       set(g.published!, t.link.published);
       set(g.commands!, t.link.commands);
       set(g.commandErrors!, t.link.command_errors);

@@ -6,6 +6,7 @@
 export { Mosquitto, withMosquitto, type MosquittoOptions } from './mosquitto.js';
 export { MqttCollector, topicMatches, type ReceivedMessage, type MessageMatch, type WaitOptions } from './subscriber.js';
 export { tempDir, withTempDir, type TempDir } from './tmp.js';
+export { withSmallDisk, smallDiskSkip, type SmallDisk } from './small-disk.js';
 export { freePort, waitForPort } from './net.js';
 export {
   ChildHandle,

@@ -3,7 +3,7 @@ import { appendFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Outbox, type OutboxOptions } from '../../src/mqtt/outbox.js';
-import { withTempDir } from '../harness/index.js';
+import { withSmallDisk, withTempDir } from '../harness/index.js';
 
 const opts = (over: Partial<OutboxOptions> = {}): OutboxOptions => ({ maxMessages: 1000, segmentBytes: 1 << 20, fsyncMs: 0, ...over });
 const seqOf = (payload: string): number => (JSON.parse(payload) as { seq: number }).seq;
@@ -230,4 +230,38 @@ test('BAD CALL - a put on a closed outbox is refused, naming the outbox', () =>
     box.close();
     box.close();
     assert.throws(() => box.put('score', 't/score', '{}'), /outbox .* is closed/);
+  }));
+
+test('a full disk fails no put or ack: messages are kept in memory, counted as unsaved, and saved once there is room', (t) =>
+  withSmallDisk(t, async (disk) => {
+    const dir = disk.file('outbox');
+    const box = Outbox.open(dir, opts({ fsyncMs: 1000 }));
+    box.put('score', 't/score', JSON.stringify({ seq: 0 }));
+    disk.fill();
+    // More than the slack of the segment's last page, so the disk refuses some of them.
+    const pad = 'x'.repeat(300);
+    for (let seq = 1; seq < 100; seq++) box.put('score', 't/score', JSON.stringify({ seq, pad }));
+    const full = box.stats();
+    assert.ok(full.unsaved > 0, `unsaved: ${full.unsaved}`);
+    assert.ok(full.writeFailures > 0, `writeFailures: ${full.writeFailures}`);
+    assert.match(box.diskError ?? '', /ENOSPC/);
+    // Every message is still delivered while the daemon runs, in order.
+    const taken = box.take(1000);
+    assert.deepEqual(taken.map((m) => seqOf(m.payload)), [...Array(100).keys()]);
+    // Acks cannot be written either; the broker has those messages, so nothing may throw.
+    for (const m of taken.slice(0, 50)) box.ack(m.id);
+    assert.equal(box.size, 50);
+
+    disk.free();
+    box.put('score', 't/score', JSON.stringify({ seq: 100 }));
+    assert.equal(box.stats().unsaved, 0);
+    assert.equal(box.diskError, undefined);
+    box.close();
+
+    // What was held in memory is on disk now; a torn record was cut off, not left in the way.
+    const again = Outbox.open(dir, opts());
+    const replayed = seqs(again);
+    assert.deepEqual(replayed.filter((s) => s >= 50), [...Array(51).keys()].map((i) => i + 50));
+    assert.equal(again.stats().corruptRecords, 0);
+    again.close();
   }));
