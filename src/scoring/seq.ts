@@ -120,11 +120,27 @@ export class CameraSeq {
    * Replaces the file (atomically) with both slots holding the last committed number, once
    * per open, and keeps it open for the in-place commits. This also turns a file of the
    * one-slot format into the two-slot one.
+   *
+   * The replacement needs room for a second copy; on a full disk a file that already is a
+   * two-slot one with the last number in the slot the next commit leaves alone is used as
+   * it is (its in-place commits need no new blocks), so that seq goes on being saved.
    */
   async #openForCommits(): Promise<FileHandle> {
     const previous = this.#next - 1;
-    await writeFileAtomic(this.file, Buffer.concat([slotLine(this.camera, previous), slotLine(this.camera, previous)]));
+    try {
+      await writeFileAtomic(this.file, Buffer.concat([slotLine(this.camera, previous), slotLine(this.camera, previous)]));
+    } catch (err) {
+      if (!(await this.#usableInPlace(previous))) throw new SeqStoreError(`${this.file}: cannot save seq (${err instanceof Error ? err.message : String(err)})`);
+    }
     this.#handle = await open(this.file, 'r+');
     return this.#handle;
+  }
+
+  async #usableInPlace(previous: number): Promise<boolean> {
+    const bytes = await readFile(this.file).catch(() => undefined);
+    if (bytes?.length !== 2 * SLOT_BYTES) return false;
+    // The slot the next commit leaves alone must hold the last number, or a torn commit would lose it.
+    const keep = (previous % 2) * SLOT_BYTES;
+    return previous < 0 || bytes.subarray(keep, keep + SLOT_BYTES).equals(slotLine(this.camera, previous));
   }
 }

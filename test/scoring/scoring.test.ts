@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { describe, test } from 'node:test';
 import { CameraSeq, decide, EventTracker, thresholdFor, thresholdProblems } from '../../src/scoring/index.js';
-import { withTempDir } from '../harness/index.js';
+import { withSmallDisk, withTempDir } from '../harness/index.js';
 
 describe('decide', () => {
   const t = { value: 2, good_median: 1 };
@@ -133,6 +133,27 @@ describe('seq persistence', () => {
       assert.equal((await CameraSeq.open(dir.path, 'cam1')).next, 42);
     });
   });
+  test('on a full disk, a daemon start goes on saving seq in place in the existing file, without gaps', (t) =>
+    withSmallDisk(t, async (disk) => {
+      const first = await CameraSeq.open(disk.path, 'cam1');
+      for (const n of [0, 1, 2]) await first.commit(n);
+      await first.close();
+      // The disk fills while the daemon is down; the next start cannot write a second copy.
+      disk.fill();
+      const seq = await CameraSeq.open(disk.path, 'cam1');
+      assert.equal(seq.next, 3);
+      for (const n of [3, 4, 5]) await seq.commit(n);
+      await seq.close();
+      assert.equal((await CameraSeq.open(disk.path, 'cam1')).next, 6);
+      assert.deepEqual(await readdir(disk.file('seq')), ['cam1.json'], 'no temp file left behind');
+    }));
+  test('EXPECTED FAILURE - a full disk that refuses a new seq file says so, naming the file', (t) =>
+    withSmallDisk(t, async (disk) => {
+      disk.fill();
+      const seq = await CameraSeq.open(disk.path, 'cam1');
+      await assert.rejects(seq.commit(0), /seq[/]cam1\.json: cannot save seq \(ENOSPC/);
+      await seq.close();
+    }));
   test('EXPECTED FAILURE - a file with no valid slot is refused, not silently reset to 0', async () => {
     await withTempDir(async (dir) => {
       const seq = await CameraSeq.open(dir.path, 'cam1');
