@@ -71,7 +71,7 @@ interface Progress {
 }
 
 /** One request: from byte `progress.received` on when there is something to resume. */
-async function attempt(url: string, out: FileHandle, progress: Progress, limit: number, signal: AbortSignal, limits: DownloadLimits, aborted: () => string | undefined): Promise<void> {
+async function attempt(url: string, out: { handle: FileHandle; file: string }, progress: Progress, limit: number, signal: AbortSignal, limits: DownloadLimits, aborted: () => string | undefined): Promise<void> {
   const resumeAt = progress.received;
   let response: Response;
   // Redirects are followed here rather than by fetch: fetch refuses one to file: or data:, but
@@ -105,14 +105,20 @@ async function attempt(url: string, out: FileHandle, progress: Progress, limit: 
     // The server sends the whole file again: start over.
     progress.received = 0;
     progress.hash = createHash('sha256');
-    await out.truncate(0);
+    await out.handle.truncate(0);
   }
   const declared = Number(response.headers.get('content-length') ?? Number.NaN);
   if (Number.isFinite(declared) && progress.received + declared > limit) throw new DownloadError(url, `the server sends ${progress.received + declared} bytes, at most ${limit} expected`);
   try {
     for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
       if (progress.received + chunk.byteLength > limit) throw new DownloadError(url, `more than the ${limit} bytes expected; transfer stopped`);
-      await out.write(chunk, 0, chunk.byteLength, progress.received);
+      try {
+        await out.handle.write(chunk, 0, chunk.byteLength, progress.received);
+      } catch (err) {
+        // This machine's disk, not the transfer (a full disk: ENOSPC): another attempt would
+        // fetch the same bytes into the same disk, so it is not retried.
+        throw new DownloadError(url, `could not be written to ${out.file} after ${progress.received} bytes (${err instanceof Error ? err.message : String(err)})`);
+      }
       progress.hash.update(chunk);
       progress.received += chunk.byteLength;
       limits.onProgress?.(progress.received);
@@ -140,7 +146,7 @@ export async function downloadFile(url: string, file: string, limits: DownloadLi
   try {
     for (let retry = 0; ; retry++) {
       try {
-        await attempt(url, out, progress, limit, signal, limits, aborted);
+        await attempt(url, { handle: out, file }, progress, limit, signal, limits, aborted);
         break;
       } catch (err) {
         if (!(err instanceof DownloadError) || !err.transient || aborted() !== undefined) throw err;

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, isAbsolute, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ManifestSchema, type Manifest } from '../../src/bundle/manifest.js';
 import { frameFromFile, openDetector } from '../../src/inference/index.js';
@@ -21,7 +21,7 @@ import { ModelStore } from '../../src/ota/model-store.js';
 import { ModelUpdater, type ModelUpdaterDeps, type OtaStatus, type UpdateRequest } from '../../src/ota/updater.js';
 import { generateSigningKey, signManifest } from '../../src/ota/signature.js';
 import { createLogger } from '../../src/util/log.js';
-import { FileServer, Mosquitto, MqttCollector, spawnCli, tempDir, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
+import { FileServer, Mosquitto, withSmallDisk, MqttCollector, spawnCli, tempDir, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
 import { writeSyntheticBundle } from '../inference/synthetic-bundle.js';
 import { SHIPPED_BUNDLE, testFrames, writeOneCameraConfig } from '../daemon/fixtures.js';
 
@@ -122,7 +122,7 @@ async function inProcessUpdater(
   report: (s: OtaStatus) => void,
   extra: Pick<ModelUpdaterDeps, 'log' | 'confirmRetryMs'> = { log: createLogger('ota', 'error') },
 ): Promise<{ store: ModelStore; live: LiveDetector; first: Detector; updater: ModelUpdater }> {
-  const { store } = await ModelStore.open(dir.file(stateDir), SHIPPED_BUNDLE);
+  const { store } = await ModelStore.open(isAbsolute(stateDir) ? stateDir : dir.file(stateDir), SHIPPED_BUNDLE);
   const open = (bundleDir: string) => openDetector({ bundleDir, backend: { threads: 1 } });
   const first = await open(SHIPPED_BUNDLE);
   const live = new LiveDetector(first);
@@ -561,6 +561,29 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
       await live.close();
     }
   });
+
+  test('EXPECTED FAILURE - an update onto a full disk fails naming the file and why, leaves no staging behind, and the model in force stays', (t) =>
+    withSmallDisk(t, async (disk) => {
+      const url = await serveBundle('v947', { edit: bump('9.4.7') });
+      const seen: OtaStatus[] = [];
+      const { store, updater, live } = await inProcessUpdater(disk.file('state'), 60, (s) => seen.push(s));
+      try {
+        updater.start(undefined);
+        // Room for the manifest and the signature, not for the model.
+        disk.fill(64 << 10);
+        const last = await updateInProcess(updater, seen, { id: 'full', url });
+        t.diagnostic(`…/ota said: ${last.message}`);
+        assert.equal(last.state, 'failed', JSON.stringify(last));
+        // The local disk, not the network: said as such, and not retried (a retry would refill it).
+        assert.match(last.message ?? '', /model\.onnx: could not be written to \S+\/\.staging-[^/]+\/model\.onnx after \d+ bytes \(ENOSPC: no space left on device, write\)$/);
+        assert.deepEqual((await readdir(store.dir)).filter((n) => n.startsWith('.staging')), [], 'staging removed');
+        assert.equal(live.manifest.version, shipped.version);
+        assert.equal((await live.infer(await live.prepare(await aFrame()))).manifest.version, shipped.version);
+      } finally {
+        await updater.stop();
+        await live.close();
+      }
+    }));
 
   test('probation counts the failures of frames the new model prepared, not of those the model before still ran', async () => {
     const url = await serveBundle('v950', { edit: bump('9.5.0') });
