@@ -157,7 +157,10 @@ export class ConfigStore {
           const text = doc.toString();
           const next = validateConfigText(text, file, this.env);
           this.#check(next.config, file);
-          await writeFileAtomic(file, text);
+          await writeFileAtomic(file, text).catch((err: unknown) => {
+            // A full disk says ENOSPC without a path: name the file the change was for.
+            throw new Error(`${file}: not saved, the running config is unchanged (${errorMessage(err)})`, { cause: err });
+          });
           this.#lastText = text;
           return { ...this.#adopt(next), persisted: true };
         }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { applyOverrides, ConfigError, ConfigStore, loadConfig, validateConfigText } from '../../src/config/index.js';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
-import { tempDir, type TempDir } from '../harness/index.js';
+import { tempDir, withSmallDisk, type TempDir } from '../harness/index.js';
 
 const GOOD = `# a complete file
 board: generic-x86
@@ -315,6 +315,23 @@ describe('runtime changes', () => {
     assert.match(text, /threshold: 1\.25/);
     assert.equal(store.current.scoring.threshold, 1.25);
   });
+
+  test('EXPECTED FAILURE - set with persist on a full disk names the file, keeps it whole and changes nothing in force', (t) =>
+    withSmallDisk(t, async (disk) => {
+      const file = disk.file('moead.yaml');
+      await writeFile(file, GOOD);
+      const store = new ConfigStore(await loadConfig(file, {}), {});
+      const before = store.current.scoring.threshold;
+      disk.fill();
+      const refused = await store.set(['scoring', 'threshold'], 1.25, { persist: true });
+      assert.equal(refused.ok, false);
+      assert.match(refused.ok ? '' : refused.error, new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: not saved, the running config is unchanged \\(ENOSPC: no space left on device`));
+      assert.equal(await readFile(file, 'utf8'), GOOD);
+      assert.equal(store.current.scoring.threshold, before);
+      // Room again: the same change is saved.
+      disk.free();
+      assert.deepEqual(await store.set(['scoring', 'threshold'], 1.25, { persist: true }), { ok: true, applied: ['scoring'], restartRequired: [], persisted: true });
+    }));
 
   test('set without a file lives in memory only', async () => {
     const store = new ConfigStore(await loadConfig(undefined, {}), {});
