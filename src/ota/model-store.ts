@@ -213,7 +213,11 @@ export class ModelStore {
     const saved = this.#saving.then(async () => {
       const { next, result } = change(this.#state);
       if (next !== undefined) {
-        await writeFileAtomic(join(this.dir, 'state.json'), `${JSON.stringify(ModelStateSchema.parse(next), null, 2)}\n`);
+        const file = join(this.dir, 'state.json');
+        await writeFileAtomic(file, `${JSON.stringify(ModelStateSchema.parse(next), null, 2)}\n`).catch((err: unknown) => {
+          // ENOSPC and EISDIR name no path: the operator must learn which file to make room for.
+          throw new Error(`${file}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        });
         this.#state = next;
       }
       return result;
