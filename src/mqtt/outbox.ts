@@ -80,6 +80,13 @@ interface Pending extends OutboxMessage {
   segment: number;
 }
 
+type OutboxRecord = z.infer<typeof RecordSchema>;
+
+/** One line of a segment file. */
+const recordLine = (rec: OutboxRecord): Buffer => Buffer.from(`${JSON.stringify(rec)}\n`);
+/** The put record of a queued message (written at put, again after a refused write, at compaction). */
+const putRecord = (m: OutboxMessage): OutboxRecord => ({ o: 'p', i: m.id, k: m.kind, t: m.topic, p: m.payload });
+
 export class Outbox {
   readonly #dir: string;
   readonly #opts: OutboxOptions;
@@ -163,7 +170,7 @@ export class Outbox {
     const message: Pending = { id: this.#nextId++, kind, topic, payload, segment: this.#active() };
     // Tracked before the append: a rotation inside it must see this put as live in its segment.
     this.#track(message);
-    if (!this.#append({ o: 'p', i: message.id, k: kind, t: topic, p: payload })) {
+    if (!this.#append(putRecord(message))) {
       this.#unsaved.add(message.id);
       this.#diskError = this.#lastWriteError;
       return message;
@@ -291,7 +298,14 @@ export class Outbox {
   #track(m: Pending): void {
     this.#pending.set(m.id, m);
     if (m.kind === 'score') this.#scoreIds.push(m.id);
-    this.#liveBySegment.set(m.segment, (this.#liveBySegment.get(m.segment) ?? 0) + 1);
+    this.#countLive(m.segment, +1);
+  }
+
+  /** Pending puts counted per segment: a segment with none left can be deleted. */
+  #countLive(segment: number, delta: 1 | -1): void {
+    const live = (this.#liveBySegment.get(segment) ?? 0) + delta;
+    if (live > 0) this.#liveBySegment.set(segment, live);
+    else this.#liveBySegment.delete(segment);
   }
 
   #resolve(id: number): void {
@@ -300,9 +314,7 @@ export class Outbox {
     this.#pending.delete(id);
     this.#parked.delete(id);
     this.#unsaved.delete(id);
-    const live = (this.#liveBySegment.get(m.segment) ?? 1) - 1;
-    if (live > 0) this.#liveBySegment.set(m.segment, live);
-    else this.#liveBySegment.delete(m.segment);
+    this.#countLive(m.segment, -1);
     this.#deleteResolvedPrefix();
   }
 
@@ -342,11 +354,10 @@ export class Outbox {
   }
 
   /** Writes one record; false when the disk refused it (counted, nothing half-written left). */
-  #append(rec: z.infer<typeof RecordSchema>): boolean {
-    const line = Buffer.from(`${JSON.stringify(rec)}\n`);
+  #append(rec: OutboxRecord): boolean {
+    const line = recordLine(rec);
     try {
-      // writeSync may write only part of the buffer (a disk with a few bytes left) without throwing.
-      for (let done = 0; done < line.length; ) done += writeSync(this.#fd, line, done);
+      this.#writeAll(line);
     } catch (err) {
       this.#writeFailed(err);
       return false;
@@ -354,6 +365,11 @@ export class Outbox {
     this.#activeBytes += line.length;
     if (this.#activeBytes >= this.#opts.segmentBytes) this.#rotate();
     return true;
+  }
+
+  /** writeSync may write only part of the buffer (a disk with a few bytes left) without throwing. */
+  #writeAll(line: Buffer): void {
+    for (let done = 0; done < line.length; ) done += writeSync(this.#fd, line, done);
   }
 
   #writeFailed(err: unknown): void {
@@ -374,7 +390,7 @@ export class Outbox {
       const m = this.#pending.get(id)!;
       // Counted in the segment it is written to now: the one it was counted in may have been deleted.
       this.#move(m, this.#active());
-      if (!this.#append({ o: 'p', i: m.id, k: m.kind, t: m.topic, p: m.payload })) {
+      if (!this.#append(putRecord(m))) {
         this.#diskError = this.#lastWriteError;
         return;
       }
@@ -384,11 +400,9 @@ export class Outbox {
 
   #move(m: Pending, segment: number): void {
     if (m.segment === segment) return;
-    const live = (this.#liveBySegment.get(m.segment) ?? 1) - 1;
-    if (live > 0) this.#liveBySegment.set(m.segment, live);
-    else this.#liveBySegment.delete(m.segment);
+    this.#countLive(m.segment, -1);
     m.segment = segment;
-    this.#liveBySegment.set(segment, (this.#liveBySegment.get(segment) ?? 0) + 1);
+    this.#countLive(segment, +1);
   }
 
   #syncNow(): void {
@@ -425,8 +439,8 @@ export class Outbox {
     let bytes = 0;
     try {
       for (const m of this.#pending.values()) {
-        const line = Buffer.from(`${JSON.stringify({ o: 'p', i: m.id, k: m.kind, t: m.topic, p: m.payload })}\n`);
-        for (let done = 0; done < line.length; ) done += writeSync(this.#fd, line, done);
+        const line = recordLine(putRecord(m));
+        this.#writeAll(line);
         bytes += line.length;
       }
       // The copies must be on disk before the originals go.
