@@ -9,7 +9,7 @@ import { basename, dirname } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { isDeepStrictEqual } from 'node:util';
 import YAML from 'yaml';
-import { writeFileAtomic } from '../util/atomic-write.js';
+import { FileWriteError, writeFileAtomic } from '../util/atomic-write.js';
 import { errorMessage } from '../util/log.js';
 import { setIn } from './env.js';
 import { ConfigError, valueAt } from './errors.js';
@@ -158,8 +158,7 @@ export class ConfigStore {
           const next = validateConfigText(text, file, this.env);
           this.#check(next.config, file);
           await writeFileAtomic(file, text).catch((err: unknown) => {
-            // A full disk says ENOSPC without a path: name the file the change was for.
-            throw new Error(`${file}: not saved, the running config is unchanged (${errorMessage(err)})`, { cause: err });
+            throw err instanceof FileWriteError ? new Error(`${file}: not saved, the running config is unchanged (${err.reason})`, { cause: err }) : err;
           });
           this.#lastText = text;
           return { ...this.#adopt(next), persisted: true };

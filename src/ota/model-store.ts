@@ -213,11 +213,7 @@ export class ModelStore {
     const saved = this.#saving.then(async () => {
       const { next, result } = change(this.#state);
       if (next !== undefined) {
-        const file = join(this.dir, 'state.json');
-        await writeFileAtomic(file, `${JSON.stringify(ModelStateSchema.parse(next), null, 2)}\n`).catch((err: unknown) => {
-          // ENOSPC and EISDIR name no path: the operator must learn which file to make room for.
-          throw new Error(`${file}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-        });
+        await writeFileAtomic(join(this.dir, 'state.json'), `${JSON.stringify(ModelStateSchema.parse(next), null, 2)}\n`);
         this.#state = next;
       }
       return result;

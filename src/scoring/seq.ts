@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { writeFileAtomic } from '../util/atomic-write.js';
+import { FileWriteError, writeFileAtomic } from '../util/atomic-write.js';
 
 /** One slot: one JSON line padded with spaces. Camera names are at most 64 characters. */
 const SLOT_BYTES = 160;
@@ -130,7 +130,7 @@ export class CameraSeq {
     try {
       await writeFileAtomic(this.file, Buffer.concat([slotLine(this.camera, previous), slotLine(this.camera, previous)]));
     } catch (err) {
-      if (!(await this.#usableInPlace(previous))) throw new SeqStoreError(`${this.file}: cannot save seq (${err instanceof Error ? err.message : String(err)})`);
+      if (!(await this.#usableInPlace(previous))) throw new SeqStoreError(`${this.file}: cannot save seq (${err instanceof FileWriteError ? err.reason : String(err)})`);
     }
     this.#handle = await open(this.file, 'r+');
     return this.#handle;

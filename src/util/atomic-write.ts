@@ -8,7 +8,31 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
+/**
+ * A replacement that failed, naming the file: ENOSPC and EISDIR name none, and an operator
+ * must learn which file to make room for. `reason` is the system's message alone, for callers
+ * that name the file in words of their own.
+ */
+export class FileWriteError extends Error {
+  override readonly name = 'FileWriteError';
+  constructor(
+    readonly file: string,
+    readonly reason: string,
+    options: { cause: unknown },
+  ) {
+    super(`${file}: ${reason}`, options);
+  }
+}
+
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+  try {
+    await replace(file, data);
+  } catch (err) {
+    throw new FileWriteError(file, err instanceof Error ? err.message : String(err), { cause: err });
+  }
+}
+
+async function replace(file: string, data: string | Uint8Array): Promise<void> {
   const dir = dirname(file);
   await mkdir(dir, { recursive: true });
   const temp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
