@@ -64,10 +64,11 @@ function encodeMetric(m: Metric): Buffer {
   const v = m.value;
   switch (m.type) {
     case 'Int32':
-    case 'UInt32':
       // int_value is a proto uint32: negative Int32 values travel as their two's complement.
       parts.push(uintField(10, BigInt.asUintN(32, BigInt(v))));
       break;
+    // UInt32 is carried by long_value, as Tahu reads it: in int_value a Tahu host saw null.
+    case 'UInt32':
     case 'Int64':
     case 'UInt64':
     case 'DateTime':
