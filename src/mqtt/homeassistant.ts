@@ -20,6 +20,9 @@ export interface DiscoveryMessage {
   payload: string;
 }
 
+/** Jinja that Home Assistant renders on each score message into the anomaly sensor's attributes. */
+export const REGIONS_ATTRIBUTES = '{{ {"regions": value_json.regions if value_json.regions is defined else [], "seq": value_json.seq} | tojson }}';
+
 /** HA node and object ids allow [a-zA-Z0-9_-] only. */
 const haId = (s: string): string => s.replace(/[^a-zA-Z0-9_-]/g, '_');
 
@@ -68,6 +71,10 @@ export function discoveryMessages(info: DiscoveryInfo): DiscoveryMessage[] {
       state_topic: topics.score(camera),
       value_template: "{{ 'ON' if value_json.anomalous else 'OFF' }}",
       device_class: 'problem',
+      // The same message's regions as the sensor's attributes, so an automation or a card can
+      // say where; an empty list on a frame under the threshold, which has none.
+      json_attributes_topic: topics.score(camera),
+      json_attributes_template: REGIONS_ATTRIBUTES,
     });
     add('image', `${camera}_snapshot`, {
       name: `${camera} snapshot`,

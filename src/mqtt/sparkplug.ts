@@ -113,14 +113,7 @@ export class SparkplugNode {
     this.#last.set(camera, s);
     if (!this.#born) return;
     const ts = Date.parse(s.ts);
-    void this.#publish(this.topic('DDATA', camera), [
-      { name: 'score', type: 'Double', value: s.score, timestamp: ts },
-      { name: 'normalized', type: 'Double', value: s.normalized, timestamp: ts },
-      { name: 'anomalous', type: 'Boolean', value: s.anomalous, timestamp: ts },
-      { name: 'threshold', type: 'Double', value: s.threshold, timestamp: ts },
-      { name: 'latency_ms', type: 'Double', value: s.latency_ms, timestamp: ts },
-      { name: 'seq', type: 'UInt64', value: s.seq, timestamp: ts },
-    ]);
+    void this.#publish(this.topic('DDATA', camera), scoreMetrics(s).map((m) => ({ ...m, timestamp: ts })));
   }
 
   /** Publishes NDEATH (a clean leave never fires the will) and closes the session. */
@@ -169,12 +162,7 @@ export class SparkplugNode {
     const s = this.#last.get(camera);
     const model = this.#o.model();
     return [
-      { name: 'score', type: 'Double', value: s?.score ?? null },
-      { name: 'normalized', type: 'Double', value: s?.normalized ?? null },
-      { name: 'anomalous', type: 'Boolean', value: s?.anomalous ?? null },
-      { name: 'threshold', type: 'Double', value: s?.threshold ?? null },
-      { name: 'latency_ms', type: 'Double', value: s?.latency_ms ?? null },
-      { name: 'seq', type: 'UInt64', value: s?.seq ?? null },
+      ...scoreMetrics(s),
       { name: 'model/name', type: 'String', value: s?.model.name ?? model?.name ?? null },
       { name: 'model/version', type: 'String', value: s?.model.version ?? model?.version ?? null },
       { name: SNAPSHOT, type: 'Boolean', value: false },
@@ -260,4 +248,25 @@ function writeBdSeq(file: string, n: number): void {
   mkdirSync(join(file, '..'), { recursive: true });
   writeFileSync(`${file}.tmp`, String(n));
   renameSync(`${file}.tmp`, file);
+}
+
+/**
+ * One score as device metrics: the DDATA of each score, and the DBIRTH's with the camera's
+ * last score (all null before the first). Sparkplug metrics are scalars, so of the JSON
+ * message's `regions` they carry the count (0 on a frame under the threshold) and the
+ * strongest one's box and peak (null without one): a SCADA host can alarm on the count and
+ * show where, where a list would need a DataSet few hosts display.
+ */
+function scoreMetrics(s: ScorePayload | undefined): Metric[] {
+  const strongest = s?.regions?.[0];
+  return [
+    { name: 'score', type: 'Double', value: s?.score ?? null },
+    { name: 'normalized', type: 'Double', value: s?.normalized ?? null },
+    { name: 'anomalous', type: 'Boolean', value: s?.anomalous ?? null },
+    { name: 'threshold', type: 'Double', value: s?.threshold ?? null },
+    { name: 'latency_ms', type: 'Double', value: s?.latency_ms ?? null },
+    { name: 'seq', type: 'UInt64', value: s?.seq ?? null },
+    { name: 'regions', type: 'UInt32', value: s ? (s.regions?.length ?? 0) : null },
+    ...(['x', 'y', 'w', 'h', 'peak'] as const).map((key): Metric => ({ name: `region/${key}`, type: 'Double', value: strongest?.[key] ?? null })),
+  ];
 }

@@ -8,6 +8,9 @@ import { test } from 'node:test';
 import sparkplug from 'sparkplug-payload';
 import { createFleetLink } from '../../src/mqtt/index.js';
 import { decodePayload, encodePayload } from '../../src/mqtt/sparkplug-payload.js';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { VENV_PYTHON } from '../../src/toolchain/python-env.js';
 import { Mosquitto, MqttCollector, tempDir } from '../harness/index.js';
 import { closeLinkTest, score, testConfig } from './helpers.js';
 
@@ -43,7 +46,7 @@ test('our Sparkplug encoder and decoder agree with Tahu\'s in both directions', 
   assert.throws(() => decodePayload(Buffer.from([0x12, 0x50, 0x01])), /Sparkplug payload: truncated/);
 });
 
-test('Sparkplug edge cases agree with Tahu: Float, metric timestamps, negative Int32, no seq (NDEATH), is_null, and an unknown datatype is skipped', () => {
+test('Sparkplug edge cases agree with Tahu: Float, metric timestamps, UInt32, negative Int32, no seq (NDEATH), is_null, and an unknown datatype is skipped', () => {
   const ours = encodePayload({ timestamp: 5, metrics: [
     { name: 'f', type: 'Float', value: 0.5, timestamp: 42 },
     { name: 'n', type: 'Double', value: null },
@@ -56,6 +59,12 @@ test('Sparkplug edge cases agree with Tahu: Float, metric timestamps, negative I
   // is_null (field 7, varint 1) is what tells a host "no value yet" rather than a zero.
   const nullMetric = encodePayload({ timestamp: 0, metrics: [{ name: 'n', type: 'Double', value: null }] });
   assert.ok(nullMetric.includes(Buffer.from([0x38, 0x01])), `is_null not set: ${nullMetric.toString('hex')}`);
+
+  // UInt32 rides in long_value, where Tahu looks for it (in int_value it read null).
+  const u32 = decode(encodePayload({ timestamp: 0, metrics: [{ name: 'u', type: 'UInt32', value: 123456 }] }));
+  assert.equal(metric(u32, 'u')?.value, 123456);
+  const u32FromTahu = decodePayload(Buffer.from(tahu.encodePayload({ timestamp: 0, metrics: [{ name: 'u', type: 'UInt32', value: 654321 }] })));
+  assert.deepEqual(u32FromTahu.metrics[0], { name: 'u', type: 'UInt32', value: 654321 });
 
   const back = decodePayload(ours);
   assert.deepEqual(back.metrics[0], { name: 'f', type: 'Float', value: 0.5, timestamp: 42 });
@@ -111,11 +120,24 @@ test('Sparkplug B: NBIRTH with bdSeq, DBIRTH per camera, DDATA per score, rebirt
     assert.equal(metric(dbirth, 'model/version')?.value, '1.0.0');
     assert.equal(metric(dbirth, 'score')?.type, 'Double');
 
-    await link.publishScore('cam1', score(0, 1.25));
+    assert.equal(metric(dbirth, 'regions')?.type, 'UInt32');
+    assert.equal(metric(dbirth, 'regions')?.value, null, 'no score yet: no count either');
+
+    const region = { x: 0.25, y: 0.5, w: 0.125, h: 0.0625, peak: 1.5, cells: 3 };
+    await link.publishScore('cam1', { ...score(0, 1.25), regions: [region, { ...region, x: 0.75, peak: 1.3 }] });
     const ddata = decode((await w.waitFor('spBv1.0/plant1/DDATA/dev1/cam1')).payload);
     assert.equal(asNumber(ddata.seq), 2);
     assert.equal(metric(ddata, 'score')?.value, 1.25);
     assert.equal(metric(ddata, 'anomalous')?.value, true);
+    // Scalars only: the region count and the strongest region, which comes first.
+    assert.equal(metric(ddata, 'regions')?.value, 2);
+    assert.deepEqual(['x', 'y', 'w', 'h', 'peak'].map((k) => metric(ddata, `region/${k}`)?.value), [0.25, 0.5, 0.125, 0.0625, 1.5]);
+    const fromGood = w.mark;
+    await link.publishScore('cam1', score(1, 0.5));
+    const good = decode((await w.waitFor('spBv1.0/plant1/DDATA/dev1/cam1', { from: fromGood })).payload);
+    assert.equal(metric(good, 'regions')?.value, 0, 'a frame under the threshold has none');
+    assert.ok(['x', 'y', 'w', 'h', 'peak'].every((k) => metric(good, `region/${k}`)?.value === null), 'and no strongest region');
+    assert.equal(metric(good, 'region/x')?.type, 'Double', 'null metrics keep their type');
 
     // A host asks for a rebirth: NBIRTH again (same bdSeq, seq 0) and the DBIRTH with the last score.
     const from = w.mark;
@@ -124,7 +146,8 @@ test('Sparkplug B: NBIRTH with bdSeq, DBIRTH per camera, DDATA per score, rebirt
     assert.equal(asNumber(metric(reborn, 'bdSeq')?.value), bdSeq);
     assert.equal(asNumber(reborn.seq), 0);
     const redbirth = decode((await w.waitFor('spBv1.0/plant1/DBIRTH/dev1/cam1', { from })).payload);
-    assert.equal(metric(redbirth, 'score')?.value, 1.25);
+    assert.equal(metric(redbirth, 'score')?.value, 0.5);
+    assert.equal(metric(redbirth, 'regions')?.value, 0);
 
     // Commands: DCMD threshold and snapshot for the camera, NCMD reload; each reaches the
     // daemon's handler through the same schemas as the JSON topics. A wrong type is refused.
@@ -302,4 +325,39 @@ test('Sparkplug B: while scores flow, no DDATA goes out before the session\'s NB
   }
   assert.deepEqual(problems, []);
   assert.equal(w.on('spBv1.0/plant2/NBIRTH/dev1').length, 3);
+});
+
+/** What Home Assistant makes of `template` for one received message: Jinja2 (HA's engine) in the toolchain's Python. */
+function renderAsHomeAssistant(template: string, payload: string): unknown {
+  const script = 'import json, sys, jinja2\n' +
+    'template, payload = json.load(sys.stdin)\n' +
+    'print(jinja2.Environment().from_string(template).render(value=payload, value_json=json.loads(payload)))';
+  const r = spawnSync(VENV_PYTHON, ['-c', script], { input: JSON.stringify([template, payload]), encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+test('Home Assistant\'s anomaly sensor takes each score message\'s regions as its attributes', { skip: existsSync(VENV_PYTHON) ? false : `${VENV_PYTHON} does not exist (npm test creates it)` }, async () => {
+  const broker = await Mosquitto.start();
+  const state = await tempDir('moead-ha-');
+  const w = await MqttCollector.connect(broker.url, '#');
+  const link = createFleetLink(testConfig(broker.url, { homeassistant: { enabled: true } }), { stateDir: state.path, cameras: ['cam1'], softwareVersion: '0.1.0' });
+  try {
+    await link.start();
+    await link.announceOnline();
+    const sensor = (await w.waitFor('homeassistant/binary_sensor/dev1/cam1_anomalous/config')).json() as Record<string, unknown>;
+    assert.equal(sensor.json_attributes_topic, 'moead/dev1/cam1/score');
+    const template = sensor.json_attributes_template;
+    assert.equal(typeof template, 'string');
+
+    const regions = [{ x: 0.25, y: 0.5, w: 0.125, h: 0.0625, peak: 1.5, cells: 3 }];
+    await link.publishScore('cam1', { ...score(7, 1.25), regions });
+    await link.publishScore('cam1', score(8, 0.5));
+    const [anomalous, good] = await w.waitForCount('moead/dev1/cam1/score', 2);
+    // The messages as the broker delivered them, rendered the way HA renders the template.
+    assert.deepEqual(renderAsHomeAssistant(template as string, anomalous!.payload.toString()), { regions, seq: 7 });
+    assert.deepEqual(renderAsHomeAssistant(template as string, good!.payload.toString()), { regions: [], seq: 8 });
+  } finally {
+    await closeLinkTest({ link, watcher: w, broker, state });
+  }
 });
