@@ -37,7 +37,9 @@ export function schemasAt(root: z.ZodType, path: ReadonlyArray<PropertyKey>): z.
     const next: z.ZodType[] = [];
     for (const schema of current) {
       const def = defOf(schema);
-      if (def.type === 'object' && def.shape && typeof key === 'string' && key in def.shape) {
+      // Own keys only: `in` also finds Object.prototype's (constructor, __proto__, toString), and an
+      // unknown key "constructor.x" in a file made the allowed-keys lookup crash on them.
+      if (def.type === 'object' && def.shape && typeof key === 'string' && Object.hasOwn(def.shape, key)) {
         next.push(...variants(def.shape[key] as z.ZodType));
       } else if (def.type === 'array' && def.element && (typeof key === 'number' || /^\d+$/.test(String(key)))) {
         next.push(...variants(def.element));

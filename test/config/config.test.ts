@@ -183,6 +183,14 @@ describe('bad input names the file, the key path, the value and what was expecte
   test('the error message names the file', () => {
     assert.throws(() => validateConfigText('logLevel: loud', file, {}), (err: Error) => err.message.startsWith(`invalid config ${file}:\n  - logLevel: `));
   });
+  test('EXPECTED FAILURE - an unknown key whose name is an inherited property plus a dot is named as unknown, not a TypeError', () => {
+    // "constructor.x" made the allowed-keys lookup walk into Object.prototype.constructor.
+    for (const text of ['"constructor.x": 1', '"__proto__.x": 1', 'mqtt:\n  "toString.y": 1']) {
+      const lines = problems(() => validateConfigText(text, file, {}));
+      assert.equal(lines.length, 1, text);
+      assert.match(lines[0] ?? '', /^(constructor\.x|__proto__\.x|mqtt\.toString\.y): unknown key/, text);
+    }
+  });
   test('a missing file', async () => {
     await assert.rejects(loadConfig(join(dir.path, 'nope.yaml'), {}), /invalid config .*nope\.yaml:\n {2}- file not found/);
   });
