@@ -36,7 +36,30 @@ export function parseConfigText(text: string, source: string): Record<string, un
   if (typeof doc !== 'object' || Array.isArray(doc)) {
     throw new ConfigError(source, [`(root): expected a mapping of keys (board:, cameras:, mqtt: ...); received ${Array.isArray(doc) ? 'a list' : JSON.stringify(doc)}`]);
   }
+  const cycle = recursiveAlias(doc, [], new Set());
+  if (cycle !== undefined) {
+    throw new ConfigError(source, [`${formatKeyPath(cycle)}: a YAML alias here refers to a node that contains it; a config cannot be recursive`]);
+  }
   return doc as Record<string, unknown>;
+}
+
+/**
+ * The key path of the first value that contains itself, or undefined. YAML lets an alias name
+ * its own ancestor (`mqtt: &m {url: *m}`); the parsed object is then circular, and showing the
+ * value in an error (JSON.stringify) threw a TypeError that named neither the file nor the key.
+ */
+function recursiveAlias(node: unknown, path: (string | number)[], ancestors: Set<object>): (string | number)[] | undefined {
+  if (node === null || typeof node !== 'object') return undefined;
+  if (ancestors.has(node)) return path;
+  ancestors.add(node);
+  const entries: [string | number, unknown][] =
+    Array.isArray(node) ? node.map((v, i) => [i, v]) : node instanceof Map || node instanceof Set ? [] : Object.entries(node);
+  for (const [key, value] of entries) {
+    const found = recursiveAlias(value, [...path, key], ancestors);
+    if (found !== undefined) return found;
+  }
+  ancestors.delete(node);
+  return undefined;
 }
 
 function resolveFrom(base: string, path: string): string {

@@ -191,6 +191,14 @@ describe('bad input names the file, the key path, the value and what was expecte
       assert.match(lines[0] ?? '', /^(constructor\.x|__proto__\.x|mqtt\.toString\.y): unknown key/, text);
     }
   });
+  test('EXPECTED FAILURE - a YAML alias that refers to a node containing it is refused naming the key, not a TypeError', () => {
+    for (const [text, where] of [['cameras: &c [*c]', 'cameras[0]'], ['mqtt: &m {url: *m}', 'mqtt.url'], ['scoring:\n  cameraThresholds: &t\n    a: {b: *t}', 'scoring.cameraThresholds.a.b']] as const) {
+      const lines = problems(() => validateConfigText(text, file, {}));
+      assert.equal(lines.length, 1, text);
+      assert.ok(lines[0]?.startsWith(`${where}: `), `${text}: ${lines[0]}`);
+      assert.match(lines[0] ?? '', /alias/);
+    }
+  });
   test('a missing file', async () => {
     await assert.rejects(loadConfig(join(dir.path, 'nope.yaml'), {}), /invalid config .*nope\.yaml:\n {2}- file not found/);
   });
