@@ -71,7 +71,8 @@ export function envOverrides(schema: z.ZodType, env: NodeJS.ProcessEnv): EnvOver
     out.push({ variable, path, value: parseValue(raw) });
   }
   // Deterministic order: shorter paths first, so MOEAD_MQTT='{...}' then MOEAD_MQTT__URL refines it.
-  return out.sort((a, b) => a.path.length - b.path.length || a.variable.localeCompare(b.variable));
+  // Numbers in names compare as numbers, so MOEAD_CAMERAS__9 adds an entry before MOEAD_CAMERAS__10 refines the next.
+  return out.sort((a, b) => a.path.length - b.path.length || a.variable.localeCompare(b.variable, 'en', { numeric: true }));
 }
 
 /** Sets `value` at `path` inside `root`, creating objects (or arrays before a number) on the way. */
@@ -91,9 +92,32 @@ export function setIn(root: Record<string, unknown>, path: readonly (string | nu
   });
 }
 
+/**
+ * Refuses a list position past the end of the list it indexes (the file's, or one an earlier
+ * override made). Positions refine an entry or add the next one. Without this bound,
+ * MOEAD_CAMERAS__100000000__FPS made a sparse list 1e8 entries long, and validating it ran
+ * the daemon out of memory instead of naming the variable.
+ */
+function checkPositions(root: Record<string, unknown>, { variable, path }: EnvOverride): void {
+  let node: unknown = root;
+  for (const [i, key] of path.entries()) {
+    if (typeof key === 'number') {
+      const length = Array.isArray(node) ? node.length : 0;
+      if (key > length) {
+        const list = formatKeyPath(path.slice(0, i));
+        throw new EnvOverrideError(`${variable}: position ${key} of ${list} is past the end of the list (${length} entries: positions 0..${length - 1} refine one, ${length} adds one)`);
+      }
+    }
+    node = node !== null && typeof node === 'object' ? (node as Record<string | number, unknown>)[key] : undefined;
+  }
+}
+
 /** Sets each override into a copy of `raw` (the file's parsed content). */
 export function applyOverrides(raw: unknown, overrides: readonly EnvOverride[]): unknown {
   const root: Record<string, unknown> = raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? structuredClone(raw as Record<string, unknown>) : {};
-  for (const { path, value } of overrides) setIn(root, path, value);
+  for (const override of overrides) {
+    checkPositions(root, override);
+    setIn(root, override.path, override.value);
+  }
   return root;
 }

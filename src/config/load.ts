@@ -142,12 +142,21 @@ function overridesFor(source: string, env: NodeJS.ProcessEnv): EnvOverride[] {
   }
 }
 
+function withOverrides(source: string, raw: unknown, overrides: readonly EnvOverride[]): Record<string, unknown> {
+  try {
+    return applyOverrides(raw, overrides) as Record<string, unknown>;
+  } catch (err) {
+    if (err instanceof EnvOverrideError) throw new ConfigError(source, [err.message]);
+    throw err;
+  }
+}
+
 /** Validates config text as it would be loaded from `file` (used by reload and set-threshold before saving). */
 export function validateConfigText(text: string, file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   const absolute = resolve(file);
   const fromFile = parseConfigText(text, absolute);
   const overrides = overridesFor(absolute, env);
-  const raw = applyOverrides(fromFile, overrides) as Record<string, unknown>;
+  const raw = withOverrides(absolute, fromFile, overrides);
   const config = validateConfig(raw, { source: absolute, baseDir: dirname(absolute), overrides });
   return { config, file: absolute, raw, overrides };
 }
@@ -166,7 +175,7 @@ export async function loadConfig(file: string | undefined, env: NodeJS.ProcessEn
     return validateConfigText(text, absolute, env);
   }
   const overrides = overridesFor(DEFAULTS_SOURCE, env);
-  const raw = applyOverrides({}, overrides) as Record<string, unknown>;
+  const raw = withOverrides(DEFAULTS_SOURCE, {}, overrides);
   const config = validateConfig(raw, { source: DEFAULTS_SOURCE, baseDir: process.cwd(), overrides });
   return { config, raw, overrides };
 }

@@ -253,6 +253,18 @@ describe('environment overrides', () => {
   test('a list position must be a number: a name there is an error naming the list', async () => {
     await assert.rejects(loadConfig(undefined, { MOEAD_CAMERAS__FIRST__FPS: '1' }), /MOEAD_CAMERAS__FIRST__FPS: FIRST is not a key of cameras/);
   });
+  test('EXPECTED FAILURE - a huge list position is refused naming the variable, instead of a list of that length being validated', async () => {
+    // MOEAD_CAMERAS__100000000__FPS made a sparse list of 1e8 entries and zod ran out of memory on it.
+    await assert.rejects(loadConfig(undefined, { MOEAD_CAMERAS__100000000__FPS: '1' }), (err: ConfigError) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.problems.length, 1);
+      assert.match(err.problems[0] ?? '', /^MOEAD_CAMERAS__100000000__FPS: position 100000000 of cameras is past /);
+      return true;
+    });
+    // A position at the end of the list still appends an entry.
+    const { config } = validateConfigText(GOOD, join(dir.path, 'c.yaml'), { MOEAD_CAMERAS__1: '{"type":"folder","name":"line2","path":"f2"}' });
+    assert.deepEqual(config.cameras.map((c) => c.name), ['line1', 'line2']);
+  });
   test('keys of a map (camera names) are taken as written, not matched against the schema', () => {
     const { config } = validateConfigText(GOOD, join(dir.path, 'c.yaml'), { MOEAD_SCORING__CAMERA_THRESHOLDS__line1: '2.5' });
     assert.deepEqual(config.scoring.cameraThresholds, { line1: 2.5 });
