@@ -12,7 +12,7 @@ import YAML from 'yaml';
 import { FileWriteError, writeFileAtomic } from '../util/atomic-write.js';
 import { errorMessage } from '../util/log.js';
 import { setIn } from './env.js';
-import { ConfigError, valueAt } from './errors.js';
+import { ConfigError, formatKeyPath, valueAt } from './errors.js';
 import { validateConfigText, validateConfig, DEFAULTS_SOURCE, type LoadedConfig } from './load.js';
 import type { Config } from './schema.js';
 
@@ -152,9 +152,21 @@ export class ConfigStore {
       const file = this.#loaded.file;
       try {
         if (persist && file !== undefined) {
-          const doc = YAML.parseDocument(await readFile(file, 'utf8'));
-          doc.setIn(path, value);
-          const text = doc.toString();
+          const before = await readFile(file, 'utf8');
+          const doc = YAML.parseDocument(before, { uniqueKeys: true });
+          let text: string;
+          try {
+            if (doc.errors.length > 0) throw new Error(doc.errors.map((e) => e.message).join('; '));
+            doc.setIn(path, value);
+            text = doc.toString();
+          } catch (err) {
+            // The file was edited since it was loaded into something that does not parse or where a key on
+            // the path is not a mapping; the YAML library's own words ("Document with errors cannot be
+            // stringified", "Expected YAML collection at scoring") named neither the file nor the key.
+            // Validating the file as it is says what is wrong there, as a reload would.
+            validateConfigText(before, file, this.env);
+            throw new ConfigError(file, [`${formatKeyPath(path)}: cannot be written into the file as it is (${errorMessage(err)}); the running config is unchanged`]);
+          }
           const next = validateConfigText(text, file, this.env);
           this.#check(next.config, file);
           await writeFileAtomic(file, text).catch((err: unknown) => {

@@ -344,6 +344,31 @@ describe('runtime changes', () => {
     assert.equal(store.current.scoring.threshold, 1.25);
   });
 
+  test('EXPECTED FAILURE - set with persist while the file on disk is broken names the file and what is wrong there, and changes nothing', async () => {
+    const file = dir.file('broken-on-disk.yaml');
+    await writeFile(file, GOOD);
+    const store = new ConfigStore(await loadConfig(file, {}), {});
+    // Edited after start-up into something that does not parse, or where a key on the path is not a mapping.
+    const cases: Array<[string, (string | number)[], RegExp]> = [
+      ['cameras: [', ['scoring', 'threshold'], /not valid YAML\/JSON: .*line 1/],
+      [GOOD.replace('scoring:\n', 'scoring: 5\nx:\n'), ['scoring', 'threshold'], /scoring: Invalid input: expected object/],
+      ['scoring: [1, 2]\n', ['scoring', 'threshold'], /scoring: Invalid input: expected object, received array/],
+      ['- 1\n', ['scoring', 'threshold'], /\(root\): expected a mapping/],
+      [GOOD.replace('  threshold: 0.9', '  cameraThresholds: 3'), ['scoring', 'cameraThresholds', 'line1'], /scoring\.cameraThresholds: Invalid input: expected record/],
+    ];
+    for (const [text, path, why] of cases) {
+      await writeFile(file, text);
+      const change = await store.set(path, 0.5, { persist: true });
+      assert.equal(change.ok, false, text);
+      const error = change.ok ? '' : change.error;
+      assert.ok(error.startsWith(`invalid config ${file}:`), `${JSON.stringify(text)}: ${error}`);
+      assert.match(error, why, text);
+      assert.equal(await readFile(file, 'utf8'), text, 'the file is left as it was');
+      assert.equal(store.current.scoring.threshold, 0.9, 'the running config is unchanged');
+      assert.deepEqual(store.current.scoring.cameraThresholds, {});
+    }
+  });
+
   test('EXPECTED FAILURE - set with persist on a full disk names the file, keeps it whole and changes nothing in force', (t) =>
     withSmallDisk(t, async (disk) => {
       const file = disk.file('moead.yaml');
