@@ -19,6 +19,7 @@ import type { CameraTelemetry } from '../mqtt/topics.js';
 import { PreprocessError } from '../preprocess/errors.js';
 import { decide, describeRegion, regionsOf, thresholdFor } from '../scoring/decide.js';
 import { EventTracker } from '../scoring/hysteresis.js';
+import type { OpenEventFile } from '../scoring/open-event.js';
 import type { CameraSeq } from '../scoring/seq.js';
 import { errorMessage, type Logger } from '../util/log.js';
 import { RepeatLimiter } from '../util/repeat-log.js';
@@ -41,6 +42,11 @@ export interface CameraPipelineDeps {
   detector: FrameDetector;
   link: FleetLink;
   seq: CameraSeq;
+  /**
+   * Where the camera's open event is kept, so that one a crash left open is ended at the next
+   * start (src/scoring/open-event.ts); absent: open events are not kept across runs.
+   */
+  openEvent?: OpenEventFile;
   /** The scoring section in force now (it changes on reload and set-threshold). */
   scoring: () => ScoringConfig;
   /** Seconds a frame may stay in inference before the camera reports `inference_stuck`. */
@@ -121,11 +127,45 @@ export class CameraPipeline {
   }
 
   async start(): Promise<void> {
+    await this.#endEventLeftOpen();
     this.#loop = this.#run();
     const period = Math.min(1000, (this.#deps.stuckTimeoutS * 1000) / 4);
     this.#stuckTimer = setInterval(() => this.#checkStuck(), period);
     this.#stuckTimer.unref();
     await this.#startSource();
+  }
+
+  /**
+   * An event the previous run left open (it was killed, or the power went, before it could end
+   * it) is ended now, before any new frame: its `start` went out and consumers wait for the
+   * `end`, and this run will never end it otherwise (its next event has another id).
+   */
+  async #endEventLeftOpen(): Promise<void> {
+    const file = this.#deps.openEvent;
+    if (file?.problem !== undefined) this.#deps.log.warn(file.problem);
+    const left = file?.left;
+    if (!file || !left) return;
+    this.#deps.log.warn(`event ${left.id} was still open when the daemon last ended without ending it (killed or crashed); ending it now (peak ${left.peak_score.toFixed(4)}, ${left.frames} frames, last seen ${left.ts})`);
+    const sent = await this.#publish('event', () => this.#deps.link.publishEvent(this.name, { id: left.id, type: 'end', ts: left.ts, peak_score: left.peak_score, frames: left.frames }));
+    // Unsent, it stays on disk and the next start tries again.
+    if (sent) await this.#clearOpenEvent();
+  }
+
+  /** Keeps the open event on disk (or removes it once none is open); never fails the frame. */
+  async #keepOpenEvent(ts: string): Promise<void> {
+    const file = this.#deps.openEvent;
+    if (!file) return;
+    const open = this.#tracker.openEvent;
+    try {
+      if (open) await file.save({ ...open, ts });
+      else await file.clear();
+    } catch (err) {
+      this.#repeats.error(`open event not saved to ${file.file}: ${errorMessage(err)}`);
+    }
+  }
+
+  async #clearOpenEvent(): Promise<void> {
+    await this.#deps.openEvent?.clear().catch((err: unknown) => this.#repeats.error(`${this.#deps.openEvent?.file}: not removed: ${errorMessage(err)}`));
   }
 
   #startSource(): Promise<void> {
@@ -216,7 +256,9 @@ export class CameraPipeline {
       this.#deps.log.error(`stopping without the frames still in inference: the model did not answer within ${this.#deps.stuckTimeoutS} s (inference.stuckTimeoutS); they are not published`);
     }
     const end = this.#tracker.close(new Date().toISOString());
-    if (end) await this.#publish('event', () => this.#deps.link.publishEvent(this.name, end));
+    // An end that was not queued stays on disk, so the next start sends it.
+    if (end && (await this.#publish('event', () => this.#deps.link.publishEvent(this.name, end)))) await this.#clearOpenEvent();
+    await this.#deps.openEvent?.close().catch((err: unknown) => this.#deps.log.warn(`closing the open event file: ${errorMessage(err)}`));
     await this.#deps.seq.close().catch((err: unknown) => this.#deps.log.warn(`closing the seq file: ${errorMessage(err)}`));
     // Last, after the event publish above, which can fail too: what was held back is said now.
     this.#repeats.flush();
@@ -420,14 +462,21 @@ export class CameraPipeline {
 
     this.#tracker.setOptions({ startFrames: scoring.startFrames, endFrames: scoring.endFrames });
     const event = this.#tracker.update({ seq: number, score: decision.score, anomalous: decision.anomalous, ts });
-    if (!event) return;
+    // Only while an event is open, or as it ends, is there anything to keep.
+    const keep = event !== undefined || this.#tracker.openEvent !== undefined;
+    if (!event) {
+      if (keep) await this.#keepOpenEvent(ts);
+      return;
+    }
     if (event.type === 'start') this.#events += 1;
     // A start names where this frame is anomalous, so that the log alone says where to look
     // (also with scoring.maxRegions 0, which only keeps the regions out of the messages).
     const strongest = event.type === 'start' ? (where.regions ?? regionsOf(detection, decision, 1).regions)?.[0] : undefined;
     const at = strongest ? ` at ${describeRegion(strongest)}` : '';
     log.info(`event ${event.id} ${event.type} (peak ${event.peak_score.toFixed(4)}, ${event.frames} frames)${at}`);
-    await this.#publish('event', () => link.publishEvent(this.name, event));
+    // Kept after the message is queued: a crash in between leaves no file for an event that
+    // never started, at worst an end sent twice (consumers de-duplicate by id and type).
+    if (await this.#publish('event', () => link.publishEvent(this.name, event))) await this.#keepOpenEvent(ts);
     if (event.type === 'start' && scoring.snapshotOnEvent) {
       try {
         const jpeg = await this.#drawSnapshot(frame, detection, threshold);

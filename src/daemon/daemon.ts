@@ -20,6 +20,7 @@ import type { FleetLink } from '../mqtt/link.js';
 import { thresholdProblems } from '../scoring/decide.js';
 import { MetricsExporter } from '../telemetry/index.js';
 import { CameraSeq } from '../scoring/seq.js';
+import { OpenEventFile } from '../scoring/open-event.js';
 import { memoryAllocator } from '../util/allocator.js';
 import { errorMessage, type Logger } from '../util/log.js';
 import { CameraPipeline } from './camera-pipeline.js';
@@ -129,6 +130,8 @@ export class Daemon {
       this.#store.addCheck(checkThresholds);
 
       const seqs = await Promise.all(config.cameras.map((camera) => CameraSeq.open(config.stateDir, camera.name)));
+      // Each camera's open event, kept so that one a crash leaves open is ended at the next start.
+      const openEvents = await Promise.all(config.cameras.map((camera) => OpenEventFile.open(config.stateDir, camera.name)));
 
       const link = await this.#parts.createLink(config, () => ({ name: detector.manifest.name, version: detector.manifest.version }), log.child('mqtt'));
       this.#link = link;
@@ -158,6 +161,7 @@ export class Daemon {
             detector,
             link: link.link,
             seq: seqs[i] as CameraSeq,
+            openEvent: openEvents[i],
             scoring: () => this.#store.current.scoring,
             stuckTimeoutS: config.inference.stuckTimeoutS,
             framesAhead: config.inference.framesAhead,

@@ -46,6 +46,12 @@ export class EventTracker {
     return this.#open?.id;
   }
 
+  /** The open event's id, peak and length so far (what its `end` would carry), if one is open. */
+  get openEvent(): { id: string; peak_score: number; frames: number } | undefined {
+    const open = this.#open;
+    return open ? { id: open.id, peak_score: open.peak, frames: open.frames } : undefined;
+  }
+
   /** Feeds one scored frame; returns the event it starts or ends, if any. */
   update(frame: ScoredFrame): EventMessage | undefined {
     const open = this.#open;

@@ -1,7 +1,8 @@
 /**
  * The daemon end to end, as a child process (`moead-edge run`) against a real Mosquitto:
  * availability, the score contract with gap-free seq, telemetry, commands, a corrupt frame
- * skipped, clean SIGTERM, and seq carried across a restart.
+ * skipped, clean SIGTERM, seq carried across a restart, and an event a SIGKILL left open
+ * ended at the next start.
  */
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -319,6 +320,53 @@ test('a frame held in inference past inference.stuckTimeoutS marks the camera in
       assert.equal((await daemon.waitForExit(15_000)).code, 0, daemon.output());
     } finally {
       await daemon.stop();
+      await sub.close();
+    }
+  } finally {
+    await scratch.remove();
+  }
+});
+
+test('an event left open by a crash (SIGKILL) is ended at the next start, so no consumer waits for its end forever', async () => {
+  const scratch = await tempDir();
+  try {
+    // endFrames far beyond the run: once the first anomalous frame opens the event, only a
+    // stop can end it. SIGKILL gives the daemon no chance to.
+    const file = await writeOneCameraConfig(scratch.file('crash.yaml'), {
+      stateDir: scratch.file('state'),
+      camera: { name: 'cam1', path: dir.file('frames'), fps: 8 },
+      model: (await testBundle(dir.path)).dir,
+      broker: broker.url,
+      device: 'crash',
+      extra: [`scoring: {threshold: ${threshold}, startFrames: 1, endFrames: 10000}`],
+    });
+    const sub = await MqttCollector.connect(broker.url, 'moead/crash/#');
+    const events = () => sub.on('moead/crash/cam1/event').map((m) => EventPayloadSchema.parse(m.json()));
+    const first = spawnCli(['run', '--config', file]);
+    let again: ChildHandle | undefined;
+    try {
+      const started = EventPayloadSchema.parse((await sub.waitFor('moead/crash/cam1/event', { timeoutMs: 30_000 })).json());
+      assert.equal(started.type, 'start');
+      // Let a few more frames join the event, so the end has more to say than the start did.
+      const mark = sub.mark;
+      await sub.waitForCount('moead/crash/cam1/score', 3, { from: mark, timeoutMs: 10_000 });
+      first.signal('SIGKILL');
+      await first.exited;
+      assert.ok(!events().some((e) => e.type === 'end'), 'test setup: the event was still open at the kill');
+
+      again = spawnCli(['run', '--config', file]);
+      const end = await sub.waitFor((m) => m.topic === 'moead/crash/cam1/event' && EventPayloadSchema.parse(m.json()).type === 'end', { timeoutMs: 30_000 });
+      const ended = EventPayloadSchema.parse(end.json());
+      assert.equal(ended.id, started.id, 'the end names the event the crash left open');
+      assert.ok(ended.frames >= started.frames && ended.peak_score >= started.peak_score, JSON.stringify({ started, ended }));
+      await again.waitForLine(`event ${started.id} was still open when the daemon last ended without ending it`);
+      // It is said once: a clean stop after that has no open event from the old run left to end.
+      again.signal('SIGTERM');
+      assert.equal((await again.waitForExit(15_000)).code, 0, again.output());
+      assert.equal(events().filter((e) => e.id === started.id && e.type === 'end').length, 1, JSON.stringify(events()));
+    } finally {
+      await first.stop();
+      await again?.stop();
       await sub.close();
     }
   } finally {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { describe, test } from 'node:test';
-import { CameraSeq, decide, EventTracker, thresholdFor, thresholdProblems } from '../../src/scoring/index.js';
+import { CameraSeq, decide, EventTracker, OpenEventFile, thresholdFor, thresholdProblems } from '../../src/scoring/index.js';
 import { withSmallDisk, withTempDir } from '../harness/index.js';
 
 describe('decide', () => {
@@ -163,6 +163,33 @@ describe('seq persistence', () => {
       await assert.rejects(CameraSeq.open(dir.path, 'cam1'), /cam1\.json: not a sequence file .*fix or delete it/);
       await writeFile(dir.file('seq', 'cam1.json'), '{"camera":"other","next":4}');
       await assert.rejects(CameraSeq.open(dir.path, 'cam1'), /belongs to camera "other"/);
+    });
+  });
+});
+
+describe('OpenEventFile', () => {
+  test('keeps the open event across a reopen, with its latest figures, and forgets it once cleared', async () => {
+    await withTempDir(async (dir) => {
+      const first = await OpenEventFile.open(dir.path, 'cam1');
+      assert.equal(first.left, undefined);
+      await first.save({ id: 'cam1-7', ts: '2026-01-01T00:00:00.000Z', peak_score: 0.7, frames: 2 });
+      await first.save({ id: 'cam1-7', ts: '2026-01-01T00:00:01.000Z', peak_score: 0.9, frames: 5 });
+      // No close: a killed process closes nothing.
+      const second = await OpenEventFile.open(dir.path, 'cam1');
+      assert.deepEqual(second.left, { id: 'cam1-7', ts: '2026-01-01T00:00:01.000Z', peak_score: 0.9, frames: 5 });
+      await second.clear();
+      assert.equal((await OpenEventFile.open(dir.path, 'cam1')).left, undefined);
+      await first.close();
+    });
+  });
+
+  test('EXPECTED FAILURE - a torn record is reported, not sent as an end', async () => {
+    await withTempDir(async (dir) => {
+      await mkdir(dir.file('events'), { recursive: true });
+      await writeFile(dir.file('events', 'cam1.json'), '{"camera":"cam1","id":"cam1-7","ts":"2026');
+      const file = await OpenEventFile.open(dir.path, 'cam1');
+      assert.equal(file.left, undefined);
+      assert.match(file.problem ?? '', /events\/cam1\.json: not a record of camera cam1's open event/);
     });
   });
 });

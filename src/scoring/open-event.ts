@@ -1,0 +1,121 @@
+/**
+ * A camera's open event on disk, so that one a crash left open is ended at the next start.
+ *
+ * A clean stop ends an open event itself (EventTracker.close). A SIGKILL, an OOM kill or a
+ * power cut did not: the `start` was delivered, no `end` ever followed, and every consumer that
+ * pairs them (an alarm, a counter of open incidents) waited for it forever, while the restarted
+ * daemon named its next event differently. Now the open event is kept in
+ * `<stateDir>/events/<camera>.json` from its start to its end, and a start that finds one
+ * publishes its `end`.
+ *
+ * The start is written whole and durably (atomic replace, fsync). Later frames of the event
+ * update its peak and length in place (one fixed-width record, pwrite, no fsync): a crash of
+ * the process keeps them (the page cache survives it), a power cut may lose the latest ones or
+ * tear the record, which is then reported and dropped. The end removes the file.
+ */
+import { open, readFile, rm, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { writeFileAtomic } from '../util/atomic-write.js';
+
+/** One JSON line padded with spaces: camera names are at most 64 characters, so an id at most 81. */
+const RECORD_BYTES = 512;
+
+const RecordSchema = z.strictObject({
+  camera: z.string(),
+  id: z.string().min(1),
+  /** The latest frame known to belong to the event: the time its `end` is stamped with. */
+  ts: z.string().min(1),
+  peak_score: z.number(),
+  frames: z.number().int().min(1),
+});
+
+/** What an open event's `end` needs. */
+export type OpenEventRecord = Omit<z.infer<typeof RecordSchema>, 'camera'>;
+
+function recordLine(camera: string, rec: OpenEventRecord): Buffer {
+  const line = Buffer.alloc(RECORD_BYTES, ' ');
+  line.write(JSON.stringify({ camera, ...rec }));
+  line[RECORD_BYTES - 1] = 0x0a;
+  return line;
+}
+
+export class OpenEventFile {
+  #handle: FileHandle | undefined;
+  /** The id and figures last written, so an unchanged event is not written again. */
+  #saved: OpenEventRecord | undefined;
+  #left: OpenEventRecord | undefined;
+
+  private constructor(
+    readonly camera: string,
+    readonly file: string,
+    left: OpenEventRecord | undefined,
+    /** Why a file that was there could not be read back (torn by a power cut, someone else's). */
+    readonly problem: string | undefined,
+  ) {
+    this.#left = left;
+    this.#saved = left;
+  }
+
+  /** Opens `<stateDir>/events/<camera>.json`; what a previous run left open is `left`. */
+  static async open(stateDir: string, camera: string): Promise<OpenEventFile> {
+    const file = join(stateDir, 'events', `${camera}.json`);
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new OpenEventFile(camera, file, undefined, undefined);
+      return new OpenEventFile(camera, file, undefined, `${file}: cannot read (${err instanceof Error ? err.message : String(err)})`);
+    }
+    let parsed: z.infer<typeof RecordSchema> | undefined;
+    try {
+      parsed = RecordSchema.parse(JSON.parse(text));
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed === undefined || parsed.camera !== camera) {
+      return new OpenEventFile(camera, file, undefined, `${file}: not a record of camera ${camera}'s open event (torn by a power cut?); its end cannot be sent`);
+    }
+    return new OpenEventFile(camera, file, { id: parsed.id, ts: parsed.ts, peak_score: parsed.peak_score, frames: parsed.frames }, undefined);
+  }
+
+  /** The event a previous run left open, until `clear()`. */
+  get left(): OpenEventRecord | undefined {
+    return this.#left;
+  }
+
+  /** Records the open event (its start durably, later changes in place). */
+  async save(rec: OpenEventRecord): Promise<void> {
+    const saved = this.#saved;
+    if (saved?.id === rec.id && saved.frames === rec.frames && saved.peak_score === rec.peak_score) return;
+    const line = recordLine(this.camera, rec);
+    if (this.#handle === undefined || saved?.id !== rec.id) {
+      await this.#closeHandle();
+      await writeFileAtomic(this.file, line);
+      this.#handle = await open(this.file, 'r+');
+    } else {
+      await this.#handle.write(line, 0, RECORD_BYTES, 0);
+    }
+    this.#saved = { ...rec };
+    this.#left = undefined;
+  }
+
+  /** No event is open any more (its end is queued): the file goes. */
+  async clear(): Promise<void> {
+    this.#left = undefined;
+    this.#saved = undefined;
+    await this.#closeHandle();
+    await rm(this.file, { force: true });
+  }
+
+  /** Releases the file; an open event stays recorded for the next start. */
+  async close(): Promise<void> {
+    await this.#closeHandle();
+  }
+
+  async #closeHandle(): Promise<void> {
+    const handle = this.#handle;
+    this.#handle = undefined;
+    await handle?.close();
+  }
+}
