@@ -2,9 +2,10 @@
 
     train     --data DIR --out BUNDLE_DIR [--config edge|paper|tiny|FILE.yaml] [--categories a,b]
               [--epochs N] [--name NAME] [--version X.Y.Z] [--work DIR] [--no-resume]
+              [--activations u8|s8] [--weight-bits 8|7]
     fit       --data DIR --work DIR [--config ...] [--categories a,b] [--epochs N] [--no-resume]
     export    --work DIR
-    quantize  --work DIR [--activations u8|s8]
+    quantize  --work DIR [--activations u8|s8] [--weight-bits 8|7]
     evaluate  --work DIR
     package   --work DIR --out BUNDLE_DIR [--name NAME] [--version X.Y.Z]
     profile   --bundle BUNDLE_DIR [--threads N] [--runs N] [--warmup N] [--by op,part,region] [--json]
@@ -20,6 +21,10 @@ import sys
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+
+
+WEIGHT_BITS_HELP = ("8 (default): full int8 weights; 7: weights within +-64, so that x86 CPUs without VNNI "
+                    "(whose 8-bit products saturate in 16 bits) score as every other CPU does (docs/toolchain.md)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     bundle_args(t)
     t.add_argument("--work", type=Path, help="work folder for caches/checkpoints (default: <out>.work)")
     t.add_argument("--activations", choices=["u8", "s8"], default="u8", help="INT8 activation type (default u8)")
+    t.add_argument("--weight-bits", type=int, choices=[8, 7], default=8, help=WEIGHT_BITS_HELP)
     f = sub.add_parser("fit", help="train the model (features cached, checkpoints, resume)")
     data_args(f)
     f.add_argument("--work", type=Path, required=True)
@@ -53,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     q = sub.add_parser("quantize", help="static INT8 Q/DQ quantization")
     q.add_argument("--work", type=Path, required=True)
     q.add_argument("--activations", choices=["u8", "s8"], default="u8")
+    q.add_argument("--weight-bits", type=int, choices=[8, 7], default=8, help=WEIGHT_BITS_HELP)
     ev = sub.add_parser("evaluate", help="metrics, threshold, speed and report")
     ev.add_argument("--work", type=Path, required=True)
     ev.add_argument("--quiet", action="store_true")
@@ -99,13 +106,13 @@ def run(args: argparse.Namespace) -> None:
         if cmd == "fit":
             return
         steps.export(work, say)
-        steps.quantize(work, args.activations, say)
+        steps.quantize(work, args.activations, say, weight_bits=args.weight_bits)
         steps.evaluate(work, say, progress=not args.quiet)
         steps.package(work, args.out, _bundle_name(args), args.version, say)
     elif cmd == "export":
         steps.export(args.work, say)
     elif cmd == "quantize":
-        steps.quantize(args.work, args.activations, say)
+        steps.quantize(args.work, args.activations, say, weight_bits=args.weight_bits)
     elif cmd == "evaluate":
         steps.evaluate(args.work, say, progress=not args.quiet)
     elif cmd == "package":

@@ -132,3 +132,30 @@ def test_int8_close_to_fp32(models) -> None:
     x = np.random.default_rng(1).uniform(-1, 1, (2, 3, 128, 128)).astype(np.float32)
     a, b = run_onnx(fp32, x), run_onnx(int8, x)
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+
+
+def _weight_extremes(path: Path) -> tuple[int, int]:
+    """Smallest and largest value of the int8 weights that feed a DequantizeLinear."""
+    g = onnx.load(str(path)).graph
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in g.initializer}
+    weights = [inits[n.input[0]] for n in g.node
+               if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].dtype == np.int8]
+    assert weights, f"{path}: no int8 weights"
+    return min(int(w.min()) for w in weights), max(int(w.max()) for w in weights)
+
+
+def test_seven_bit_weights_stay_within_64_and_still_fuse(models) -> None:
+    fp32, int8, d, report = models
+    rng = np.random.default_rng(0)
+    calib = [rng.uniform(-1, 1, (1, 3, 128, 128)).astype(np.float32) for _ in range(4)]
+    seven = quantize_int8(fp32, d / "int8-w7.onnx", calib, "u8", weight_bits=7)
+    # Where vpmaddubsw adds two uint8 x int8 products in 16 bits, 255 * 64 * 2 fits and 255 * 127 * 2 does not.
+    low, high = _weight_extremes(seven)
+    assert -64 <= low and high <= 64, (low, high)
+    assert max(abs(v) for v in _weight_extremes(int8)) > 64, "8-bit weights use the full range"
+    assert fusion_report(seven, d / "int8-w7.optimized.onnx")["integer_kernels"] == report["integer_kernels"]
+    x = rng.uniform(-1, 1, (1, 3, 128, 128)).astype(np.float32)
+    ref = run_onnx(fp32, x)
+    assert np.corrcoef(run_onnx(seven, x).ravel(), ref.ravel())[0, 1] > 0.95
+    with pytest.raises(ValueError, match="weight_bits must be 8 or 7"):
+        quantize_int8(fp32, d / "bad.onnx", calib, "u8", weight_bits=6)

@@ -18,6 +18,7 @@ import torch
 from moead_edge.bundle.writer import verify_bundle
 from moead_edge.data.mvtec import discover, load_image_for_model
 from moead_edge.export.onnx_export import run_onnx
+from moead_edge.train.steps import quantization_note
 from moead_edge.train.trainer import input_spec, load_model
 
 TRAINING = Path(__file__).resolve().parents[1]
@@ -83,6 +84,23 @@ def test_quantized_model_runs_integer_kernels(trained) -> None:
     _, work, _ = trained
     q = json.loads((work / "quantize.json").read_text())
     assert q["integer_kernels"] >= q["quantized_nodes"] > 0
+    assert q["weight_bits"] == 8
+
+
+def test_quantize_step_takes_seven_bit_weights_and_the_manifest_says_so(trained, tmp_path: Path) -> None:
+    _, work, _ = trained
+    copy = tmp_path / "work"
+    shutil.copytree(work, copy)
+    r = cli("quantize", "--work", str(copy), "--weight-bits", "7")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "per-channel symmetric 7-bit weights" in r.stdout
+    q = json.loads((copy / "quantize.json").read_text())
+    assert q["weight_bits"] == 7 and q["integer_kernels"] >= q["quantized_nodes"] > 0
+    assert quantization_note(q) == "onnxruntime QDQ, u8 activations, per-channel symmetric int8 weights within +-64 (7-bit)"
+    # What bundles said before the option existed, for work folders quantized then.
+    assert quantization_note({"activations": "u8"}) == "onnxruntime QDQ, u8 activations, per-channel symmetric int8 weights"
+    bad = cli("quantize", "--work", str(copy), "--weight-bits", "6")
+    assert bad.returncode == 2 and "--weight-bits" in bad.stderr
 
 
 def test_fit_resumes_and_extends(tiny_benchmark: Path, tmp_path: Path) -> None:

@@ -83,11 +83,20 @@ class _Reader:
         return None if batch is None else {INPUT_NAME: batch.astype(np.float32)}
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path, calibration: Iterable[np.ndarray], activations: str = "u8") -> Path:
+def quantize_int8(fp32_path: Path, int8_path: Path, calibration: Iterable[np.ndarray], activations: str = "u8",
+                  weight_bits: int = 8) -> Path:
+    """`weight_bits` 7 keeps the int8 weights within +-64 (onnxruntime's reduce_range): on x86 without
+    VNNI, MLAS adds pairs of uint8 x int8 products in saturating 16-bit sums (vpmaddubsw), which
+    255 x 127 x 2 overflows and 255 x 64 x 2 does not. Measured on the shipped bundle's FP32 export
+    under QEMU's Haswell CPU: with 8-bit weights its test-image scores moved by up to 16 % from this
+    project's VNNI host's (10 of 450 decisions), with 7-bit weights not at all; the 7-bit model's
+    image AUROC was 0.0053 lower (docs/toolchain.md)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if activations not in ("u8", "s8"):
         raise ValueError(f"activations must be 'u8' or 's8', got {activations!r}")
+    if weight_bits not in (8, 7):
+        raise ValueError(f"weight_bits must be 8 or 7, got {weight_bits!r}")
     import logging
 
     # The quantizer logs a generic "consider pre-processing" hint on every run; BatchNorm is
@@ -109,7 +118,7 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calibration: Iterable[np.nda
         model, str(int8_path), _Reader(calibration), quant_format=QuantFormat.QDQ,
         op_types_to_quantize=["Conv", "MatMul", "Gemm", "Relu", "Clip", "Split", "Reshape", "Transpose"],
         nodes_to_quantize=quantizable_nodes(model) + hidden_splits + layout_nodes,
-        per_channel=True, reduce_range=False,
+        per_channel=True, reduce_range=weight_bits == 7,
         activation_type=QuantType.QUInt8 if activations == "u8" else QuantType.QInt8,
         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax, extra_options=extra)
     # The ReLU6s the quantizer folded leave their min/max Constant nodes behind; onnxruntime

@@ -150,7 +150,14 @@ def export(work: Path, log: Log = print) -> dict:
     return {"file": str(path), "parity": err}
 
 
-def quantize(work: Path, activations: str = "u8", log: Log = print) -> dict:
+def quantization_note(quant: dict) -> str:
+    """The manifest's one-line account of the quantization (quantize.json from before weight_bits: 8 bits)."""
+    bits = quant.get("weight_bits", 8)
+    weights = "int8 weights" if bits == 8 else f"int8 weights within +-{2 ** (bits - 1)} ({bits}-bit)"
+    return f"onnxruntime QDQ, {quant['activations']} activations, per-channel symmetric {weights}"
+
+
+def quantize(work: Path, activations: str = "u8", log: Log = print, weight_bits: int = 8) -> dict:
     fp32 = _require(work / FP32, "export")
     run = _read_json(work / RUN)
     cfg = load_model(work / MODEL_FILE)[0].cfg
@@ -158,16 +165,17 @@ def quantize(work: Path, activations: str = "u8", log: Log = print) -> dict:
     samples = discover(Path(run["data"]), "train", run["categories"], check_files=False)
     step = max(1, len(samples) // CALIBRATION_IMAGES)
     calib = [s.path for s in samples[::step]][:CALIBRATION_IMAGES]
-    log(f"[quantize] static INT8 (QDQ, per-channel symmetric weights, {activations} activations), "
+    log(f"[quantize] static INT8 (QDQ, per-channel symmetric {weight_bits}-bit weights, {activations} activations), "
         f"calibrating on {len(calib)} good training images")
-    path = quantize_int8(fp32, work / INT8, (load_image_for_model(p, spec)[None] for p in calib), activations)
+    path = quantize_int8(fp32, work / INT8, (load_image_for_model(p, spec)[None] for p in calib), activations,
+                         weight_bits=weight_bits)
     report = fusion_report(path, work / "model-int8.optimized.onnx")
     log(f"[quantize] {path} ({path.stat().st_size / 1e6:.1f} MB): {report['integer_kernels']} integer kernels "
         f"for {report['quantized_nodes']} quantized Conv/MatMul/Gemm in onnxruntime's optimized graph")
     if report["integer_kernels"] < report["quantized_nodes"]:
         log(f"[quantize] WARNING: {report['quantized_nodes'] - report['integer_kernels']} quantized nodes did not "
             f"fuse to integer kernels here; INT8 will run partly through float fallbacks")
-    info = {"activations": activations, "calibration_images": len(calib), **report}
+    info = {"activations": activations, "weight_bits": weight_bits, "calibration_images": len(calib), **report}
     _write_json(work / "quantize.json", info)
     return info
 
@@ -346,8 +354,7 @@ def package(work: Path, out: Path, name: str, version: str, log: Log = print) ->
                     "weights": weights,
                     "training": {"epochs": run["epochs"], "seconds": run["seconds"], "seed": run["seed"],
                                  "calibration_images": quant["calibration_images"]},
-                    "toolchain": toolchain_versions() | {"quantization": f"onnxruntime QDQ, {quant['activations']} "
-                                                          f"activations, per-channel symmetric int8 weights"}},
+                    "toolchain": toolchain_versions() | {"quantization": quantization_note(quant)}},
         metrics=ev["metrics"])
     shutil.copyfile(work / MODEL_FILE, out / BUNDLE_CHECKPOINT)
     verify_bundle(out)
