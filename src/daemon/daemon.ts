@@ -14,7 +14,8 @@ import type { ConfigStore } from '../config/store.js';
 import type { BackendOptions } from '../inference/backend.js';
 import type { Detector } from '../inference/detector.js';
 import { LiveDetector } from '../inference/live-detector.js';
-import { describeRecovery, ModelStore, ModelUpdater, type StartupRecovery } from '../ota/index.js';
+import { int8SaturationNote } from '../inference/cpu-int8.js';
+import { describeRecovery, measureReferenceFrames, ModelStore, ModelUpdater, type StartupRecovery } from '../ota/index.js';
 import { favorInference, type InferencePriority } from './priority.js';
 import type { FleetLink } from '../mqtt/link.js';
 import { thresholdProblems } from '../scoring/decide.js';
@@ -120,6 +121,7 @@ export class Daemon {
       this.#detector = detector;
       const manifest = detector.manifest;
       log.info(`model ${manifest.name} ${manifest.version} from ${detector.current.bundle.dir} (threshold ${manifest.threshold.value})`);
+      await this.#checkReferenceFrames(opened.detector, config.ota.referenceTolerance);
       this.#favorInference(detector, config.inference.housekeepingNice, inference.options.threads);
 
       // Thresholds from the config can only be checked against the model now; later changes
@@ -220,6 +222,35 @@ export class Daemon {
       await models.reset();
       return { detector: await this.#parts.openDetector(models.configured, inference, log.child('inference')), recovery: broken };
     }
+  }
+
+  /**
+   * Scores the model's reference frames once at start, as an update's are before its switch:
+   * a device whose arithmetic differs from the toolchain's host (another CPU family, a
+   * TensorRT engine) shows here, before its scores and thresholds are trusted. It warns and
+   * runs on, since refusing would take the camera off the line for scores that may be only a
+   * little off.
+   */
+  async #checkReferenceFrames(detector: Detector, tolerance: number): Promise<void> {
+    const log = this.#log;
+    const { manifest } = detector.bundle;
+    const count = manifest.reference_frames.length; // at least one: the manifest schema asks for it
+    let check;
+    try {
+      check = await measureReferenceFrames(detector, tolerance);
+    } catch (err) {
+      log.warn(`reference frames of ${manifest.name} ${manifest.version} could not be scored: ${errorMessage(err)}`);
+      return;
+    }
+    if (check.problems.length === 0) {
+      const largest = Math.max(...check.results.map((r) => Math.abs(r.score - r.expected)));
+      log.info(`reference frames: ${count} of ${count} score on this device as the manifest says (largest difference ${largest.toFixed(4)}, ${Math.round(check.worst * 100)} % of what ota.referenceTolerance allows)`);
+      return;
+    }
+    const caps = detector.capabilities();
+    const onCpu = caps.backend === 'onnxruntime' && caps.providers[0] === 'cpu' && manifest.model.precision === 'int8';
+    const why = onCpu ? int8SaturationNote() : undefined;
+    log.warn(`reference frames do not score on this device as the manifest says, so scores and the threshold may be off here: ${check.problems.join('; ')}${why ? `. Likely why: ${why}` : ''}`);
   }
 
   #favorInference(detector: LiveDetector, nice: number, threads: number): void {

@@ -7,7 +7,8 @@
  * every frame is counted on every frame but logged once in a while.
  */
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { FrameSource } from '../../src/capture/frame.js';
@@ -19,6 +20,7 @@ import { CameraPipeline, type FrameDetector } from '../../src/daemon/camera-pipe
 import { registerCommands } from '../../src/daemon/commands.js';
 import { Daemon, type DaemonParts } from '../../src/daemon/daemon.js';
 import { realParts } from '../../src/daemon/wiring.js';
+import { int8SaturationNote } from '../../src/inference/cpu-int8.js';
 import { openDetector, type Detector } from '../../src/inference/detector.js';
 import type { CommandHandler, FleetLink } from '../../src/mqtt/link.js';
 import type { ModelUpdater } from '../../src/ota/index.js';
@@ -27,7 +29,7 @@ import { MqttFleetLink } from '../../src/mqtt/fleet-link.js';
 import { CameraSeq } from '../../src/scoring/seq.js';
 import { createLogger, type Logger } from '../../src/util/log.js';
 import { Mosquitto, MqttCollector, tempDir, type TempDir } from '../harness/index.js';
-import { CORRUPT_PNG, testBundle, testFrames, writeOneCameraConfig } from './fixtures.js';
+import { CORRUPT_PNG, SHIPPED_BUNDLE, testBundle, testFrames, writeOneCameraConfig } from './fixtures.js';
 import { watchInferenceWorkers } from './inference-workers.js';
 
 let dir: TempDir;
@@ -60,12 +62,12 @@ async function waitFor(done: () => boolean, what: string): Promise<void> {
 async function startDaemon(
   device: string,
   fps: number,
-  o: { frames?: string; log?: Logger; extra?: string[] } = {},
+  o: { frames?: string; log?: Logger; extra?: string[]; model?: string } = {},
 ): Promise<{ daemon: Daemon; handlers: Map<string, CommandHandler> }> {
   const file = await writeOneCameraConfig(dir.file(`${device}.yaml`), {
     stateDir: dir.file(`${device}-state`),
     camera: { name: 'cam', path: o.frames ?? dir.file('frames'), fps },
-    model: bundle,
+    model: o.model ?? bundle,
     broker: broker.url,
     device,
     ...(o.extra ? { extra: o.extra } : {}),
@@ -185,6 +187,48 @@ test('a camera sending only corrupt frames counts every one but logs it once, an
   } finally {
     await started?.daemon.stop();
     await sub.close();
+  }
+});
+
+test("at start the model's reference frames are scored on this device: a device that scores them otherwise is warned about, naming the frame, and runs on", async () => {
+  // The same model, with a manifest that says its first frame scored otherwise where it was made.
+  const moved = dir.file('moved-bundle');
+  await cp(bundle, moved, { recursive: true });
+  const manifestFile = join(moved, 'manifest.json');
+  const manifest = JSON.parse(await readFile(manifestFile, 'utf8')) as { threshold: { value: number }; reference_frames: Array<{ file: string; score: number }> };
+  const first = manifest.reference_frames[0]!;
+  first.score += 0.5 * Math.max(first.score, manifest.threshold.value);
+  await writeFile(manifestFile, JSON.stringify(manifest));
+  const lines: string[] = [];
+  const log = createLogger('refs', 'info', (line) => lines.push(line));
+  const sub = await MqttCollector.connect(broker.url, 'moead/refs/cam/score');
+  let started: Awaited<ReturnType<typeof startDaemon>> | undefined;
+  try {
+    started = await startDaemon('refs', 20, { log, model: moved });
+    const warned = lines.filter((l) => l.includes('reference frames do not score on this device as the manifest says'));
+    assert.equal(warned.length, 1, lines.join('\n'));
+    assert.match(warned[0]!, /^\S+ WARN /);
+    assert.ok(warned[0]!.includes(`${first.file} scored `), warned[0]);
+    // The likely cause is named where this CPU has it (x86 without VNNI), and only there.
+    const note = int8SaturationNote();
+    assert.equal(warned[0]!.includes('Likely why'), note !== undefined, warned[0]);
+    await sub.waitFor(() => true, { timeoutMs: 15_000 });
+  } finally {
+    await started?.daemon.stop();
+    await sub.close();
+  }
+});
+
+test("at start the shipped model's reference frames score on this device as its manifest says, and the log says so once", { skip: existsSync(join(SHIPPED_BUNDLE, 'manifest.json')) ? false : 'the shipped bundle is not in this checkout' }, async () => {
+  const lines: string[] = [];
+  let started: Awaited<ReturnType<typeof startDaemon>> | undefined;
+  try {
+    started = await startDaemon('refs-ok', 2, { log: createLogger('refs-ok', 'info', (line) => lines.push(line)) });
+    const said = lines.filter((l) => l.includes('reference frames'));
+    assert.equal(said.length, 1, lines.join('\n'));
+    assert.match(said[0]!, /INFO .*reference frames: 4 of 4 score on this device as the manifest says \(largest difference \d\.\d{4}, \d+ % of what ota.referenceTolerance allows\)/);
+  } finally {
+    await started?.daemon.stop();
   }
 });
 
