@@ -2,8 +2,8 @@
  * Whether this CPU computes onnxruntime's 8-bit products exactly. On x86 without VNNI
  * (AVX2 or AVX-512 alone: Haswell to Skylake, AMD Zen 1 to 3), MLAS multiplies uint8
  * activations by int8 weights with vpmaddubsw, which adds each pair of products into a
- * saturating 16-bit sum: 255 × 127 × 2 does not fit. VNNI, ARM's dot products and TensorRT
- * accumulate in 32 bits. Measured on the shipped bundle under QEMU's Haswell CPU, against this
+ * saturating 16-bit sum: 255 × 127 × 2 does not fit. VNNI, ARM's kernels (NEON widening or
+ * dot products) and TensorRT add in 32 bits. Measured on the shipped bundle under QEMU's Haswell CPU, against this
  * project's VNNI host: test-image scores moved by 1.1 % (median) and up to 16 %, and 10 of 450
  * decisions flipped; with 7-bit weights (the toolchain's --weight-bits 7) the scores were
  * identical on both (docs/inference.md).
