@@ -13,15 +13,17 @@ export const BUNDLE_FORMAT = 'moead-edge.bundle/v1';
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex characters');
 const positiveInt = z.number().int().positive();
 /**
- * A path inside the bundle folder: relative, forward slashes, never climbing out. No control
- * characters: a NUL would only fail in the OS call (as a "missing" file), a newline would
- * reach the logs and the OTA status.
+ * A path to a file inside the bundle folder: relative, forward slashes, never climbing out.
+ * Every segment names something: "." or "x/" passed before, and an update then failed on
+ * the OS's EISDIR/EEXIST for the staging folder instead of naming the manifest's key. No
+ * control characters: a NUL would only fail in the OS call (as a "missing" file), a newline
+ * would reach the logs and the OTA status.
  */
 const bundlePath = z
   .string()
   .min(1)
-  .refine((p) => !p.startsWith('/') && !p.includes('\\') && !p.split('/').includes('..') && !/[\u0000-\u001f\u007f-\u009f]/.test(p), {
-    message: 'expected a relative path inside the bundle (no "..", no leading "/", no control characters)',
+  .refine((p) => !p.includes('\\') && p.split('/').every((part) => part !== '' && part !== '.' && part !== '..') && !/[\u0000-\u001f\u007f-\u009f]/.test(p), {
+    message: 'expected a relative path to a file inside the bundle (no "..", ".", empty or leading "/" parts, no control characters)',
   });
 const rgbTriple = z.tuple([z.number(), z.number(), z.number()]);
 

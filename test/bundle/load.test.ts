@@ -114,7 +114,7 @@ test('EXPECTED FAILURE - a model path climbing out of the bundle', async () => {
   await editManifest(b, (m) => {
     (m['model'] as Record<string, unknown>)['file'] = '../good/model.onnx';
   });
-  await assert.rejects(loadBundle(b), /model\.file: expected a relative path inside the bundle/);
+  await assert.rejects(loadBundle(b), /model\.file: expected a relative path to a file inside the bundle/);
 });
 
 test('EXPECTED FAILURE - a symlink pointing out of the bundle', async () => {
@@ -151,7 +151,7 @@ test('EXPECTED FAILURE - two entries naming one file, or one naming manifest.jso
   const b = await freshBundle('same-file');
   await editManifest(b, (m) => {
     const frames = m['reference_frames'] as Record<string, unknown>[];
-    (frames[0] as Record<string, unknown>)['file'] = './model.onnx';
+    (frames[0] as Record<string, unknown>)['file'] = 'model.onnx';
   });
   await assert.rejects(loadBundle(b), /manifest\.json: invalid manifest: reference_frames\[0\]\.file: names the same file as model\.file/);
   const c = await freshBundle('manifest-name');
@@ -174,6 +174,17 @@ test('EXPECTED FAILURE - a file name with a control character is refused naming 
     await editManifest(b, (m) => {
       (m['model'] as Record<string, unknown>)['file'] = name;
     });
-    await assert.rejects(loadBundle(b), /manifest\.json: invalid manifest: model\.file: expected a relative path inside the bundle \(no "\.\.", no leading "\/", no control characters\)/, JSON.stringify(name));
+    await assert.rejects(loadBundle(b), /manifest\.json: invalid manifest: model\.file: expected a relative path to a file inside the bundle \(no "\.\.", "\.", empty or leading "\/" parts, no control characters\)/, JSON.stringify(name));
+  }
+});
+
+test('EXPECTED FAILURE - a file name that names a folder (".", "x/", "a//b", "./x") is refused naming its key path', async () => {
+  // These passed before: an update then failed on EISDIR/EEXIST for its staging folder, naming no key.
+  for (const name of ['.', 'reference/', 'reference//frame-0.png', './model.onnx']) {
+    const b = await freshBundle('folder-name');
+    await editManifest(b, (m) => {
+      (m['model'] as Record<string, unknown>)['file'] = name;
+    });
+    await assert.rejects(loadBundle(b), /manifest\.json: invalid manifest: model\.file: expected a relative path to a file inside the bundle/, JSON.stringify(name));
   }
 });

@@ -116,6 +116,10 @@ def _tamper(bundle: Path, change) -> None:
     (lambda m: m["threshold"].update(good_median=m["threshold"]["value"]), "manifest.threshold.good_median"),
     (lambda m: m["model"].update(file="../model.onnx"), "manifest.model.file"),
     (lambda m: m["reference_frames"][1].update(file="/etc/passwd"), r"manifest.reference_frames\[1\].file"),
+    # The daemon's rule: every part of a path names a file or folder ("." or "x/" name none).
+    (lambda m: m["model"].update(file="reference/"), "manifest.model.file"),
+    (lambda m: m["reference_frames"][0].update(file="./x.png"), r"manifest.reference_frames\[0\].file"),
+    (lambda m: m["model"].update(file="model\n.onnx"), "manifest.model.file"),
     (lambda m: m["model"].update(sha256="ABC"), "manifest.model.sha256"),
     (lambda m: m["input"].update(extra=1), "manifest.input"),
     (lambda m: m.pop("threshold"), "threshold"),

@@ -13,7 +13,7 @@ API::
     schema_path() -> Path                  # $MOEAD_EDGE_MANIFEST_SCHEMA or the nearest models/manifest.schema.json above
     load_schema(path=None) -> dict
     validate_manifest(manifest: Mapping, schema: Mapping | None = None) -> None
-    is_bundle_path(p: str) -> bool         # relative, forward slashes, no ".."
+    is_bundle_path(p: str) -> bool         # relative, forward slashes, every part a name
     normalized_score(score: float, threshold: Mapping) -> float   # the daemon's 0..1 score
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -73,8 +74,13 @@ def load_schema(path: str | Path | None = None) -> dict:
     return _load_schema_cached(str(path or schema_path()))
 
 
+_CONTROL = re.compile("[\u0000-\u001f\u007f-\u009f]")
+
+
 def is_bundle_path(p: str) -> bool:
-    return bool(p) and not p.startswith("/") and "\\" not in p and ".." not in p.split("/")
+    """The daemon's rule (src/bundle/manifest.ts): every part names something, none climbs out."""
+    return (bool(p) and "\\" not in p and not _CONTROL.search(p)
+            and all(part not in ("", ".", "..") for part in p.split("/")))
 
 
 def _field(path: Iterable[Any]) -> str:
@@ -97,8 +103,8 @@ def _refinement_errors(m: Mapping[str, Any]) -> list[str]:
                 files.append((["reference_frames", i, "file"], f.get("file")))
     for where, value in files:
         if isinstance(value, str) and not is_bundle_path(value):
-            errors.append(f"{_field(where)}: expected a relative path inside the bundle "
-                          f"(no '..', no leading '/'), got {value!r}")
+            errors.append(f"{_field(where)}: expected a relative path to a file inside the bundle "
+                          f"(no '..', '.', empty or leading '/' parts, no control characters), got {value!r}")
     t = m.get("threshold")
     if isinstance(t, Mapping):
         gm, v = t.get("good_median"), t.get("value")
