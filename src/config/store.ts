@@ -134,6 +134,12 @@ export class ConfigStore {
       try {
         const text = await readFile(file, 'utf8');
         this.#lastText = text;
+        // An empty file would mean "all defaults", but at a reload it is far more often a
+        // save caught halfway (an editor that truncates, then writes): applying it would drop
+        // the scoring settings and ask for restarts to default cameras and broker.
+        if (text.trim() === '') {
+          return { ok: false, error: `${file}: the file is empty (caught in the middle of a save?); the running config stays. For a config of all defaults, write {}` };
+        }
         const next = validateConfigText(text, file, this.env);
         this.#check(next.config, file);
         return this.#adopt(next);

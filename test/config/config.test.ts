@@ -4,6 +4,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { applyOverrides, ConfigError, ConfigStore, loadConfig, validateConfigText } from '../../src/config/index.js';
+import { ScoringConfigSchema } from '../../src/config/schema.js';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
 import { tempDir, withSmallDisk, type TempDir } from '../harness/index.js';
 
@@ -304,6 +305,22 @@ describe('runtime changes', () => {
     assert.equal(bad.ok, false);
     assert.match(bad.ok ? '' : bad.error, /scoring\.startFrames: Too small/);
     assert.equal(store.current.scoring.startFrames, 5, 'the last known good config keeps running');
+  });
+
+  test('EXPECTED FAILURE - a reload that finds the file empty (a save caught halfway) keeps the running config; {} still means all defaults', async () => {
+    const file = dir.file('truncated.yaml');
+    await writeFile(file, GOOD.replace('startFrames: 3', 'startFrames: 5'));
+    const store = new ConfigStore(await loadConfig(file, {}), {});
+    for (const empty of ['', '\n  \n']) {
+      await writeFile(file, empty);
+      const r = await store.reload();
+      assert.equal(r.ok, false);
+      assert.equal(r.ok ? '' : r.error, `${file}: the file is empty (caught in the middle of a save?); the running config stays. For a config of all defaults, write {}`);
+      assert.equal(store.current.scoring.startFrames, 5);
+    }
+    await writeFile(file, '{}');
+    assert.equal((await store.reload()).ok, true);
+    assert.equal(store.current.scoring.startFrames, ScoringConfigSchema.parse({}).startFrames, 'an explicit {} is the defaults');
   });
 
   test('inside a partly live section, only the live keys apply', async () => {
