@@ -15,7 +15,7 @@ import type { BackendOptions } from '../inference/backend.js';
 import type { Detector } from '../inference/detector.js';
 import { LiveDetector } from '../inference/live-detector.js';
 import { int8SaturationNote } from '../inference/cpu-int8.js';
-import { describeRecovery, measureReferenceFrames, ModelStore, ModelUpdater, type StartupRecovery } from '../ota/index.js';
+import { describeRecovery, measureReferenceFrames, ModelStore, ModelUpdater, type ReferenceCheck, type StartupRecovery } from '../ota/index.js';
 import { favorInference, type InferencePriority } from './priority.js';
 import type { FleetLink } from '../mqtt/link.js';
 import { thresholdProblems } from '../scoring/decide.js';
@@ -235,7 +235,7 @@ export class Daemon {
     const log = this.#log;
     const { manifest } = detector.bundle;
     const count = manifest.reference_frames.length; // at least one: the manifest schema asks for it
-    let check;
+    let check: ReferenceCheck;
     try {
       check = await measureReferenceFrames(detector, tolerance);
     } catch (err) {
