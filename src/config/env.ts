@@ -93,17 +93,23 @@ export function setIn(root: Record<string, unknown>, path: readonly (string | nu
 }
 
 /**
- * Refuses a list position past the end of the list it indexes (the file's, or one an earlier
- * override made). Positions refine an entry or add the next one. Without this bound,
- * MOEAD_CAMERAS__100000000__FPS made a sparse list 1e8 entries long, and validating it ran
- * the daemon out of memory instead of naming the variable.
+ * Refuses a list position past the end of the list it indexes once every override is in
+ * (the file's entries and those the overrides add). Positions refine an entry or add the next
+ * one. Without this bound, MOEAD_CAMERAS__100000000__FPS made a sparse list 1e8 entries long,
+ * and validating it ran the daemon out of memory instead of naming the variable.
+ *
+ * Checked on the result, not override by override: overrides apply shorter paths first, so
+ * MOEAD_CAMERAS__2='{...}' goes in before MOEAD_CAMERAS__1__NAME adds entry 1, and a check
+ * at each step refused that pair, which leaves no hole.
  */
 function checkPositions(root: Record<string, unknown>, { variable, path }: EnvOverride): void {
   let node: unknown = root;
   for (const [i, key] of path.entries()) {
-    if (typeof key === 'number') {
-      const length = Array.isArray(node) ? node.length : 0;
-      if (key > length) {
+    if (typeof key === 'number' && Array.isArray(node)) {
+      // The entries in a row from 0: at most as many steps as the list has entries.
+      let length = 0;
+      while (length < key && Object.hasOwn(node, length)) length += 1;
+      if (length < key) {
         const list = formatKeyPath(path.slice(0, i));
         throw new EnvOverrideError(`${variable}: position ${key} of ${list} is past the end of the list (${length} entries: positions 0..${length - 1} refine one, ${length} adds one)`);
       }
@@ -115,9 +121,7 @@ function checkPositions(root: Record<string, unknown>, { variable, path }: EnvOv
 /** Sets each override into a copy of `raw` (the file's parsed content). */
 export function applyOverrides(raw: unknown, overrides: readonly EnvOverride[]): unknown {
   const root: Record<string, unknown> = raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? structuredClone(raw as Record<string, unknown>) : {};
-  for (const override of overrides) {
-    checkPositions(root, override);
-    setIn(root, override.path, override.value);
-  }
+  for (const override of overrides) setIn(root, override.path, override.value);
+  for (const override of overrides) checkPositions(root, override);
   return root;
 }

@@ -266,6 +266,21 @@ describe('environment overrides', () => {
     const { config } = validateConfigText(GOOD, join(dir.path, 'c.yaml'), { MOEAD_CAMERAS__1: '{"type":"folder","name":"line2","path":"f2"}' });
     assert.deepEqual(config.cameras.map((c) => c.name), ['line1', 'line2']);
   });
+  test('a list entry set whole from JSON may follow one built from single keys, whatever the order the overrides apply in', () => {
+    // MOEAD_CAMERAS__2 (the shorter path) applies before the keys of entry 1; together they leave no hole.
+    const { config } = validateConfigText(GOOD, join(dir.path, 'c.yaml'), {
+      MOEAD_CAMERAS__1__TYPE: 'folder',
+      MOEAD_CAMERAS__1__NAME: 'line2',
+      MOEAD_CAMERAS__1__PATH: 'f2',
+      MOEAD_CAMERAS__2: '{"type":"folder","name":"line3","path":"f3"}',
+    });
+    assert.deepEqual(config.cameras.map((c) => c.name), ['line1', 'line2', 'line3']);
+    // A hole no override fills is still refused, naming the variable past it.
+    assert.throws(() => validateConfigText(GOOD, join(dir.path, 'c.yaml'), { MOEAD_CAMERAS__1__NAME: 'line2', MOEAD_CAMERAS__3: '{"type":"folder","name":"line4","path":"f4"}' }), (err: ConfigError) => {
+      assert.deepEqual(err.problems, ['MOEAD_CAMERAS__3: position 3 of cameras is past the end of the list (2 entries: positions 0..1 refine one, 2 adds one)']);
+      return true;
+    });
+  });
   test('keys of a map (camera names) are taken as written, not matched against the schema', () => {
     const { config } = validateConfigText(GOOD, join(dir.path, 'c.yaml'), { MOEAD_SCORING__CAMERA_THRESHOLDS__line1: '2.5' });
     assert.deepEqual(config.scoring.cameraThresholds, { line1: 2.5 });
