@@ -142,7 +142,11 @@ export class CameraPipeline {
    */
   async #endEventLeftOpen(): Promise<void> {
     const file = this.#deps.openEvent;
-    if (file?.problem !== undefined) this.#deps.log.warn(file.problem);
+    if (file?.problem !== undefined) {
+      // Said once: the unreadable file goes, rather than being warned about at every start.
+      this.#deps.log.warn(file.problem);
+      await this.#clearOpenEvent();
+    }
     const left = file?.left;
     if (!file || !left) return;
     this.#deps.log.warn(`event ${left.id} was still open when the daemon last ended without ending it (killed or crashed); ending it now (peak ${left.peak_score.toFixed(4)}, ${left.frames} frames, last seen ${left.ts})`);

@@ -21,7 +21,7 @@ import type { FleetLink } from '../mqtt/link.js';
 import { thresholdProblems } from '../scoring/decide.js';
 import { MetricsExporter } from '../telemetry/index.js';
 import { CameraSeq } from '../scoring/seq.js';
-import { OpenEventFile } from '../scoring/open-event.js';
+import { dropOrphanedOpenEvents, OpenEventFile } from '../scoring/open-event.js';
 import { memoryAllocator } from '../util/allocator.js';
 import { errorMessage, type Logger } from '../util/log.js';
 import { CameraPipeline } from './camera-pipeline.js';
@@ -134,6 +134,7 @@ export class Daemon {
       const seqs = await Promise.all(config.cameras.map((camera) => CameraSeq.open(config.stateDir, camera.name)));
       // Each camera's open event, kept so that one a crash leaves open is ended at the next start.
       const openEvents = await Promise.all(config.cameras.map((camera) => OpenEventFile.open(config.stateDir, camera.name)));
+      for (const line of await dropOrphanedOpenEvents(config.stateDir, config.cameras.map((c) => c.name))) log.warn(line);
 
       const link = await this.#parts.createLink(config, () => ({ name: detector.manifest.name, version: detector.manifest.version }), log.child('mqtt'));
       this.#link = link;

@@ -11,9 +11,9 @@
  * The start is written whole and durably (atomic replace, fsync). Later frames of the event
  * update its peak and length in place (one fixed-width record, pwrite, no fsync): a crash of
  * the process keeps them (the page cache survives it), a power cut may lose the latest ones or
- * tear the record, which is then reported and dropped. The end removes the file.
+ * tear the record, which is then reported once and removed. The end removes the file.
  */
-import { open, readFile, rm, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../util/atomic-write.js';
@@ -118,4 +118,30 @@ export class OpenEventFile {
     this.#handle = undefined;
     await handle?.close();
   }
+}
+
+/**
+ * Events left open by a crash under cameras the config no longer has (renamed or removed
+ * since): their files are never read by a camera again. Each is named and removed; its `end`
+ * is not sent, since publishing for a camera that is gone would announce it again (Home
+ * Assistant discovery, a Sparkplug DBIRTH). Returns one line per file, for the log.
+ */
+export async function dropOrphanedOpenEvents(stateDir: string, cameras: readonly string[]): Promise<string[]> {
+  const folder = join(stateDir, 'events');
+  const names = await readdir(folder).catch(() => [] as string[]);
+  const lines: string[] = [];
+  for (const name of names) {
+    const camera = name.endsWith('.json') ? name.slice(0, -'.json'.length) : undefined;
+    if (camera === undefined || cameras.includes(camera)) continue;
+    const file = join(folder, name);
+    const left = await OpenEventFile.open(stateDir, camera);
+    const what = left.left ? `event ${left.left.id} (peak ${left.left.peak_score.toFixed(4)}, ${left.left.frames} frames, last seen ${left.left.ts})` : 'an open event';
+    try {
+      await rm(file, { force: true });
+      lines.push(`${file}: ${what} of camera ${camera}, which the config no longer has, was left open when the daemon last ended; its end is not sent, and the file is removed`);
+    } catch (err) {
+      lines.push(`${file}: ${what} of camera ${camera}, which the config no longer has, was left open; the file could not be removed (${err instanceof Error ? err.message : String(err)})`);
+    }
+  }
+  return lines;
 }

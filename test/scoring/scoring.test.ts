@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { describe, test } from 'node:test';
 import { CameraSeq, decide, EventTracker, OpenEventFile, thresholdFor, thresholdProblems } from '../../src/scoring/index.js';
+import { dropOrphanedOpenEvents } from '../../src/scoring/open-event.js';
 import { withSmallDisk, withTempDir } from '../harness/index.js';
 
 describe('decide', () => {
@@ -190,6 +191,23 @@ describe('OpenEventFile', () => {
       const file = await OpenEventFile.open(dir.path, 'cam1');
       assert.equal(file.left, undefined);
       assert.match(file.problem ?? '', /events\/cam1\.json: not a record of camera cam1's open event/);
+    });
+  });
+
+  test('the open event of a camera the config no longer has is named and its file removed; those of configured cameras stay', async () => {
+    await withTempDir(async (dir) => {
+      const gone = await OpenEventFile.open(dir.path, 'old-cam');
+      await gone.save({ id: 'old-cam-3', ts: '2026-01-01T00:00:02.000Z', peak_score: 0.8125, frames: 4 });
+      await gone.close();
+      const kept = await OpenEventFile.open(dir.path, 'cam1');
+      await kept.save({ id: 'cam1-9', ts: '2026-01-01T00:00:03.000Z', peak_score: 0.7, frames: 2 });
+      await kept.close();
+      const lines = await dropOrphanedOpenEvents(dir.path, ['cam1', 'cam2']);
+      assert.deepEqual(lines, [`${dir.file('events', 'old-cam.json')}: event old-cam-3 (peak 0.8125, 4 frames, last seen 2026-01-01T00:00:02.000Z) of camera old-cam, which the config no longer has, was left open when the daemon last ended; its end is not sent, and the file is removed`]);
+      assert.deepEqual((await readdir(dir.file('events'))).sort(), ['cam1.json']);
+      assert.equal((await OpenEventFile.open(dir.path, 'cam1')).left?.id, 'cam1-9');
+      // No folder yet (a first start): nothing to say.
+      assert.deepEqual(await dropOrphanedOpenEvents(dir.file('nowhere'), ['cam1']), []);
     });
   });
 });
