@@ -28,8 +28,16 @@ export const DEFAULTS_SOURCE = '(defaults)';
 export function parseConfigText(text: string, source: string): Record<string, unknown> {
   let doc: unknown;
   try {
-    doc = YAML.parse(text, { prettyErrors: true, uniqueKeys: true });
+    const parsed = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+    const [error] = parsed.errors;
+    if (error) throw error;
+    // What the YAML library only warns about (an unknown !tag, read as plain text instead) it
+    // printed to stderr without the file's name, and the daemon ran on a value other than the
+    // one written; such a file is refused like any other mistake in it.
+    if (parsed.warnings.length > 0) throw new ConfigError(source, parsed.warnings.map((w) => `not read as written: ${w.message}`));
+    doc = parsed.toJS();
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     throw new ConfigError(source, [`not valid YAML/JSON: ${err instanceof Error ? err.message : String(err)}`]);
   }
   if (doc === null || doc === undefined) return {};

@@ -200,6 +200,14 @@ describe('bad input names the file, the key path, the value and what was expecte
       assert.match(lines[0] ?? '', /alias/);
     }
   });
+  test('EXPECTED FAILURE - a value the YAML library would read otherwise than written (an unknown !tag) is refused naming the file and line, not warned about on stderr', () => {
+    const lines = problems(() => validateConfigText('logLevel: !weird info', file, {}));
+    assert.equal(lines.length, 1);
+    assert.match(lines[0] ?? '', /^not read as written: Unresolved tag: !weird at line 1, column 11/);
+    // An alias bomb is still refused as invalid YAML, before it is expanded.
+    const bomb = 'a: &a [x, x, x, x, x, x, x, x, x]\n' + Array.from({ length: 9 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(9).fill(`*${String.fromCharCode(97 + i)}`).join(', ')}]`).join('\n');
+    assert.match(problems(() => validateConfigText(bomb, file, {}))[0] ?? '', /^not valid YAML\/JSON: .*alias/i);
+  });
   test('a missing file', async () => {
     await assert.rejects(loadConfig(join(dir.path, 'nope.yaml'), {}), /invalid config .*nope\.yaml:\n {2}- file not found/);
   });
