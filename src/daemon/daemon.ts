@@ -29,7 +29,7 @@ import { registerCommands, type Commands } from './commands.js';
 import { HeapTrimmer } from './heap-trim.js';
 import { modelChangeAnnouncer } from './model-announcer.js';
 import { ModelReopener } from './reopen.js';
-import { buildTelemetry, CpuMeter } from './telemetry.js';
+import { buildTelemetry, CpuMeter, type ReferenceCheckSummary } from './telemetry.js';
 import { watchLines } from './watch-lines.js';
 
 export interface LinkHandle {
@@ -81,6 +81,8 @@ export class Daemon {
   #parts: DaemonParts;
   #log: Logger;
   #detector: LiveDetector | undefined;
+  /** The start-up reference check of the model with this sha256. */
+  #referenceCheck: { sha256: string; summary: ReferenceCheckSummary } | undefined;
   #updater: ModelUpdater | undefined;
   #reopener: ModelReopener | undefined;
   #link: LinkHandle | undefined;
@@ -243,8 +245,10 @@ export class Daemon {
       log.warn(`reference frames of ${manifest.name} ${manifest.version} could not be scored: ${errorMessage(err)}`);
       return;
     }
+    const largest = Math.max(...check.results.map((r) => Math.abs(r.score - r.expected)));
+    // In telemetry too: a fleet sees its devices' MQTT, not their logs.
+    this.#referenceCheck = { sha256: manifest.model.sha256, summary: { frames: count, max_difference: largest, ok: check.problems.length === 0 } };
     if (check.problems.length === 0) {
-      const largest = Math.max(...check.results.map((r) => Math.abs(r.score - r.expected)));
       log.info(`reference frames: ${count} of ${count} score on this device as the manifest says (largest difference ${largest.toFixed(4)}, ${Math.round(check.worst * 100)} % of what ota.referenceTolerance allows)`);
       return;
     }
@@ -312,7 +316,12 @@ export class Daemon {
       startedMono: this.#startedMono,
       stateDir: this.#store.current.stateDir,
       board,
-      model: () => ({ name: detector.manifest.name, version: detector.manifest.version, sha256: detector.manifest.model.sha256 }),
+      model: () => {
+        const { name, version, model } = detector.manifest;
+        // The check ran on the model in force at start; one an update brought was checked before its switch.
+        const check = this.#referenceCheck?.sha256 === model.sha256 ? { reference_check: this.#referenceCheck.summary } : {};
+        return { name, version, sha256: model.sha256, ...check };
+      },
       capabilities: () => detector.capabilities(),
       cameras: this.#cameras,
       ...(link.stats ? { linkStats: link.stats } : {}),

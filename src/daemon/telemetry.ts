@@ -10,13 +10,22 @@ import { collectSystem } from '../telemetry/index.js';
 import { readSensors } from './sensors.js';
 import { memoryAllocator } from '../util/allocator.js';
 
+/** How the model's reference frames scored on this device at start (Daemon's check). */
+export interface ReferenceCheckSummary {
+  frames: number;
+  /** Largest |score − manifest score| over the frames. */
+  max_difference: number;
+  /** Every frame within ota.referenceTolerance and on its label's side of the threshold. */
+  ok: boolean;
+}
+
 export interface TelemetrySources {
   startedMono: number;
   /** The state folder: its file system's free space is reported. */
   stateDir: string;
   board: BoardProfile;
   /** The model in force at the time of each message (an update may switch it). */
-  model: () => { name: string; version: string; sha256: string };
+  model: () => { name: string; version: string; sha256: string; reference_check?: ReferenceCheckSummary };
   capabilities: () => BackendCapabilities;
   cameras: readonly CameraPipeline[];
   /** The link's counters, when the implementation offers them. */

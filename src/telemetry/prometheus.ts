@@ -39,7 +39,13 @@ const TelemetryShape = z.looseObject({
     command_errors: num,
   }).optional(),
   process: z.looseObject({ rss_mb: num, heap_mb: num, cpu_percent: num }).optional(),
-  model: z.looseObject({ name: z.string().optional(), version: z.string().optional(), sha256: z.string().optional(), backend: z.string().optional() }).optional(),
+  model: z.looseObject({
+    name: z.string().optional(),
+    version: z.string().optional(),
+    sha256: z.string().optional(),
+    backend: z.string().optional(),
+    reference_check: z.looseObject({ max_difference: num, ok: z.boolean().optional() }).optional(),
+  }).optional(),
   board: z.looseObject({ name: z.string().optional(), temperature_c: numbers.optional(), power_mw: numbers.optional() }).optional(),
   system: z.looseObject({
     disk: z.looseObject({ free_bytes: num, total_bytes: num }).optional(),
@@ -91,6 +97,10 @@ export class MetricsExporter {
       diskFree: gauge('moead_disk_free_bytes', 'Free space under the state folder'),
       diskTotal: gauge('moead_disk_total_bytes', 'Size of the filesystem holding the state folder'),
       model: gauge('moead_model_info', 'The model in use (value 1)', ['name', 'version', 'sha256', 'backend']),
+      // Labelled by the model, so that a model never checked (one an update brought) has no series
+      // rather than an unlabelled gauge's 0, which would read as a failed check.
+      referenceOk: gauge('moead_model_reference_ok', "1 when the model's reference frames scored on this device as its manifest says at start, else 0", ['sha256']),
+      referenceDifference: gauge('moead_model_reference_max_difference', "Largest difference from the manifest's score over the reference frames at start", ['sha256']),
       runtime: gauge('moead_runtime_info', 'Runtime versions (value 1)', ['node', 'onnxruntime', 'board']),
       telemetryAge: gauge('moead_telemetry_updates', 'Telemetry payloads received by the exporter'),
     };
@@ -146,6 +156,10 @@ export class MetricsExporter {
     set(g.gpu!, t.system?.gpu_load_percent);
     set(g.diskFree!, t.system?.disk?.free_bytes);
     set(g.diskTotal!, t.system?.disk?.total_bytes);
+    const check = t.model?.reference_check;
+    const checked = { sha256: t.model?.sha256 ?? '' };
+    set(g.referenceOk!, check?.ok === undefined ? undefined : Number(check.ok), checked);
+    set(g.referenceDifference!, check?.max_difference, checked);
     if (t.model?.name) {
       g.model!.set({ name: t.model.name, version: t.model.version ?? '', sha256: t.model.sha256 ?? '', backend: t.model.backend ?? '' }, 1);
     }

@@ -197,14 +197,15 @@ test("at start the model's reference frames are scored on this device: a device 
   const manifestFile = join(moved, 'manifest.json');
   const manifest = JSON.parse(await readFile(manifestFile, 'utf8')) as { threshold: { value: number }; reference_frames: Array<{ file: string; score: number }> };
   const first = manifest.reference_frames[0]!;
-  first.score += 0.5 * Math.max(first.score, manifest.threshold.value);
+  const shift = 0.5 * Math.max(first.score, manifest.threshold.value);
+  first.score += shift;
   await writeFile(manifestFile, JSON.stringify(manifest));
   const lines: string[] = [];
   const log = createLogger('refs', 'info', (line) => lines.push(line));
-  const sub = await MqttCollector.connect(broker.url, 'moead/refs/cam/score');
+  const sub = await MqttCollector.connect(broker.url, 'moead/refs/#');
   let started: Awaited<ReturnType<typeof startDaemon>> | undefined;
   try {
-    started = await startDaemon('refs', 20, { log, model: moved });
+    started = await startDaemon('refs', 20, { log, model: moved, extra: ['telemetry: {intervalS: 1}'] });
     const warned = lines.filter((l) => l.includes('reference frames do not score on this device as the manifest says'));
     assert.equal(warned.length, 1, lines.join('\n'));
     assert.match(warned[0]!, /^\S+ WARN /);
@@ -212,7 +213,14 @@ test("at start the model's reference frames are scored on this device: a device 
     // The likely cause is named where this CPU has it (x86 without VNNI), and only there.
     const note = int8SaturationNote();
     assert.equal(warned[0]!.includes('Likely why'), note !== undefined, warned[0]);
-    await sub.waitFor(() => true, { timeoutMs: 15_000 });
+    await sub.waitFor('moead/refs/cam/score', { timeoutMs: 15_000 });
+    // The fleet sees it too, in telemetry.
+    const telemetry = (await sub.waitFor('moead/refs/telemetry', { timeoutMs: 15_000 })).json() as { model: { reference_check?: { frames: number; max_difference: number; ok: boolean } } };
+    const check = telemetry.model.reference_check;
+    assert.equal(check?.frames, manifest.reference_frames.length);
+    assert.equal(check?.ok, false);
+    // The shift, give or take what this device's own scores may differ (under the tolerance, a fifth of the shift).
+    assert.ok(Math.abs((check?.max_difference ?? 0) - shift) <= shift / 5, `${JSON.stringify(check)}, shift ${shift}`);
   } finally {
     await started?.daemon.stop();
     await sub.close();

@@ -60,7 +60,7 @@ const payload = {
   },
   link: { connected: true, reconnects: 2, queue_depth: 7, queue_dropped_scores: 1, queue_sync_failures: 0, published: 99, commands: 4, command_errors: 1 },
   process: { rss_mb: 120, heap_mb: 30, cpu_percent: 55.5 },
-  model: { name: 'moead-mnv2-synth', version: '1.0.0', backend: 'onnxruntime' },
+  model: { name: 'moead-mnv2-synth', version: '1.0.0', backend: 'onnxruntime', reference_check: { frames: 4, max_difference: 0.0415, ok: false } },
   board: { name: 'generic-x86', temperature_c: { soc: 50 }, power_mw: { vdd_in: 4200 } },
   system: { disk: { free_bytes: 1e9, total_bytes: 2e9 }, thermal_c: { 'GPU-therm': 43.3 }, gpu_load_percent: 73.4, runtime: { node: '20.0.0', onnxruntime: '1.30.0' } },
 };
@@ -95,12 +95,16 @@ test('the Prometheus endpoint serves the figures of the last telemetry payload',
       'moead_power_milliwatts{rail="vdd_in"} 4200',
       'moead_gpu_load_percent 73.4',
       'moead_model_info{name="moead-mnv2-synth",version="1.0.0",sha256="",backend="onnxruntime"} 1',
+      'moead_model_reference_ok{sha256=""} 0',
+      'moead_model_reference_max_difference{sha256=""} 0.0415',
     ]) assert.ok(text.includes(line), `missing "${line}" in:\n${text}`);
     assert.ok(!text.includes('quantile="0.99"'), 'an unknown percentile is left out, not exported as 0');
 
-    // A later payload without the camera removes its series.
-    exporter.update({ ...payload, cameras: {} });
-    assert.ok(!(await (await fetch(url)).text()).includes('camera="cam1"'));
+    // A later payload without the camera removes its series; one without a reference check (a model an update brought), its gauges.
+    exporter.update({ ...payload, cameras: {}, model: { name: 'moead-mnv2-synth', version: '2.0.0', backend: 'onnxruntime' } });
+    const later = await (await fetch(url)).text();
+    assert.ok(!later.includes('camera="cam1"'));
+    assert.ok(!/^moead_model_reference_(ok|max_difference)\{/m.test(later), later);
     assert.equal((await fetch(url.replace('/metrics', '/other'))).status, 404);
   } finally {
     await exporter.close();
