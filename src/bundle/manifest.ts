@@ -4,7 +4,6 @@
  * `npm run schema` writes models/manifest.schema.json from it, the toolchain validates
  * against that file, and a test fails when the two drift apart.
  */
-import { posix } from 'node:path';
 import { z } from 'zod';
 import { formatKeyPath } from '../util/key-path.js';
 
@@ -229,10 +228,10 @@ export const ManifestSchema = z.strictObject({
     ...(m.fp32_model ? [{ file: m.fp32_model.file, path: ['fp32_model', 'file'] }] : []),
     ...m.reference_frames.map((f, i) => ({ file: f.file, path: ['reference_frames', i, 'file'] })),
   ];
+  // Compared as written: bundlePath admits no ".", ".." or empty parts, so each name is already normal.
   for (const { file, path } of entries) {
-    const name = posix.normalize(file);
-    const taken = seen.get(name);
-    if (taken === undefined) seen.set(name, formatKeyPath(path));
+    const taken = seen.get(file);
+    if (taken === undefined) seen.set(file, formatKeyPath(path));
     else ctx.addIssue({ code: 'custom', message: `names the same file as ${taken}`, path });
   }
 });

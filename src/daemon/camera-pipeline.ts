@@ -466,10 +466,9 @@ export class CameraPipeline {
 
     this.#tracker.setOptions({ startFrames: scoring.startFrames, endFrames: scoring.endFrames });
     const event = this.#tracker.update({ seq: number, score: decision.score, anomalous: decision.anomalous, ts });
-    // Only while an event is open, or as it ends, is there anything to keep.
-    const keep = event !== undefined || this.#tracker.openEvent !== undefined;
     if (!event) {
-      if (keep) await this.#keepOpenEvent(ts);
+      // Only while an event is open is there anything to keep.
+      if (this.#tracker.openEvent) await this.#keepOpenEvent(ts);
       return;
     }
     if (event.type === 'start') this.#events += 1;

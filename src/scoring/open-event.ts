@@ -13,10 +13,11 @@
  * the process keeps them (the page cache survives it), a power cut may lose the latest ones or
  * tear the record, which is then reported once and removed. The end removes the file.
  */
-import { open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { writeFileAtomic } from '../util/atomic-write.js';
+import { readStateFile, writeFileAtomic } from '../util/atomic-write.js';
+import { errorMessage } from '../util/log.js';
 
 /** One JSON line padded with spaces: camera names are at most 64 characters, so an id at most 81. */
 const RECORD_BYTES = 512;
@@ -60,13 +61,13 @@ export class OpenEventFile {
   /** Opens `<stateDir>/events/<camera>.json`; what a previous run left open is `left`. */
   static async open(stateDir: string, camera: string): Promise<OpenEventFile> {
     const file = join(stateDir, 'events', `${camera}.json`);
-    let text: string;
+    let text: string | undefined;
     try {
-      text = await readFile(file, 'utf8');
+      text = await readStateFile(file);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new OpenEventFile(camera, file, undefined, undefined);
-      return new OpenEventFile(camera, file, undefined, `${file}: cannot read (${err instanceof Error ? err.message : String(err)})`);
+      return new OpenEventFile(camera, file, undefined, errorMessage(err));
     }
+    if (text === undefined) return new OpenEventFile(camera, file, undefined, undefined);
     let parsed: z.infer<typeof RecordSchema> | undefined;
     try {
       parsed = RecordSchema.parse(JSON.parse(text));
@@ -140,7 +141,7 @@ export async function dropOrphanedOpenEvents(stateDir: string, cameras: readonly
       await rm(file, { force: true });
       lines.push(`${file}: ${what} of camera ${camera}, which the config no longer has, was left open when the daemon last ended; its end is not sent, and the file is removed`);
     } catch (err) {
-      lines.push(`${file}: ${what} of camera ${camera}, which the config no longer has, was left open; the file could not be removed (${err instanceof Error ? err.message : String(err)})`);
+      lines.push(`${file}: ${what} of camera ${camera}, which the config no longer has, was left open; the file could not be removed (${errorMessage(err)})`);
     }
   }
   return lines;

@@ -14,7 +14,8 @@ import { createHash } from 'node:crypto';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { FileWriteError, writeFileAtomic } from '../util/atomic-write.js';
+import { FileWriteError, readStateFile, writeFileAtomic } from '../util/atomic-write.js';
+import { errorMessage } from '../util/log.js';
 
 /** One slot: one JSON line padded with spaces. Camera names are at most 64 characters. */
 const SLOT_BYTES = 160;
@@ -80,13 +81,10 @@ export class CameraSeq {
   /** Opens `<stateDir>/seq/<camera>.json`; a missing file starts at 0, a corrupt one is an error. */
   static async open(stateDir: string, camera: string): Promise<CameraSeq> {
     const file = join(stateDir, 'seq', `${camera}.json`);
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new CameraSeq(camera, file, 0);
-      throw new SeqStoreError(`${file}: cannot read (${err instanceof Error ? err.message : String(err)})`);
-    }
+    const text = await readStateFile(file).catch((err: unknown) => {
+      throw new SeqStoreError(errorMessage(err));
+    });
+    if (text === undefined) return new CameraSeq(camera, file, 0);
     const { next, cameras } = readSlots(text);
     // Refuse rather than restart at 0: silently reusing numbers would break consumers' gap checks.
     if (next === undefined) throw new SeqStoreError(`${file}: not a sequence file (no valid slot); fix or delete it (deleting restarts ${camera}'s seq at 0)`);

@@ -5,8 +5,22 @@
  * rename itself durable).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { errorMessage } from './log.js';
+
+/**
+ * A state file's text as a crash-safe replacement left it, or undefined when there is none yet
+ * (a first start); any other failure throws, naming the file.
+ */
+export async function readStateFile(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new Error(`${file}: cannot read (${errorMessage(err)})`);
+  }
+}
 
 /**
  * A replacement that failed, naming the file: ENOSPC and EISDIR name none, and an operator
