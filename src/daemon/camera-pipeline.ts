@@ -127,12 +127,27 @@ export class CameraPipeline {
   }
 
   async start(): Promise<void> {
+    await this.#continueAfterQueuedSeq();
     await this.#endEventLeftOpen();
     this.#loop = this.#run();
     const period = Math.min(1000, (this.#deps.stuckTimeoutS * 1000) / 4);
     this.#stuckTimer = setInterval(() => this.#checkStuck(), period);
     this.#stuckTimer.unref();
     await this.#startSource();
+  }
+
+  /**
+   * A run killed between queueing a score and saving its seq (src/scoring/seq.ts) left that
+   * number in the link's queue only; it is delivered as it was, so this run's first score
+   * takes the number after it instead of labelling a second, different score with it.
+   */
+  async #continueAfterQueuedSeq(): Promise<void> {
+    const { link, seq, log } = this.#deps;
+    const queued = link.lastQueuedSeq(this.name);
+    if (queued === undefined || queued < seq.next) return;
+    log.warn(`seq ${queued} was queued by the previous run, which ended (killed or crashed) before ${seq.file} counted it; scores go on from ${queued + 1}`);
+    // In memory the number moves on even when the file cannot be written now; the next commit tries again.
+    await seq.skipPast(queued).catch((err: unknown) => log.error(`${seq.file}: seq not saved: ${errorMessage(err)}`));
   }
 
   /**

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { IClientOptions, IPublishPacket } from 'mqtt';
+import { z } from 'zod';
 import { CommandDispatcher } from './commands.js';
 import type { MqttConfig } from './config.js';
 import { Connection, errorText, type Log, type SubscriptionFilters } from './connection.js';
@@ -21,6 +22,9 @@ import {
   CameraStatusPayloadSchema, DELIVERY, EventPayloadSchema, OtaStatusPayloadSchema, ScorePayloadSchema, TelemetryPayloadSchema,
   TopicLevelSchema, deviceTopics, type CommandReply, type DeviceTopics, type LinkStats, type OtaStatusPayload,
 } from './topics.js';
+
+/** The seq of a queued score message; other fields are not needed (z.object ignores them). */
+const QueuedSeqSchema = z.object({ seq: ScorePayloadSchema.shape.seq });
 
 export interface FleetLinkDeps {
   /** Folder for the outbox (unless mqtt.outbox.path is set) and the Sparkplug bdSeq. */
@@ -261,6 +265,20 @@ export class MqttFleetLink implements FleetLinkHandle {
     this.#addCamera(camera);
     this.#enqueue('score', this.topics.score(camera), JSON.stringify(body));
     this.#sparkplug?.score(camera, body);
+  }
+
+  lastQueuedSeq(camera: string): number | undefined {
+    const payload = this.#outbox?.lastPutAtOpen(this.topics.score(camera));
+    if (payload === undefined) return undefined;
+    // Only the number matters, and a queue written by an older version may hold fewer fields.
+    let body: unknown;
+    try {
+      body = JSON.parse(payload);
+    } catch {
+      return undefined;
+    }
+    const parsed = QueuedSeqSchema.safeParse(body);
+    return parsed.success ? parsed.data.seq : undefined;
   }
 
   async publishEvent(camera: string, message: EventMessage): Promise<void> {

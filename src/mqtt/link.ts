@@ -33,6 +33,12 @@ export interface FleetLink {
   /** Publishes `online` after everything else is started. */
   announceOnline(): Promise<void>;
   publishScore(camera: string, message: ScoreMessage): Promise<void>;
+  /**
+   * The seq of the newest score for `camera` that the queue's files held at start (delivered
+   * or not; undefined when none, or before start). A previous run killed between queueing a
+   * score and saving its seq left that number only there.
+   */
+  lastQueuedSeq(camera: string): number | undefined;
   publishEvent(camera: string, message: EventMessage): Promise<void>;
   publishSnapshot(camera: string, jpeg: Buffer): Promise<void>;
   publishCameraStatus(camera: string, status: { state: string; message?: string }): Promise<void>;

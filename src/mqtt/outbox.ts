@@ -116,6 +116,8 @@ export class Outbox {
   #lastWriteError = '';
   #syncTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** The newest put per topic in the files replayed at open, delivered or not (see lastPutAtOpen). */
+  readonly #lastPutAtOpen = new Map<string, { id: number; payload: string }>();
 
   private constructor(dir: string, opts: OutboxOptions) {
     this.#dir = dir;
@@ -128,6 +130,16 @@ export class Outbox {
     const box = new Outbox(dir, opts);
     box.#replay();
     return box;
+  }
+
+  /**
+   * The payload of the newest message for `topic` in the queue's files when it was opened,
+   * whether it was still pending or already acknowledged. A previous run killed just after
+   * queueing a message left its only trace here (see CameraSeq: a score's seq is saved after
+   * its message is queued).
+   */
+  lastPutAtOpen(topic: string): string | undefined {
+    return this.#lastPutAtOpen.get(topic)?.payload;
   }
 
   get size(): number {
@@ -281,6 +293,8 @@ export class Outbox {
         if (rec.o === 'p') {
           // A put seen twice (compaction interrupted before old segments were deleted) keeps its first segment.
           if (!resolved.has(rec.i) && !puts.has(rec.i)) puts.set(rec.i, { id: rec.i, kind: rec.k, topic: rec.t, payload: rec.p, segment: n });
+          // By id, not by file order: compaction rewrites old puts into a newer segment.
+          if (rec.i >= (this.#lastPutAtOpen.get(rec.t)?.id ?? -1)) this.#lastPutAtOpen.set(rec.t, { id: rec.i, payload: rec.p });
         } else {
           resolved.add(rec.i);
           puts.delete(rec.i);

@@ -1,8 +1,10 @@
 /**
  * Per-camera score sequence numbers that survive restarts, crashes and power cuts. `seq`
  * numbers the score messages of a camera from 0 without gaps: the next number is committed to
- * disk after its message was handed to the link, so a crash in between repeats a number (a
- * duplicate a consumer can drop, like any QoS 1 redelivery) and never skips one.
+ * disk after its message was handed to the link, so that a crash in between never skips one.
+ * Such a crash leaves the message in the link's on-disk queue with a number this file does not
+ * count yet; at start the camera asks the link for it (FleetLink.lastQueuedSeq) and goes on
+ * after it (skipPast), so that the number does not label a second, different score.
  *
  * The file holds two fixed-width slots, each one JSON line with a checksum, and a commit
  * rewrites the slot the previous commit did not touch (pwrite + fdatasync, no new file name,
@@ -87,7 +89,7 @@ export class CameraSeq {
     if (text === undefined) return new CameraSeq(camera, file, 0);
     const { next, cameras } = readSlots(text);
     // Refuse rather than restart at 0: silently reusing numbers would break consumers' gap checks.
-    if (next === undefined) throw new SeqStoreError(`${file}: not a sequence file (no valid slot); fix or delete it (deleting restarts ${camera}'s seq at 0)`);
+    if (next === undefined) throw new SeqStoreError(`${file}: not a sequence file (no valid slot); fix or delete it (deleting it restarts ${camera}'s seq after the newest of its scores still in the MQTT outbox, or at 0)`);
     const other = cameras.find((c) => c !== camera);
     if (other !== undefined) throw new SeqStoreError(`${file}: belongs to camera "${other}", not "${camera}"`);
     return new CameraSeq(camera, file, next);
@@ -105,6 +107,18 @@ export class CameraSeq {
     const handle = this.#handle ?? (await this.#openForCommits());
     await handle.write(slotLine(this.camera, this.#next), 0, SLOT_BYTES, (this.#next % 2) * SLOT_BYTES);
     await handle.datasync();
+  }
+
+  /**
+   * Marks `seq` as used when it is at or past the next number (a message with it went out
+   * although this file never recorded it) and persists the one after it; false when `seq`
+   * was already counted.
+   */
+  async skipPast(seq: number): Promise<boolean> {
+    if (seq < this.#next) return false;
+    this.#next = seq;
+    await this.commit(seq);
+    return true;
   }
 
   /** Releases the file; a later commit opens it again. */

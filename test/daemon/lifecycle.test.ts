@@ -26,6 +26,7 @@ import type { CommandHandler, FleetLink } from '../../src/mqtt/link.js';
 import type { ModelUpdater } from '../../src/ota/index.js';
 import { MqttConfigSchema } from '../../src/mqtt/config.js';
 import { MqttFleetLink } from '../../src/mqtt/fleet-link.js';
+import { Outbox } from '../../src/mqtt/outbox.js';
 import { CameraSeq } from '../../src/scoring/seq.js';
 import { createLogger, type Logger } from '../../src/util/log.js';
 import { Mosquitto, MqttCollector, tempDir, type TempDir } from '../harness/index.js';
@@ -281,6 +282,35 @@ async function withModel(device: string, body: (link: MqttFleetLink, model: Dete
     await detector?.close();
   }
 }
+
+test('a score the previous run queued but was killed before counting in its seq file keeps its number; this run goes on after it', async () => {
+  // The state a SIGKILL between the two leaves: the seq file says 3 is next, the queue holds score 3.
+  const state = dir.file('killed-state');
+  const before = await CameraSeq.open(state, 'killed');
+  for (let s = 0; s < 3; s++) await before.commit(s);
+  await before.close();
+  const mqtt = MqttConfigSchema.parse({ url: broker.url, device: 'killed' });
+  const queue = Outbox.open(join(state, 'outbox'), mqtt.outbox);
+  const left = { ts: new Date().toISOString(), seq: 3, score: 0.123, threshold: 1, normalized: 0.1, anomalous: false, model: { name: 'left', version: '1.0.0' }, latency_ms: 1 };
+  queue.put('score', 'moead/killed/killed/score', JSON.stringify(left));
+  queue.close();
+
+  const sub = await MqttCollector.connect(broker.url, 'moead/killed/killed/score');
+  try {
+    await withModel('killed', async (link, model) => {
+      const { pipeline } = await camera('killed', model, link);
+      await pipeline.start();
+      await sub.waitFor(() => sub.messages.length >= 3, { timeoutMs: 15_000 });
+      await pipeline.stop();
+    });
+    const seqs = sub.messages.map((m) => (m.json() as { seq: number }).seq);
+    const three = sub.messages.filter((m) => (m.json() as { seq: number }).seq === 3).map((m) => (m.json() as { model: { name: string } }).model.name);
+    assert.deepEqual(three, ['left'], `seq 3 labels only the queued score: ${seqs.join(', ')}`);
+    assert.deepEqual(seqs.slice(0, 3), [3, 4, 5]);
+  } finally {
+    await sub.close();
+  }
+});
 
 test('a camera that stopped is not restarted by a restart-camera', async () => {
   await withModel('restart', async (link, model) => {

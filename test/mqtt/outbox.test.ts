@@ -23,6 +23,23 @@ test('messages survive a reopen, in order, and acknowledged ones do not come bac
     b.close();
   }));
 
+test('a reopen knows the newest message of each topic in the files, delivered or not (a seq the previous run used)', () =>
+  withTempDir(async (dir) => {
+    const a = Outbox.open(dir.path, opts());
+    for (let seq = 0; seq < 10; seq++) a.put('score', 't/score', JSON.stringify({ seq }));
+    a.put('event', 't/event', JSON.stringify({ seq: 100 }));
+    for (const m of a.take(10)) a.ack(m.id);
+    assert.equal(a.lastPutAtOpen('t/score'), undefined, 'only what the files held at open');
+    a.close();
+
+    const b = Outbox.open(dir.path, opts());
+    assert.equal(b.size, 1);
+    assert.equal(seqOf(b.lastPutAtOpen('t/score')!), 9);
+    assert.equal(seqOf(b.lastPutAtOpen('t/event')!), 100);
+    assert.equal(b.lastPutAtOpen('t/other'), undefined);
+    b.close();
+  }));
+
 test('a reopen without close (the process was killed) keeps every put', () =>
   withTempDir(async (dir) => {
     const a = Outbox.open(dir.path, opts({ fsyncMs: 1000 }));
