@@ -14,7 +14,7 @@ import type { CameraConfig } from '../capture/config.js';
 import type { Frame, FrameSource, SourceStatus } from '../capture/frame.js';
 import type { ScoringConfig } from '../config/schema.js';
 import type { Detection, PreparedFrame } from '../inference/detector.js';
-import type { FleetLink } from '../mqtt/link.js';
+import type { EventMessage, FleetLink } from '../mqtt/link.js';
 import type { CameraTelemetry } from '../mqtt/topics.js';
 import { PreprocessError } from '../preprocess/errors.js';
 import { decide, describeRegion, regionsOf, thresholdFor } from '../scoring/decide.js';
@@ -127,8 +127,9 @@ export class CameraPipeline {
   }
 
   async start(): Promise<void> {
-    await this.#continueAfterQueuedSeq();
-    await this.#endEventLeftOpen();
+    const queued = this.#deps.link.queuedByLastRun(this.name);
+    await this.#continueAfterQueuedSeq(queued.seq);
+    await this.#endEventsLeftOpen(queued.event);
     this.#loop = this.#run();
     const period = Math.min(1000, (this.#deps.stuckTimeoutS * 1000) / 4);
     this.#stuckTimer = setInterval(() => this.#checkStuck(), period);
@@ -141,9 +142,8 @@ export class CameraPipeline {
    * number in the link's queue only; it is delivered as it was, so this run's first score
    * takes the number after it instead of labelling a second, different score with it.
    */
-  async #continueAfterQueuedSeq(): Promise<void> {
-    const { link, seq, log } = this.#deps;
-    const queued = link.lastQueuedSeq(this.name);
+  async #continueAfterQueuedSeq(queued: number | undefined): Promise<void> {
+    const { seq, log } = this.#deps;
     if (queued === undefined || queued < seq.next) return;
     log.warn(`seq ${queued} was queued by the previous run, which ended (killed or crashed) before ${seq.file} counted it; scores go on from ${queued + 1}`);
     // In memory the number moves on even when the file cannot be written now; the next commit tries again.
@@ -151,23 +151,38 @@ export class CameraPipeline {
   }
 
   /**
-   * An event the previous run left open (it was killed, or the power went, before it could end
-   * it) is ended now, before any new frame: its `start` went out and consumers wait for the
-   * `end`, and this run will never end it otherwise (its next event has another id).
+   * Events the previous run left open (it was killed, or the power went, before it could end
+   * them) are ended now, before any new frame: their `start` went out and consumers wait for
+   * the `end`, and this run will never end them otherwise (its next event has another id).
+   * The open-event file names the one it had recorded; the newest event in the link's queue
+   * names one whose start was queued just before the kill, before the file recorded it.
    */
-  async #endEventLeftOpen(): Promise<void> {
+  async #endEventsLeftOpen(lastQueued: EventMessage | undefined): Promise<void> {
     const file = this.#deps.openEvent;
-    if (file?.problem !== undefined) {
+    if (!file) return;
+    if (file.problem !== undefined) {
       // Said once: the unreadable file goes, rather than being warned about at every start.
       this.#deps.log.warn(file.problem);
       await this.#clearOpenEvent();
     }
-    const left = file?.left;
-    if (!file || !left) return;
-    this.#deps.log.warn(`event ${left.id} was still open when the daemon last ended without ending it (killed or crashed); ending it now (peak ${left.peak_score.toFixed(4)}, ${left.frames} frames, last seen ${left.ts})`);
-    const sent = await this.#publish('event', () => this.#deps.link.publishEvent(this.name, { id: left.id, type: 'end', ts: left.ts, peak_score: left.peak_score, frames: left.frames }));
-    // Unsent, it stays on disk and the next start tries again.
-    if (sent) await this.#clearOpenEvent();
+    const left = file.left;
+    if (left && lastQueued?.type === 'end' && lastQueued.id === left.id) {
+      // Its end was queued; only removing the file was cut short.
+      await this.#clearOpenEvent();
+    } else if (left) {
+      this.#deps.log.warn(`event ${left.id} was still open when the daemon last ended without ending it (killed or crashed); ending it now (peak ${left.peak_score.toFixed(4)}, ${left.frames} frames, last seen ${left.ts})`);
+      // Unsent, it stays on disk and the next start tries again.
+      if (await this.#publishEnd(left)) await this.#clearOpenEvent();
+    }
+    if (lastQueued?.type === 'start' && lastQueued.id !== left?.id) {
+      // Nothing ended it: an end would be newer in the queue. Unsent, it is still the newest there next time.
+      this.#deps.log.warn(`event ${lastQueued.id} was started by the previous run, which ended (killed or crashed) before ${file.file} recorded it; ending it now, as it stood at its start (peak ${lastQueued.peak_score.toFixed(4)}, ${lastQueued.frames} frames, ${lastQueued.ts})`);
+      await this.#publishEnd(lastQueued);
+    }
+  }
+
+  #publishEnd(event: { id: string; ts: string; peak_score: number; frames: number }): Promise<boolean> {
+    return this.#publish('event', () => this.#deps.link.publishEvent(this.name, { id: event.id, type: 'end', ts: event.ts, peak_score: event.peak_score, frames: event.frames }));
   }
 
   /** Keeps the open event on disk (or removes it once none is open); never fails the frame. */
@@ -492,8 +507,9 @@ export class CameraPipeline {
     const strongest = event.type === 'start' ? (where.regions ?? regionsOf(detection, decision, 1).regions)?.[0] : undefined;
     const at = strongest ? ` at ${describeRegion(strongest)}` : '';
     log.info(`event ${event.id} ${event.type} (peak ${event.peak_score.toFixed(4)}, ${event.frames} frames)${at}`);
-    // Kept after the message is queued: a crash in between leaves no file for an event that
-    // never started, at worst an end sent twice (consumers de-duplicate by id and type).
+    // Kept after the message is queued, so that no file names an event that never started. A
+    // kill in between leaves a start or end newer in the queue than the file, and the next
+    // start reads both (#endEventsLeftOpen).
     if (await this.#publish('event', () => link.publishEvent(this.name, event))) await this.#keepOpenEvent(ts);
     if (event.type === 'start' && scoring.snapshotOnEvent) {
       try {

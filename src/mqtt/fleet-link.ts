@@ -14,7 +14,7 @@ import type { MqttConfig } from './config.js';
 import { Connection, errorText, type Log, type SubscriptionFilters } from './connection.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './embedded-broker.js';
 import { discoveryMessages } from './homeassistant.js';
-import type { CommandHandler, EventMessage, FleetLink, ScoreMessage } from './link.js';
+import type { CommandHandler, EventMessage, FleetLink, QueuedByLastRun, ScoreMessage } from './link.js';
 import { RepeatLimiter } from '../util/repeat-log.js';
 import { Outbox } from './outbox.js';
 import { SparkplugNode } from './sparkplug.js';
@@ -25,6 +25,17 @@ import {
 
 /** The seq of a queued score message; other fields are not needed (z.object ignores them). */
 const QueuedSeqSchema = z.object({ seq: ScorePayloadSchema.shape.seq });
+
+/** A payload this daemon queued, read back; undefined for none or one another version wrote otherwise. */
+function parseQueued<T>(payload: string | undefined, schema: z.ZodType<T>): T | undefined {
+  if (payload === undefined) return undefined;
+  try {
+    const parsed = schema.safeParse(JSON.parse(payload));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export interface FleetLinkDeps {
   /** Folder for the outbox (unless mqtt.outbox.path is set) and the Sparkplug bdSeq. */
@@ -267,18 +278,9 @@ export class MqttFleetLink implements FleetLinkHandle {
     this.#sparkplug?.score(camera, body);
   }
 
-  lastQueuedSeq(camera: string): number | undefined {
-    const payload = this.#outbox?.lastPutAtOpen(this.topics.score(camera));
-    if (payload === undefined) return undefined;
-    // Only the number matters, and a queue written by an older version may hold fewer fields.
-    let body: unknown;
-    try {
-      body = JSON.parse(payload);
-    } catch {
-      return undefined;
-    }
-    const parsed = QueuedSeqSchema.safeParse(body);
-    return parsed.success ? parsed.data.seq : undefined;
+  queuedByLastRun(camera: string): QueuedByLastRun {
+    const seq = parseQueued(this.#outbox?.lastPutAtOpen(this.topics.score(camera)), QueuedSeqSchema)?.seq;
+    return { seq, event: parseQueued(this.#outbox?.lastPutAtOpen(this.topics.event(camera)), EventPayloadSchema) };
   }
 
   async publishEvent(camera: string, message: EventMessage): Promise<void> {

@@ -25,6 +25,11 @@ export interface EventMessage {
   frames: number;
 }
 
+export interface QueuedByLastRun {
+  seq: number | undefined;
+  event: EventMessage | undefined;
+}
+
 /** A command handler gets the parsed request and returns the reply's `result`; throwing sends `{ok:false, error}`. */
 export type CommandHandler = (request: { id: string } & Record<string, unknown>) => Promise<unknown>;
 
@@ -34,11 +39,11 @@ export interface FleetLink {
   announceOnline(): Promise<void>;
   publishScore(camera: string, message: ScoreMessage): Promise<void>;
   /**
-   * The seq of the newest score for `camera` that the queue's files held at start (delivered
-   * or not; undefined when none, or before start). A previous run killed between queueing a
-   * score and saving its seq left that number only there.
+   * The newest score's seq and the newest event for `camera` that the queue's files held at
+   * start, delivered or not (undefined when none, or before start). A previous run killed just
+   * after queueing one of them left it only there, before its seq or open event was saved.
    */
-  lastQueuedSeq(camera: string): number | undefined;
+  queuedByLastRun(camera: string): QueuedByLastRun;
   publishEvent(camera: string, message: EventMessage): Promise<void>;
   publishSnapshot(camera: string, jpeg: Buffer): Promise<void>;
   publishCameraStatus(camera: string, status: { state: string; message?: string }): Promise<void>;

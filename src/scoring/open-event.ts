@@ -6,7 +6,8 @@
  * pairs them (an alarm, a counter of open incidents) waited for it forever, while the restarted
  * daemon named its next event differently. Now the open event is kept in
  * `<stateDir>/events/<camera>.json` from its start to its end, and a start that finds one
- * publishes its `end`.
+ * publishes its `end`. The file is written just after the event's message is queued; what a
+ * kill in between leaves, the newest event in the MQTT outbox tells (CameraPipeline).
  *
  * The start is written whole and durably (atomic replace, fsync). Later frames of the event
  * update its peak and length in place (one fixed-width record, pwrite, no fsync): a crash of

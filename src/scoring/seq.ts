@@ -3,7 +3,7 @@
  * numbers the score messages of a camera from 0 without gaps: the next number is committed to
  * disk after its message was handed to the link, so that a crash in between never skips one.
  * Such a crash leaves the message in the link's on-disk queue with a number this file does not
- * count yet; at start the camera asks the link for it (FleetLink.lastQueuedSeq) and goes on
+ * count yet; at start the camera asks the link for it (FleetLink.queuedByLastRun) and goes on
  * after it (skipPast), so that the number does not label a second, different score.
  *
  * The file holds two fixed-width slots, each one JSON line with a checksum, and a commit

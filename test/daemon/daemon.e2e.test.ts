@@ -9,6 +9,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import { ManifestSchema, type Manifest } from '../../src/bundle/manifest.js';
 import { openDetector } from '../../src/inference/index.js';
+import { Outbox } from '../../src/mqtt/outbox.js';
 import { OpenEventFile } from '../../src/scoring/open-event.js';
 import { CameraSeq } from '../../src/scoring/seq.js';
 import { scoreImages } from '../../src/inference/files.js';
@@ -368,6 +369,89 @@ test('an event left open by a crash (SIGKILL) is ended at the next start, so no 
     } finally {
       await first.stop();
       await again?.stop();
+      await sub.close();
+    }
+  } finally {
+    await scratch.remove();
+  }
+});
+
+test('what a kill just after queueing leaves only in the outbox is read at the next start: a queued start gets its end, a queued end is not sent again, a queued seq is not reused', async () => {
+  const scratch = await tempDir();
+  try {
+    const state = scratch.file('state');
+    // The previous run queued score 41 and the start of event cam1-40, and was killed before
+    // the seq file and the open-event file recorded either.
+    const seq = await CameraSeq.open(state, 'cam1');
+    for (let s = 0; s <= 40; s++) await seq.commit(s);
+    await seq.close();
+    const queue = Outbox.open(scratch.file('state', 'outbox'), { maxMessages: 1000, segmentBytes: 1 << 20, fsyncMs: 0 });
+    const ts = '2026-01-01T00:00:05.000Z';
+    queue.put('event', 'moead/queued/cam1/event', JSON.stringify({ id: 'cam1-30', type: 'start', ts, peak_score: 0.7, frames: 1 }));
+    queue.put('event', 'moead/queued/cam1/event', JSON.stringify({ id: 'cam1-30', type: 'end', ts, peak_score: 0.7, frames: 3 }));
+    queue.put('event', 'moead/queued/cam1/event', JSON.stringify({ id: 'cam1-40', type: 'start', ts, peak_score: 0.75, frames: 2 }));
+    queue.put('score', 'moead/queued/cam1/score', JSON.stringify({ ts, seq: 41, score: 0.75, threshold: 0.5, normalized: 0.9, anomalous: true, model: { name: 'before', version: '1.0.0' }, latency_ms: 1 }));
+    queue.close();
+    const file = await writeOneCameraConfig(scratch.file('queued.yaml'), {
+      stateDir: state,
+      camera: { name: 'cam1', path: dir.file('frames'), fps: 8 },
+      model: (await testBundle(dir.path)).dir,
+      broker: broker.url,
+      device: 'queued',
+      extra: [`scoring: {threshold: ${threshold}, startFrames: 1, endFrames: 10000}`],
+    });
+    const sub = await MqttCollector.connect(broker.url, 'moead/queued/#');
+    const events = () => sub.on('moead/queued/cam1/event').map((m) => EventPayloadSchema.parse(m.json()));
+    const child = spawnCli(['run', '--config', file]);
+    try {
+      await child.waitForLine('event cam1-40 was started by the previous run, which ended (killed or crashed) before');
+      await child.waitForLine('seq 41 was queued by the previous run');
+      await sub.waitForCount('moead/queued/cam1/score', 3, { timeoutMs: 30_000 });
+      child.signal('SIGTERM');
+      assert.equal((await child.waitForExit(15_000)).code, 0, child.output());
+      const ends = events().filter((e) => e.type === 'end');
+      assert.deepEqual(ends.filter((e) => e.id === 'cam1-40'), [{ id: 'cam1-40', type: 'end', ts, peak_score: 0.75, frames: 2 }]);
+      assert.equal(ends.filter((e) => e.id === 'cam1-30').length, 1, 'the queued end, delivered once');
+      const seqs = sub.on('moead/queued/cam1/score').map((m) => ScorePayloadSchema.parse(m.json()).seq);
+      assert.deepEqual(seqs.slice(0, 3), [41, 42, 43]);
+    } finally {
+      await child.stop();
+      await sub.close();
+    }
+  } finally {
+    await scratch.remove();
+  }
+});
+
+test('an open-event file whose end the previous run had already queued is removed without sending that end again', async () => {
+  const scratch = await tempDir();
+  try {
+    const state = scratch.file('state');
+    const left = await OpenEventFile.open(state, 'cam1');
+    await left.save({ id: 'cam1-8', ts: '2026-01-01T00:00:02.000Z', peak_score: 0.8, frames: 4 });
+    await left.close();
+    const queue = Outbox.open(scratch.file('state', 'outbox'), { maxMessages: 1000, segmentBytes: 1 << 20, fsyncMs: 0 });
+    queue.put('event', 'moead/ended/cam1/event', JSON.stringify({ id: 'cam1-8', type: 'end', ts: '2026-01-01T00:00:02.000Z', peak_score: 0.8, frames: 4 }));
+    queue.close();
+    const file = await writeOneCameraConfig(scratch.file('ended.yaml'), {
+      stateDir: state,
+      camera: { name: 'cam1', path: dir.file('frames'), fps: 8 },
+      model: (await testBundle(dir.path)).dir,
+      broker: broker.url,
+      device: 'ended',
+    });
+    const sub = await MqttCollector.connect(broker.url, 'moead/ended/#');
+    const child = spawnCli(['run', '--config', file]);
+    try {
+      await sub.waitForCount('moead/ended/cam1/score', 2, { timeoutMs: 30_000 });
+      child.signal('SIGTERM');
+      assert.equal((await child.waitForExit(15_000)).code, 0, child.output());
+      const ends = sub.on('moead/ended/cam1/event').map((m) => EventPayloadSchema.parse(m.json())).filter((e) => e.id === 'cam1-8');
+      assert.equal(ends.length, 1, 'the queued end only');
+      assert.ok(!child.output().includes('cam1-8 was still open'), child.output());
+      assert.deepEqual(await readdir(scratch.file('state', 'events')), []);
+    } finally {
+      await child.stop();
       await sub.close();
     }
   } finally {
