@@ -21,10 +21,11 @@ function have(bin) {
 
 // Debian packages whose programs the tests start for real: the broker, capture child
 // processes (ffmpeg, GStreamer with an RTSP server for the camera tests), openssl for TLS,
-// jemalloc, which the daemon can run on (MOEAD_MALLOC=jemalloc, scripts/daemon-node.sh), and
-// systemd for systemd-analyze, which checks the unit `moead-edge systemd-unit` writes.
+// jemalloc, which the daemon can run on (MOEAD_MALLOC=jemalloc, scripts/daemon-node.sh),
+// systemd for systemd-analyze, which checks the unit `moead-edge systemd-unit` writes, and
+// faketime, whose library steps a daemon's wall clock as NTP does (test/harness/wall-clock.ts).
 const SYSTEM_PACKAGES = [
-  'mosquitto', 'mosquitto-clients', 'ffmpeg', 'openssl', 'libjemalloc2', 'systemd',
+  'mosquitto', 'mosquitto-clients', 'ffmpeg', 'openssl', 'libjemalloc2', 'systemd', 'faketime',
   'gstreamer1.0-tools', 'gstreamer1.0-plugins-base', 'gstreamer1.0-plugins-good',
   'gstreamer1.0-plugins-bad', 'gstreamer1.0-libav', 'python3-gi', 'gir1.2-gst-rtsp-server-1.0',
 ];
@@ -36,7 +37,7 @@ function installed(pkg) {
 
 function ensureSystemPackages() {
   if (!have('dpkg-query')) {
-    const missing = ['mosquitto', 'ffmpeg', 'gst-launch-1.0', 'openssl'].filter((b) => !have(b));
+    const missing = ['mosquitto', 'ffmpeg', 'gst-launch-1.0', 'openssl', 'faketime'].filter((b) => !have(b));
     if (missing.length) throw new Error(`missing ${missing.join(', ')} and no Debian tools to install them: install them by hand`);
     return;
   }

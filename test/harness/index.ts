@@ -24,4 +24,5 @@ export { REPO_ROOT, CLI_MAIN, repoPath } from './paths.js';
 export { rng } from './random.js';
 export { NotifySocket, type Notification } from './notify-socket.js';
 export { FileServer, type Fault } from './file-server.js';
+export { WallClock } from './wall-clock.js';
 export { PNG_SIGNATURE, encodePng, filterRows, ihdrChunk, pngChunk, pngFile, type PngHeader } from './png.js';
