@@ -62,6 +62,11 @@ interface Probation {
   /** The model on probation, and its failures counted before the watch began (not its fault). */
   model: Detector;
   errorsBefore: number;
+  /**
+   * When it ends, on the monotonic clock (performance.now()): boards without a battery-backed
+   * RTC boot at 1970 or at the last saved time and NTP steps the wall clock later, by years at
+   * times; on Date.now() such a step ended a probation at once or stretched it for years.
+   */
   deadline: number;
 }
 
@@ -216,7 +221,7 @@ export class ModelUpdater {
     this.#refuseWhenStopped();
     if (this.#busy) throw new Error(`update ${this.#busy.request} is under way (${this.#busy.step}); wait for it to end`);
     // A second switch during probation would make the model under watch the rollback target.
-    if (this.#probation) throw new Error(`the model switched by update ${this.#probation.request ?? '(before the last restart)'} is on probation for ${Math.ceil((this.#probation.deadline - Date.now()) / 1000)} s more; wait for it to end or roll it back`);
+    if (this.#probation) throw new Error(`the model switched by update ${this.#probation.request ?? '(before the last restart)'} is on probation for ${Math.ceil((this.#probation.deadline - performance.now()) / 1000)} s more; wait for it to end or roll it back`);
   }
 
   #report(reported: OtaStatus): void {
@@ -314,7 +319,7 @@ export class ModelUpdater {
     const known = files.reduce((sum, f) => sum + (f.bytes ?? 0), manifestBytes);
     if (known > config.maxBytes) throw new Error(`the update is ${known} bytes, over ota.maxBytes (${config.maxBytes})`);
     let done = manifestBytes;
-    let lastReport = 0;
+    let lastReport = -Infinity;
     for (const entry of files) {
       const target = join(staging, entry.file);
       await mkdir(dirname(target), { recursive: true });
@@ -328,7 +333,8 @@ export class ModelUpdater {
         onRetry: this.#logRetry,
         signal: this.#abort.signal,
         onProgress: (received) => {
-          const now = Date.now();
+          // Monotonic: after the wall clock stepped back, Date.now() would hold progress back until it caught up.
+          const now = performance.now();
           if (now - lastReport < PROGRESS_EVERY_MS) return;
           lastReport = now;
           progress({ bytes: before + received, total: known });
@@ -350,7 +356,7 @@ export class ModelUpdater {
     const model = live.current;
     const running = modelOf(manifest);
     this.#report({ state: 'probation', request, running, target: running, message: `watching inference for ${seconds} s (ota.probationS)` });
-    this.#watch({ request, running, seconds, model, errorsBefore: live.failures(model), deadline: Date.now() + seconds * 1000 });
+    this.#watch({ request, running, seconds, model, errorsBefore: live.failures(model), deadline: performance.now() + seconds * 1000 });
   }
 
   #watch(probation: Probation): void {
@@ -370,7 +376,7 @@ export class ModelUpdater {
             this.#report({ state: 'failed', request, running, target: running, message: `bad health on probation (${why}), and the rollback failed: ${errorMessage(err)}` });
           }),
         );
-      } else if (Date.now() >= deadline) {
+      } else if (performance.now() >= deadline) {
         this.#endProbation();
         void this.#track(this.#confirm(probation));
       }
@@ -378,7 +384,7 @@ export class ModelUpdater {
     const timer = setInterval(check, Math.min(1000, Math.max(50, probation.seconds * 100)));
     timer.unref();
     this.#probation = { ...probation, timer };
-    if (Date.now() >= deadline) check();
+    if (performance.now() >= deadline) check();
   }
 
   /**
@@ -399,7 +405,7 @@ export class ModelUpdater {
         this.#deps.log.error(`probation end not saved: ${errorMessage(err)}; the probation goes on, and its end is saved again in ${retryMs / 1000} s`);
         this.#report({ state: 'probation', request, running, target: running, message: `passed ${seconds} s of probation, but its end was not saved (${errorMessage(err)}); still watching, saving again in ${retryMs / 1000} s` });
         // Also when a stop is under way: it then finds a probation to leave for the next start.
-        this.#watch({ ...probation, deadline: Date.now() + retryMs });
+        this.#watch({ ...probation, deadline: performance.now() + retryMs });
         return;
       }
       await this.#retireStandby();

@@ -21,7 +21,7 @@ import { ModelStore } from '../../src/ota/model-store.js';
 import { ModelUpdater, type ModelUpdaterDeps, type OtaStatus, type UpdateRequest } from '../../src/ota/updater.js';
 import { generateSigningKey, signManifest } from '../../src/ota/signature.js';
 import { createLogger } from '../../src/util/log.js';
-import { FileServer, Mosquitto, withSmallDisk, MqttCollector, spawnCli, tempDir, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
+import { FileServer, Mosquitto, withSmallDisk, MqttCollector, spawnCli, tempDir, WallClock, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
 import { writeSyntheticBundle } from '../inference/synthetic-bundle.js';
 import { SHIPPED_BUNDLE, testFrames, writeOneCameraConfig } from '../daemon/fixtures.js';
 
@@ -82,7 +82,7 @@ interface Running {
   config: string;
 }
 
-async function startDaemon(device: string, o: { probationS: number; inference?: string; mqtt?: string; ota?: string; keep?: Running } = { probationS: 1 }): Promise<Running> {
+async function startDaemon(device: string, o: { probationS: number; inference?: string; mqtt?: string; ota?: string; keep?: Running; env?: Record<string, string> } = { probationS: 1 }): Promise<Running> {
   const config = await writeOneCameraConfig(dir.file(`${device}.yaml`), {
     stateDir: dir.file(`${device}-state`),
     camera: { name: 'cam', path: dir.file('frames'), fps: 10 },
@@ -96,7 +96,7 @@ async function startDaemon(device: string, o: { probationS: number; inference?: 
   const root = `moead/${device}`;
   const mqtt = o.keep?.mqtt ?? (await MqttCollector.connect(broker.url, [`${root}/ota`, `${root}/cam/score`, `${root}/cmd/+/reply`, `homeassistant/sensor/${device}/#`]));
   const from = mqtt.mark;
-  const daemon = spawnCli(['run', '--config', config]);
+  const daemon = spawnCli(['run', '--config', config], o.env ? { env: o.env } : {});
   await mqtt.waitFor((m) => m.topic === `${root}/ota` && !m.retain, { from, timeoutMs: 30_000 }).catch((err: unknown) => {
     throw new Error(`${String(err)}\n${daemon.output()}`);
   });
@@ -667,6 +667,62 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
       assert.equal(resumed?.state, 'probation', JSON.stringify(resumed));
       assert.deepEqual(resumed?.running, { name: shipped.name, version: '9.8.0' });
       assert.equal(await nextScoreVersion(r), '9.8.0');
+    } finally {
+      await r.daemon.stop();
+      await r.mqtt.close();
+    }
+  });
+
+  /**
+   * NTP stepping the wall clock years forward (a board that booted at its last saved time) or
+   * back (an admin's correction) during probation, for a `moead-edge run` whose clock
+   * libfaketime moves (test/harness/wall-clock.ts). The probation's length is monotonic time.
+   */
+  test('a wall clock stepped ten years forward, then back, during probation leaves it as long as ota.probationS', async () => {
+    const clock = await WallClock.create(dir.file('ota-clock-forward.time'));
+    const url = await serveBundle('v990', { edit: bump('9.9.0') });
+    const r = await startDaemon('ota-clock-forward', { probationS: 120, env: clock.env() });
+    try {
+      const from = r.mqtt.mark;
+      assert.equal((await command(r, 'update-model', { id: 'k1', url })).ok, true);
+      assert.equal((await otaUntil(r, from, ['probation', 'failed'])).at(-1)?.state, 'probation');
+      for (const [n, offset] of [[2, '+3650d'], [3, '-3650d']] as const) {
+        await clock.set(offset);
+        // Refused while on probation, naming what is left of it: at most the 120 s it began with.
+        const busy = await command(r, 'update-model', { id: `k${n}`, url });
+        const left = /the model switched by update k1 is on probation for (-?\d+) s more/.exec(busy.error ?? '');
+        assert.ok(left, `after stepping the clock ${offset}: ${JSON.stringify(busy)}`);
+        assert.ok(Number(left[1]) >= 1 && Number(left[1]) <= 120, `after stepping the clock ${offset}, ${left[1]} s of a 120 s probation are said to be left`);
+      }
+    } finally {
+      await r.daemon.stop();
+      await r.mqtt.close();
+    }
+  });
+
+  test('a wall clock stepped ten years back during a download, and again during probation, holds back neither the progress reports nor the end of probation', async () => {
+    const clock = await WallClock.create(dir.file('ota-clock-back.time'));
+    const url = await serveBundle('v991', { edit: bump('9.9.1') });
+    // The transfer breaks off and resumes a second later (ota.downloadRetries), so that the
+    // step falls between two progress reports.
+    server.faults.set('v991/model.onnx', { kind: 'truncate', afterBytes: 500_000, times: 1 });
+    const r = await startDaemon('ota-clock-back', { probationS: 3, env: clock.env() });
+    try {
+      const from = r.mqtt.mark;
+      assert.equal((await command(r, 'update-model', { id: 'b1', url })).ok, true);
+      await r.mqtt.waitFor((m) => m.topic === `${r.root}/ota` && ota(m).progress !== undefined, { from, timeoutMs: 30_000 });
+      await clock.set('-3650d');
+      const stepped = r.mqtt.mark;
+      assert.equal((await otaUntil(r, from, ['probation', 'failed'])).at(-1)?.state, 'probation');
+      const progress = r.mqtt.on(`${r.root}/ota`).filter((m) => m.index >= stepped).flatMap((m) => ota(m).progress ?? []);
+      assert.ok(progress.some((p) => p.bytes < p.total), `no progress report between the step and the end of the download: ${JSON.stringify(progress)}`);
+
+      await clock.set('-7300d');
+      const end = (await otaUntil(r, from, ['active', 'rolled_back', 'failed'], 30_000)).at(-1);
+      assert.equal(end?.state, 'active', JSON.stringify(end));
+      assert.equal(end?.message, 'passed 3 s of probation');
+      // Messages keep the wall clock's time, so this also shows the steps reached the daemon.
+      assert.ok((end?.ts ?? '') < new Date(Date.now() - 7000 * 86_400_000).toISOString(), `ts ${end?.ts} is not twenty years back`);
     } finally {
       await r.daemon.stop();
       await r.mqtt.close();
