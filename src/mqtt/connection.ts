@@ -17,7 +17,8 @@ export interface ConnectionOptions {
   url: string;
   /** Everything but reconnect handling, which this class owns. */
   client: Omit<IClientOptions, 'reconnectPeriod'>;
-  backoff: { minMs: number; maxMs: number };
+  /** `random` is Math.random unless a test needs the delays known (src/mqtt/backoff.ts). */
+  backoff: { minMs: number; maxMs: number; random?: () => number };
   /** Options that change with every attempt (Sparkplug's NDEATH will carries a new bdSeq). */
   perAttempt?: () => Partial<IClientOptions>;
   log: Log;
@@ -50,6 +51,11 @@ export class Connection {
   #timer: NodeJS.Timeout | undefined;
   /** Pending retries of refused subscriptions; they belong to the live session only. */
   readonly #subscribeRetries = new Set<NodeJS.Timeout>();
+  /**
+   * performance.now() at the connect: how long a session held is monotonic time, since NTP
+   * stepping the wall clock (boards without a battery-backed RTC) would make a session of a
+   * second look stable, or a stable one not.
+   */
   #connectedAt = 0;
   #reconnects = 0;
   #everConnected = false;
@@ -62,7 +68,7 @@ export class Connection {
   constructor(opts: ConnectionOptions) {
     this.#opts = opts;
     this.#shownUrl = redact(opts.url);
-    this.#backoff = new Backoff(opts.backoff.minMs, opts.backoff.maxMs);
+    this.#backoff = new Backoff(opts.backoff.minMs, opts.backoff.maxMs, opts.backoff.random);
     this.#firstOutcome = new Promise((resolve) => {
       this.#settleFirst = resolve;
     });
@@ -210,7 +216,7 @@ export class Connection {
       this.#connected = true;
       if (this.#everConnected) this.#reconnects += 1;
       this.#everConnected = true;
-      this.#connectedAt = Date.now();
+      this.#connectedAt = performance.now();
       this.#lastError = undefined;
       this.#opts.log('info', `mqtt: connected to ${this.#shownUrl}`);
       void this.#runConnectedHooks(client, generation);
@@ -230,7 +236,7 @@ export class Connection {
       this.#connected = false;
       this.#clearSubscribeRetries();
       if (wasConnected) {
-        if (Date.now() - this.#connectedAt >= STABLE_MS) this.#backoff.reset();
+        if (performance.now() - this.#connectedAt >= STABLE_MS) this.#backoff.reset();
         for (const h of this.#onDisconnected) h();
       }
       this.#lastError ??= `connection to ${this.#shownUrl} closed`;

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { Backoff } from '../../src/mqtt/backoff.js';
 import { createFleetLink } from '../../src/mqtt/index.js';
-import { Mosquitto, MqttCollector, tempDir } from '../harness/index.js';
+import { freePort, Mosquitto, MqttCollector, spawnProcess, tempDir, WallClock, type ChildHandle } from '../harness/index.js';
 import { testConfig, until } from './helpers.js';
 
 test('backoff: full jitter within a window that doubles up to the cap, reset starts over', () => {
@@ -131,6 +132,34 @@ test('credentials in mqtt.url never reach the log: connected, lost and cannot-co
   } finally {
     await link.stop();
     await broker.teardown();
+    await state.remove();
+  }
+});
+
+const CONNECTION_DRIVER = fileURLToPath(new URL('./fixtures/connection-driver.js', import.meta.url));
+
+/** The delay of a "retrying in N ms" line of the driver. */
+const retryDelay = (line: { text: string }): number => Number(/retrying in (\d+) ms$/.exec(line.text)?.[1]);
+
+test('a session cut short after NTP stepped the wall clock ten years forward does not count as one that held: the backoff goes on widening', async () => {
+  const state = await tempDir('moead-clock-step-');
+  const clock = await WallClock.create(state.file('clock'));
+  const port = await freePort();
+  // Windows of 100, 200, 400 … ms with the jitter at half: a backoff started over waits 50 ms.
+  const driver: ChildHandle = spawnProcess(process.execPath, [CONNECTION_DRIVER, `mqtt://127.0.0.1:${port}`, '100', '60000'], { env: clock.env() });
+  let broker: Mosquitto | undefined;
+  try {
+    const failed = await driver.waitForLine(/cannot connect to .*; retrying in 100 ms$/);
+    assert.equal(retryDelay(failed), 100, 'the second refused attempt waits in the second window');
+    broker = await Mosquitto.start({ port });
+    await driver.waitForLine(/mqtt: connected to mqtt:\/\/127\.0\.0\.1/);
+    await clock.set('+3650d');
+    await broker.stop();
+    const lost = await driver.waitForLine(/mqtt: lost mqtt:\/\/127\.0\.0\.1:\d+: .*; retrying in \d+ ms$/);
+    assert.ok(retryDelay(lost) >= 200, `a session of moments, ten years long by the wall clock, started the backoff over: ${lost.text}`);
+  } finally {
+    await driver.stop();
+    await broker?.teardown();
     await state.remove();
   }
 });
