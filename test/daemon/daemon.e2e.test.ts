@@ -15,7 +15,7 @@ import { CameraSeq } from '../../src/scoring/seq.js';
 import { scoreImages } from '../../src/inference/files.js';
 import { describeRegion } from '../../src/scoring/decide.js';
 import { CameraTelemetrySchema, CommandReplySchema, EventPayloadSchema, ScorePayloadSchema, TelemetryPayloadSchema } from '../../src/mqtt/topics.js';
-import { Mosquitto, MqttCollector, spawnCli, tempDir, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
+import { Mosquitto, MqttCollector, spawnCli, tempDir, WallClock, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
 import { writeSyntheticBundle } from '../inference/synthetic-bundle.js';
 import { CORRUPT_PNG, testBundle, testFrames, writeOneCameraConfig, writeStuckCameraConfig } from './fixtures.js';
 
@@ -492,5 +492,60 @@ test("EXPECTED FAILURE - at start a torn open-event file is reported once and re
     }
   } finally {
     await scratch.remove();
+  }
+});
+
+/**
+ * A board without a battery-backed RTC: NTP steps the wall clock years back and forward while
+ * the daemon scores (libfaketime, test/harness/wall-clock.ts). Messages keep the wall clock's
+ * `ts`; seq, event ids and what the daemon measures (uptime) do not depend on it.
+ */
+test('a wall clock stepped ten years back, then twenty forward, while scoring: seq stays gap-free and in order, events pair up, ts follows the clock', async () => {
+  const device = 'e2e-clock';
+  const root = `moead/${device}`;
+  const clock = await WallClock.create(dir.file('clock.time'));
+  const config = await writeOneCameraConfig(dir.file('clock.yaml'), {
+    stateDir: dir.file('clock-state'),
+    camera: { name: 'cam1', path: dir.file('frames'), fps: 8 },
+    model: (await testBundle(dir.path)).dir,
+    broker: broker.url,
+    device,
+    extra: ['telemetry: {intervalS: 1}', `scoring: {threshold: ${threshold}, startFrames: 1, endFrames: 1}`],
+  });
+  const sub = await MqttCollector.connect(broker.url, `${root}/#`);
+  const daemon = spawnCli(['run', '--config', config], { env: clock.env() });
+  const days = 86_400_000;
+  const scored = () => sub.on(`${root}/cam1/score`).map((m) => ScorePayloadSchema.parse(m.json()));
+  try {
+    /** Waits for a score and a telemetry message stamped `when`, then a few more scores. */
+    const scoredWhen = async (what: string, when: (ts: number) => boolean) => {
+      for (const topic of [`${root}/cam1/score`, `${root}/telemetry`]) {
+        await sub.waitFor((m) => m.topic === topic && when(Date.parse((m.json() as { ts: string }).ts)), { timeoutMs: 30_000 }).catch((err: unknown) => {
+          throw new Error(`nothing on ${topic} ${what}: ${String(err)}\n${daemon.output()}`);
+        });
+      }
+      await sub.waitForCount(`${root}/cam1/score`, scored().length + 3, { timeoutMs: 30_000 });
+    };
+    await scoredWhen('on the real clock', (ts) => Math.abs(ts - Date.now()) < 1000 * days);
+    await clock.set('-3650d');
+    await scoredWhen('ten years back', (ts) => ts < Date.now() - 3000 * days);
+    await clock.set('+3650d');
+    await scoredWhen('ten years ahead', (ts) => ts > Date.now() + 3000 * days);
+    daemon.signal('SIGTERM');
+    assert.equal((await daemon.waitForExit(30_000)).code, 0, daemon.output());
+
+    const all = scored();
+    assert.deepEqual(all.map((s) => s.seq), [...Array(all.length).keys()], 'seq from 0 without gaps, in the order published, across both steps');
+    assert.ok(all.every((s) => s.latency_ms < 60_000), `latency is monotonic time: ${Math.max(...all.map((s) => s.latency_ms))} ms`);
+    const events = sub.on(`${root}/cam1/event`).map((m) => EventPayloadSchema.parse(m.json()));
+    const starts = events.filter((e) => e.type === 'start').map((e) => e.id);
+    assert.ok(starts.length >= 1, 'test setup: events started');
+    assert.equal(new Set(starts).size, starts.length, 'event ids are not reused');
+    assert.deepEqual(events.filter((e) => e.type === 'end').map((e) => e.id), starts, 'every start has its end, in order');
+    const uptimes = sub.on(`${root}/telemetry`).map((m) => TelemetryPayloadSchema.parse(m.json()).uptime_s);
+    assert.deepEqual(uptimes, [...uptimes].sort((a, b) => a - b), 'uptime never goes back with the wall clock');
+  } finally {
+    await daemon.stop();
+    await sub.close();
   }
 });
