@@ -8,6 +8,7 @@
  */
 import { connect, ReasonCodes, type IClientOptions, type IClientPublishOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import { z } from 'zod';
+import { certificateDateError } from '../util/cert-dates.js';
 import { redact } from '../util/redact.js';
 import { Backoff } from './backoff.js';
 
@@ -275,16 +276,8 @@ export function errorText(err: unknown): string {
 export function describeConnectError(err: unknown, url: string, configPath: string): string {
   const e = err as Error & { code?: string | number };
   const code = typeof e.code === 'string' ? e.code : undefined;
-  // A certificate outside its validity is judged by this device's clock, and a board without a
-  // battery-backed RTC boots at 1970 or at its last saved time until NTP sets it: the line
-  // shows the clock, so that an operator sees when it, not the certificate, is wrong.
-  const clock = new Date().toISOString();
-  if (code === 'CERT_NOT_YET_VALID') {
-    return `TLS: the broker's certificate (or its CA's) is not valid yet by this device's clock, which reads ${clock}; the clock is likely behind (no battery-backed clock, NTP not synchronised yet): set it (timedatectl, NTP) and the next attempt connects`;
-  }
-  if (code === 'CERT_HAS_EXPIRED') {
-    return `TLS: the broker's certificate (or its CA's) has expired by this device's clock, which reads ${clock}; renew it on the broker, or, if that date is wrong, set the clock (timedatectl, NTP)`;
-  }
+  const dates = certificateDateError(code, 'the broker');
+  if (dates !== undefined) return `TLS: ${dates}`;
   const tlsCodes = ['SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_SIGNATURE_FAILURE'];
   if (code !== undefined && tlsCodes.includes(code)) {
     return `TLS: the broker's certificate was refused (${code}: ${e.message}); check ${configPath}.tls.ca and ${configPath}.tls.servername`;

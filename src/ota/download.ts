@@ -9,6 +9,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { certificateDateError } from '../util/cert-dates.js';
 
 export class DownloadError extends Error {
   override readonly name = 'DownloadError';
@@ -82,8 +83,10 @@ async function attempt(url: string, out: { handle: FileHandle; file: string }, p
     } catch (err) {
       const why = aborted();
       if (why !== undefined) throw new DownloadError(url, why);
-      const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
-      throw new DownloadError(url, `${err instanceof Error ? err.message : String(err)}${cause}`, true);
+      const cause = err instanceof Error && err.cause instanceof Error ? err.cause : undefined;
+      // Retried like other network failures: NTP may set the clock meanwhile.
+      const dates = certificateDateError(cause && 'code' in cause ? cause.code : undefined, 'the update server');
+      throw new DownloadError(url, dates ?? `${err instanceof Error ? err.message : String(err)}${cause ? `: ${cause.message}` : ''}`, true);
     }
     const location = REDIRECTS.has(response.status) ? response.headers.get('location') : null;
     if (location === null) break;

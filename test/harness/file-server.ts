@@ -1,5 +1,5 @@
 /**
- * A real HTTP server on loopback that serves a folder, for download tests, with single
+ * A real HTTP (or HTTPS) server on loopback that serves a folder, for download tests, with single
  * byte-range requests as web servers answer them (206). A test can make one path misbehave
  * the ways networks do: cut the body short, stall, answer with an error status, or send more
  * than it announced.
@@ -7,6 +7,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join, normalize } from 'node:path';
 
@@ -34,21 +35,23 @@ export class FileServer {
   readonly #root: string;
   readonly #open = new Set<ServerResponse>();
 
-  private constructor(root: string, server: Server) {
+  private constructor(root: string, server: Server, readonly scheme: 'http' | 'https') {
     this.#root = root;
     this.#server = server;
   }
 
-  static async start(root: string): Promise<FileServer> {
-    const server = createServer((req, res) => void instance.serve(req, res));
-    const instance = new FileServer(root, server);
+  /** Serves `root`; over HTTPS with `tls` (a PEM key and certificate), else HTTP. */
+  static async start(root: string, tls?: { key: Buffer; cert: Buffer }): Promise<FileServer> {
+    const handler = (req: IncomingMessage, res: ServerResponse) => void instance.serve(req, res);
+    const server = tls ? createTlsServer(tls, handler) : createServer(handler);
+    const instance = new FileServer(root, server, tls ? 'https' : 'http');
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return instance;
   }
 
-  /** `http://127.0.0.1:PORT/` + path. */
+  /** `http://127.0.0.1:PORT/` (or https:) + path. */
   url(path = ''): string {
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}/${path}`;
+    return `${this.scheme}://127.0.0.1:${(this.#server.address() as AddressInfo).port}/${path}`;
   }
 
   async close(): Promise<void> {

@@ -6,6 +6,7 @@
  * or a crash during it, returns to the model before.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join } from 'node:path';
@@ -726,6 +727,29 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
     } finally {
       await r.daemon.stop();
       await r.mqtt.close();
+    }
+  });
+
+  test('EXPECTED FAILURE - an https update server whose certificate is not valid yet by a clock ten years behind fails naming the clock and its reading', async () => {
+    // A certificate made now, trusted by the daemon (NODE_EXTRA_CA_CERTS), whose clock is ten years back.
+    const [key, cert] = [dir.file('ota-https.key'), dir.file('ota-https.crt')];
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const https = await FileServer.start(dir.file('srv'), { key: await readFile(key), cert: await readFile(cert) });
+    const clock = await WallClock.create(dir.file('ota-https.time'));
+    await clock.set('-3650d');
+    await serveBundle('v992', { edit: bump('9.9.2') });
+    const r = await startDaemon('ota-https-clock', { probationS: 1, ota: 'downloadRetries: 0', env: { ...clock.env(), NODE_EXTRA_CA_CERTS: cert } });
+    try {
+      const from = r.mqtt.mark;
+      assert.equal((await command(r, 'update-model', { id: 'h1', url: https.url('v992/') })).ok, true);
+      const end = (await otaUntil(r, from, ['failed', 'probation'])).at(-1);
+      assert.equal(end?.state, 'failed', JSON.stringify(end));
+      assert.match(end?.message ?? '', /manifest\.json: the update server's certificate \(or its CA's\) is not valid yet by this device's clock, which reads 20\d\d-[-\d]+T[\d:.]+Z; the clock is likely behind .*set it \(timedatectl, NTP\)/);
+      assert.ok(Number(/which reads (\d{4})/.exec(end?.message ?? '')?.[1]) < new Date().getUTCFullYear() - 9, `the reading shown is the device's clock: ${end?.message}`);
+    } finally {
+      await r.daemon.stop();
+      await r.mqtt.close();
+      await https.close();
     }
   });
 });
