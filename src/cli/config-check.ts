@@ -18,6 +18,11 @@ export const CONFIG_USAGE = `usage: moead-edge config check FILE [--print]
 
 export async function configCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
+  // `moead-edge <command> --help` is the main usage's promise for every command, this one too.
+  if (sub === '--help' || sub === '-h') {
+    console.log(CONFIG_USAGE);
+    return EXIT.ok;
+  }
   if (sub !== 'check') throw new UsageError(sub === undefined ? 'config: missing subcommand' : `config: unknown subcommand "${sub}"`, CONFIG_USAGE);
   const { values, positionals } = parse(rest, { print: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, CONFIG_USAGE, { positionals: true });
   if (values.help) {

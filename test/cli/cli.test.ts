@@ -96,6 +96,13 @@ describe('usage', () => {
     assert.equal(badFlag.code, 2);
     assert.match(badFlag.stderr, /Unknown option '--nope'[\s\S]*usage: moead-edge score/);
   });
+  test('`moead-edge <command> --help` shows each command\'s options, as the usage promises (train: below)', async () => {
+    for (const command of ['run', 'config', 'score', 'calibrate', 'systemd-unit', 'keygen', 'sign']) {
+      const r = await runCli([command, '--help']);
+      assert.equal(r.code, 0, `${command} --help: ${r.stderr}`);
+      assert.match(r.stdout, new RegExp(`^usage: moead-edge ${command}\\b`), `${command} --help`);
+    }
+  });
   test('--version prints the package version', async () => {
     const pkg = JSON.parse(await readFile(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
     const r = await runCli(['--version']);
