@@ -1,18 +1,23 @@
 /**
  * `moead-edge train ...`: the Python toolchain's `train`, run in its own environment
- * (created on first use) with cwd training/, output streamed as it comes.
+ * (created on first use), output streamed as it comes.
  */
 import { spawn } from 'node:child_process';
+import { delimiter } from 'node:path';
 import { ensurePythonEnv, TRAINING_DIR } from '../toolchain/python-env.js';
 import { EXIT } from './args.js';
 
 export const TRAIN_USAGE = `usage: moead-edge train [ARGS...]
-  Runs \`python -m moead_edge train ARGS...\` in training/ with the toolchain's Python
-  environment (training/.venv, created on first use). \`moead-edge train --help\` lists its options.`;
+  Runs \`python -m moead_edge train ARGS...\` with the toolchain's Python environment
+  (training/.venv, created on first use); relative paths are the current folder's.
+  \`moead-edge train --help\` lists its options.`;
 
 export async function trainCommand(argv: string[]): Promise<number> {
   const python = ensurePythonEnv((line) => console.error(line));
-  const child = spawn(python, ['-m', 'moead_edge', 'train', ...argv], { cwd: TRAINING_DIR, stdio: 'inherit' });
+  // The package is found through PYTHONPATH, not by running in training/: the caller's relative
+  // --data/--out must mean what they mean to every other command (`sign` reads the bundle after).
+  const pythonPath = [TRAINING_DIR, process.env.PYTHONPATH].filter((p) => p !== undefined && p !== '').join(delimiter);
+  const child = spawn(python, ['-m', 'moead_edge', 'train', ...argv], { env: { ...process.env, PYTHONPATH: pythonPath }, stdio: 'inherit' });
   // Ctrl-C reaches the child through the terminal's process group; SIGTERM from a supervisor is passed on.
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   process.on('SIGTERM', forward);

@@ -263,4 +263,15 @@ describe('train', () => {
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /unrecognized arguments: --no-such-option|required/);
   });
+
+  test('relative --data and --out paths are the caller\'s, as for every other command (docs/ota.md trains into a folder that `sign` then reads)', async () => {
+    // An empty folder next to the caller: found, and refused for its layout. Resolved against
+    // training/ instead, it "does not exist", and --out would land inside training/.
+    const cwd = join(dir.path, 'caller');
+    await mkdir(join(cwd, 'my-data'), { recursive: true });
+    const r = await runCli(['train', '--data', 'my-data', '--out', 'my-bundle', '--quiet'], { cwd, timeoutMs: 120_000 });
+    assert.equal(r.code, 2, r.stderr);
+    assert.doesNotMatch(r.stderr, /does not exist/);
+    assert.match(r.stderr, /my-data: not an MVTec-AD layout/);
+  });
 });
