@@ -4,7 +4,9 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { applyOverrides, ConfigError, ConfigStore, loadConfig, validateConfigText } from '../../src/config/index.js';
-import { ScoringConfigSchema } from '../../src/config/schema.js';
+import { ConfigSchema, ScoringConfigSchema } from '../../src/config/schema.js';
+import { isArrayAt, keysAt } from '../../src/config/shape.js';
+import { formatKeyPath } from '../../src/util/key-path.js';
 import { PACKAGE_ROOT } from '../../src/util/paths.js';
 import { tempDir, withSmallDisk, type TempDir } from '../harness/index.js';
 
@@ -458,5 +460,50 @@ describe('docs/config.md', () => {
     const { config } = validateConfigText(example, '/etc/moead/config.yaml', {});
     assert.deepEqual(config.cameras.map((c) => c.name), ['bench', 'line1']);
     assert.equal(config.scoring.cameraThresholds.line1, 0.9);
+  });
+
+  /** docs/config.md and the docs its reference points to for a section. */
+  const readDocs = async (): Promise<Record<string, string>> =>
+    Object.fromEntries(await Promise.all(['config', 'mqtt', 'cameras', 'ota'].map(async (name) => [name, await readFile(join(PACKAGE_ROOT, 'docs', `${name}.md`), 'utf8')] as const)));
+
+  /** Every key path of the schema, camera types and nested sections included; list elements as 0. */
+  function schemaKeyPaths(path: (string | number)[] = []): (string | number)[][] {
+    const nested = isArrayAt(ConfigSchema, path) ? schemaKeyPaths([...path, 0]) : [];
+    return [...nested, ...keysAt(ConfigSchema, path).flatMap((key) => [[...path, key], ...schemaKeyPaths([...path, key])])];
+  }
+
+  test('every key of the schema is named in the docs, so a key added without a word about it fails here', async () => {
+    const text = Object.values(await readDocs()).join('\n');
+    const yamlKeys = new Set([...text.matchAll(/```yaml\n([\s\S]*?)```/g)].flatMap((m) => [...(m[1] ?? '').matchAll(/^[ -]*([A-Za-z]+):/gm)].map((k) => k[1])));
+    // Named = written as code, on its own or in a dotted path or a list of keys (`key`,
+    // `mqtt.tls.key`, `{x, y}`), or set in one of the YAML examples.
+    const named = (key: string) => yamlKeys.has(key) || new RegExp(`\`[^\`\n]*\\b${key}\\b[^\`\n]*\``).test(text);
+    const missing = schemaKeyPaths().filter((path) => !named(String(path.at(-1)))).map((path) => formatKeyPath(path));
+    assert.deepEqual(missing, [], 'keys no doc names (docs/config.md, mqtt.md, cameras.md, ota.md)');
+  });
+
+  test('the defaults in the reference tables are the schema\'s', async () => {
+    const docs = await readDocs();
+    const defaults = ConfigSchema.parse({}) as unknown as Record<string, Record<string, unknown>>;
+    let checked = 0;
+    // `| `key` | `default` | meaning |` rows under `inference:`, `scoring:`, `telemetry:` (config.md) and
+    // `| `ota.key` | ... |` (ota.md); rows whose default is words (`the board's`, `512 MiB`) are left out.
+    const sections: [string, string, string][] = [['config', 'inference', '`inference:`'], ['config', 'scoring', '`scoring:`'], ['config', 'telemetry', '`telemetry:`'], ['ota', 'ota', '## Config']];
+    for (const [doc, section, heading] of sections) {
+      const from = (docs[doc] ?? '').indexOf(heading);
+      assert.ok(from >= 0, `docs/${doc}.md has no ${heading} table`);
+      const table = (docs[doc] ?? '').slice(from).split('\n\n')[1] ?? '';
+      for (const row of table.matchAll(/^\| (`[^|]+`) \| (`[^|]+`) \|/gm)) {
+        const keys = [...(row[1] ?? '').matchAll(/`([^`]+)`/g)].map((m) => (m[1] ?? '').replace(/^ota\./, '').split('.'));
+        const values = [...(row[2] ?? '').matchAll(/`([^`]+)`/g)].map((m) => m[1] ?? '');
+        assert.equal(keys.length, values.length, `docs/${doc}.md: ${row[0]}`);
+        keys.forEach((key, i) => {
+          const actual = key.reduce<unknown>((at, k) => (at as Record<string, unknown>)[k], defaults[section]);
+          assert.equal(values[i], typeof actual === 'string' ? actual : JSON.stringify(actual), `docs/${doc}.md: default of ${section}.${key.join('.')}`);
+          checked += 1;
+        });
+      }
+    }
+    assert.ok(checked >= 15, `only ${checked} documented defaults found: did a table's layout change?`);
   });
 });

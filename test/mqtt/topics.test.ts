@@ -58,17 +58,33 @@ test('a topic level is 1 to 128 characters with no NUL; the base is checked like
   assert.throws(() => deviceTopics('plant/moead', 'd'), /topic level/);
 });
 
-test('the QoS and retain flag of each topic are the ones the table in docs/mqtt.md promises', async () => {
-  const docs = await readFile(repoPath('docs', 'mqtt.md'), 'utf8');
+/** The topic kinds a docs table lists with their QoS and retain flag; `direction` matches docs/mqtt.md's extra column. */
+async function documentedDelivery(file: string, direction: string): Promise<Record<string, { qos: number; retain: boolean }>> {
+  const docs = await readFile(repoPath(file), 'utf8');
   // The docs name topics by their last level; DELIVERY by kind.
   const kinds: Record<string, keyof typeof DELIVERY> = { availability: 'availability', score: 'score', event: 'event', snapshot: 'snapshot', status: 'cameraStatus', telemetry: 'telemetry', ota: 'ota', reply: 'reply' };
   const documented = new Map<string, { qos: number; retain: boolean }>();
-  for (const m of docs.matchAll(/^\| `<base>\/<device>\/(?:[^`|]*\/)?([a-z]+)` \| device → \| (\d) \| (yes|no) \|/gm)) {
+  for (const m of docs.matchAll(new RegExp(`^\\| \`<base>/<device>/(?:[^\`|]*/)?([a-z]+)\` \\| ${direction}(\\d) \\| (yes|no) \\|`, 'gm'))) {
     const kind = kinds[m[1] as string];
-    assert.ok(kind, `docs/mqtt.md lists a topic kind the code does not know: ${m[1]}`);
+    assert.ok(kind, `${file} lists a topic kind the code does not know: ${m[1]}`);
     documented.set(kind, { qos: Number(m[2]), retain: m[3] === 'yes' });
   }
-  assert.deepEqual(Object.fromEntries(documented), { ...DELIVERY });
+  return Object.fromEntries(documented);
+}
+
+test('the QoS and retain flag of each topic are the ones the table in docs/mqtt.md promises', async () => {
+  assert.deepEqual(await documentedDelivery('docs/mqtt.md', 'device → \\| '), { ...DELIVERY });
+});
+
+test('the MQTT contract table in README.md promises the same, and both docs name every command', async () => {
+  assert.deepEqual(await documentedDelivery('README.md', ''), { ...DELIVERY });
+  const readme = await readFile(repoPath('README.md'), 'utf8');
+  const mqttDoc = await readFile(repoPath('docs', 'mqtt.md'), 'utf8');
+  const cmdRow = /^\| `<base>\/<device>\/cmd\/<name>` \|.*$/m.exec(readme)?.[0] ?? '';
+  for (const name of Object.keys(COMMAND_SCHEMAS)) {
+    assert.ok(cmdRow.includes(`\`${name}\``), `README.md's cmd/<name> row does not name ${name}`);
+    assert.match(mqttDoc, new RegExp(`^\\| \`${name}\` \\|`, 'm'), `docs/mqtt.md's command table has no row for ${name}`);
+  }
 });
 
 test('command requests: ids of 1-128 characters, thresholds above 0, URLs up to 2048 characters, no unknown fields', () => {
