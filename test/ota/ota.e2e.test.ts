@@ -734,7 +734,7 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
     // A certificate made now, trusted by the daemon (NODE_EXTRA_CA_CERTS), whose clock is ten years back.
     const [key, cert] = [dir.file('ota-https.key'), dir.file('ota-https.crt')];
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const https = await FileServer.start(dir.file('srv'), { key: await readFile(key), cert: await readFile(cert) });
+    const https = await FileServer.start(dir.file('srv'), { tls: { key: await readFile(key), cert: await readFile(cert) } });
     const clock = await WallClock.create(dir.file('ota-https.time'));
     await clock.set('-3650d');
     await serveBundle('v992', { edit: bump('9.9.2') });
