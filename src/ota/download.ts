@@ -49,7 +49,11 @@ const MAX_RETRY_DELAY_MS = 30_000;
 const MAX_REDIRECTS = 10;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
-/** Only plain HTTP(S): a `file:` or `data:` URL from a remote command must not read the device's disk. */
+/**
+ * The URL of a bundle's folder, from an update command: plain HTTP(S) only (a `file:` or
+ * `data:` URL from a remote command must not read the device's disk), with nothing secret in
+ * it, and ending in `/` so that the bundle's files resolve under it.
+ */
 export function checkUpdateUrl(text: string): URL {
   let url: URL;
   try {
@@ -59,6 +63,16 @@ export function checkUpdateUrl(text: string): URL {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`url: expected http: or https:, got ${url.protocol}`);
   if (url.username || url.password) throw new Error('url: credentials in the URL would be published in status messages; serve the bundle without them');
+  // A query is often a token (?token=…), as secret as credentials; and the files' URLs are
+  // resolved against the folder's, which drops the query anyway: it would never reach them.
+  if (url.search) throw new Error('url: a query string (?…) would be published in status messages and is not sent for the bundle\'s files; serve the bundle without one');
+  if (url.hash) throw new Error('url: a fragment (#…) names nothing on the server; leave it out');
+  // Added to the path, not to the text: `…/b?x` or `…/b#x` would otherwise stay the file `b`,
+  // and the bundle's files would be looked for in its parent folder.
+  if (!url.pathname.endsWith('/')) url.pathname += '/';
+  // An empty `?` or `#` says nothing either; the href published in status messages goes without it.
+  url.search = '';
+  url.hash = '';
   return url;
 }
 

@@ -143,7 +143,7 @@ export class ModelUpdater {
    */
   update(request: UpdateRequest): { accepted: true; url: string } {
     this.#refuseWhileBusy();
-    const base = checkUpdateUrl(request.url.endsWith('/') ? request.url : `${request.url}/`);
+    const base = checkUpdateUrl(request.url);
     if (this.#deps.config().trustedKeys.length === 0) throw new Error('ota.trustedKeys is empty: this device accepts no update until the fleet signing key is configured');
     this.#busy = { request: request.id, step: 'downloading' };
     void this.#track(

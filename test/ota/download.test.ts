@@ -153,4 +153,24 @@ describe('checkUpdateUrl', () => {
     assert.throws(() => checkUpdateUrl('https://user:pw@fleet.example/'), /url: credentials in the URL/);
     assert.throws(() => checkUpdateUrl('not a url'), /url: not a URL/);
   });
+
+  test('the folder\'s URL ends in a slash added to its path, percent-encoding kept, so that the files resolve under it', () => {
+    assert.equal(checkUpdateUrl('https://fleet.example/b').href, 'https://fleet.example/b/');
+    assert.equal(checkUpdateUrl('https://fleet.example/line%203/b%2F1').href, 'https://fleet.example/line%203/b%2F1/');
+    assert.equal(checkUpdateUrl('http://[::1]:8080/b').href, 'http://[::1]:8080/b/');
+    // An empty query or fragment says nothing: dropped, not added to the path as `?/`.
+    assert.equal(checkUpdateUrl('https://fleet.example/b?').href, 'https://fleet.example/b/');
+    assert.equal(checkUpdateUrl('https://fleet.example/b/#').href, 'https://fleet.example/b/');
+  });
+
+  test('BAD CALL - a query string (a token as secret as credentials, and never sent for the files) or a fragment is refused, without repeating it', () => {
+    for (const url of ['https://fleet.example/b?token=s3cret', 'https://fleet.example/b/?token=s3cret']) {
+      assert.throws(
+        () => checkUpdateUrl(url),
+        (err: unknown) => err instanceof Error && /^url: a query string \(\?…\) would be published in status messages/.test(err.message) && !err.message.includes('s3cret'),
+        url,
+      );
+    }
+    assert.throws(() => checkUpdateUrl('https://fleet.example/b#v2'), /url: a fragment \(#…\) names nothing on the server/);
+  });
 });

@@ -309,12 +309,16 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
         [{ id: 'm2', url: 'file:///etc/passwd' }, /url: expected http: or https:, got file:/],
         [{ id: 'm3', url: 'http://127.0.0.1:9/', extra: 1 }, /extra/],
         [{ id: 'm4', url: 42 }, /url: /],
+        // A token in the query would be published in the reply and on …/ota, and never sent for the files.
+        [{ id: 'm6', url: `${server.url('v950')}?token=s3cret` }, /^url: a query string \(\?…\) would be published in status messages/],
+        [{ id: 'm7', url: `${server.url('v950/')}?token=s3cret` }, /^url: a query string/],
       ];
       const from = r.mqtt.mark;
       for (const [body, message] of cases) {
         const reply = await command(r, 'update-model', body);
         assert.equal(reply.ok, false, JSON.stringify(reply));
         assert.match(reply.error ?? '', message);
+        assert.doesNotMatch(reply.error ?? '', /s3cret/);
       }
       assert.deepEqual(r.mqtt.on(`${r.root}/ota`).filter((m) => m.index >= from), [], 'no update started');
       const rollback = await command(r, 'rollback-model', { id: 'm5' });
