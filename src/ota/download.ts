@@ -85,13 +85,23 @@ interface Progress {
   hash: Hash;
 }
 
+const statusLine = (response: Response) => `HTTP ${response.status} ${response.statusText}`.trim();
+
 /** One request: from byte `progress.received` on when there is something to resume. */
 async function attempt(url: string, out: { handle: FileHandle; file: string }, progress: Progress, limit: number, signal: AbortSignal, limits: DownloadLimits, aborted: () => string | undefined): Promise<void> {
   const resumeAt = progress.received;
   let response: Response;
+  let current = url;
+  // After a redirect, errors also say where it led: origin and path, not the query, which may
+  // carry a token (a pre-signed URL) that status messages would publish.
+  const via = () => {
+    if (current === url) return '';
+    const where = new URL(current);
+    return ` (redirected to ${where.origin}${where.pathname})`;
+  };
   // Redirects are followed here rather than by fetch: fetch refuses one to file: or data:, but
   // as a network error, which would be retried although the server will say the same again.
-  for (let current = url, hops = 0; ; hops++) {
+  for (let hops = 0; ; hops++) {
     try {
       response = await fetch(current, { signal, redirect: 'manual', headers: resumeAt > 0 ? { range: `bytes=${resumeAt}-` } : {} });
     } catch (err) {
@@ -100,11 +110,12 @@ async function attempt(url: string, out: { handle: FileHandle; file: string }, p
       const cause = err instanceof Error && err.cause instanceof Error ? err.cause : undefined;
       // Retried like other network failures: NTP may set the clock meanwhile.
       const dates = certificateDateError(cause && 'code' in cause ? cause.code : undefined, 'the update server');
-      throw new DownloadError(url, dates ?? `${err instanceof Error ? err.message : String(err)}${cause ? `: ${cause.message}` : ''}`, true);
+      throw new DownloadError(url, `${dates ?? `${err instanceof Error ? err.message : String(err)}${cause ? `: ${cause.message}` : ''}`}${via()}`, true);
     }
-    const location = REDIRECTS.has(response.status) ? response.headers.get('location') : null;
-    if (location === null) break;
+    if (!REDIRECTS.has(response.status)) break;
     await response.body?.cancel().catch(() => undefined);
+    const location = response.headers.get('location');
+    if (location === null) throw new DownloadError(url, `${statusLine(response)} without a Location header to follow${via()}`);
     let next: URL;
     try {
       next = new URL(location, current);
@@ -116,16 +127,42 @@ async function attempt(url: string, out: { handle: FileHandle; file: string }, p
     if (hops >= MAX_REDIRECTS) throw new DownloadError(url, `more than ${MAX_REDIRECTS} redirects`);
     current = next.href;
   }
-  if (!response.ok) throw new DownloadError(url, `HTTP ${response.status} ${response.statusText}`.trim(), transientStatus(response.status));
-  if (response.body === null) throw new DownloadError(url, 'the response has no body', true);
-  if (resumeAt > 0 && !(response.status === 206 && new RegExp(`^bytes ${resumeAt}-`).test(response.headers.get('content-range') ?? ''))) {
-    // The server sends the whole file again: start over.
+  /** The error to throw, once the body this answer still has is cancelled (it would hold the connection). */
+  const refuse = async (reason: string, transient = false) => {
+    await response.body?.cancel().catch(() => undefined);
+    return new DownloadError(url, `${reason}${via()}`, transient);
+  };
+  const restart = async () => {
     progress.received = 0;
     progress.hash = createHash('sha256');
     await out.handle.truncate(0);
+  };
+  if (!response.ok) throw await refuse(statusLine(response), transientStatus(response.status));
+  if (response.body === null) throw new DownloadError(url, `the response has no body${via()}`, true);
+  const contentRange = response.headers.get('content-range');
+  if (response.status === 206) {
+    if (Number(/^bytes (\d+)-/.exec(contentRange ?? '')?.[1] ?? Number.NaN) !== resumeAt) {
+      // Bytes from elsewhere in the file (a broken cache or proxy) must not be written where
+      // the next ones belong: what came before is dropped and the next attempt asks for the
+      // whole file, without a Range.
+      await restart();
+      throw await refuse(`HTTP 206 with Content-Range ${JSON.stringify(contentRange)} to a request for ${resumeAt > 0 ? `bytes ${resumeAt}-` : 'the whole file'}`, true);
+    }
+  } else if (resumeAt > 0) {
+    // The server sends the whole file again: start over.
+    await restart();
   }
-  const declared = Number(response.headers.get('content-length') ?? Number.NaN);
-  if (Number.isFinite(declared) && progress.received + declared > limit) throw new DownloadError(url, `the server sends ${progress.received + declared} bytes, at most ${limit} expected`);
+  // A compressed body's Content-Length counts the encoded bytes, which may be more than the
+  // file's (an incompressible PNG); the decoded bytes are held to the limit as they arrive.
+  const encoded = (response.headers.get('content-encoding') ?? 'identity').trim().toLowerCase() !== 'identity';
+  const declared = encoded ? Number.NaN : Number(response.headers.get('content-length') ?? Number.NaN);
+  if (Number.isFinite(declared) && progress.received + declared > limit) throw await refuse(`the server sends ${progress.received + declared} bytes, at most ${limit} expected`);
+  // The whole file's size as the server states it: another size than the manifest's is another
+  // file (an error page served with 200, a stale copy), not a transfer to retry.
+  const total = response.status === 206 ? Number(/\/(\d+)$/.exec(contentRange ?? '')?.[1] ?? Number.NaN) : declared;
+  if (limits.bytes !== undefined && Number.isFinite(total) && total !== limits.bytes) {
+    throw await refuse(`the server's file is ${total} bytes by its ${response.status === 206 ? 'Content-Range' : 'Content-Length'}, the manifest says ${limits.bytes}`);
+  }
   try {
     for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
       if (progress.received + chunk.byteLength > limit) throw new DownloadError(url, `more than the ${limit} bytes expected; transfer stopped`);
@@ -143,7 +180,7 @@ async function attempt(url: string, out: { handle: FileHandle; file: string }, p
   } catch (err) {
     if (err instanceof DownloadError) throw err;
     const why = aborted();
-    throw new DownloadError(url, `transfer broke off after ${progress.received} bytes (${why ?? (err instanceof Error ? err.message : String(err))})`, why === undefined);
+    throw new DownloadError(url, `transfer broke off after ${progress.received} bytes (${why ?? (err instanceof Error ? err.message : String(err))})${via()}`, why === undefined);
   }
   if (limits.bytes !== undefined && progress.received < limits.bytes) {
     // The connection ended cleanly but early: a proxy or server that gave up. Resume it.

@@ -1,22 +1,26 @@
 /** One file of an update over real HTTP on loopback: sizes, hashes, deadlines and URLs. */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { DownloadError, checkUpdateUrl, downloadFile } from '../../src/ota/download.js';
-import { FileServer, freePort, tempDir, type TempDir } from '../harness/index.js';
+import { FileServer, freePort, rng, tempDir, type TempDir } from '../harness/index.js';
 
 let dir: TempDir;
 let server: FileServer;
 const body = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 31) & 255));
 const sha = createHash('sha256').update(body).digest('hex');
+/** Bytes that do not compress (a PNG, a quantized model): gzip makes them longer. */
+const noise = Buffer.from(Array.from({ length: 300_000 }, rng(7)).map((x) => Math.floor(x * 256)));
+const noiseSha = createHash('sha256').update(noise).digest('hex');
 let n = 0;
 const out = () => dir.file(`out-${n++}`);
 
 before(async () => {
   dir = await tempDir();
   await writeFile(dir.file('file.bin'), body);
+  await writeFile(dir.file('noise.bin'), noise);
   server = await FileServer.start(dir.path);
 });
 after(async () => {
@@ -127,6 +131,40 @@ describe('redirects', () => {
     server.faults.clear();
   });
 
+  test('301, 307 and 308 are followed too, relative to the URL they answer, and to another port', async () => {
+    const other = await FileServer.start(dir.path);
+    try {
+      server.faults.set('a/b/moved.bin', { kind: 'redirect', code: 301, location: '../../temp.bin' });
+      server.faults.set('temp.bin', { kind: 'redirect', code: 307, location: 'perm.bin' });
+      server.faults.set('perm.bin', { kind: 'redirect', code: 308, location: other.url('file.bin') });
+      server.requests.length = 0;
+      assert.deepEqual(await downloadFile(server.url('a/b/moved.bin'), out(), limits), { bytes: body.length, sha256: sha });
+      assert.deepEqual(server.requests, ['a/b/moved.bin', 'temp.bin', 'perm.bin']);
+      assert.deepEqual(other.requests, ['file.bin']);
+    } finally {
+      server.faults.clear();
+      await other.close();
+    }
+  });
+
+  test('EXPECTED FAILURE - a redirect without a Location, or to where nothing answers, says so and where it led (without its query)', async () => {
+    server.faults.set('file.bin', { kind: 'status', code: 302 });
+    server.requests.length = 0;
+    await assert.rejects(downloadFile(server.url('file.bin'), out(), { ...limits, retries: 3 }), /file\.bin: HTTP 302 Found without a Location header to follow$/);
+    assert.equal(server.requests.length, 1, 'not retried: the server will answer the same');
+    const closed = new URL(server.url('gone.bin'));
+    closed.port = String(await freePort());
+    closed.search = '?token=secret';
+    server.faults.set('file.bin', { kind: 'redirect', location: closed.href });
+    await assert.rejects(downloadFile(server.url('file.bin'), out(), limits), (err: unknown) => {
+      assert.ok(err instanceof DownloadError);
+      assert.match(err.message, new RegExp(`file\\.bin: fetch failed: connect ECONNREFUSED .* \\(redirected to http://127\\.0\\.0\\.1:${closed.port}/gone\\.bin\\)$`));
+      assert.doesNotMatch(err.message, /secret/);
+      return true;
+    });
+    server.faults.delete('file.bin');
+  });
+
   test('EXPECTED FAILURE - a redirect to another scheme, to credentials or in a loop is refused at once, naming the URL and why', async () => {
     const cases = [
       ['file:///etc/passwd', /file\.bin: redirected to a file: URL; only http: and https: are followed$/],
@@ -143,6 +181,101 @@ describe('redirects', () => {
       assert.ok(server.requests.length <= 11, `${server.requests.length} requests for ${location}`);
     }
     server.faults.delete('file.bin');
+  });
+});
+
+describe('misbehaving servers', () => {
+  const limits = { bytes: body.length, sha256: sha, maxBytes: 1 << 20, timeoutMs: 10_000, retryDelayMs: 10 };
+
+  test('a compressed body (gzip, br) is decoded and held to the manifest\'s size and sha256, also when its encoding is longer than the file', async () => {
+    for (const encoding of ['gzip', 'br'] as const) {
+      for (const [name, content, hash] of [
+        ['file.bin', body, sha],
+        ['noise.bin', noise, noiseSha],
+      ] as const) {
+        server.faults.set(name, { kind: 'encoded', encoding });
+        const target = out();
+        assert.deepEqual(await downloadFile(server.url(name), target, { ...limits, sha256: hash }), { bytes: content.length, sha256: hash }, `${name} in ${encoding}`);
+        assert.ok((await readFile(target)).equals(content));
+        server.faults.delete(name);
+      }
+    }
+  });
+
+  test('EXPECTED FAILURE - a decompression bomb is stopped at the size expected, not decoded whole', async () => {
+    for (const encoding of ['gzip', 'br'] as const) {
+      server.faults.set('file.bin', { kind: 'encoded', encoding, zeros: 1 << 30 });
+      const before = process.memoryUsage().rss;
+      const target = out();
+      await assert.rejects(downloadFile(server.url('file.bin'), target, { ...limits, retries: 2 }), /file\.bin: more than the 300000 bytes expected; transfer stopped$/);
+      // Without a manifest size (manifest.json itself), the bound given stops it.
+      await assert.rejects(downloadFile(server.url('file.bin'), out(), { maxBytes: 1 << 20, timeoutMs: 10_000 }), /file\.bin: more than the 1048576 bytes expected; transfer stopped$/);
+      assert.ok((await readFile(target)).length <= body.length);
+      // A GiB decoded in memory would show here; the bound is far above what a stopped transfer costs.
+      assert.ok(process.memoryUsage().rss - before < 256 << 20, `RSS grew by ${(process.memoryUsage().rss - before) >> 20} MiB`);
+    }
+    server.faults.delete('file.bin');
+  });
+
+  test('EXPECTED FAILURE - a range answered from another byte than asked is not written there: the download starts over without Range', async () => {
+    // Resumed at 100000, answered from 50000 (a broken cache); then the whole file.
+    server.faults.set('file.bin', { kind: 'sequence', faults: [{ kind: 'truncate', afterBytes: 100_000 }, { kind: 'range-from', start: 50_000 }] });
+    server.requests.length = 0;
+    const retried: string[] = [];
+    const target = out();
+    // No sha256 (as for reference frames of bundles from before they had one): only the bytes' places protect the file.
+    assert.deepEqual(await downloadFile(server.url('file.bin'), target, { bytes: body.length, maxBytes: 1 << 20, timeoutMs: 10_000, retryDelayMs: 10, retries: 3, onRetry: (_n, why) => retried.push(why) }), { bytes: body.length, sha256: sha });
+    assert.ok((await readFile(target)).equals(body));
+    assert.deepEqual(server.requests, ['file.bin', 'file.bin bytes=100000-', 'file.bin']);
+    assert.match(retried[1] ?? '', /file\.bin: HTTP 206 with Content-Range "bytes 50000-299999\/300000" to a request for bytes 100000-$/);
+    // 206 to a request that asked for no range: the same.
+    server.faults.set('file.bin', { kind: 'range-from', start: 100 });
+    await assert.rejects(downloadFile(server.url('file.bin'), out(), { ...limits, retries: 1 }), /file\.bin: HTTP 206 with Content-Range "bytes 100-299999\/300000" to a request for the whole file \(gave up after 1 retries\)$/);
+    server.faults.delete('file.bin');
+  });
+
+  test('EXPECTED FAILURE - a file of another size than the manifest\'s (a page served with 200, a file replaced during a resumed download) fails at once, naming both sizes', async () => {
+    server.faults.set('file.bin', { kind: 'status', code: 200, body: '<html><body>Please log in</body></html>', headers: { 'content-type': 'text/html' } });
+    server.requests.length = 0;
+    await assert.rejects(downloadFile(server.url('file.bin'), out(), { ...limits, retries: 3 }), /file\.bin: the server's file is 39 bytes by its Content-Length, the manifest says 300000$/);
+    assert.equal(server.requests.length, 1, 'not retried: the server has another file');
+    server.faults.delete('file.bin');
+    await writeFile(dir.file('replaced.bin'), body);
+    server.faults.set('replaced.bin', { kind: 'truncate', afterBytes: 1000, times: 1 });
+    server.requests.length = 0;
+    // Replaced by a shorter file before the transfer resumes: the Content-Range's total tells.
+    const replace = () => writeFileSync(dir.file('replaced.bin'), body.subarray(10));
+    await assert.rejects(downloadFile(server.url('replaced.bin'), out(), { ...limits, retries: 3, onRetry: replace }), /replaced\.bin: the server's file is 299990 bytes by its Content-Range, the manifest says 300000$/);
+    assert.deepEqual(server.requests, ['replaced.bin', 'replaced.bin bytes=1000-']);
+    server.faults.delete('replaced.bin');
+  });
+
+  test('a body that keeps dripping is cut at the deadline: it bounds the whole file, not the wait for each byte', async () => {
+    server.faults.set('file.bin', { kind: 'drip', everyMs: 20 });
+    await assert.rejects(downloadFile(server.url('file.bin'), out(), { ...limits, timeoutMs: 500, retries: 3 }), /file\.bin: transfer broke off after [1-9]\d* bytes \(took longer than 0\.5 s\)$/);
+    server.faults.delete('file.bin');
+  });
+
+  test('an HTTP/1.0 body ended by closing the connection is taken; a connection that breaks in the headers, or headers too large, are retried and then fail by URL', async () => {
+    server.faults.set('file.bin', { kind: 'raw', head: 'HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n', body: true });
+    assert.deepEqual(await downloadFile(server.url('file.bin'), out(), limits), { bytes: body.length, sha256: sha });
+    server.faults.set('file.bin', { kind: 'raw', head: 'HTTP/1.1 200 OK\r\nContent-Le', body: false });
+    server.requests.length = 0;
+    await assert.rejects(downloadFile(server.url('file.bin'), out(), { ...limits, retries: 1 }), /file\.bin: fetch failed: other side closed \(gave up after 1 retries\)$/);
+    assert.equal(server.requests.length, 2);
+    server.faults.set('file.bin', { kind: 'status', code: 200, headers: { 'x-padding': 'a'.repeat(100_000) } });
+    await assert.rejects(downloadFile(server.url('file.bin'), out(), { ...limits, retries: 1 }), /file\.bin: fetch failed: Headers Overflow Error \(gave up after 1 retries\)$/);
+    server.faults.delete('file.bin');
+  });
+
+  test('IPv6 loopback: a server on [::1] is fetched like any other', async () => {
+    const v6 = await FileServer.start(dir.path, '::1');
+    try {
+      assert.match(v6.url('file.bin'), /^http:\/\/\[::1\]:\d+\/file\.bin$/);
+      assert.deepEqual(await downloadFile(v6.url('file.bin'), out(), limits), { bytes: body.length, sha256: sha });
+    } finally {
+      await v6.close();
+    }
   });
 });
 

@@ -326,6 +326,25 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
     });
   });
 
+  test('a bundle from a server that compresses every file (gzip, br) installs: sizes and hashes are the decoded files\', even where the encoding is longer (PNG)', async () => {
+    const url = await serveBundle('compressed', { edit: bump('9.6.5') });
+    const files = [shipped.model.file, ...shipped.reference_frames.map((f) => f.file)];
+    files.forEach((file, i) => server.faults.set(`compressed/${file}`, { kind: 'encoded', encoding: i % 2 === 0 ? 'gzip' : 'br' }));
+    server.faults.set('compressed/manifest.json', { kind: 'encoded', encoding: 'gzip' });
+    const seen: OtaStatus[] = [];
+    const { updater, live } = await inProcessUpdater('compressed-state', 0, (s) => seen.push(s));
+    try {
+      updater.start(undefined);
+      const last = await updateInProcess(updater, seen, { id: 'z1', url });
+      assert.equal(last.state, 'active', JSON.stringify(seen));
+      assert.equal(live.manifest.version, '9.6.5');
+    } finally {
+      for (const file of [...files, 'manifest.json']) server.faults.delete(`compressed/${file}`);
+      await updater.stop();
+      await live.close();
+    }
+  });
+
   test('bad health on probation returns to the model before', async () => {
     // A model that passes validation but answers in 0.3 s or more, past inference.stuckTimeoutS.
     const slow = dir.file('slow');
