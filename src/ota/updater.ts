@@ -79,6 +79,15 @@ const modelOf = (m: Manifest) => ({ name: m.name, version: m.version });
 /** A bundle file's URL under the bundle's; each segment escaped, so `#`, `?` or `%2e%2e` in a name stay part of it. */
 const fileUrl = (base: URL, file: string): string => new URL(file.split('/').map(encodeURIComponent).join('/'), base).href;
 
+const parsesAsJson = (bytes: Buffer): boolean => {
+  try {
+    JSON.parse(bytes.toString('utf8'));
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 export class ModelUpdater {
   readonly #deps: ModelUpdaterDeps;
   #busy: { request: string; step: string } | undefined;
@@ -303,6 +312,11 @@ export class ModelUpdater {
     try {
       verifyManifest(manifestBytes, parseSignatureFile(await readFile(sigFile, 'utf8')), config.trustedKeys);
     } catch (err) {
+      // A page served in the manifest's place (a login or error page with 200) is not a manifest
+      // altered after signing: say what came instead. Only described, nothing in it is believed.
+      if (!parsesAsJson(manifestBytes)) {
+        throw new Error(`${fileUrl(base, MANIFEST_FILE)}: not JSON, so not a bundle's manifest (${manifestBytes.length} bytes starting ${JSON.stringify(manifestBytes.subarray(0, 40).toString('utf8'))})`);
+      }
       throw new Error(`${fileUrl(base, SIGNATURE_FILE)}: ${errorMessage(err)}`);
     }
     const manifest = parseManifest(manifestBytes.toString('utf8'), fileUrl(base, MANIFEST_FILE));

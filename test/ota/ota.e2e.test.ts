@@ -284,6 +284,19 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
       server.faults.delete('cut/model.onnx');
     });
 
+    test('EXPECTED FAILURE - a page served with 200 in place of the manifest or the model is named for what it is, not taken for tampering or a cut transfer', async () => {
+      const url = await serveBundle('paged', { edit: bump('9.6.0') });
+      const page = { kind: 'status', code: 200, body: '<html><body>Please log in</body></html>', headers: { 'content-type': 'text/html' } } as const;
+      server.faults.set('paged/manifest.json', page);
+      await refused('p1', url, /paged\/manifest\.json: not JSON, so not a bundle's manifest \(39 bytes starting "<html><body>Please log in<\/body><\/html>"\)$/);
+      server.faults.delete('paged/manifest.json');
+      server.faults.set('paged/model.onnx', page);
+      server.requests.length = 0;
+      await refused('p2', url, new RegExp(`paged/model\\.onnx: the server's file is 39 bytes by its Content-Length, the manifest says ${shipped.model.bytes}$`));
+      assert.equal(server.requests.filter((r) => r.startsWith('paged/model.onnx')).length, 1, 'not retried: the server has another file');
+      server.faults.delete('paged/model.onnx');
+    });
+
     test('a model that does not score its reference frames as its manifest says', async () => {
       const url = await serveBundle('misscored', {
         edit: (m) => {
