@@ -358,6 +358,44 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
     }
   });
 
+  test('a stop (SIGTERM) during a download cancels it: `failed` stays retained, the staging folder is gone, and the next start says which model runs', async () => {
+    const url = await serveBundle('dripping', { edit: bump('9.6.6') });
+    // Slow enough that the download is under way for the whole test.
+    server.faults.set('dripping/model.onnx', { kind: 'drip', everyMs: 50 });
+    const models = dir.file('ota-stop-state', 'models');
+    let r = await startDaemon('ota-stop', { probationS: 1 });
+    try {
+      let from = r.mqtt.mark;
+      assert.equal((await command(r, 'update-model', { id: 'd1', url })).ok, true);
+      // Progress on the model: the manifest is read (target known) and its download under way.
+      await r.mqtt.waitFor((m) => m.topic === `${r.root}/ota` && ota(m).progress !== undefined, { from, timeoutMs: 30_000 });
+      const busy = await command(r, 'update-model', { id: 'd2', url });
+      assert.match(busy.error ?? '', /update d1 is under way \(downloading\); wait for it to end/);
+      assert.equal((await readdir(models)).filter((n) => n.startsWith('.staging-')).length, 1);
+      await stopDaemon(r, false);
+      const last = r.mqtt.on(`${r.root}/ota`).filter((m) => m.index >= from).map(ota).at(-1);
+      assert.deepEqual({ state: last?.state, request: last?.request, message: last?.message }, { state: 'failed', request: 'd1', message: 'cancelled: the daemon is stopping' });
+      assert.deepEqual(last?.running, { name: shipped.name, version: shipped.version });
+      assert.deepEqual(await readdir(models), [], 'no staging folder, no state: nothing was installed');
+      // What a subscriber arriving now is told: the update failed, not that it is downloading.
+      const late = await MqttCollector.connect(broker.url, `${r.root}/ota`);
+      try {
+        const retained = await late.waitFor((m) => m.retain, { timeoutMs: 10_000 });
+        assert.equal(ota(retained).state, 'failed');
+      } finally {
+        await late.close();
+      }
+      from = r.mqtt.mark;
+      r = await startDaemon('ota-stop', { probationS: 1, keep: r });
+      const started = (await otaUntil(r, from, ['active', 'failed', 'rolled_back'])).at(-1);
+      assert.deepEqual({ state: started?.state, request: started?.request, running: started?.running }, { state: 'active', request: null, running: { name: shipped.name, version: shipped.version } });
+      assert.equal(await nextScoreVersion(r), shipped.version);
+    } finally {
+      server.faults.delete('dripping/model.onnx');
+      await stopDaemon(r);
+    }
+  });
+
   test('bad health on probation returns to the model before', async () => {
     // A model that passes validation but answers in 0.3 s or more, past inference.stuckTimeoutS.
     const slow = dir.file('slow');
