@@ -48,6 +48,8 @@ const MAX_RETRY_DELAY_MS = 30_000;
 /** As many as browsers and fetch follow before they give up on a loop. */
 const MAX_REDIRECTS = 10;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+/** The content codings Node's fetch decodes (Node 20). */
+const DECODED = new Set(['gzip', 'x-gzip', 'deflate', 'br']);
 
 /**
  * The URL of a bundle's folder, from an update command: plain HTTP(S) only (a `file:` or
@@ -152,9 +154,16 @@ async function attempt(url: string, out: { handle: FileHandle; file: string }, p
     // The server sends the whole file again: start over.
     await restart();
   }
+  const codings = (response.headers.get('content-encoding') ?? '')
+    .split(',')
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== '');
+  const encoded = codings.some((c) => c !== 'identity');
+  // fetch hands over a body in any other coding (or with identity among others) as it came,
+  // encoded: its bytes would then fail the size or the sha256 as if damaged in transit.
+  if (encoded && !codings.every((c) => DECODED.has(c))) throw await refuse(`sent with Content-Encoding ${JSON.stringify(codings.join(', '))}, which this device does not decode`);
   // A compressed body's Content-Length counts the encoded bytes, which may be more than the
   // file's (an incompressible PNG); the decoded bytes are held to the limit as they arrive.
-  const encoded = (response.headers.get('content-encoding') ?? 'identity').trim().toLowerCase() !== 'identity';
   const declared = encoded ? Number.NaN : Number(response.headers.get('content-length') ?? Number.NaN);
   if (Number.isFinite(declared) && progress.received + declared > limit) throw await refuse(`the server sends ${progress.received + declared} bytes, at most ${limit} expected`);
   // The whole file's size as the server states it: another size than the manifest's is another

@@ -202,6 +202,16 @@ describe('misbehaving servers', () => {
     }
   });
 
+  test('EXPECTED FAILURE - a body in a coding fetch does not decode is refused at once by name, not taken for damaged bytes', async () => {
+    for (const coding of ['zstd', 'identity, gzip']) {
+      server.faults.set('file.bin', { kind: 'status', code: 200, body: 'not the file', headers: { 'content-encoding': coding } });
+      server.requests.length = 0;
+      await assert.rejects(downloadFile(server.url('file.bin'), out(), { ...limits, retries: 3 }), new RegExp(`file\\.bin: sent with Content-Encoding "${coding}", which this device does not decode$`));
+      assert.equal(server.requests.length, 1);
+    }
+    server.faults.delete('file.bin');
+  });
+
   test('EXPECTED FAILURE - a decompression bomb is stopped at the size expected, not decoded whole', async () => {
     for (const encoding of ['gzip', 'br'] as const) {
       server.faults.set('file.bin', { kind: 'encoded', encoding, zeros: 1 << 30 });
