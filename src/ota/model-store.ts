@@ -1,8 +1,9 @@
 /**
  * The models on the device's disk and which one is in force. Updates live under
  * `<stateDir>/models/`: each installed bundle in its own folder, downloads in `.staging-*`
- * folders, and `state.json` saying which bundle is active, which one came before it, and
- * whether the active one is still on probation. Every change of state.json is one atomic
+ * folders, `state.json` saying which bundle is active, which one came before it, and
+ * whether the active one is still on probation, and `update.json` naming an update under
+ * way until it switches or fails. Every change of state.json is one atomic
  * replace, so a power cut at any point leaves the old state or the new one.
  *
  * The configured `inference.model` is where the device starts from (the "factory" model);
@@ -14,10 +15,13 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { formatKeyPath } from '../util/key-path.js';
 import type { Manifest } from '../bundle/manifest.js';
-import { writeFileAtomic } from '../util/atomic-write.js';
+import { readStateFile, writeFileAtomic } from '../util/atomic-write.js';
 
 const STATE_FORMAT = 'moead-edge.models/v1';
 const STAGING_PREFIX = '.staging-';
+/** Written when an update begins, deleted when it ends: found at start-up, the last run died during it. */
+const UPDATE_FILE = 'update.json';
+const UpdateMarkSchema = z.strictObject({ request: z.string() });
 
 const ModelStateSchema = z.strictObject({
   format: z.literal(STATE_FORMAT),
@@ -48,7 +52,9 @@ export type StartupRecovery =
   | { kind: 'probation_resumed'; bundle: string; request: string | null }
   | { kind: 'config_changed'; installed: string }
   | { kind: 'unreadable'; error: string }
-  | { kind: 'install_broken'; bundle: string; error: string };
+  | { kind: 'install_broken'; bundle: string; error: string }
+  /** An update had not switched yet when the last run ended without stopping it (null: its mark was unreadable). */
+  | { kind: 'interrupted'; request: string | null };
 
 /** One line on a start-up recovery, for the daemon's log and the first `…/ota` message alike. */
 export function describeRecovery(recovery: StartupRecovery): string {
@@ -63,6 +69,8 @@ export function describeRecovery(recovery: StartupRecovery): string {
       return `model state unreadable, running inference.model: ${recovery.error}`;
     case 'install_broken':
       return `the installed model ${recovery.bundle} does not open, running inference.model: ${recovery.error}`;
+    case 'interrupted':
+      return `update ${recovery.request ?? '(id unreadable)'} was under way, not yet switched, when the daemon last ended without stopping (killed, crashed or powered off); what it had downloaded is deleted: send it again`;
   }
 }
 
@@ -120,8 +128,26 @@ export class ModelStore {
     }
     const store = new ModelStore(dir, state);
     if (recovery !== undefined) await store.#save(() => state);
+    // Any other recovery says more about the model in force (and an update cannot run during
+    // a probation); the mark only tells the requester that nothing came of the update.
+    const mark = join(dir, UPDATE_FILE);
+    const interrupted = await readUpdateMark(mark);
+    if (interrupted !== undefined) {
+      recovery ??= { kind: 'interrupted', request: interrupted };
+      await rm(mark, { force: true });
+    }
     await store.prune();
     return { store, ...(recovery ? { recovery } : {}) };
+  }
+
+  /** Marks update `request` as under way, until endUpdate(): a start that finds the mark reports it interrupted. */
+  async beginUpdate(request: string): Promise<void> {
+    await writeFileAtomic(join(this.dir, UPDATE_FILE), `${JSON.stringify({ request })}\n`);
+  }
+
+  /** The update switched (a crash now is the probation's to handle) or failed (and says so). */
+  async endUpdate(): Promise<void> {
+    await rm(join(this.dir, UPDATE_FILE), { force: true });
   }
 
   /** A new empty folder for one download. */
@@ -193,7 +219,7 @@ export class ModelStore {
     const keep = new Set([this.#state.active, this.#state.previous, this.#state.probation?.from].filter((p): p is string => p !== null && p !== undefined));
     for (const name of names) {
       const path = join(this.dir, name);
-      if (name === 'state.json' || keep.has(path)) continue;
+      if (name === 'state.json' || name === UPDATE_FILE || keep.has(path)) continue;
       await rm(path, { recursive: true, force: true });
     }
   }
@@ -221,6 +247,16 @@ export class ModelStore {
     // A failed save leaves the state as it was; the next one goes ahead from there.
     this.#saving = saved.then(() => undefined, () => undefined);
     return saved;
+  }
+}
+
+/** The request of an update's mark; undefined when there is none, null when it cannot be read. */
+async function readUpdateMark(file: string): Promise<string | null | undefined> {
+  try {
+    const text = await readStateFile(file);
+    return text === undefined ? undefined : UpdateMarkSchema.parse(JSON.parse(text)).request;
+  } catch {
+    return null;
   }
 }
 

@@ -138,8 +138,8 @@ export class ModelUpdater {
     const running = modelOf(this.#deps.live.manifest);
     if (recovery === undefined) this.#report({ state: 'active', request: null, running, target: null });
     else {
-      const state = recovery.kind === 'rolled_back' ? 'rolled_back' : recovery.kind === 'unreadable' || recovery.kind === 'install_broken' ? 'failed' : 'active';
-      const request = recovery.kind === 'rolled_back' || recovery.kind === 'probation_resumed' ? recovery.request : null;
+      const state = recovery.kind === 'rolled_back' ? 'rolled_back' : recovery.kind === 'unreadable' || recovery.kind === 'install_broken' || recovery.kind === 'interrupted' ? 'failed' : 'active';
+      const request = recovery.kind === 'rolled_back' || recovery.kind === 'probation_resumed' || recovery.kind === 'interrupted' ? recovery.request : null;
       this.#report({ state, request, running, target: null, message: describeRecovery(recovery) });
     }
     if (this.#deps.store.probation) this.#beginProbation(this.#deps.store.probation.request, this.#deps.live.manifest);
@@ -250,6 +250,8 @@ export class ModelUpdater {
     let staging: string | undefined;
     try {
       step('downloading', { message: `fetching ${base.href}` });
+      // Killed from here to the switch, the next start reports this update failed, by its id.
+      await store.beginUpdate(request.id);
       staging = await store.stagingFolder();
       const { manifest, bytes } = await this.#fetchSigned(base, staging);
       target = modelOf(manifest);
@@ -280,6 +282,7 @@ export class ModelUpdater {
 
       step('switching');
       await store.switchTo(installed, request.id);
+      await this.#endUpdate();
       this.#standby = this.#deps.live.swap(candidate, { keep: true });
       this.#candidate = undefined;
       log.info(`model ${manifest.name} ${manifest.version} in force (update ${request.id}; ${references.length} reference frames within tolerance)`);
@@ -294,6 +297,7 @@ export class ModelUpdater {
       // Cleared before the report, so that `failed` means nothing of the update is left on disk.
       if (staging !== undefined) await rm(staging, { recursive: true, force: true }).catch(() => undefined);
       await this.#pruneOldBundles();
+      await this.#endUpdate();
       const message = this.#abort.signal.aborted ? 'cancelled: the daemon is stopping' : errorMessage(err);
       log.error(`update ${request.id} failed, ${running().name} ${running().version} stays: ${message}`);
       step('failed', { message });
@@ -433,6 +437,11 @@ export class ModelUpdater {
     const standby = this.#standby;
     this.#standby = undefined;
     if (standby) await this.#deps.live.retire(standby).catch((err: unknown) => this.#deps.log.warn(`closing the model before the update: ${errorMessage(err)}`));
+  }
+
+  /** A mark left behind only makes the next start report this update interrupted: worth a warning, not a failure. */
+  async #endUpdate(): Promise<void> {
+    await this.#deps.store.endUpdate().catch((err: unknown) => this.#deps.log.warn(`update mark not deleted: ${errorMessage(err)}`));
   }
 
   /** Deletes the bundles the state no longer refers to; a failure only costs disk space until the next prune. */

@@ -117,6 +117,25 @@ describe('ModelStore', () => {
     assert.match(JSON.stringify((await ModelStore.open(dir.path, 'models/factory')).recovery), /not valid JSON/);
   });
 
+  test('an update still marked at start-up (the daemon died during it) is reported by its id; its mark and download are deleted', async () => {
+    const { store } = await ModelStore.open(dir.path, 'models/factory');
+    await store.beginUpdate('u7');
+    await mkdir(dir.file('models', '.staging-cut'), { recursive: true });
+    const after = await ModelStore.open(dir.path, 'models/factory');
+    assert.deepEqual(after.recovery, { kind: 'interrupted', request: 'u7' });
+    assert.equal(after.store.active, after.store.configured);
+    assert.deepEqual(await readdir(dir.file('models')), []);
+    // Reported once: the start after that has nothing to say.
+    assert.equal((await ModelStore.open(dir.path, 'models/factory')).recovery, undefined);
+    // An unreadable mark still says an update died, without its id.
+    await writeFile(dir.file('models', 'update.json'), '{"request":');
+    assert.deepEqual((await ModelStore.open(dir.path, 'models/factory')).recovery, { kind: 'interrupted', request: null });
+    // An ended update leaves nothing to report.
+    await after.store.beginUpdate('u8');
+    await after.store.endUpdate();
+    assert.equal((await ModelStore.open(dir.path, 'models/factory')).recovery, undefined);
+  });
+
   test('changes saved at the same time each apply to the state the one before left: none is lost', async () => {
     const { store } = await ModelStore.open(dir.path, 'models/factory');
     const bundle = join(store.dir, 'b-1.0.0-x');

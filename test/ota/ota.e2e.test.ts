@@ -396,6 +396,33 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
     }
   });
 
+  test('EXPECTED FAILURE - a daemon killed during a download reports that update failed at its next start, by its id, and deletes what it had fetched', async () => {
+    const url = await serveBundle('killed', { edit: bump('9.6.7') });
+    server.faults.set('killed/model.onnx', { kind: 'drip', everyMs: 50 });
+    const models = dir.file('ota-killed-state', 'models');
+    let r = await startDaemon('ota-killed', { probationS: 1 });
+    try {
+      let from = r.mqtt.mark;
+      assert.equal((await command(r, 'update-model', { id: 'k1', url })).ok, true);
+      await r.mqtt.waitFor((m) => m.topic === `${r.root}/ota` && ota(m).progress !== undefined, { from, timeoutMs: 30_000 });
+      // The cameras keep scoring on the model in force while the update downloads.
+      assert.equal(await nextScoreVersion(r), shipped.version);
+      r.daemon.signal('SIGKILL');
+      await r.daemon.waitForExit(10_000);
+      assert.ok((await readdir(models)).some((n) => n.startsWith('.staging-')));
+      from = r.mqtt.mark;
+      r = await startDaemon('ota-killed', { probationS: 1, keep: r });
+      const started = (await otaUntil(r, from, ['active', 'failed', 'rolled_back'])).at(-1);
+      assert.deepEqual({ state: started?.state, request: started?.request, running: started?.running }, { state: 'failed', request: 'k1', running: { name: shipped.name, version: shipped.version } });
+      assert.match(started?.message ?? '', /^update k1 was under way, not yet switched, when the daemon last ended without stopping .*what it had downloaded is deleted: send it again$/);
+      assert.deepEqual(await readdir(models), []);
+      assert.equal(await nextScoreVersion(r), shipped.version);
+    } finally {
+      server.faults.delete('killed/model.onnx');
+      await stopDaemon(r);
+    }
+  });
+
   test('bad health on probation returns to the model before', async () => {
     // A model that passes validation but answers in 0.3 s or more, past inference.stuckTimeoutS.
     const slow = dir.file('slow');
