@@ -139,9 +139,19 @@ async function attempt(url: string, out: { handle: FileHandle; file: string }, p
     progress.hash = createHash('sha256');
     await out.handle.truncate(0);
   };
+  const contentRange = response.headers.get('content-range');
+  if (response.status === 416 && resumeAt > 0) {
+    // Nothing from that byte on: when the file ends there, the transfer before broke off after
+    // its last byte (a chunked body cut before its end marker), and the file is complete.
+    const size = Number(/^bytes \*\/(\d+)$/.exec(contentRange ?? '')?.[1] ?? Number.NaN);
+    if (size === resumeAt && (limits.bytes === undefined || limits.bytes === size)) {
+      await response.body?.cancel().catch(() => undefined);
+      return;
+    }
+    if (Number.isFinite(size)) throw await refuse(`${statusLine(response)}: the server's file is ${size} bytes, ${resumeAt} were received already`);
+  }
   if (!response.ok) throw await refuse(statusLine(response), transientStatus(response.status));
   if (response.body === null) throw new DownloadError(url, `the response has no body${via()}`, true);
-  const contentRange = response.headers.get('content-range');
   if (response.status === 206) {
     if (Number(/^bytes (\d+)-/.exec(contentRange ?? '')?.[1] ?? Number.NaN) !== resumeAt) {
       // Bytes from elsewhere in the file (a broken cache or proxy) must not be written where

@@ -260,6 +260,25 @@ describe('misbehaving servers', () => {
     server.faults.delete('replaced.bin');
   });
 
+  test('EXPECTED FAILURE - a chunked body cut after its last byte is complete when the server answers the resume with 416 at that size; at another size it fails saying so', async () => {
+    // All 300000 bytes in one chunk, then the connection closes before the end marker.
+    const cut = { kind: 'raw', head: `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n`, body: true } as const;
+    for (const bytes of [undefined, body.length]) {
+      server.faults.set('file.bin', { kind: 'sequence', faults: [cut] });
+      server.requests.length = 0;
+      const sized = bytes === undefined ? {} : { bytes };
+      assert.deepEqual(await downloadFile(server.url('file.bin'), out(), { maxBytes: 1 << 20, timeoutMs: 10_000, retries: 2, retryDelayMs: 10, ...sized }), { bytes: body.length, sha256: sha });
+      assert.deepEqual(server.requests, ['file.bin', 'file.bin bytes=300000-']);
+    }
+    // The manifest expects more than the server has: 416 names both.
+    server.faults.set('file.bin', { kind: 'sequence', faults: [cut] });
+    await assert.rejects(
+      downloadFile(server.url('file.bin'), out(), { maxBytes: 1 << 20, timeoutMs: 10_000, retries: 2, retryDelayMs: 10, bytes: body.length + 1 }),
+      /file\.bin: HTTP 416 Range Not Satisfiable: the server's file is 300000 bytes, 300000 were received already$/,
+    );
+    server.faults.delete('file.bin');
+  });
+
   test('a body that keeps dripping is cut at the deadline: it bounds the whole file, not the wait for each byte', async () => {
     server.faults.set('file.bin', { kind: 'drip', everyMs: 20 });
     await assert.rejects(downloadFile(server.url('file.bin'), out(), { ...limits, timeoutMs: 500, retries: 3 }), /file\.bin: transfer broke off after [1-9]\d* bytes \(took longer than 0\.5 s\)$/);
