@@ -298,7 +298,7 @@ describe('misbehaving servers', () => {
   });
 
   test('IPv6 loopback: a server on [::1] is fetched like any other', async () => {
-    const v6 = await FileServer.start(dir.path, '::1');
+    const v6 = await FileServer.start(dir.path, { host: '::1' });
     try {
       assert.match(v6.url('file.bin'), /^http:\/\/\[::1\]:\d+\/file\.bin$/);
       assert.deepEqual(await downloadFile(v6.url('file.bin'), out(), limits), { bytes: body.length, sha256: sha });
