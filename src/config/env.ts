@@ -111,7 +111,8 @@ function checkPositions(root: Record<string, unknown>, { variable, path }: EnvOv
       while (length < key && Object.hasOwn(node, length)) length += 1;
       if (length < key) {
         const list = formatKeyPath(path.slice(0, i));
-        throw new EnvOverrideError(`${variable}: position ${key} of ${list} is past the end of the list (${length} entries: positions 0..${length - 1} refine one, ${length} adds one)`);
+        const positions = length === 0 ? 'the list is empty: position 0 adds one' : `${length} entries: positions 0..${length - 1} refine one, ${length} adds one`;
+        throw new EnvOverrideError(`${variable}: position ${key} of ${list} is past the end of the list (${positions})`);
       }
     }
     node = node !== null && typeof node === 'object' ? (node as Record<string | number, unknown>)[key] : undefined;

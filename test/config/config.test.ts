@@ -290,6 +290,11 @@ describe('environment overrides', () => {
       assert.deepEqual(err.problems, ['MOEAD_CAMERAS__3: position 3 of cameras is past the end of the list (2 entries: positions 0..1 refine one, 2 adds one)']);
       return true;
     });
+    // A file without cameras: there is nothing to refine, and the message says so plainly.
+    assert.throws(() => validateConfigText('logLevel: info\n', join(dir.path, 'c.yaml'), { MOEAD_CAMERAS__1__FPS: '5' }), (err: ConfigError) => {
+      assert.deepEqual(err.problems, ['MOEAD_CAMERAS__1__FPS: position 1 of cameras is past the end of the list (the list is empty: position 0 adds one)']);
+      return true;
+    });
   });
   test('keys of a map (camera names) are taken as written, not matched against the schema', () => {
     const { config } = validateConfigText(GOOD, join(dir.path, 'c.yaml'), { MOEAD_SCORING__CAMERA_THRESHOLDS__line1: '2.5' });
