@@ -7,11 +7,6 @@ import { delimiter } from 'node:path';
 import { ensurePythonEnv, TRAINING_DIR } from '../toolchain/python-env.js';
 import { EXIT } from './args.js';
 
-export const TRAIN_USAGE = `usage: moead-edge train [ARGS...]
-  Runs \`python -m moead_edge train ARGS...\` with the toolchain's Python environment
-  (training/.venv, created on first use); relative paths are the current folder's.
-  \`moead-edge train --help\` lists its options.`;
-
 export async function trainCommand(argv: string[]): Promise<number> {
   const python = ensurePythonEnv((line) => console.error(line));
   // The package is found through PYTHONPATH, not by running in training/: the caller's relative

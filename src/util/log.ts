@@ -1,6 +1,6 @@
 /**
- * The daemon's log: one line per entry on stderr, `LEVEL [scope] message`, filtered by the
- * configured level. stdout stays free for what a user pastes (watch lines, JSON results).
+ * The daemon's log: one line per entry on stderr, `<ISO time> LEVEL [scope] message`, filtered
+ * by the configured level. stdout stays free for what a user pastes (watch lines, JSON results).
  */
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
