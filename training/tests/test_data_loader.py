@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +116,27 @@ def test_unreadable_image(bench: Path) -> None:
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
     msg = _error(bench)
     assert str(broken) in msg and "unreadable" in msg
+
+
+def _huge_png(path: Path, width: int, height: int) -> None:
+    """A PNG whose header declares width x height (Pillow refuses it before reading any pixel)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+def test_image_over_pillows_pixel_limit_is_refused_naming_the_file(bench: Path, tmp_path: Path) -> None:
+    # 195 megapixels: over twice Image.MAX_IMAGE_PIXELS, where Pillow raises DecompressionBombError.
+    huge = tmp_path / "huge.png"
+    _huge_png(huge, 15000, 13000)
+    with pytest.raises(DataError, match=r"huge\.png: unreadable image \(Image size \(195000000 pixels\)"):
+        load_rgb(huge)
+    mask = bench / "wood/ground_truth/crack/000_mask.png"
+    _huge_png(mask, 15000, 13000)
+    msg = _error(bench, "test")
+    assert str(mask) in msg and "unreadable" in msg
 
 
 def test_missing_mask(bench: Path) -> None:

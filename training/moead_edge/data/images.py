@@ -20,6 +20,12 @@ class DataError(ValueError):
     """A dataset folder or file that cannot be used; the message names the path."""
 
 
+# What Pillow raises for a file it cannot use. DecompressionBombError (an image over twice
+# Image.MAX_IMAGE_PIXELS, about 179 megapixels) derives from Exception only: without it here a
+# huge image stopped training with a traceback that named neither the file nor the limit.
+UNREADABLE_IMAGE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
 def spec_field(spec: Mapping[str, Any], key: str) -> Any:
     if key not in spec:
         raise KeyError(f"input spec: missing field {key!r}")
@@ -45,7 +51,7 @@ def load_rgb(path: str | Path) -> np.ndarray:
             return np.asarray(_eight_bit(im).convert("RGB"))
     except FileNotFoundError as e:
         raise DataError(f"{path}: image file does not exist") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UNREADABLE_IMAGE as e:
         raise DataError(f"{path}: unreadable image ({e})") from e
 
 
@@ -99,5 +105,5 @@ def load_mask(mask: Any, width: int, height: int) -> np.ndarray:
             return (np.asarray(m) > 0).astype(np.uint8)
     except FileNotFoundError as e:
         raise DataError(f"{path}: mask file does not exist") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UNREADABLE_IMAGE as e:
         raise DataError(f"{path}: unreadable mask ({e})") from e

@@ -41,11 +41,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 import torch
 from torch.utils.data import Dataset
 
 from .images import (  # noqa: F401  (re-exported: this module is the data API)
+    UNREADABLE_IMAGE,
     DataError,
     load_image_for_model,
     load_mask,
@@ -120,7 +121,7 @@ def _checked_size(path: Path) -> tuple[int, int]:
             return size
     except FileNotFoundError as e:
         raise DataError(f"{path}: image file does not exist") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UNREADABLE_IMAGE as e:
         raise DataError(f"{path}: unreadable image ({e})") from e
 
 
