@@ -1,8 +1,8 @@
-/** Header-only sizes of PNG and JPEG agree with sharp's, and anything else is left to sharp. */
+/** Header-only sizes and layouts of PNG and JPEG agree with sharp's, and anything else is left to sharp. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import sharp from 'sharp';
-import { encodedSize } from '../../src/preprocess/header.js';
+import { encodedHeader, type PixelLayout } from '../../src/preprocess/header.js';
 
 function noise(width: number, height: number): Buffer {
   const rgb = Buffer.alloc(width * height * 3);
@@ -23,7 +23,7 @@ test('PNG and JPEG sizes from the header equal what sharp reads', async () => {
     ];
     for (const data of encoded) {
       const meta = await sharp(data).metadata();
-      assert.deepEqual(encodedSize(data), { width: meta.width, height: meta.height }, `${meta.format} ${width}x${height}`);
+      assert.deepEqual(encodedHeader(data), { width: meta.width, height: meta.height, layout: 'plain' }, `${meta.format} ${width}x${height}`);
     }
   }
 });
@@ -32,12 +32,32 @@ test('other formats, garbage and cut headers give undefined (sharp decides, and 
   const png = await sharp(noise(8, 8), { raw: { width: 8, height: 8, channels: 3 } }).png().toBuffer();
   const jpeg = await sharp(noise(8, 8), { raw: { width: 8, height: 8, channels: 3 } }).jpeg().toBuffer();
   const webp = await sharp(noise(8, 8), { raw: { width: 8, height: 8, channels: 3 } }).webp().toBuffer();
-  assert.equal(encodedSize(webp), undefined);
-  assert.equal(encodedSize(Buffer.from('not an image at all')), undefined);
-  assert.equal(encodedSize(Buffer.alloc(0)), undefined);
-  assert.equal(encodedSize(png.subarray(0, 20)), undefined);
-  assert.equal(encodedSize(jpeg.subarray(0, 4)), undefined);
+  assert.equal(encodedHeader(webp), undefined);
+  assert.equal(encodedHeader(Buffer.from('not an image at all')), undefined);
+  assert.equal(encodedHeader(Buffer.alloc(0)), undefined);
+  assert.equal(encodedHeader(png.subarray(0, 20)), undefined);
+  assert.equal(encodedHeader(jpeg.subarray(0, 4)), undefined);
   const zeroSized = Buffer.from(png);
   zeroSized.writeUInt32BE(0, 16);
-  assert.equal(encodedSize(zeroSized), undefined);
+  assert.equal(encodedHeader(zeroSized), undefined);
+});
+
+test('the layout says which images need their own decode: alpha, a tRNS colour key, CMYK, 16-bit grey', async () => {
+  const raw = (channels: 1 | 2 | 3 | 4) => sharp(Buffer.alloc(6 * 4 * channels, 90), { raw: { width: 6, height: 4, channels } });
+  const cases: [string, Buffer, PixelLayout][] = [
+    ['RGBA PNG', await raw(4).png().toBuffer(), 'alpha'],
+    ['grey+alpha PNG', await raw(2).png().toBuffer(), 'alpha'],
+    ['palette PNG with transparency', await raw(4).ensureAlpha(0.5).png({ palette: true }).toBuffer(), 'alpha'],
+    ['16-bit grey PNG', await raw(1).toColourspace('grey16').png().toBuffer(), 'grey16'],
+    ['16-bit RGB PNG', await raw(3).toColourspace('rgb16').png().toBuffer(), 'plain'],
+    ['CMYK JPEG', await raw(3).toColourspace('cmyk').jpeg().toBuffer(), 'cmyk'],
+    ['grey JPEG', await raw(1).jpeg().toBuffer(), 'plain'],
+  ];
+  for (const [what, data, layout] of cases) {
+    assert.equal(encodedHeader(data)?.layout, layout, what);
+    const meta = await sharp(data).metadata();
+    // sharp reads the same: alpha (a colour key expanded into one), CMYK, 16-bit grey.
+    const seen = meta.space === 'cmyk' ? 'cmyk' : meta.space === 'grey16' ? 'grey16' : meta.hasAlpha ? 'alpha' : 'plain';
+    assert.equal(seen, layout, `${what}: sharp's metadata`);
+  }
 });

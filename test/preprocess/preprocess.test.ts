@@ -7,6 +7,7 @@ import type { InputSpec } from '../../src/bundle/manifest.js';
 import type { Frame, PixelFormat } from '../../src/capture/frame.js';
 import { PreprocessError, SUPPORTED_FRAME_FORMATS, pixelsAtSize, preprocessBatch, preprocessFrame } from '../../src/preprocess/index.js';
 import { withTempDir } from '../harness/index.js';
+import { nativePreprocessor } from '../../src/native/preprocessor.js';
 import { REFERENCE_PY, imagenetInputSpec, pythonMissing, runPython } from '../inference/synthetic-bundle.js';
 
 const W = 32;
@@ -138,17 +139,23 @@ test('EXPECTED FAILURE - raw frames of the wrong length and unsupported formats'
   await rejectsWith(frame('nv12', Buffer.alloc((W * H * 3) / 2)), 'format', /"nv12" is not supported/);
 });
 
-test('resizing agrees with Pillow\'s bilinear (the training transform\'s convention)', { skip: pythonMissing() }, async (t) => {
-  // A picture with smooth shading and a few hard edges, like a part on a conveyor.
-  const w = 200;
-  const h = 150;
+/** A picture with smooth shading and a few hard edges, like a part on a conveyor: interleaved RGB. */
+function scene(w: number, h: number): Buffer {
   const rgb = Buffer.alloc(w * h * 3);
+  const r = Math.min(w, h) * 0.27;
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
-      const inside = (x - 100) ** 2 + (y - 75) ** 2 < 40 ** 2;
+      const inside = (x - w / 2) ** 2 + (y - h / 2) ** 2 < r ** 2;
       rgb.set([inside ? 220 : (x * 255) / w, inside ? 40 : (y * 255) / h, Math.round(128 + 100 * Math.sin(x / 9) * Math.cos(y / 13))], 3 * (y * w + x));
     }
   }
+  return rgb;
+}
+
+test('resizing agrees with Pillow\'s bilinear (the training transform\'s convention)', { skip: pythonMissing() }, async (t) => {
+  const w = 200;
+  const h = 150;
+  const rgb = scene(w, h);
   const png = await sharp(rgb, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
   await withTempDir(async (dir) => {
     await writeFile(dir.file('src.png'), png);
@@ -171,4 +178,99 @@ test('resizing agrees with Pillow\'s bilinear (the training transform\'s convent
       assert.ok(worst <= maxDiff && sum / pil.length <= meanDiff, `${W}x${H}: max ${worst}, mean ${sum / pil.length}`);
     }
   });
+});
+
+/**
+ * The files real cameras and datasets hold beyond 8-bit RGB, each made at `w` × `h` from the
+ * scene: alpha with colours stored under transparent pixels, palettes with a transparent entry,
+ * CMYK, colour profiles, 16-bit samples, Adam7 interlacing, an EXIF orientation.
+ */
+async function unusualImages(w: number, h: number): Promise<[string, Buffer][]> {
+  const rgb = scene(w, h);
+  const rgba = Buffer.alloc(w * h * 4);
+  const greyAlpha = Buffer.alloc(w * h * 2);
+  // 16-bit grey whose low bytes decide the rounding: g·256 + 255 is g + (255 − g)/257 in 8 bits,
+  // which the toolchain rounds up to g + 1 (g ≤ 126) and keeping the high byte leaves at g.
+  const grey16 = new Uint16Array(w * h);
+  for (let i = 0; i < w * h; i++) {
+    const x = i % w;
+    const y = Math.floor(i / w);
+    // Transparent left third, half-transparent middle, opaque right third; the colours stay.
+    const alpha = x < w / 3 ? 0 : x < (2 * w) / 3 ? 100 + (y % 50) : 255;
+    rgb.copy(rgba, 4 * i, 3 * i, 3 * i + 3);
+    rgba[4 * i + 3] = alpha;
+    greyAlpha[2 * i] = rgb[3 * i]!;
+    greyAlpha[2 * i + 1] = alpha;
+    grey16[i] = (rgb[3 * i]! >> 1) * 256 + 255;
+  }
+  const of = (data: Buffer, channels: 2 | 3 | 4) => sharp(data, { raw: { width: w, height: h, channels } });
+  return [
+    ['RGBA PNG with transparent and half-transparent pixels', await of(rgba, 4).png().toBuffer()],
+    ['grey+alpha PNG', await of(greyAlpha, 2).png().toBuffer()],
+    ['palette PNG with transparent entries', await of(rgba, 4).png({ palette: true, dither: 0 }).toBuffer()],
+    ['RGBA WebP', await of(rgba, 4).webp({ lossless: true, exact: true }).toBuffer()],
+    ['CMYK JPEG', await of(rgb, 3).toColourspace('cmyk').jpeg({ quality: 95 }).toBuffer()],
+    ['Display P3 PNG (ICC profile)', await of(rgb, 3).withIccProfile('p3').png().toBuffer()],
+    ['Display P3 JPEG (ICC profile)', await of(rgb, 3).withIccProfile('p3').jpeg({ quality: 95 }).toBuffer()],
+    ['16-bit grey PNG', await sharp(grey16, { raw: { width: w, height: h, channels: 1 } }).toColourspace('grey16').png().toBuffer()],
+    ['16-bit RGB PNG', await of(rgb, 3).toColourspace('rgb16').png().toBuffer()],
+    ['interlaced PNG', await of(rgb, 3).png({ progressive: true }).toBuffer()],
+    ['JPEG with EXIF orientation 6 (rotate 90°)', await of(rgb, 3).jpeg({ quality: 95 }).withMetadata({ orientation: 6 }).toBuffer()],
+  ];
+}
+
+test('unusual images give the toolchain\'s tensor on both daemon paths (alpha, palettes, CMYK, ICC, 16-bit, EXIF)', { skip: pythonMissing() }, async (t) => {
+  // Normalized as the edge config does (x/256), so a tensor value times 256 is a grey level.
+  const levels: InputSpec = { ...imagenetInputSpec(64, 48), scale: 1 / 256, mean: [0, 0, 0], std: [1, 1, 1] };
+  const native = nativePreprocessor();
+  const paths: [string, (f: Frame) => Promise<Float32Array>][] = [['sharp', (f) => preprocessFrame(f, levels)]];
+  if (native.preprocessor) paths.push(['native', (f) => native.preprocessor(f, levels)]);
+  else t.diagnostic(`native path not checked: ${native.reason}`);
+  // [width, height, worst allowed level difference, mean allowed]: at the input size only the
+  // decode can differ. Resizing adds libvips' shrink against Pillow's (up to 5 levels where JPEG
+  // ringing meets the scene's edges, same pixels in) and the native kernel's unrounded output
+  // (a quarter of a level on average); a wrong decode is 15 to 200 levels off, or 1 everywhere.
+  const sizes = [[64, 48, 1, 0.02], [160, 120, 6, 0.5], [40, 30, 1, 0.3]] as const;
+  await withTempDir(async (dir) => {
+    const files: [string, string, (typeof sizes)[number]][] = [];
+    for (const size of sizes) {
+      for (const [what, data] of await unusualImages(size[0], size[1])) {
+        const file = dir.file(`${files.length}.img`);
+        await writeFile(file, data);
+        files.push([`${what}, ${size[0]}x${size[1]}`, file, size]);
+      }
+    }
+    runPython([REFERENCE_PY, 'tensor', JSON.stringify(levels), ...files.map(([, file]) => file)]);
+    const failures: string[] = [];
+    for (const [what, file, [, , maxDiff, meanDiff]] of files) {
+      const want = new Float32Array((await readFile(`${file}.f32`)).buffer.slice(0));
+      for (const [path, run] of paths) {
+        const got = await run(frame('encoded', await readFile(file), 0, 0));
+        assert.equal(got.length, want.length, what);
+        let worst = 0;
+        let sum = 0;
+        for (let i = 0; i < want.length; i++) {
+          const d = Math.abs(got[i]! - want[i]!) * 256;
+          worst = Math.max(worst, d);
+          sum += d;
+        }
+        const line = `${what}, ${path}: max ${worst.toFixed(1)}, mean ${(sum / want.length).toFixed(3)} levels from the toolchain`;
+        t.diagnostic(line);
+        if (worst > maxDiff + 1e-3 || sum / want.length > meanDiff) failures.push(line);
+      }
+    }
+    assert.deepEqual(failures, []);
+  });
+});
+
+test('an rgba frame shrinks to the pixels of its rgb24 twin, whatever its alpha (not premultiplied)', async () => {
+  const [w, h] = [96, 72];
+  const rgb = scene(w, h);
+  const rgba = Buffer.alloc(w * h * 4);
+  for (let i = 0; i < w * h; i++) {
+    rgb.copy(rgba, 4 * i, 3 * i, 3 * i + 3);
+    rgba[4 * i + 3] = (i % w) < w / 2 ? 0 : 90;
+  }
+  const want = await preprocessFrame(frame('rgb24', rgb, w, h), spec);
+  assertClose(await preprocessFrame(frame('rgba', rgba, w, h), spec), want, 'shrunk rgba');
 });
