@@ -8,8 +8,9 @@
  * resizing in C++ costs 1.6–1.9 ms.
  *
  * Every chunk's CRC is checked, so a corrupt or truncated file is refused with the chunk and
- * byte named. Images this path does not decode (palette, 16-bit, gray with alpha, interlaced,
- * an embedded ICC profile that sharp would apply) are handed back to sharp, unchanged.
+ * byte named. Images this path does not decode (palette, 16-bit, gray with alpha, interlaced)
+ * are handed back to sharp, unchanged. An embedded ICC profile is ignored here as everywhere
+ * in the daemon (the toolchain's Pillow ignores it too, image.ts), so it needs no hand-off.
  */
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
@@ -76,7 +77,6 @@ export function readPng(data: Buffer, origin: string): PngScanlinePlan | PngShar
   // zlib.crc32 arrived in Node 20.15; without it the CRCs cannot be checked here.
   if (typeof zlib.crc32 !== 'function') return { kind: 'sharp', why: `Node ${process.version} has no zlib.crc32` };
   let header: PngHeader | undefined;
-  let iccProfile = false;
   const idat: Buffer[] = [];
   for (let at = PNG_SIGNATURE.length; ; ) {
     if (at + 8 > data.length) fail(`the file ends at byte ${data.length}, inside a chunk header and before IEND`);
@@ -98,13 +98,10 @@ export function readPng(data: Buffer, origin: string): PngScanlinePlan | PngShar
       case 'IDAT':
         idat.push(body);
         break;
-      case 'iCCP':
-        iccProfile = true;
-        break;
       case 'PLTE':
         break;
       case 'IEND':
-        return plan(header!, idat, iccProfile, fail); // header is set: the first chunk was IHDR
+        return plan(header!, idat, fail); // header is set: the first chunk was IHDR
       default:
         // Bit 5 of the first byte clear (an upper-case letter) marks a chunk a decoder must understand.
         if (!(type.charCodeAt(0) & 0x20)) fail(`unknown critical chunk "${type}" at byte ${at}`);
@@ -127,14 +124,13 @@ function parseHeader(body: Buffer, fail: (message: string) => never): PngHeader 
   return { width, height, depth, colour, interlace };
 }
 
-function plan(header: PngHeader, idat: Buffer[], iccProfile: boolean, fail: (message: string) => never): PngScanlinePlan | PngSharpPlan {
+function plan(header: PngHeader, idat: Buffer[], fail: (message: string) => never): PngScanlinePlan | PngSharpPlan {
   if (idat.length === 0) fail('no IDAT chunk before IEND');
   const { width, height, depth, colour, interlace } = header;
   const channels = FAST_CHANNELS[colour];
   const kind = `${depth}-bit ${COLOUR_NAMES[colour]}`;
   if (channels === undefined || depth !== 8) return { kind: 'sharp', why: `${kind} image` };
   if (interlace === 1) return { kind: 'sharp', why: 'interlaced image' };
-  if (iccProfile) return { kind: 'sharp', why: 'embedded ICC profile' };
   if (width > MAX_SIDE || height > MAX_SIDE) return { kind: 'sharp', why: `${width}x${height} is larger than ${MAX_SIDE} on a side` };
   if (width * height > MAX_PIXELS) return { kind: 'sharp', why: `${width}x${height} is more than ${MAX_PIXELS} pixels` };
   return { kind: 'scanlines', width, height, channels, idat };
