@@ -9,7 +9,7 @@ import { basename, dirname } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { isDeepStrictEqual } from 'node:util';
 import YAML from 'yaml';
-import { FileWriteError, writeFileAtomic } from '../util/atomic-write.js';
+import { FileWriteError, removeLeftoverTemps, writeFileAtomic } from '../util/atomic-write.js';
 import { errorMessage } from '../util/log.js';
 import { setIn } from './env.js';
 import { ConfigError, formatKeyPath, valueAt } from './errors.js';
@@ -191,6 +191,16 @@ export class ConfigStore {
         return { ok: false, error: errorMessage(err) };
       }
     });
+  }
+
+  /**
+   * Deletes the temp files that saves of the config file (set with persist) left beside it when
+   * the daemon was killed during them; in turn with saves, so that none of this process's is
+   * taken for one. Returns the files deleted.
+   */
+  removeLeftoverTemps(): Promise<string[]> {
+    const file = this.#loaded.file;
+    return this.#serial(async () => (file === undefined ? [] : removeLeftoverTemps(file)));
   }
 
   /**

@@ -22,6 +22,7 @@ import { thresholdProblems } from '../scoring/decide.js';
 import { MetricsExporter } from '../telemetry/index.js';
 import { CameraSeq } from '../scoring/seq.js';
 import { dropOrphanedOpenEvents, OpenEventFile } from '../scoring/open-event.js';
+import { removeLeftoverTemps } from '../util/atomic-write.js';
 import { memoryAllocator } from '../util/allocator.js';
 import { errorMessage, type Logger } from '../util/log.js';
 import { CameraPipeline } from './camera-pipeline.js';
@@ -137,6 +138,8 @@ export class Daemon {
       // Each camera's open event, kept so that one a crash leaves open is ended at the next start.
       const openEvents = await Promise.all(config.cameras.map((camera) => OpenEventFile.open(config.stateDir, camera.name)));
       for (const line of await dropOrphanedOpenEvents(config.stateDir, config.cameras.map((c) => c.name))) log.warn(line);
+      // Before anything is saved: a kill during an earlier save left its temp copy behind.
+      await this.#removeLeftoverTemps([...seqs.map((s) => s.file), ...openEvents.map((e) => e.file)]);
 
       const link = await this.#parts.createLink(config, () => ({ name: detector.manifest.name, version: detector.manifest.version }), log.child('mqtt'));
       this.#link = link;
@@ -225,6 +228,16 @@ export class Daemon {
       await models.reset();
       return { detector: await this.#parts.openDetector(models.configured, inference, log.child('inference')), recovery: broken };
     }
+  }
+
+  /**
+   * Deletes the temp files that saves of the config file and of `files` (state files under
+   * stateDir) left when the daemon was killed during them, naming each in the log.
+   */
+  async #removeLeftoverTemps(files: readonly string[]): Promise<void> {
+    const removed = [...(await this.#store.removeLeftoverTemps())];
+    for (const file of files) removed.push(...(await removeLeftoverTemps(file)));
+    for (const path of removed) this.#log.info(`${path}: deleted, the temp copy of a save that the last run did not finish (it ended during it)`);
   }
 
   /**

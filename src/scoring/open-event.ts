@@ -17,7 +17,7 @@
 import { open, readdir, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { readStateFile, writeFileAtomic } from '../util/atomic-write.js';
+import { readStateFile, removeLeftoverTemps, writeFileAtomic } from '../util/atomic-write.js';
 import { errorMessage } from '../util/log.js';
 
 /** One JSON line padded with spaces: camera names are at most 64 characters, so an id at most 81. */
@@ -140,6 +140,7 @@ export async function dropOrphanedOpenEvents(stateDir: string, cameras: readonly
     const what = left.left ? `event ${left.left.id} (peak ${left.left.peak_score.toFixed(4)}, ${left.left.frames} frames, last seen ${left.left.ts})` : 'an open event';
     try {
       await rm(file, { force: true });
+      await removeLeftoverTemps(file);
       lines.push(`${file}: ${what} of camera ${camera}, which the config no longer has, was left open when the daemon last ended; its end is not sent, and the file is removed`);
     } catch (err) {
       lines.push(`${file}: ${what} of camera ${camera}, which the config no longer has, was left open; the file could not be removed (${errorMessage(err)})`);

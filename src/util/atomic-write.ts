@@ -5,7 +5,7 @@
  * rename itself durable).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { errorMessage } from './log.js';
 
@@ -46,10 +46,54 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
   }
 }
 
+/** The temp file a replacement of `file` writes first: `.<name>.<pid>.<8 hex digits>.tmp` beside it. */
+const tempName = (file: string): string => `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+const TEMP_NAME = /^\.(.+)\.(\d+)\.[0-9a-f]{8}\.tmp$/;
+
+/**
+ * Deletes the temp files that replacements of `file` left beside it when their process died
+ * between creating the temp file and renaming it (a SIGKILL, an OOM kill, a power cut): no
+ * later replacement reuses their random names, so each such death would leave one more for
+ * good. Call it before this process replaces `file` for the first time. A temp file of
+ * another process that is still running is left alone; one named with this process's id
+ * cannot be in flight yet, so it is a leftover of an earlier run that had the same id (a
+ * container's daemon is often pid 1 at every start). Returns the files deleted, for the log;
+ * a folder that cannot be read or a file that cannot be deleted is skipped (it costs only
+ * disk space).
+ */
+export async function removeLeftoverTemps(file: string): Promise<string[]> {
+  const dir = dirname(file);
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const removed: string[] = [];
+  for (const name of names) {
+    const match = TEMP_NAME.exec(name);
+    if (match?.[1] !== basename(file) || processRunning(Number(match[2]))) continue;
+    const path = join(dir, name);
+    try {
+      await rm(path, { force: true });
+      removed.push(path);
+    } catch {
+      // Left for the next start.
+    }
+  }
+  return removed;
+}
+
+/** Whether `pid` is a process other than this one that is running now (EPERM: it runs, under another user). */
+function processRunning(pid: number): boolean {
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 async function replace(file: string, data: string | Uint8Array): Promise<void> {
   const dir = dirname(file);
   await mkdir(dir, { recursive: true });
-  const temp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const temp = join(dir, tempName(file));
   const handle = await open(temp, 'w', 0o644);
   try {
     await handle.writeFile(data);

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ManifestSchema, type Manifest } from '../../src/bundle/manifest.js';
 import { openDetector } from '../../src/inference/index.js';
@@ -15,7 +16,7 @@ import { CameraSeq } from '../../src/scoring/seq.js';
 import { scoreImages } from '../../src/inference/files.js';
 import { describeRegion } from '../../src/scoring/decide.js';
 import { CameraTelemetrySchema, CommandReplySchema, EventPayloadSchema, ScorePayloadSchema, TelemetryPayloadSchema } from '../../src/mqtt/topics.js';
-import { Mosquitto, MqttCollector, spawnCli, tempDir, WallClock, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
+import { Mosquitto, MqttCollector, spawnCli, spawnProcess, tempDir, WallClock, type ChildHandle, type ReceivedMessage, type TempDir } from '../harness/index.js';
 import { writeSyntheticBundle } from '../inference/synthetic-bundle.js';
 import { CORRUPT_PNG, testBundle, testFrames, writeOneCameraConfig, writeStuckCameraConfig } from './fixtures.js';
 
@@ -486,6 +487,52 @@ test("EXPECTED FAILURE - at start a torn open-event file is reported once and re
       assert.deepEqual(await readdir(scratch.file('state', 'events')), [], 'both files are gone');
       assert.equal(sub.on('moead/orphan/old-cam/event').length, 0, 'nothing is published for a camera that is gone');
       assert.equal(child.output().split("not a record of camera cam1's open event").length - 1, 1, 'said once');
+    } finally {
+      await child.stop();
+      await sub.close();
+    }
+  } finally {
+    await scratch.remove();
+  }
+});
+
+test('the temp copies that saves of the seq file, the open-event file and the config file leave when the daemon is killed between writing and renaming them are deleted at the next start', async () => {
+  const scratch = await tempDir();
+  try {
+    const state = scratch.file('state');
+    const file = await writeOneCameraConfig(scratch.file('temps.yaml'), {
+      stateDir: state,
+      camera: { name: 'cam1', path: dir.file('frames'), fps: 8 },
+      model: (await testBundle(dir.path)).dir,
+      broker: broker.url,
+      device: 'temps',
+    });
+    // What writeFileAtomic leaves when its process dies before the rename: `.<name>.<pid>.<random>.tmp`,
+    // named with the id of a process that is gone now.
+    const gone = spawnProcess('true', []);
+    await gone.exited;
+    const deadPid = String(gone.pid);
+    const leftovers = [
+      scratch.file('state', 'seq', `.cam1.json.${deadPid}.0a1b2c3d.tmp`),
+      scratch.file('state', 'events', `.cam1.json.${deadPid}.4e5f6a7b.tmp`),
+      scratch.file(`.temps.yaml.${deadPid}.8c9d0e1f.tmp`),
+    ];
+    // Not leftovers: a save by a process still running (this one), and a temp file of another file.
+    const kept = [scratch.file(`.temps.yaml.${process.pid}.2a3b4c5d.tmp`), scratch.file(`.other.yaml.${deadPid}.6e7f8091.tmp`)];
+    await mkdir(scratch.file('state', 'seq'), { recursive: true });
+    await mkdir(scratch.file('state', 'events'), { recursive: true });
+    for (const path of [...leftovers, ...kept]) await writeFile(path, '{"camera":"cam1"');
+    const sub = await MqttCollector.connect(broker.url, 'moead/temps/#');
+    const child = spawnCli(['run', '--config', file]);
+    try {
+      await sub.waitForCount('moead/temps/cam1/score', 2, { timeoutMs: 30_000 });
+      child.signal('SIGTERM');
+      assert.equal((await child.waitForExit(15_000)).code, 0, child.output());
+      const temps = async (folder: string) => (await readdir(folder)).filter((n) => n.endsWith('.tmp')).sort();
+      assert.deepEqual(await temps(scratch.file('state', 'seq')), []);
+      assert.deepEqual(await temps(scratch.file('state', 'events')), []);
+      assert.deepEqual(await temps(scratch.path), kept.map((p) => basename(p)).sort());
+      for (const path of leftovers) assert.ok(child.output().includes(`${path}: deleted, the temp copy of a save that the last run did not finish`), child.output());
     } finally {
       await child.stop();
       await sub.close();
