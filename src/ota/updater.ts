@@ -146,20 +146,33 @@ export class ModelUpdater {
   }
 
   /**
-   * Accepts an update and runs it in the background (its steps go to `report`). Throws,
+   * Accepts an update and runs it in the background (its steps go to `report`). Rejects,
    * changing nothing, when another update or a probation is under way, when no key is
-   * trusted, or when the URL is not http(s).
+   * trusted, when the URL is not http(s), or when the update's mark (update.json) cannot be
+   * saved. It resolves only once that mark is on disk: an update accepted, and reported as
+   * downloading, by a daemon killed right after always gets its `failed` at the next start,
+   * where one accepted before its mark was saved got no word at all.
    */
-  update(request: UpdateRequest): { accepted: true; url: string } {
+  async update(request: UpdateRequest): Promise<{ accepted: true; url: string }> {
     this.#refuseWhileBusy();
     const base = checkUpdateUrl(request.url);
     if (this.#deps.config().trustedKeys.length === 0) throw new Error('ota.trustedKeys is empty: this device accepts no update until the fleet signing key is configured');
     this.#busy = { request: request.id, step: 'downloading' };
+    const marked = this.#deps.store.beginUpdate(request.id);
+    // Tracked from the mark on, so that a stop meanwhile waits for the update to cancel and unmark itself.
     void this.#track(
-      this.#update(request, base).finally(() => {
-        this.#busy = undefined;
-      }),
+      marked
+        .then(
+          () => this.#update(request, base),
+          () => undefined,
+        )
+        .finally(() => {
+          this.#busy = undefined;
+        }),
     );
+    await marked.catch((err: unknown) => {
+      throw new Error(`update ${request.id} not begun: ${errorMessage(err)}`, { cause: err });
+    });
     return { accepted: true, url: base.href };
   }
 
@@ -249,9 +262,8 @@ export class ModelUpdater {
     const step = (state: OtaStatus['state'], extra: Partial<OtaStatus> = {}) => this.#report({ state, request: request.id, running: running(), target, ...extra });
     let staging: string | undefined;
     try {
+      // Killed from here (update() saved the mark) to the switch, the next start reports this update failed, by its id.
       step('downloading', { message: `fetching ${base.href}` });
-      // Killed from here to the switch, the next start reports this update failed, by its id.
-      await store.beginUpdate(request.id);
       staging = await store.stagingFolder();
       const { manifest, bytes } = await this.#fetchSigned(base, staging);
       target = modelOf(manifest);

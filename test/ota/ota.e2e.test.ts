@@ -152,7 +152,7 @@ async function waitFor(done: () => boolean, describe: () => string): Promise<voi
 /** Runs one update to its end in an in-process updater; returns its last status. */
 async function updateInProcess(updater: ModelUpdater, seen: OtaStatus[], request: UpdateRequest): Promise<OtaStatus> {
   const from = seen.length;
-  updater.update(request);
+  await updater.update(request);
   const ended = () => seen.slice(from).find((s) => s.request === request.id && ['active', 'failed', 'rolled_back'].includes(s.state));
   await waitFor(() => ended() !== undefined, () => JSON.stringify(seen.slice(from)));
   return ended() as OtaStatus;
@@ -423,6 +423,28 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
     }
   });
 
+  test('EXPECTED FAILURE - an update whose mark (update.json) cannot be saved is refused in its reply, with nothing reported as downloading: accepted means a kill from then on is reported by its id', async () => {
+    const url = await serveBundle('unmarked', { edit: bump('9.6.8') });
+    const seen: OtaStatus[] = [];
+    const { store, updater, live } = await inProcessUpdater('unmarked-state', 60, (s) => seen.push(s));
+    try {
+      updater.start(undefined);
+      // A folder where the mark goes: it cannot be replaced, as a full or read-only disk would refuse it.
+      const mark = join(store.dir, 'update.json');
+      await mkdir(join(mark, 'blocked'), { recursive: true });
+      await assert.rejects(async () => updater.update({ id: 'm1', url }), /^Error: update m1 not begun: .*update\.json: /);
+      assert.deepEqual(seen.filter((s) => s.request === 'm1'), [], 'no step of an update that was not accepted');
+      // Accepted once the mark is saved, so the next start can name it if the daemon dies now.
+      await rm(mark, { recursive: true });
+      assert.deepEqual(await updater.update({ id: 'm2', url }), { accepted: true, url });
+      assert.deepEqual(JSON.parse(await readFile(mark, 'utf8')), { request: 'm2' });
+      await waitFor(() => seen.some((s) => s.request === 'm2' && ['probation', 'failed'].includes(s.state)), () => JSON.stringify(seen));
+    } finally {
+      await updater.stop();
+      await live.close();
+    }
+  });
+
   test('bad health on probation returns to the model before', async () => {
     // A model that passes validation but answers in 0.3 s or more, past inference.stuckTimeoutS.
     const slow = dir.file('slow');
@@ -461,7 +483,7 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
     const { updater, live, first } = await inProcessUpdater('in-process-state', 60, (s) => seen.push({ state: s.state, spared: updater.inferenceThreadIds(), inForce: live.inferenceThreadIds() ?? [] }));
     try {
       updater.start(undefined);
-      updater.update({ id: 'p1', url });
+      await updater.update({ id: 'p1', url });
       await waitFor(() => seen.some((s) => s.state === 'probation' || s.state === 'failed'), () => JSON.stringify(seen));
       const at = (state: OtaStatus['state']) => seen.find((s) => s.state === state);
       const firstThreads = first.inferenceThreadIds() ?? [];
@@ -530,7 +552,7 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
     const { updater, live } = await inProcessUpdater('stop-rollback-state', 60, (s) => seen.push(s));
     try {
       updater.start(undefined);
-      updater.update({ id: 'r1', url });
+      await updater.update({ id: 'r1', url });
       await waitFor(() => seen.some((s) => s.state === 'probation' || s.state === 'failed'), () => JSON.stringify(seen));
       let rolledBack = false;
       const rollback = updater.rollBack('rb').then(() => {
@@ -545,7 +567,7 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
       // The model before, kept open through probation, is in force again: stop() must not have closed it.
       assert.equal((await live.infer(await live.prepare(await aFrame()))).manifest.version, shipped.version);
       await assert.rejects(updater.rollBack('late'), /the model updater is stopped/);
-      assert.throws(() => updater.update({ id: 'late', url }), /the model updater is stopped/);
+      await assert.rejects(updater.update({ id: 'late', url }), /the model updater is stopped/);
     } finally {
       await updater.stop();
       await live.close();
@@ -593,7 +615,7 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
     const { store, updater, live } = await inProcessUpdater(basename(stateDir), 1, (s) => seen.push(s), { log: createLogger('ota', 'warn', (l) => lines.push(l)), confirmRetryMs });
     const stateFile = join(store.dir, 'state.json');
     updater.start(undefined);
-    updater.update({ id: version, url });
+    await updater.update({ id: version, url });
     await waitFor(() => seen.some((s) => s.state === 'probation' || s.state === 'failed'), () => JSON.stringify(seen));
     const saved = await readFile(stateFile);
     await rm(stateFile);
@@ -613,7 +635,7 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
       assert.equal(updater.status().state, 'probation', JSON.stringify(updater.status()));
       assert.match(updater.status().message ?? '', /passed 1 s of probation, but its end was not saved \(\S+\/models\/state\.json: EISDIR.*\); still watching, saving again in 0\.5 s/);
       assert.equal(updater.probationOrRollback(), true, 'the reopener must leave the model to the probation');
-      assert.throws(() => updater.update({ id: 'u2', url }), /is on probation/);
+      await assert.rejects(updater.update({ id: 'u2', url }), /is on probation/);
       assert.ok(!seen.some((s) => s.state === 'active' && s.request === '9.4.5'), 'not active before its end is saved');
       // The next try saves it, and the model before is closed.
       await repair();
@@ -651,7 +673,7 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
       assert.equal(live.manifest.version, '9.4.7', 'nothing was rolled back');
       assert.equal(updater.status().state, 'probation');
       assert.equal(updater.probationOrRollback(), true, 'still under watch: the reopener must leave the model to the probation');
-      assert.throws(() => updater.update({ id: 'u3', url: 'http://127.0.0.1:1/x/' }), /is on probation/);
+      await assert.rejects(updater.update({ id: 'u3', url: 'http://127.0.0.1:1/x/' }), /is on probation/);
       // A stop finds the probation and leaves it to resume; dropped, the next start would roll back.
       await repair();
       await updater.stop();
@@ -723,7 +745,7 @@ describe('over-the-air model updates', { skip: shippedPresent ? false : 'the shi
       try {
         updater.start(undefined);
         if (whose === 'the model before') abandoned = await live.prepare(await aFrame());
-        updater.update({ id: 'h1', url });
+        await updater.update({ id: 'h1', url });
         await waitFor(() => seen.some((s) => s.state === 'probation' || s.state === 'failed'), () => JSON.stringify(seen));
         assert.equal(seen.at(-1)?.state, 'probation', JSON.stringify(seen));
         if (whose === 'the new model') abandoned = await live.prepare(await aFrame());
