@@ -21,8 +21,12 @@
  *
  * Space: a segment is closed past segmentBytes. Closed segments are deleted from the oldest
  * while every put they hold is resolved (only a prefix, so an ack record is never deleted
- * before the put it resolves). When a long-pending message pins old segments, the pending
- * messages are rewritten into one fresh segment (compaction) and the old ones deleted.
+ * before the put it resolves) and none holds the newest put of a topic: that one, delivered or
+ * not, is what the next open tells a camera about the seq and event the previous run queued
+ * (lastPutAtOpen), and a SIGKILL may come after the broker acknowledged it but before the
+ * camera's own files recorded it. When a long-pending message pins old segments, the pending
+ * messages (and each topic's newest put, with its ack if it has one) are rewritten into one
+ * fresh segment (compaction) and the old ones deleted.
  *
  * A full disk (or any other write error) never makes a put, ack or drop throw: the daemon
  * keeps scoring and delivering. A put the disk refused stays queued in memory only (`unsaved`:
@@ -98,8 +102,10 @@ export class Outbox {
   readonly #inflight = new Set<number>();
   /** Refused for now by the broker (e.g. quota exceeded): not sent again until the next session. */
   readonly #parked = new Set<number>();
-  /** Unresolved puts per segment number. */
+  /** Unresolved puts, and each topic's newest put (see #newest), per segment number. */
   readonly #liveBySegment = new Map<number, number>();
+  /** The newest put of each topic (resolved or not) and the segment that holds it: kept on disk until a newer one is. */
+  readonly #newest = new Map<string, Pending>();
   #segments: number[] = [];
   #fd = -1;
   #activeBytes = 0;
@@ -182,6 +188,7 @@ export class Outbox {
     const message: Pending = { id: this.#nextId++, kind, topic, payload, segment: this.#active() };
     // Tracked before the append: a rotation inside it must see this put as live in its segment.
     this.#track(message);
+    this.#pinNewest({ ...message });
     if (!this.#append(putRecord(message))) {
       this.#unsaved.add(message.id);
       this.#diskError = this.#lastWriteError;
@@ -268,6 +275,7 @@ export class Outbox {
     }).sort((a, b) => a - b);
     const resolved = new Set<number>();
     const puts = new Map<number, Pending>();
+    const newest = new Map<string, Pending>();
     let maxId = -1;
     for (const n of numbers) {
       const path = join(this.#dir, segmentName(n));
@@ -294,7 +302,10 @@ export class Outbox {
           // A put seen twice (compaction interrupted before old segments were deleted) keeps its first segment.
           if (!resolved.has(rec.i) && !puts.has(rec.i)) puts.set(rec.i, { id: rec.i, kind: rec.k, topic: rec.t, payload: rec.p, segment: n });
           // By id, not by file order: compaction rewrites old puts into a newer segment.
-          if (rec.i >= (this.#lastPutAtOpen.get(rec.t)?.id ?? -1)) this.#lastPutAtOpen.set(rec.t, { id: rec.i, payload: rec.p });
+          if (rec.i >= (this.#lastPutAtOpen.get(rec.t)?.id ?? -1)) {
+            this.#lastPutAtOpen.set(rec.t, { id: rec.i, payload: rec.p });
+            newest.set(rec.t, { id: rec.i, kind: rec.k, topic: rec.t, payload: rec.p, segment: n });
+          }
         } else {
           resolved.add(rec.i);
           puts.delete(rec.i);
@@ -304,6 +315,7 @@ export class Outbox {
     this.#segments = numbers;
     this.#nextId = maxId + 1;
     for (const m of [...puts.values()].sort((a, b) => a.id - b.id)) this.#track(m);
+    for (const m of newest.values()) this.#pinNewest(m);
     // Appends always go to a fresh segment: the last one may have been written by a process
     // that died, and starting anew keeps "prefix of resolved segments" simple to reason about.
     this.#rotate();
@@ -312,6 +324,17 @@ export class Outbox {
   #track(m: Pending): void {
     this.#pending.set(m.id, m);
     if (m.kind === 'score') this.#scoreIds.push(m.id);
+    this.#countLive(m.segment, +1);
+  }
+
+  /**
+   * Makes `m` its topic's newest put: its segment stays until a newer put of the topic is
+   * written (the one before is let go), whether or not the broker has acknowledged it.
+   */
+  #pinNewest(m: Pending): void {
+    const before = this.#newest.get(m.topic);
+    if (before !== undefined) this.#countLive(before.segment, -1);
+    this.#newest.set(m.topic, m);
     this.#countLive(m.segment, +1);
   }
 
@@ -417,6 +440,9 @@ export class Outbox {
     this.#countLive(m.segment, -1);
     m.segment = segment;
     this.#countLive(segment, +1);
+    // Written again into `segment`, it is the newest of its topic there (a put the disk refused may be one).
+    const newest = this.#newest.get(m.topic);
+    if (newest?.id === m.id) this.#pinNewest({ ...newest, segment });
   }
 
   #syncNow(): void {
@@ -451,9 +477,11 @@ export class Outbox {
   #compact(): void {
     const active = this.#active();
     let bytes = 0;
+    // Each topic's newest put that is already resolved goes forward too, with an ack so that it is not sent again.
+    const resolvedNewest = [...this.#newest.values()].filter((m) => !this.#pending.has(m.id));
+    const lines = [...[...this.#pending.values()].map(putRecord), ...resolvedNewest.flatMap((m): OutboxRecord[] => [putRecord(m), { o: 'a', i: m.id }])].map(recordLine);
     try {
-      for (const m of this.#pending.values()) {
-        const line = recordLine(putRecord(m));
+      for (const line of lines) {
         this.#writeAll(line);
         bytes += line.length;
       }
@@ -469,7 +497,9 @@ export class Outbox {
     for (const m of this.#pending.values()) m.segment = active;
     // Every pending put is on disk now, the unsaved ones included.
     this.#unsaved.clear();
-    if (this.#pending.size > 0) this.#liveBySegment.set(active, this.#pending.size);
+    for (const m of this.#newest.values()) m.segment = active;
+    const live = this.#pending.size + this.#newest.size;
+    if (live > 0) this.#liveBySegment.set(active, live);
     for (const n of this.#segments.slice(0, -1)) unlinkSync(join(this.#dir, segmentName(n)));
     this.#segments = [active];
     this.#syncDir();

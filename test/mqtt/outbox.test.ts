@@ -7,6 +7,11 @@ import { withSmallDisk, withTempDir } from '../harness/index.js';
 
 const opts = (over: Partial<OutboxOptions> = {}): OutboxOptions => ({ maxMessages: 1000, segmentBytes: 1 << 20, fsyncMs: 0, ...over });
 const seqOf = (payload: string): number => (JSON.parse(payload) as { seq: number }).seq;
+/** The seq of the newest message of `topic` in the files at open; undefined when there is none. */
+const newestSeq = (box: Outbox, topic: string): number | undefined => {
+  const payload = box.lastPutAtOpen(topic);
+  return payload === undefined ? undefined : seqOf(payload);
+};
 const seqs = (box: Outbox): number[] => box.take(1_000_000).map((m) => seqOf(m.payload));
 
 test('messages survive a reopen, in order, and acknowledged ones do not come back', () =>
@@ -38,6 +43,41 @@ test('a reopen knows the newest message of each topic in the files, delivered or
     assert.equal(seqOf(b.lastPutAtOpen('t/event')!), 100);
     assert.equal(b.lastPutAtOpen('t/other'), undefined);
     b.close();
+  }));
+
+test('the newest put of each topic stays in the files after the broker acknowledged it, through rotations and compactions, so a reopen after a kill still names it', () =>
+  withTempDir(async (dir) => {
+    // Segments so small that every put closes one: each acknowledged put's segment is then
+    // resolved at once, as happens now and then with any segment size. A camera saves its seq
+    // after queueing the score, so a kill right after the ack leaves the queue's files as the
+    // only record of the seq that went out.
+    const small = opts({ segmentBytes: 256 });
+    const a = Outbox.open(dir.path, small);
+    a.put('event', 't/event', JSON.stringify({ seq: 100 }));
+    for (let seq = 0; seq < 40; seq++) {
+      a.put('score', 't/score', JSON.stringify({ seq, pad: 'x'.repeat(40) }));
+      for (const m of a.take(10)) a.ack(m.id);
+    }
+    assert.equal(a.size, 0);
+    const files = () => readdirSync(dir.path).filter((f) => f.endsWith('.log'));
+    assert.ok(files().length <= 5, `segments stay bounded: ${files().join(', ')}`);
+    // No close(): killed.
+    const b = Outbox.open(dir.path, small);
+    assert.equal(newestSeq(b, 't/score'), 39);
+    assert.equal(newestSeq(b, 't/event'), 100);
+    assert.deepEqual(seqs(b), [], 'kept as a record only: nothing acknowledged is sent again');
+    for (let seq = 40; seq < 45; seq++) {
+      b.put('score', 't/score', JSON.stringify({ seq, pad: 'x'.repeat(40) }));
+      for (const m of b.take(10)) b.ack(m.id);
+    }
+    const c = Outbox.open(dir.path, small);
+    assert.equal(newestSeq(c, 't/score'), 44);
+    assert.equal(newestSeq(c, 't/event'), 100, 'a quiet topic keeps its newest put through the compactions of the others');
+    assert.deepEqual(seqs(c), []);
+    assert.ok(files().length <= 6, `segments stay bounded: ${files().join(', ')}`);
+    c.close();
+    b.close();
+    a.close();
   }));
 
 test('a reopen without close (the process was killed) keeps every put', () =>
