@@ -235,8 +235,7 @@ export class Daemon {
    * stateDir) left when the daemon was killed during them, naming each in the log.
    */
   async #removeLeftoverTemps(files: readonly string[]): Promise<void> {
-    const removed = [...(await this.#store.removeLeftoverTemps())];
-    for (const file of files) removed.push(...(await removeLeftoverTemps(file)));
+    const removed = [...(await this.#store.removeLeftoverTemps()), ...(await removeLeftoverTemps(...files))];
     for (const path of removed) this.#log.info(`${path}: deleted, the temp copy of a save that the last run did not finish (it ended during it)`);
   }
 

@@ -51,29 +51,31 @@ const tempName = (file: string): string => `.${basename(file)}.${process.pid}.${
 const TEMP_NAME = /^\.(.+)\.(\d+)\.[0-9a-f]{8}\.tmp$/;
 
 /**
- * Deletes the temp files that replacements of `file` left beside it when their process died
+ * Deletes the temp files that replacements of `files` left beside them when their process died
  * between creating the temp file and renaming it (a SIGKILL, an OOM kill, a power cut): no
  * later replacement reuses their random names, so each such death would leave one more for
- * good. Call it before this process replaces `file` for the first time. A temp file of
+ * good. Call it before this process replaces any of them for the first time. A temp file of
  * another process that is still running is left alone; one named with this process's id
  * cannot be in flight yet, so it is a leftover of an earlier run that had the same id (a
- * container's daemon is often pid 1 at every start). Returns the files deleted, for the log;
- * a folder that cannot be read or a file that cannot be deleted is skipped (it costs only
- * disk space).
+ * container's daemon is often pid 1 at every start). Each folder is read once. Returns the
+ * files deleted, for the log; a folder that cannot be read or a file that cannot be deleted
+ * is skipped (it costs only disk space).
  */
-export async function removeLeftoverTemps(file: string): Promise<string[]> {
-  const dir = dirname(file);
-  const names = await readdir(dir).catch(() => [] as string[]);
+export async function removeLeftoverTemps(...files: string[]): Promise<string[]> {
+  const byFolder = new Map<string, Set<string>>();
+  for (const file of files) byFolder.set(dirname(file), (byFolder.get(dirname(file)) ?? new Set()).add(basename(file)));
   const removed: string[] = [];
-  for (const name of names) {
-    const match = TEMP_NAME.exec(name);
-    if (match?.[1] !== basename(file) || processRunning(Number(match[2]))) continue;
-    const path = join(dir, name);
-    try {
-      await rm(path, { force: true });
-      removed.push(path);
-    } catch {
-      // Left for the next start.
+  for (const [dir, targets] of byFolder) {
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      const match = TEMP_NAME.exec(name);
+      if (match?.[1] === undefined || !targets.has(match[1]) || processRunning(Number(match[2]))) continue;
+      const path = join(dir, name);
+      try {
+        await rm(path, { force: true });
+        removed.push(path);
+      } catch {
+        // Left for the next start.
+      }
     }
   }
   return removed;
